@@ -1,0 +1,197 @@
+"""The musicid command line: thin commands over the library; heavy imports happen inside them."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from .errors import MusicIdError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Tell who composed a MIDI file, or that it is by nobody the index knows.")
+index_app = typer.Typer(no_args_is_help=True, help="Build and inspect an index.")
+app.add_typer(index_app, name="index")
+
+out = Console()
+err = Console(stderr=True)
+
+STAGES = {"render": "Rendering + features", "train": "Training embedder", "embed": "Embedding clips"}
+INDEX_OPT = typer.Option(None, "--index", "-i", help="Index directory [default: $MUSICID_INDEX or ./musicid-index].")
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err.print(f"[red]error:[/red] {message}", markup=True, highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Domain errors become one red line and exit 1; Ctrl-C exits 130 without a traceback."""
+    try:
+        yield
+    except MusicIdError as e:
+        _fail(str(e))
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        raise typer.Exit(130)
+
+
+@contextmanager
+def _progress(enabled: bool = True) -> Iterator[Callable[[str, int, int], None] | None]:
+    if not enabled:
+        yield None
+        return
+    bar = Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False)
+    tasks: dict[str, Any] = {}
+
+    def update(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(STAGES.get(stage, stage), total=total)
+        bar.update(tasks[stage], completed=done, total=total)
+
+    with bar:
+        yield update
+
+
+def _index_dir(index: Optional[Path]) -> Path:
+    from .index_store import default_index_dir
+    return index or default_index_dir()
+
+
+def _echo_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+@index_app.command("build")
+def index_build(
+    data_dir: Path = typer.Argument(..., help="Folder of <Composer>/*.mid subfolders."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Index directory to write [default: ./musicid-index]."),
+    soundfont: Optional[Path] = typer.Option(None, "--soundfont", help="SoundFont (.sf2) [default: TimGM6mb.sf2 from pretty_midi]."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Use this embedder checkpoint instead of training one."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Training epochs [default: 12]."),
+    workers: int = typer.Option(0, "--workers", min=0, help="Render processes [default: one per core]."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Render cache [default: $MUSICID_CACHE or ~/.cache/musicid]."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the render cache."),
+    as_json: bool = typer.Option(False, "--json", help="Print the build summary as JSON."),
+) -> None:
+    """Render, train the embedder, embed every clip and write the index."""
+    from dataclasses import replace
+
+    from .cache import default_cache_dir
+    from .indexer import BuildOptions, build_index
+    from .render import RenderSettings
+
+    with _errors():
+        opts = BuildOptions(render=RenderSettings(soundfont=str(soundfont.resolve()) if soundfont else ""),
+                            model_path=model, workers=workers,
+                            cache_dir=None if no_cache else (cache_dir or default_cache_dir()))
+        if epochs:
+            opts.train = replace(opts.train, epochs=epochs)
+        with _progress(not as_json) as progress:
+            report = build_index(data_dir, _index_dir(out_dir), opts, progress)
+    if as_json:
+        from dataclasses import asdict
+        _echo_json(asdict(report))
+        return
+    from .display import print_build_report
+    print_build_report(out, report)
+
+
+@index_app.command("info")
+def index_info(index: Optional[Path] = INDEX_OPT,
+               as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON.")) -> None:
+    """Show what an index holds: composers, tracks, clips, settings, threshold."""
+    from .index_store import load_store
+
+    with _errors():
+        store = load_store(_index_dir(index))
+    if as_json:
+        _echo_json(store.manifest)
+        return
+    from .display import print_index_info
+    print_index_info(out, store)
+
+
+@app.command("query")
+def query(
+    track: Path = typer.Argument(..., help="MIDI file to identify."),
+    index: Optional[Path] = INDEX_OPT,
+    k: int = typer.Option(10, "-k", min=1, help="Neighbours per clip in the vote."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Name the composer of one MIDI file, with confidence and novelty."""
+    from .query import QueryEngine
+
+    with _errors():
+        engine = QueryEngine.open(_index_dir(index))
+        result = engine.query(track, k)
+    if as_json:
+        _echo_json(result.as_dict())
+        return
+    from .display import print_query
+    print_query(out, result)
+
+
+@app.command("report")
+def report(
+    test_dir: Path = typer.Argument(..., help="Folder (or file) of MIDI files to score."),
+    novel: bool = typer.Option(False, "--novel", help="Rank by novelty score, most novel first."),
+    index: Optional[Path] = INDEX_OPT,
+    csv: Optional[Path] = typer.Option(None, "--csv", help="Also write the table as CSV."),
+    as_json: bool = typer.Option(False, "--json", help="Print the table as JSON."),
+    workers: int = typer.Option(0, "--workers", min=0, help="Render processes [default: one per core]."),
+) -> None:
+    """Score every MIDI file in a folder: composer, confidence, novelty, flagged."""
+    from .query import QueryEngine
+    from .display import print_report, write_csv
+    from .query import report_folder
+
+    with _errors():
+        engine = QueryEngine.open(_index_dir(index))
+        with _progress(not as_json) as progress:
+            results, failures = report_folder(engine, test_dir, novel, workers, progress)
+        if csv:
+            write_csv(csv, results, failures)
+    if as_json:
+        _echo_json({"results": [r.as_dict() for r in results],
+                    "failures": [{"path": str(f.path), "reason": f.reason} for f in failures]})
+    else:
+        print_report(out, results, failures, novel)
+    if not results:
+        raise typer.Exit(1)
+
+
+@app.command("render")
+def render_cmd(
+    track: Path = typer.Argument(..., help="MIDI file."),
+    wav: Path = typer.Argument(..., help="WAV file to write."),
+    soundfont: Optional[Path] = typer.Option(None, "--soundfont", help="SoundFont (.sf2)."),
+    seconds: Optional[float] = typer.Option(None, "--seconds", min=0.1, help="Render at most this much [default: 600]."),
+) -> None:
+    """Render a MIDI file to a WAV, exactly as the model hears it."""
+    from .midi import load_midi
+    from .render import RenderSettings, render, write_wav
+
+    with _errors():
+        settings = RenderSettings(soundfont=str(soundfont) if soundfont else "")
+        audio = render(load_midi(track), settings, track.name, max_seconds=seconds)
+        write_wav(wav, audio, settings.sample_rate)
+    out.print(f"wrote {wav} ({len(audio) / settings.sample_rate:.1f} s, {settings.sample_rate} Hz mono)")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

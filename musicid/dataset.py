@@ -1,0 +1,162 @@
+"""Composer-labelled MIDI folders: finding tracks, grouping them into works, splitting.
+
+A data folder is <root>/<Composer>/*.mid (also .midi, any case). A *work* is
+what must never straddle a train/held-out split: all movements of one catalog
+number, and every file with identical notes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DataDirError
+
+MIDI_SUFFIXES = {".mid", ".midi", ".smf", ".kar"}
+# "<title>_<catalog>_<id>_<short>", e.g. "Cello Suite 3_BWV1009_2217_cs3-1pre"
+_CATALOG = re.compile(r"_([A-Za-z]{1,4}\d+[A-Za-z0-9]*)_\d+_")
+_MOVEMENT_SUFFIX = re.compile(r"([\s_\-.]*(mvt|mov|m|no|part)?[\s_\-.]*(\d+|[ivx]+))+$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class TrackRef:
+    path: Path
+    composer: str | None  # None for unlabelled query folders
+
+
+def is_midi(path: Path) -> bool:
+    return path.suffix.lower() in MIDI_SUFFIXES and not path.name.startswith(".")
+
+
+def list_midi_files(folder: Path) -> list[Path]:
+    """MIDI files directly in a folder or below it, sorted, symlinks followed."""
+    return sorted(p for p in folder.rglob("*") if is_midi(p) and (p.is_file() or p.is_symlink()))
+
+
+def scan_labelled(root: str | Path, min_composers: int = 1) -> tuple[list[TrackRef], list[str]]:
+    """Tracks of <root>/<Composer>/*.mid and the warnings a user should see.
+
+    Raises DataDirError when the layout is not usable at all.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise DataDirError(f"data folder not found: {root}")
+    if not root.is_dir():
+        raise DataDirError(f"not a folder: {root}")
+    warnings: list[str] = []
+    tracks: list[TrackRef] = []
+    composers: list[str] = []
+    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    for d in subdirs:
+        files = list_midi_files(d)
+        if not files:
+            warnings.append(f"{d.name}/: no MIDI files, composer skipped")
+            continue
+        composers.append(d.name)
+        tracks += [TrackRef(f, d.name) for f in files]
+    if not composers:
+        loose = [p for p in root.iterdir() if is_midi(p)]
+        hint = (f" ({len(loose)} MIDI files lie directly in it: put each composer's in a subfolder)"
+                if loose else "")
+        raise DataDirError(f"{root}: no <Composer>/*.mid subfolders{hint}")
+    if len(composers) < min_composers:
+        raise DataDirError(
+            f"{root}: {len(composers)} composer folder(s) ({', '.join(composers)}); "
+            f"training needs at least {min_composers}"
+        )
+    return tracks, warnings
+
+
+def scan_unlabelled(path: str | Path) -> list[TrackRef]:
+    """A single MIDI file, or every MIDI file below a folder."""
+    path = Path(path)
+    if not path.exists():
+        raise DataDirError(f"not found: {path}")
+    if path.is_file():
+        return [TrackRef(path, None)]
+    files = list_midi_files(path)
+    if not files:
+        raise DataDirError(f"{path}: no MIDI files")
+    return [TrackRef(f, None) for f in files]
+
+
+def work_key(path: Path, composer: str | None, group_by: str | None = None) -> str:
+    """The work a file belongs to: catalog id, a --group-by match, or the stem less its movement."""
+    stem = path.stem
+    if group_by:
+        m = re.search(group_by, stem)
+        key = (m.group(1) if m and m.groups() else m.group(0)) if m else stem
+    else:
+        m = _CATALOG.search(stem)
+        key = m.group(1).upper() if m else (_MOVEMENT_SUFFIX.sub("", stem) or stem)
+    return f"{composer or ''}/{key}"
+
+
+def group_works(keys: Sequence[str], fingerprints: Sequence[str]) -> np.ndarray:
+    """Integer group per track: same work key or same notes means same group (union-find)."""
+    parent = list(range(len(keys)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first: dict[str, int] = {}
+    for i, k in enumerate(list(keys)):
+        for label in (f"w:{k}", f"f:{fingerprints[i]}"):
+            if label in first:
+                parent[find(i)] = find(first[label])
+            else:
+                first[label] = i
+    roots = [find(i) for i in range(len(keys))]
+    _, groups = np.unique(roots, return_inverse=True)
+    return groups
+
+
+def holdout_split(composers: Sequence[str], groups: np.ndarray, fraction: float = 0.2,
+                  seed: int = 0) -> np.ndarray:
+    """Boolean mask of held-out tracks: about `fraction` of each composer's tracks, whole works only.
+
+    A composer keeps at least one work for training; one with a single work has none held out.
+    """
+    rng = np.random.default_rng(seed)
+    composers_arr = np.asarray(composers)
+    held = np.zeros(len(composers_arr), dtype=bool)
+    for c in sorted(set(composers)):
+        mine = np.flatnonzero(composers_arr == c)
+        works = np.unique(groups[mine])
+        if len(works) < 2:
+            continue
+        target = fraction * len(mine)
+        taken = 0
+        for w in rng.permutation(works)[:-1]:
+            if taken >= target:
+                break
+            members = mine[groups[mine] == w]
+            held[members] = True
+            taken += len(members)
+    return held
+
+
+def kfold_groups(labels: Sequence[str], groups: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+    """Fold number per track: whole groups per fold, each composer's works dealt round the folds."""
+    rng = np.random.default_rng(seed)
+    labels_arr = np.asarray(labels)
+    fold = np.full(len(labels_arr), -1)
+    load = np.zeros(k)
+    for c in sorted(set(labels)):
+        mine = np.flatnonzero(labels_arr == c)
+        works = rng.permutation(np.unique(groups[mine]))
+        sizes = {w: int((groups[mine] == w).sum()) for w in works}
+        per_fold = np.zeros(k)
+        for w in sorted(works, key=lambda w: -sizes[w]):  # largest first, to the lightest fold
+            f = int(np.lexsort((load, per_fold))[0])
+            fold[mine[groups[mine] == w]] = f
+            per_fold[f] += sizes[w]
+            load[f] += sizes[w]
+    return fold

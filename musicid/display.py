@@ -1,0 +1,139 @@
+"""Rich tables for what the commands print, and CSV export. No computation lives here."""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from .indexer import BuildReport
+from .index_store import IndexStore
+from .query import TrackResult
+
+
+def _secs(s: float) -> str:
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
+
+
+def print_build_report(console: Console, r: BuildReport) -> None:
+    for w in r.warnings:
+        console.print(f"[yellow]warning:[/yellow] {w}")
+    if r.failures:
+        console.print(f"[yellow]{len(r.failures)} file(s) skipped:[/yellow]")
+        for path, reason in r.failures:
+            console.print(f"  {path}: {reason}", highlight=False)
+    t = Table(title=f"Index written to {r.out}")
+    t.add_column("composer")
+    t.add_column("tracks", justify="right")
+    t.add_column("clips", justify="right")
+    t.add_column("held-out recall", justify="right")
+    per = r.heldout.get("per_composer", {})
+    for c in r.composers:
+        rec = per.get(c)
+        t.add_row(c, str(r.tracks_per_composer[c]), str(r.clips_per_composer[c]),
+                  f"{rec['recall']:.2f} ({rec['tracks']})" if rec else "-")
+    t.add_row("[b]total[/b]", str(sum(r.tracks_per_composer.values())),
+              str(sum(r.clips_per_composer.values())), "")
+    console.print(t)
+    stages = ", ".join(f"{k} {_secs(v)}" for k, v in r.timings.items() if k != "total")
+    console.print(f"time: {_secs(r.timings['total'])} ({stages}); "
+                  f"{r.cached_tracks} of {sum(r.tracks_per_composer.values())} tracks from the render cache")
+    console.print(f"held-out accuracy: {r.heldout['accuracy']:.1%} on {r.heldout['tracks']} tracks "
+                  f"({r.heldout['rule']}); novelty threshold {r.threshold:.4f}"
+                  + ("" if r.trained else " (model given, not trained)"))
+
+
+def print_index_info(console: Console, store: IndexStore) -> None:
+    m = store.manifest
+    t = Table(title=f"musicid index {store.path}")
+    t.add_column("composer")
+    t.add_column("tracks", justify="right")
+    t.add_column("clips", justify="right")
+    clips_per = store.tracks.groupby("composer")["n_clips"].sum()
+    tracks_per = store.tracks.groupby("composer").size()
+    for c in store.composers:
+        t.add_row(c, str(int(tracks_per.get(c, 0))), str(int(clips_per.get(c, 0))))
+    console.print(t)
+    nov = m["novelty"]
+    model = m["model"]
+    rows = [
+        ("created", m["created"]),
+        ("musicid", m["musicid_version"]),
+        ("vectors", f"{store.index.ntotal} x {store.index.d} ({type(store.index).__name__})"),
+        ("model", f"{model['dims']} sha256 {model['sha256'][:12]}"),
+        ("features", ", ".join(f"{k}={v}" for k, v in m["features"].items())),
+        ("render", f"{m['render']['settings']['sample_rate']} Hz, SoundFont "
+                   f"{m['render']['settings']['soundfont'] or 'TimGM6mb.sf2 (pretty_midi)'}"),
+        ("novelty", f"threshold {nov['threshold']} ({nov['rule']}; k={nov['k']})"),
+        ("held-out accuracy", f"{nov['calibration']['accuracy']:.1%} on {nov['calibration']['tracks']} tracks"),
+        ("skipped files", str(m["counts"]["failed"])),
+    ]
+    for k, v in rows:
+        console.print(f"[b]{k:>18}[/b]  {v}", highlight=False)
+
+
+def print_query(console: Console, r: TrackResult) -> None:
+    verdict = "[red]NOVEL[/red] (by none of the indexed composers)" if r.novel else f"[green]{r.composer}[/green]"
+    console.print(f"[b]{r.path}[/b]: {verdict}", highlight=False)
+    console.print(f"  composer {r.composer}, confidence {r.confidence:.2f} "
+                  f"(k-NN vote over {r.n_clips} clips)", highlight=False)
+    console.print(f"  novelty {r.novelty:.4f} (threshold {r.threshold:.4f}) -> "
+                  f"{'flagged novel' if r.novel else 'known composer'}", highlight=False)
+    if r.known_piece:
+        console.print(f"  [yellow]known piece:[/yellow] same notes as indexed track {r.known_piece}", highlight=False)
+    t = Table(title="composers")
+    t.add_column("composer")
+    t.add_column("vote", justify="right")
+    t.add_column("centroid distance", justify="right")
+    for c in sorted(r.votes, key=lambda c: -r.votes[c]):
+        t.add_row(c, f"{r.votes[c]:.2f}", f"{r.centroid_distances[c]:.4f}")
+    console.print(t)
+    n = Table(title="nearest indexed tracks")
+    n.add_column("track")
+    n.add_column("composer")
+    n.add_column("distance", justify="right")
+    n.add_column("at", justify="right")
+    for nb in r.neighbours:
+        n.add_row(nb.path, nb.composer, f"{nb.distance:.4f}", f"{nb.offset:.0f} s")
+    console.print(n)
+
+
+def print_report(console: Console, results: Sequence[TrackResult], failures: Sequence[Any],
+                 by_novelty: bool) -> None:
+    t = Table(title="Tracks ranked by novelty (most novel first)" if by_novelty else "Tracks")
+    for col, just in (("#", "right"), ("file", "left"), ("composer", "left"), ("confidence", "right"),
+                      ("novelty", "right"), ("flagged", "center")):
+        t.add_column(col, justify=just)  # type: ignore[arg-type]
+    for i, r in enumerate(results, 1):
+        t.add_row(str(i), r.path, r.composer, f"{r.confidence:.2f}", f"{r.novelty:.4f}",
+                  "[red]NOVEL[/red]" if r.novel else "", style="bold" if r.novel else None)
+    console.print(t)
+    flagged = sum(r.novel for r in results)
+    thr = results[0].threshold if results else float("nan")
+    console.print(f"{len(results)} tracks scored, {flagged} flagged novel (threshold {thr:.4f})"
+                  + (f", {len(failures)} skipped:" if failures else ""))
+    for f in failures:
+        console.print(f"  {f.path}: {f.reason}", highlight=False)
+
+
+def write_csv(path: Path, results: Sequence[TrackResult], failures: Sequence[Any]) -> None:
+    """One row per file, ranked as printed; skipped files last with their reason. Atomic."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["rank", "file", "composer", "confidence", "novelty", "threshold", "flagged",
+                        "known_piece", "error"])
+            for i, r in enumerate(results, 1):
+                w.writerow([i, r.path, r.composer, f"{r.confidence:.4f}", f"{r.novelty:.4f}",
+                            f"{r.threshold:.4f}", int(r.novel), r.known_piece or "", ""])
+            for f in failures:
+                w.writerow(["", str(f.path), "", "", "", "", "", "", f.reason])
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

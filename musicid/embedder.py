@@ -1,0 +1,239 @@
+"""The clip embedder: a small CNN over log-mel clips, trained with a batch-hard triplet loss.
+
+Sizes live in EmbedderDims; a checkpoint is {"dims", "features", "state_dict",
+"composers", "meta"} and loads with torch.load(weights_only=True).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .errors import IndexMismatch, TrainingError
+from .features import FeatureSettings
+
+ProgressFn = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class EmbedderDims:
+    n_mels: int = 96
+    width: int = 24  # channels of the first block; doubled at each of the next
+    n_blocks: int = 4
+    embed_dim: int = 128
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Batch-hard triplet training (Hermans et al., 2017): P composers x K clips a batch."""
+
+    epochs: int = 12
+    steps_per_epoch: int = 40
+    composers_per_batch: int = 4  # P (capped at the number of composers)
+    clips_per_composer: int = 12  # K
+    crop_frames: int = 256  # random ~10 s crops of the 30 s clips while training
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    margin: float = 0.0  # 0 = soft margin, log(1 + exp(d_ap - d_an))
+    seed: int = 0
+    threads: int = 0  # torch threads while training; 0 = all cores
+
+
+class Embedder(nn.Module):
+    def __init__(self, dims: EmbedderDims):
+        super().__init__()
+        self.dims = dims
+        layers: list[nn.Module] = [
+            nn.Conv2d(1, dims.width, 5, stride=2, padding=2, bias=False),
+            nn.BatchNorm2d(dims.width),
+            nn.ReLU(inplace=True),
+        ]
+        c = dims.width
+        for i in range(dims.n_blocks):
+            out = dims.width * 2 ** min(i + 1, 3)
+            layers += [
+                nn.Conv2d(c, out, 3, padding=1, bias=False),
+                nn.BatchNorm2d(out),
+                nn.ReLU(inplace=True),
+            ]
+            if i < dims.n_blocks - 1:
+                layers.append(nn.MaxPool2d(2))
+            c = out
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(2 * c, dims.embed_dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: (batch, n_mels, frames) log-mel clips -> (batch, embed_dim) unit vectors."""
+        x = x - x.mean(dim=(-2, -1), keepdim=True)  # invariant to overall loudness
+        h = self.body(x.unsqueeze(1).contiguous(memory_format=torch.channels_last))
+        h = h.mean(dim=2)  # pool frequency: (batch, channels, time)
+        h = torch.cat([h.mean(dim=-1), h.amax(dim=-1)], dim=1)
+        return F.normalize(self.head(h), dim=-1)
+
+
+def pairwise_distances(emb: Tensor) -> Tensor:
+    """Euclidean distances between rows of unit vectors, shape (n, n)."""
+    sim = emb @ emb.T
+    return torch.sqrt(torch.clamp(2.0 - 2.0 * sim, min=1e-12))
+
+
+def batch_hard_triplet_loss(emb: Tensor, labels: Tensor, margin: float = 0.0) -> Tensor:
+    """For each anchor: its farthest positive against its nearest negative.
+
+    margin 0 selects the soft-margin form log(1 + exp(d_ap - d_an)).
+    """
+    d = pairwise_distances(emb)
+    same = labels[:, None] == labels[None, :]
+    eye = torch.eye(len(labels), dtype=torch.bool, device=emb.device)
+    d_ap = (d * (same & ~eye)).amax(dim=1)
+    d_an = d.masked_fill(same, float("inf")).amin(dim=1)
+    valid = torch.isfinite(d_an) & (same & ~eye).any(dim=1)
+    if not valid.any():
+        raise TrainingError("a batch needs two composers and two clips of one composer")
+    gap = (d_ap - d_an)[valid]
+    return F.softplus(gap).mean() if margin <= 0 else F.relu(gap + margin).mean()
+
+
+@dataclass
+class TrainReport:
+    seconds: float
+    steps: int
+    clips_seen: int
+    final_loss: float
+    losses: list[float] = field(default_factory=list)
+
+
+def _augment(x: Tensor, gen: torch.Generator) -> Tensor:
+    """Random gain and a random shift of up to 2 mel bins (a small pitch/timbre change)."""
+    shift = int(torch.randint(-2, 3, (1,), generator=gen))
+    if shift:
+        x = torch.roll(x, shift, dims=-2)
+    return x + (torch.rand(x.shape[0], 1, 1, generator=gen) - 0.5)
+
+
+def train_embedder(
+    clips: Tensor,
+    labels: np.ndarray,
+    dims: EmbedderDims = EmbedderDims(),
+    settings: TrainSettings = TrainSettings(),
+    progress: ProgressFn | None = None,
+) -> tuple[Embedder, TrainReport]:
+    """Train on clips (n, n_mels, frames) with integer composer labels (n,)."""
+    labels = np.asarray(labels)
+    classes = np.unique(labels)
+    if len(classes) < 2:
+        raise TrainingError("training needs at least two composers (triplets need a negative)")
+    by_class = {int(c): np.flatnonzero(labels == c) for c in classes}
+    torch.manual_seed(settings.seed)
+    gen = torch.Generator().manual_seed(settings.seed)
+    rng = np.random.default_rng(settings.seed)
+    old_threads = torch.get_num_threads()
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    model = Embedder(dims).to(memory_format=torch.channels_last)
+    total_steps = settings.epochs * settings.steps_per_epoch
+    opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, settings.lr, total_steps=total_steps, pct_start=0.15)
+    p = min(settings.composers_per_batch, len(classes))
+    k = settings.clips_per_composer
+    crop = min(settings.crop_frames, clips.shape[-1])
+    losses: list[float] = []
+    t0 = time.monotonic()
+    model.train()
+    try:
+        for step in range(total_steps):
+            chosen = rng.choice(classes, size=p, replace=False)
+            idx = np.concatenate([
+                rng.choice(by_class[int(c)], size=k, replace=len(by_class[int(c)]) < k) for c in chosen
+            ])
+            starts = rng.integers(0, clips.shape[-1] - crop + 1, size=len(idx))
+            batch = torch.stack([clips[i, :, s:s + crop] for i, s in zip(idx, starts)]).float()
+            batch = _augment(batch, gen)
+            y = torch.from_numpy(np.repeat(chosen, k))
+            loss = batch_hard_triplet_loss(model(batch), y, settings.margin)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+            if progress:
+                progress("train", step + 1, total_steps)
+    finally:
+        torch.set_num_threads(old_threads)
+    model.eval()
+    tail = losses[-settings.steps_per_epoch:]
+    report = TrainReport(time.monotonic() - t0, total_steps, total_steps * p * k,
+                         float(np.mean(tail)), losses)
+    return model, report
+
+
+@torch.inference_mode()
+def embed_clips(model: Embedder, clips: Tensor, batch_size: int = 64) -> np.ndarray:
+    """(n, n_mels, frames) clips -> (n, embed_dim) float32 unit vectors."""
+    model.eval()
+    out = [model(clips[i:i + batch_size].float()) for i in range(0, len(clips), batch_size)]
+    if not out:
+        return np.zeros((0, model.dims.embed_dim), dtype=np.float32)
+    return torch.cat(out).numpy().astype(np.float32)
+
+
+def save_checkpoint(path: Path, model: Embedder, features: FeatureSettings,
+                    meta: dict[str, Any] | None = None) -> str:
+    """Write the checkpoint atomically; return the sha256 of its bytes."""
+    buf = io.BytesIO()
+    torch.save({
+        "dims": asdict(model.dims),
+        "features": features.as_dict(),
+        "state_dict": model.state_dict(),
+        "meta": meta or {},
+    }, buf)
+    data = buf.getvalue()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return hashlib.sha256(data).hexdigest()
+
+
+def load_checkpoint(path: Path) -> tuple[Embedder, FeatureSettings, dict[str, Any]]:
+    """Load a checkpoint without unpickling arbitrary objects."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        dims = EmbedderDims(**ckpt["dims"])
+        features = FeatureSettings(**ckpt["features"])
+        model = Embedder(dims)
+        model.load_state_dict(ckpt["state_dict"])
+    except FileNotFoundError:
+        raise IndexMismatch(f"model checkpoint not found: {path}") from None
+    except Exception as e:
+        raise IndexMismatch(f"not a musicid model checkpoint: {path} ({type(e).__name__})") from e
+    model.eval()
+    return model.to(memory_format=torch.channels_last), features, dict(ckpt.get("meta", {}))
+
+
+def check_features_match(model_features: FeatureSettings, features: FeatureSettings, what: str) -> None:
+    if model_features != features:
+        diff = [k for k, v in model_features.as_dict().items() if features.as_dict().get(k) != v]
+        raise IndexMismatch(f"{what}: feature settings differ from the model's ({', '.join(diff)})")
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def stack_clips(clip_arrays: Sequence[np.ndarray]) -> Tensor:
+    """Stack float16 clip arrays into one tensor without copying twice."""
+    return torch.from_numpy(np.concatenate(clip_arrays)) if clip_arrays else torch.zeros(0)

@@ -1,0 +1,129 @@
+"""Log-mel spectrograms and 30-second clips: pure functions of tensors.
+
+Mirrors openai/whisper's audio.py: a mel filterbank computed once and cached,
+torch.stft, log10 with a dynamic-range floor. No torchaudio, no file I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import torch
+
+from .render import SAMPLE_RATE
+
+N_FFT = 2048
+HOP_LENGTH = 640  # 40 ms: 25 frames a second at 16 kHz
+N_MELS = 96
+CLIP_SECONDS = 30
+TOP_DB = 80.0  # dynamic range kept below each track's peak
+
+
+def exact_div(x: int, y: int) -> int:
+    assert x % y == 0, f"{x} is not a multiple of {y}"
+    return x // y
+
+
+@dataclass(frozen=True)
+class FeatureSettings:
+    """Spectrogram and clipping settings; an index refuses a model made with others."""
+
+    sample_rate: int = SAMPLE_RATE
+    n_fft: int = N_FFT
+    hop_length: int = HOP_LENGTH
+    n_mels: int = N_MELS
+    f_min: float = 30.0
+    f_max: float = 8000.0
+    clip_seconds: int = CLIP_SECONDS
+    clip_hop_seconds: int = 15  # clips overlap by half
+    max_clips: int = 40  # per track
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.sample_rate / self.hop_length
+
+    @property
+    def clip_frames(self) -> int:
+        return exact_div(self.clip_seconds * self.sample_rate, self.hop_length)
+
+    @property
+    def clip_hop_frames(self) -> int:
+        return exact_div(self.clip_hop_seconds * self.sample_rate, self.hop_length)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _hz_to_mel(f: np.ndarray) -> np.ndarray:
+    return 2595.0 * np.log10(1.0 + f / 700.0)
+
+
+def _mel_to_hz(m: np.ndarray) -> np.ndarray:
+    return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
+
+
+@lru_cache(maxsize=8)
+def mel_filters(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float) -> torch.Tensor:
+    """Triangular HTK-mel filterbank, area-normalised, shape (n_mels, n_fft // 2 + 1)."""
+    fft_freqs = np.linspace(0.0, sample_rate / 2, n_fft // 2 + 1)
+    mel_pts = np.linspace(_hz_to_mel(np.array(f_min)), _hz_to_mel(np.array(f_max)), n_mels + 2)
+    hz = _mel_to_hz(mel_pts)
+    # never narrower than two FFT bins, or low filters would fall between bins
+    min_width = 2.0 * sample_rate / n_fft
+    lower, center, upper = hz[:-2], hz[1:-1], hz[2:]
+    lower = np.minimum(lower, center - min_width / 2)
+    upper = np.maximum(upper, center + min_width / 2)
+    rising = (fft_freqs[None, :] - lower[:, None]) / (center - lower)[:, None]
+    falling = (upper[:, None] - fft_freqs[None, :]) / (upper - center)[:, None]
+    fb = np.maximum(0.0, np.minimum(rising, falling))
+    fb *= (2.0 / (upper - lower))[:, None]
+    return torch.from_numpy(fb.astype(np.float32))
+
+
+def log_mel(audio: torch.Tensor, settings: FeatureSettings = FeatureSettings()) -> torch.Tensor:
+    """Log-mel spectrogram in dB-like log10 units.
+
+    audio: (..., samples) float waveform at settings.sample_rate.
+    returns: (..., n_mels, frames) with frames = samples // hop_length + 1,
+    floored TOP_DB below the maximum of each leading-dimension entry.
+    """
+    lead = audio.shape[:-1]
+    x = audio.reshape(-1, audio.shape[-1]).float()
+    window = torch.hann_window(settings.n_fft, device=x.device)
+    spec = torch.stft(x, settings.n_fft, settings.hop_length, window=window, return_complex=True)
+    power = spec.abs() ** 2
+    fb = mel_filters(settings.sample_rate, settings.n_fft, settings.n_mels, settings.f_min, settings.f_max)
+    mel = fb.to(x.device) @ power
+    logm = torch.clamp(mel, min=1e-10).log10()
+    floor = logm.amax(dim=(-2, -1), keepdim=True) - TOP_DB / 10.0
+    logm = torch.maximum(logm, floor)
+    return logm.reshape(*lead, *logm.shape[-2:])
+
+
+def clip_offsets(n_frames: int, settings: FeatureSettings = FeatureSettings()) -> list[int]:
+    """Start frames of the clips cut from a track of n_frames (at least one clip)."""
+    size, hop = settings.clip_frames, settings.clip_hop_frames
+    if n_frames <= size:
+        return [0]
+    starts = list(range(0, n_frames - size + 1, hop))
+    if len(starts) > settings.max_clips:  # spread the clips over the whole track
+        idx = np.linspace(0, len(starts) - 1, settings.max_clips).round().astype(int)
+        starts = [starts[i] for i in idx]
+    return starts
+
+
+def cut_clips(spec: torch.Tensor, settings: FeatureSettings = FeatureSettings()) -> tuple[torch.Tensor, list[int]]:
+    """Cut (n_mels, frames) into (n_clips, n_mels, clip_frames) and their start frames.
+
+    A track shorter than one clip is padded with its quietest value.
+    """
+    size = settings.clip_frames
+    if spec.shape[-1] < size:
+        pad = spec.new_full((spec.shape[0], size - spec.shape[-1]), float(spec.min()))
+        spec = torch.cat([spec, pad], dim=-1)
+    starts = clip_offsets(spec.shape[-1], settings)
+    return torch.stack([spec[:, s:s + size] for s in starts]), starts
+

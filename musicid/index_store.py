@@ -1,0 +1,222 @@
+"""The index directory: FAISS vectors, Parquet metadata, model, and a manifest that checks them.
+
+    INDEX_DIR/
+      manifest.json   what is inside: settings, composers, threshold, sha256 of every file
+      index.faiss     clip vectors (unit length, inner product), ids = clips.clip_id
+      clips.parquet   clip_id, track_id, offset (s)
+      tracks.parquet  track_id, path, composer, work, split, fingerprint, sha256, ...
+      centroids.npy   one unit vector per composer, in manifest["composers"] order
+      model.pt        the embedder checkpoint (weights only)
+
+A directory is written whole into a staging folder beside the target and then
+swapped in with one atomic rename, so a crash leaves the old index as it was.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import IndexCorrupt, IndexMismatch, IndexNotFound
+
+FORMAT = "musicid-index"
+FORMAT_VERSION = 1
+DATA_FILES = ("index.faiss", "clips.parquet", "tracks.parquet", "centroids.npy", "model.pt")
+
+
+def default_index_dir() -> Path:
+    return Path(os.environ.get("MUSICID_INDEX", "musicid-index"))
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def make_faiss_index(vectors: np.ndarray, ids: np.ndarray) -> Any:
+    """Exact inner-product search over unit vectors, with explicit int64 ids."""
+    import faiss
+
+    index = faiss.IndexIDMap2(faiss.IndexFlatIP(vectors.shape[1]))
+    if len(vectors):
+        index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids.astype(np.int64))
+    return index
+
+
+def ip_to_distance(ip: np.ndarray) -> np.ndarray:
+    """Euclidean distance between unit vectors from their inner product (0 .. 2)."""
+    return np.sqrt(np.clip(2.0 - 2.0 * ip, 0.0, 4.0))
+
+
+@dataclass
+class IndexStore:
+    """An index in memory: what query needs, nothing loaded twice."""
+
+    index: Any  # faiss.Index
+    clips: pd.DataFrame
+    tracks: pd.DataFrame
+    centroids: np.ndarray
+    manifest: dict[str, Any]
+    path: Path | None = None
+    _clip_track: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # clip id -> track id lookup as a dense array (ids are 0..n-1 at build time, may have holes)
+        n = int(self.clips["clip_id"].max()) + 1 if len(self.clips) else 0
+        lookup = np.full(n, -1, dtype=np.int64)
+        lookup[self.clips["clip_id"].to_numpy()] = self.clips["track_id"].to_numpy()
+        self._clip_track = lookup
+
+    @property
+    def composers(self) -> list[str]:
+        return list(self.manifest["composers"])
+
+    @property
+    def threshold(self) -> float:
+        return float(self.manifest["novelty"]["threshold"])
+
+    def track_of(self, clip_ids: np.ndarray) -> np.ndarray:
+        out = np.full(clip_ids.shape, -1, dtype=np.int64)
+        ok = (clip_ids >= 0) & (clip_ids < len(self._clip_track))
+        out[ok] = self._clip_track[clip_ids[ok]]
+        return out
+
+    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Distances and clip ids of the k nearest indexed clips to each vector."""
+        k = min(k, self.index.ntotal)
+        ip, ids = self.index.search(np.ascontiguousarray(vectors, dtype=np.float32), k)
+        return ip_to_distance(ip), ids
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two directories (Linux renameat2); False where unsupported."""
+    libc_name = ctypes.util.find_library("c")
+    if not libc_name:
+        return False
+    libc = ctypes.CDLL(libc_name, use_errno=True)
+    fn = getattr(libc, "renameat2", None)
+    if fn is None:
+        return False
+    rc = fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    return rc == 0
+
+
+def commit_directory(staging: Path, target: Path) -> None:
+    """Put a fully written staging directory at target, replacing any old one atomically."""
+    for f in staging.iterdir():
+        with f.open("rb") as fh:
+            os.fsync(fh.fileno())
+    _fsync_dir(staging)
+    if not target.exists():
+        os.replace(staging, target)
+    elif _exchange(staging, target):
+        shutil.rmtree(staging, ignore_errors=True)  # staging now holds the old index
+    else:  # no renameat2: a brief window in which target is absent but target.old exists
+        old = target.with_name(f"{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+        os.replace(staging, target)
+        shutil.rmtree(old, ignore_errors=True)
+    _fsync_dir(target.parent)
+
+
+def staging_dir(target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
+
+
+def write_store(staging: Path, index: Any, clips: pd.DataFrame, tracks: pd.DataFrame,
+                centroids: np.ndarray, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Write every data file except model.pt (already there) and the manifest with checksums."""
+    import faiss
+
+    faiss.write_index(index, str(staging / "index.faiss"))
+    clips.to_parquet(staging / "clips.parquet", index=False)
+    tracks.to_parquet(staging / "tracks.parquet", index=False)
+    np.save(staging / "centroids.npy", centroids.astype(np.float32), allow_pickle=False)
+    manifest = dict(manifest)
+    manifest["format"] = FORMAT
+    manifest["format_version"] = FORMAT_VERSION
+    manifest["files"] = {name: file_sha256(staging / name) for name in DATA_FILES}
+    _write_json(staging / "manifest.json", manifest)
+    return manifest
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    mf = path / "manifest.json"
+    if not path.exists():
+        raise IndexNotFound(f"no index at {path} (build one with: musicid index build DATA_DIR --out {path})")
+    if not mf.exists():
+        raise IndexNotFound(f"{path} is not a musicid index (no manifest.json)")
+    try:
+        manifest = json.loads(mf.read_text())
+    except (OSError, ValueError) as e:
+        raise IndexCorrupt(f"{mf}: unreadable manifest ({e})") from e
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise IndexCorrupt(f"{mf}: not a musicid index manifest")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise IndexMismatch(f"{path}: index format {manifest.get('format_version')}, "
+                            f"this musicid reads {FORMAT_VERSION}; rebuild the index")
+    return manifest
+
+
+def verify_files(path: Path, manifest: dict[str, Any]) -> None:
+    files = manifest.get("files", {})
+    for name in DATA_FILES:
+        f = path / name
+        if not f.exists():
+            raise IndexCorrupt(f"{path}: {name} is missing")
+        if files.get(name) != file_sha256(f):
+            raise IndexCorrupt(f"{path}: {name} does not match its checksum in manifest.json "
+                               "(damaged or edited); rebuild the index")
+
+
+def load_store(path: str | Path, verify: bool = True) -> IndexStore:
+    """Load and check an index directory; never writes to it."""
+    import faiss
+
+    path = Path(path)
+    manifest = read_manifest(path)
+    if verify:
+        verify_files(path, manifest)
+    try:
+        index = faiss.read_index(str(path / "index.faiss"))
+        clips = pd.read_parquet(path / "clips.parquet")
+        tracks = pd.read_parquet(path / "tracks.parquet")
+        centroids = np.load(path / "centroids.npy", allow_pickle=False)
+    except Exception as e:
+        raise IndexCorrupt(f"{path}: cannot read index files ({type(e).__name__}: {e})") from e
+    if index.ntotal != len(clips):
+        raise IndexCorrupt(f"{path}: {index.ntotal} vectors but {len(clips)} clip rows")
+    if centroids.shape != (len(manifest["composers"]), index.d):
+        raise IndexCorrupt(f"{path}: centroids do not match composers and vector size")
+    return IndexStore(index, clips, tracks, centroids, manifest, path)

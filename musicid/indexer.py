@@ -1,0 +1,277 @@
+"""Turn a composer-labelled folder of MIDI files into an index directory.
+
+    render (parallel, cached) -> split off held-out works -> train the embedder
+    -> embed every clip -> calibrate the novelty threshold on the held-out
+    tracks -> index every track -> write the directory atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import __version__
+from .cache import FeatureCache, default_cache_dir
+from .dataset import group_works, holdout_split, scan_labelled, work_key
+from .embedder import (EmbedderDims, TrainSettings, embed_clips, load_checkpoint, save_checkpoint,
+                       train_embedder)
+from .errors import TrainingError
+from .features import FeatureSettings
+from .index_store import (IndexStore, commit_directory, file_sha256, make_faiss_index, staging_dir,
+                          write_store)
+from .prepare import Failure, Prepared, prepare_many
+from .query import DEFAULT_K, DEFAULT_NOVELTY_K, calibrate_threshold, score_vectors
+from .render import RenderSettings, check_soundfont, soundfont_digest
+
+ProgressFn = Callable[[str, int, int], None]
+
+
+@dataclass
+class BuildOptions:
+    render: RenderSettings = field(default_factory=RenderSettings)
+    features: FeatureSettings = field(default_factory=FeatureSettings)
+    dims: EmbedderDims = field(default_factory=EmbedderDims)
+    train: TrainSettings = field(default_factory=TrainSettings)
+    model_path: Path | None = None  # use this checkpoint instead of training
+    holdout_fraction: float = 0.2
+    novelty_keep: float = 0.95  # share of held-out known tracks under the threshold
+    novelty_k: int = DEFAULT_NOVELTY_K
+    group_by: str | None = None
+    cache_dir: Path | None = field(default_factory=default_cache_dir)
+    workers: int = 0
+    seed: int = 0
+
+
+@dataclass
+class BuildReport:
+    out: Path
+    composers: list[str]
+    tracks_per_composer: dict[str, int]
+    clips_per_composer: dict[str, int]
+    failures: list[tuple[str, str]]
+    warnings: list[str]
+    timings: dict[str, float]
+    heldout: dict[str, Any]
+    threshold: float
+    trained: bool
+    cached_tracks: int
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def _calibrate(prepared: list[Prepared], composers_of: list[str], vectors: list[np.ndarray],
+               held: np.ndarray, groups: np.ndarray, all_composers: list[str],
+               options: BuildOptions) -> tuple[float, dict[str, Any]]:
+    """Threshold and accuracy from held-out tracks scored against an index of the others.
+
+    Without held-out tracks (tiny data), each work is left out in turn instead.
+    """
+    train_idx = np.flatnonzero(~held)
+    eval_idx = np.flatnonzero(held)
+    rule = "held-out works"
+    if len(eval_idx) < 2:
+        train_idx = np.arange(len(prepared))
+        eval_idx = np.arange(len(prepared))
+        rule = "leave-one-work-out (too few works to hold any out)"
+    store = _make_store(prepared, composers_of, vectors, train_idx, groups, held, all_composers,
+                        manifest={"composers": all_composers,
+                                  "novelty": {"k": options.novelty_k, "threshold": float("inf")}},
+                        root=Path("/"))
+    scores, correct, y_true, y_pred = [], [], [], []
+    for i in eval_idx:
+        exclude = [int(j) for j in train_idx if groups[j] == groups[i]] if rule != "held-out works" else []
+        if len(exclude) == len(train_idx):
+            continue
+        # track ids in the calibration store are positions in train_idx
+        excl_ids = [int(np.flatnonzero(train_idx == j)[0]) for j in exclude]
+        r = score_vectors(store, vectors[i], prepared[i].path.name, k=DEFAULT_K, exclude_tracks=excl_ids)
+        scores.append(r.novelty)
+        y_true.append(composers_of[i])
+        y_pred.append(r.composer)
+        correct.append(r.composer == composers_of[i])
+    if not scores:
+        raise TrainingError("no track could be scored to calibrate the novelty threshold")
+    threshold = calibrate_threshold(scores, options.novelty_keep)
+    per = {}
+    for c in all_composers:
+        mask = np.array(y_true) == c
+        if mask.any():
+            per[c] = {"tracks": int(mask.sum()), "recall": round(float(np.mean(np.array(correct)[mask])), 3)}
+    info = {
+        "rule": rule, "tracks": len(scores), "accuracy": round(float(np.mean(correct)), 4),
+        "per_composer": per,
+        "novelty_scores": {"median": round(float(np.median(scores)), 4),
+                           "max": round(float(np.max(scores)), 4)},
+    }
+    return threshold, info
+
+
+def _make_store(prepared: list[Prepared], composers_of: list[str], vectors: list[np.ndarray],
+                idx: np.ndarray, groups: np.ndarray, held: np.ndarray, all_composers: list[str],
+                manifest: dict[str, Any], root: Path, works: list[str] | None = None) -> IndexStore:
+    """An in-memory store of the tracks at positions idx (track ids 0..len(idx)-1)."""
+    track_rows, clip_rows, vecs = [], [], []
+    clip_id = 0
+    for tid, i in enumerate(idx):
+        p = prepared[i]
+        n = len(vectors[i])
+        track_rows.append({
+            "track_id": tid, "path": _rel(p.path, root), "composer": composers_of[i],
+            "work": works[i] if works else "", "group": int(groups[i]),
+            "split": "heldout" if held[i] else "train", "fingerprint": p.fingerprint,
+            "sha256": p.sha256, "duration": round(p.duration, 3), "n_clips": n,
+        })
+        for off in p.offsets:
+            clip_rows.append({"clip_id": clip_id, "track_id": tid, "offset": off})
+            clip_id += 1
+        vecs.append(vectors[i])
+    d = vectors[idx[0]].shape[1] if len(idx) else 0
+    all_vecs = np.concatenate(vecs) if vecs else np.zeros((0, d), np.float32)
+    tracks = pd.DataFrame(track_rows)
+    clips = pd.DataFrame(clip_rows, columns=["clip_id", "track_id", "offset"])
+    index = make_faiss_index(all_vecs, clips["clip_id"].to_numpy())
+    centroids = composer_centroids(vectors, composers_of, idx, all_composers)
+    return IndexStore(index, clips, tracks, centroids, manifest)
+
+
+def composer_centroids(vectors: list[np.ndarray], composers_of: list[str], idx: np.ndarray,
+                       all_composers: list[str]) -> np.ndarray:
+    """Unit mean of each composer's track means (every track weighs the same)."""
+    d = vectors[idx[0]].shape[1]
+    out = np.zeros((len(all_composers), d), dtype=np.float32)
+    for ci, c in enumerate(all_composers):
+        means = [vectors[i].mean(axis=0) for i in idx if composers_of[i] == c]
+        if means:
+            m = np.mean([v / (np.linalg.norm(v) + 1e-12) for v in means], axis=0)
+            out[ci] = m / (np.linalg.norm(m) + 1e-12)
+    return out
+
+
+def build_index(data_dir: str | Path, out: str | Path, options: BuildOptions = BuildOptions(),
+                progress: ProgressFn | None = None) -> BuildReport:
+    """Build an index directory from <data_dir>/<Composer>/*.mid; replaces `out` only when done."""
+    data_dir, out = Path(data_dir), Path(out)
+    timings: dict[str, float] = {}
+    t_start = time.monotonic()
+    check_soundfont(options.render.resolved_soundfont())
+    refs, warnings = scan_labelled(data_dir, min_composers=1 if options.model_path else 2)
+
+    model = None
+    if options.model_path:  # a given model brings its own feature settings
+        model, model_features, _ = load_checkpoint(options.model_path)
+        options = replace(options, features=model_features)
+    else:
+        options = replace(options, dims=replace(options.dims, n_mels=options.features.n_mels))
+
+    cache = FeatureCache(options.cache_dir, {"render": options.render.identity(),
+                                             "features": options.features.as_dict()})
+    t = time.monotonic()
+    results = prepare_many([r.path for r in refs], options.render, options.features, cache,
+                           options.workers, progress)
+    timings["render"] = time.monotonic() - t
+    prepared: list[Prepared] = []
+    composers_of: list[str] = []
+    failures: list[tuple[str, str]] = []
+    for ref, res in zip(refs, results):
+        if isinstance(res, Failure):
+            failures.append((_rel(ref.path, data_dir), res.reason))
+        else:
+            prepared.append(res)
+            composers_of.append(str(ref.composer))
+    all_composers = sorted(set(composers_of))
+    if len(all_composers) < (1 if model is not None else 2):
+        raise TrainingError(f"only {len(all_composers)} composer(s) have usable tracks; "
+                            "training needs at least two")
+
+    works = [work_key(p.path, c, options.group_by) for p, c in zip(prepared, composers_of)]
+    groups = group_works(works, [p.fingerprint for p in prepared])
+    held = holdout_split(composers_of, groups, options.holdout_fraction, options.seed)
+
+    trained = model is None
+    train_report = None
+    if model is None:
+        train_idx = np.flatnonzero(~held)
+        clips = torch.from_numpy(np.concatenate([prepared[i].clips for i in train_idx]))
+        labels = np.concatenate([
+            np.full(len(prepared[i].clips), all_composers.index(composers_of[i])) for i in train_idx
+        ])
+        t = time.monotonic()
+        model, train_report = train_embedder(clips, labels, options.dims, options.train, progress)
+        timings["train"] = time.monotonic() - t
+        del clips
+
+    t = time.monotonic()
+    vectors: list[np.ndarray] = []
+    for n, p in enumerate(prepared):
+        vectors.append(embed_clips(model, torch.from_numpy(p.clips)))
+        if progress:
+            progress("embed", n + 1, len(prepared))
+    timings["embed"] = time.monotonic() - t
+
+    t = time.monotonic()
+    threshold, heldout = _calibrate(prepared, composers_of, vectors, held, groups, all_composers, options)
+    timings["calibrate"] = time.monotonic() - t
+
+    t = time.monotonic()
+    staging = staging_dir(out)
+    try:
+        if options.model_path:  # keep the given checkpoint byte for byte: its hash is its identity
+            shutil.copyfile(options.model_path, staging / "model.pt")
+            model_sha = file_sha256(staging / "model.pt")
+        else:
+            model_sha = save_checkpoint(staging / "model.pt", model, options.features,
+                                        {"composers": all_composers, "musicid": __version__})
+        manifest: dict[str, Any] = {
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "musicid_version": __version__,
+            "data_dir": str(data_dir.resolve()),
+            "composers": all_composers,
+            "render": {"settings": asdict(options.render),
+                       "soundfont_sha": soundfont_digest(options.render.resolved_soundfont())},
+            "features": options.features.as_dict(),
+            "model": {"dims": asdict(model.dims), "sha256": model_sha, "trained_here": trained,
+                      "train": asdict(options.train) if trained else None,
+                      "train_seconds": round(train_report.seconds, 1) if train_report else None,
+                      "final_loss": round(train_report.final_loss, 4) if train_report else None},
+            "novelty": {"score": "mean distance of each clip to its k nearest indexed clips, "
+                                 "averaged over the track's clips",
+                        "k": options.novelty_k,
+                        "rule": f"{options.novelty_keep:.0%} of held-out known-composer tracks "
+                                "score at or below the threshold",
+                        "threshold": round(threshold, 4), "calibration": heldout},
+            "counts": {"tracks": len(prepared), "clips": int(sum(len(v) for v in vectors)),
+                       "failed": len(failures)},
+            "failures": [{"path": p, "reason": r} for p, r in failures],
+            "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        }
+        store = _make_store(prepared, composers_of, vectors, np.arange(len(prepared)), groups, held,
+                            all_composers, manifest, data_dir, works)
+        manifest = write_store(staging, store.index, store.clips, store.tracks, store.centroids, manifest)
+        timings["write"] = time.monotonic() - t
+        timings["total"] = time.monotonic() - t_start
+        commit_directory(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+    tracks_per = {c: composers_of.count(c) for c in all_composers}
+    clips_per = {c: int(sum(len(v) for v, cc in zip(vectors, composers_of) if cc == c)) for c in all_composers}
+    return BuildReport(out, all_composers, tracks_per, clips_per, failures, warnings,
+                       {k: round(v, 1) for k, v in timings.items()}, heldout, threshold, trained,
+                       sum(p.cached for p in prepared))

@@ -1,0 +1,118 @@
+"""MIDI file -> cached spectrogram -> clips, for one track or many in parallel.
+
+Worker processes each own a FluidSynth instance and one torch thread; a bad
+file becomes a Failure with a one-line reason, never an exception that stops
+the batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing as mp
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .cache import FeatureCache
+from .errors import MidiError, MusicIdError, RenderError
+from .features import FeatureSettings, cut_clips, log_mel
+from .midi import parse_midi, read_midi_bytes
+from .render import RenderSettings, render
+
+ProgressFn = Callable[[str, int, int], None]
+
+
+@dataclass
+class Prepared:
+    """One track ready to embed."""
+
+    path: Path
+    sha256: str
+    fingerprint: str
+    duration: float  # of the piece
+    rendered_seconds: float
+    clips: np.ndarray  # (n_clips, n_mels, clip_frames) float16
+    offsets: list[float]  # clip start times in seconds
+    cached: bool = False
+
+
+@dataclass
+class Failure:
+    path: Path
+    reason: str
+
+
+def prepare_track(path: Path, render_settings: RenderSettings, features: FeatureSettings,
+                  cache: FeatureCache | None = None) -> Prepared:
+    """Read, render and featurise one file (through the cache); raise MusicIdError on failure."""
+    data = read_midi_bytes(path)
+    sha = hashlib.sha256(data).hexdigest()
+    hit = cache.get(sha) if cache else None
+    if hit is not None:
+        spec_np, meta = hit
+        cached = True
+    else:
+        midi = parse_midi(data, path.name)
+        audio = render(midi, render_settings, path.name)
+        spec = log_mel(torch.from_numpy(audio), features)
+        spec_np = spec.numpy().astype(np.float16)
+        meta = {"fingerprint": midi.fingerprint, "duration": midi.duration,
+                "rendered_seconds": len(audio) / render_settings.sample_rate}
+        if cache:
+            cache.put(sha, spec_np, meta)
+        cached = False
+    clips, starts = cut_clips(torch.from_numpy(spec_np), features)
+    fps = features.frames_per_second
+    return Prepared(path, sha, meta["fingerprint"], float(meta["duration"]),
+                    float(meta["rendered_seconds"]), clips.numpy(),
+                    [round(s / fps, 3) for s in starts], cached)
+
+
+def _init_worker() -> None:
+    torch.set_num_threads(1)
+
+
+def _prepare_or_fail(path: Path, render_settings: RenderSettings, features: FeatureSettings,
+                     cache: FeatureCache | None) -> Prepared | Failure:
+    try:
+        return prepare_track(path, render_settings, features, cache)
+    except (MidiError, RenderError) as e:
+        return Failure(path, str(e).removeprefix(f"{path.name}: "))
+    except MusicIdError:
+        raise  # a bad SoundFont is the user's to fix, not a per-file skip
+    except Exception as e:  # a file must never stop the batch
+        return Failure(path, f"unexpected {type(e).__name__}: {e}")
+
+
+def default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def prepare_many(paths: Sequence[Path], render_settings: RenderSettings, features: FeatureSettings,
+                 cache: FeatureCache | None = None, workers: int = 0,
+                 progress: ProgressFn | None = None) -> list[Prepared | Failure]:
+    """Prepare tracks in parallel; results in the order of `paths`."""
+    workers = workers or default_workers()
+    results: list[Prepared | Failure | None] = [None] * len(paths)
+    if progress:
+        progress("render", 0, len(paths))
+    if workers == 1 or len(paths) <= 1:
+        for i, p in enumerate(paths):
+            results[i] = _prepare_or_fail(p, render_settings, features, cache)
+            if progress:
+                progress("render", i + 1, len(paths))
+    else:
+        ctx = mp.get_context("spawn")  # never fork a process that holds torch threads
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker) as pool:
+            futures = {pool.submit(_prepare_or_fail, p, render_settings, features, cache): i
+                       for i, p in enumerate(paths)}
+            for done, fut in enumerate(as_completed(futures), 1):
+                results[futures[fut]] = fut.result()
+                if progress:
+                    progress("render", done, len(paths))
+    return [r for r in results if r is not None]

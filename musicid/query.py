@@ -1,0 +1,200 @@
+"""Classify a track and score its novelty against an index.
+
+For a track cut into clips and embedded:
+- k-NN vote: each clip's k nearest indexed clips vote for their composer; the
+  track's votes are the shares over all its clips, and the confidence is the
+  winner's share.
+- centroid distances: the track's mean vector against each composer centroid.
+- novelty: the mean, over the track's clips, of the mean distance to the
+  `novelty_k` nearest indexed clips. Flagged novel above the threshold the
+  index calibrated on held-out tracks.
+- known piece: an indexed track with exactly the same notes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .index_store import IndexStore, ip_to_distance
+
+ProgressFn = Callable[[str, int, int], None]
+DEFAULT_K = 10
+DEFAULT_NOVELTY_K = 5
+
+
+@dataclass
+class Neighbour:
+    path: str
+    composer: str
+    distance: float  # nearest clip of that track to any clip of the query
+    offset: float  # start (s) of that nearest indexed clip
+
+
+@dataclass
+class TrackResult:
+    path: str
+    composer: str  # the k-NN vote's winner
+    confidence: float  # the winner's share of the votes, 0..1
+    votes: dict[str, float]
+    centroid_distances: dict[str, float]
+    novelty: float
+    threshold: float
+    novel: bool
+    n_clips: int
+    known_piece: str | None = None  # indexed track with the same notes
+    neighbours: list[Neighbour] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def novelty_scores(distances: np.ndarray, k: int) -> float:
+    """Mean over clips of the mean distance to each clip's k nearest neighbours."""
+    return float(distances[:, :k].mean())
+
+
+def score_vectors(store: IndexStore, vectors: np.ndarray, path: str, fingerprint: str | None = None,
+                  k: int = DEFAULT_K, exclude_tracks: Sequence[int] = (),
+                  n_neighbours: int = 5) -> TrackResult:
+    """Score one track's clip vectors (n_clips, d) against the index.
+
+    exclude_tracks: indexed track ids to ignore (leave-one-out calibration).
+    """
+    composers = store.composers
+    novelty_k = int(store.manifest["novelty"].get("k", DEFAULT_NOVELTY_K))
+    want = max(k, novelty_k)
+    excluded = np.asarray(list(exclude_tracks), dtype=np.int64)
+    n_excl = int(store.tracks.loc[store.tracks.track_id.isin(excluded), "n_clips"].sum()) if len(excluded) else 0
+    dist, ids = store.search(vectors, want + n_excl)
+    tids = store.track_of(ids)
+    if n_excl:
+        keep = ~np.isin(tids, excluded) & (ids >= 0)
+        order = np.argsort(~keep, axis=1, kind="stable")[:, :want]
+        dist = np.take_along_axis(dist, order, axis=1)
+        ids = np.take_along_axis(ids, order, axis=1)
+        tids = np.take_along_axis(tids, order, axis=1)
+    track_table = store.tracks.set_index("track_id")
+    composer_of_track = track_table["composer"]
+    comp_idx = {c: i for i, c in enumerate(composers)}
+    neigh_comp = np.vectorize(lambda t: comp_idx[composer_of_track[t]])(tids[:, :k])
+    counts = np.bincount(neigh_comp.ravel(), minlength=len(composers)).astype(float)
+    votes = counts / counts.sum()
+    best = int(np.argmax(votes))
+
+    mean = vectors.mean(axis=0)
+    mean /= np.linalg.norm(mean) + 1e-12
+    cdist = ip_to_distance(store.centroids @ mean)
+    novelty = novelty_scores(dist, novelty_k)
+
+    # nearest tracks: best clip distance per track
+    nearest: dict[int, tuple[float, int]] = {}
+    for d, cid, t in zip(dist[:, :k].ravel(), ids[:, :k].ravel(), tids[:, :k].ravel()):
+        if t >= 0 and (t not in nearest or d < nearest[t][0]):
+            nearest[int(t)] = (float(d), int(cid))
+    offsets = store.clips.set_index("clip_id")["offset"]
+    neighbours = [
+        Neighbour(str(track_table.at[t, "path"]), str(composer_of_track[t]), d, float(offsets[cid]))
+        for t, (d, cid) in sorted(nearest.items(), key=lambda kv: kv[1][0])[:n_neighbours]
+    ]
+    known = None
+    if fingerprint is not None:
+        same = store.tracks[store.tracks.fingerprint == fingerprint]
+        if len(same):
+            known = str(same.iloc[0]["path"])
+    return TrackResult(
+        path=path, composer=composers[best], confidence=float(votes[best]),
+        votes={c: round(float(v), 4) for c, v in zip(composers, votes)},
+        centroid_distances={c: round(float(d), 4) for c, d in zip(composers, cdist)},
+        novelty=round(novelty, 4), threshold=store.threshold, novel=novelty > store.threshold,
+        n_clips=len(vectors), known_piece=known, neighbours=neighbours,
+    )
+
+
+def rank_by_novelty(results: Sequence[TrackResult]) -> list[TrackResult]:
+    """Most novel first."""
+    return sorted(results, key=lambda r: -r.novelty)
+
+
+def calibrate_threshold(scores: Sequence[float], keep: float = 0.95) -> float:
+    """The novelty score under which `keep` of known-composer held-out tracks fall."""
+    if not len(scores):
+        raise ValueError("no held-out scores to calibrate on")
+    return float(np.quantile(np.asarray(scores, dtype=float), keep))
+
+
+@dataclass
+class QueryEngine:
+    """An index loaded with its model, ready to answer queries."""
+
+    store: IndexStore
+    model: Any  # embedder.Embedder
+    features: Any  # features.FeatureSettings
+    render_settings: Any  # render.RenderSettings
+
+    @classmethod
+    def open(cls, index_dir: str | Path) -> "QueryEngine":
+        from .embedder import check_features_match, load_checkpoint
+        from .features import FeatureSettings
+        from .index_store import load_store
+        from .render import RenderSettings, soundfont_digest
+        from .errors import IndexMismatch
+
+        store = load_store(index_dir)
+        model, model_features, _ = load_checkpoint(Path(index_dir) / "model.pt")
+        features = FeatureSettings(**store.manifest["features"])
+        check_features_match(model_features, features, str(index_dir))
+        if model.dims.embed_dim != store.index.d:
+            raise IndexMismatch(f"{index_dir}: model makes {model.dims.embed_dim}-d vectors, "
+                                f"index holds {store.index.d}-d")
+        render_settings = RenderSettings(**store.manifest["render"]["settings"])
+        if soundfont_digest(render_settings.resolved_soundfont()) != store.manifest["render"]["soundfont_sha"]:
+            raise IndexMismatch(f"{index_dir}: the SoundFont at {render_settings.resolved_soundfont()} "
+                                "is not the one this index was built with")
+        return cls(store, model, features, render_settings)
+
+    def embed_file(self, path: Path) -> tuple[np.ndarray, str]:
+        from .embedder import embed_clips
+        from .prepare import prepare_track
+        import torch
+
+        prepared = prepare_track(path, self.render_settings, self.features)
+        return embed_clips(self.model, torch.from_numpy(prepared.clips)), prepared.fingerprint
+
+    def query(self, path: str | Path, k: int = DEFAULT_K) -> TrackResult:
+        """Render, embed and score one MIDI file; raises MidiError/RenderError on a bad file."""
+        path = Path(path)
+        vectors, fingerprint = self.embed_file(path)
+        return score_vectors(self.store, vectors, str(path), fingerprint, k)
+
+
+def report_folder(engine: QueryEngine, folder: str | Path, by_novelty: bool = True, workers: int = 0,
+                  progress: ProgressFn | None = None) -> tuple[list[TrackResult], list[Any]]:
+    """Score every MIDI file below a folder; bad files come back as Failures, not exceptions."""
+    import torch
+
+    from .dataset import scan_unlabelled
+    from .embedder import embed_clips
+    from .prepare import Failure, prepare_many
+
+    root = Path(folder)
+    refs = scan_unlabelled(root)
+    prepared = prepare_many([r.path for r in refs], engine.render_settings, engine.features,
+                            None, workers, progress)
+    results: list[TrackResult] = []
+    failures: list[Failure] = []
+    for n, p in enumerate(prepared):
+        if isinstance(p, Failure):
+            failures.append(p)
+        else:
+            vectors = embed_clips(engine.model, torch.from_numpy(p.clips))
+            name = str(p.path.relative_to(root)) if root.is_dir() else p.path.name
+            results.append(score_vectors(engine.store, vectors, name, p.fingerprint))
+        if progress:
+            progress("embed", n + 1, len(prepared))
+    results = rank_by_novelty(results) if by_novelty else sorted(results, key=lambda r: r.path)
+    return results, failures

@@ -1,0 +1,75 @@
+"""Test data made in code: tiny MIDI "composers" with different registers, instruments and rhythms."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pretty_midi
+import pytest
+
+from musicid.embedder import EmbedderDims, TrainSettings
+from musicid.features import FeatureSettings
+from musicid.indexer import BuildOptions
+
+# Each style: (GM program, lowest pitch, note length s, chord size)
+STYLES = {
+    "Lowpiano": (0, 36, 0.50, 3),
+    "Highflute": (73, 72, 0.15, 1),
+    "Strings": (48, 55, 1.00, 4),
+    "Organ": (19, 48, 0.25, 2),
+}
+
+TINY_FEATURES = FeatureSettings(n_mels=32, clip_seconds=4, clip_hop_seconds=2, max_clips=8)
+TINY_DIMS = EmbedderDims(n_mels=32, width=8, n_blocks=3, embed_dim=16)
+TINY_TRAIN = TrainSettings(epochs=3, steps_per_epoch=8, clips_per_composer=6, crop_frames=64)
+
+
+def write_piece(path: Path, style: str, seed: int, seconds: float = 10.0, transpose: int = 0) -> Path:
+    program, low, step, chord = STYLES[style]
+    rng = np.random.default_rng(seed)
+    pm = pretty_midi.PrettyMIDI()
+    inst = pretty_midi.Instrument(program=program)
+    t = 0.0
+    while t < seconds:
+        root = low + transpose + int(rng.integers(0, 12))
+        for j in range(chord):
+            inst.notes.append(pretty_midi.Note(velocity=int(rng.integers(70, 110)), pitch=root + 4 * j,
+                                               start=t, end=t + step * 0.9))
+        t += step
+    pm.instruments.append(inst)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pm.write(str(path))
+    return path
+
+
+def make_corpus(root: Path, styles: list[str], per_composer: int = 6, seconds: float = 10.0,
+                seed: int = 0) -> Path:
+    """root/<Style>/<Style>_<work>_<n>.mid, two movements per work."""
+    for si, style in enumerate(styles):
+        for i in range(per_composer):
+            write_piece(root / style / f"{style} Suite_OP{i // 2 + 1}_{100 * si + i}_m{i % 2 + 1}.mid",
+                        style, seed * 1000 + 100 * si + i, seconds)
+    return root
+
+
+def tiny_options(tmp: Path, **kw: object) -> BuildOptions:
+    opts = BuildOptions(features=TINY_FEATURES, dims=TINY_DIMS, train=TINY_TRAIN,
+                        cache_dir=tmp / "cache", workers=1)
+    return replace(opts, **kw)
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_corpus(tmp_path_factory.mktemp("data") / "train", ["Lowpiano", "Highflute", "Strings"])
+
+
+@pytest.fixture(scope="session")
+def built_index(tmp_path_factory: pytest.TempPathFactory, corpus: Path) -> Path:
+    from musicid.indexer import build_index
+
+    tmp = tmp_path_factory.mktemp("idx")
+    out = tmp / "index"
+    build_index(corpus, out, tiny_options(tmp))
+    return out

@@ -1,0 +1,185 @@
+"""The real pipeline on tiny generated data: render, train, embed, index, reload, query."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from musicid.dataset import group_works, holdout_split, kfold_groups, scan_labelled, work_key
+from musicid.embedder import Embedder, batch_hard_triplet_loss, load_checkpoint
+from musicid.errors import DataDirError, IndexCorrupt, IndexMismatch, IndexNotFound, TrainingError
+from musicid.index_store import load_store
+from musicid.indexer import build_index
+from musicid.query import QueryEngine
+
+from .conftest import TINY_DIMS, make_corpus, tiny_options, write_piece
+
+
+def test_work_keys_from_catalog_ids_and_stems() -> None:
+    assert work_key(Path("Cello Suite 3_BWV1009_2217_cs3-1pre.mid"), "Bach") == "Bach/BWV1009"
+    assert work_key(Path("Piano Sonata No 1 in F minor_OP2NO1_2422_ps01_01.mid"), "B") == "B/OP2NO1"
+    assert work_key(Path("Sonata in A_D959_1734_sy_sps93.mid"), "S") == "S/D959"
+    assert work_key(Path("quartet-op76-2.mid"), "H") == work_key(Path("quartet-op76-3.mid"), "H")
+    assert work_key(Path("sonata_k331_mvt1.mid"), "M", group_by=r"(k\d+)") == "M/k331"
+
+
+def test_groups_join_works_and_identical_notes() -> None:
+    groups = group_works(["a/W1", "a/W1", "a/W2", "a/W3"], ["f1", "f2", "f3", "f2"])
+    assert groups[0] == groups[1] == groups[3]  # W3 has the same notes as a W1 movement
+    assert groups[2] != groups[0]
+
+
+def test_holdout_keeps_works_whole_and_one_work_per_composer_for_training() -> None:
+    composers = ["A"] * 10 + ["B"] * 2
+    groups = np.array([0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5])
+    held = holdout_split(composers, groups, 0.2, seed=3)
+    for g in np.unique(groups):
+        assert len(set(held[groups == g])) == 1  # a work is all in or all out
+    assert held[:10].sum() == 2  # 20% of A, one whole work
+    assert not held[10:].any()  # B has one work: keeps it for training
+
+
+def test_kfold_never_splits_a_work() -> None:
+    rng = np.random.default_rng(0)
+    groups = rng.integers(0, 30, 200)
+    labels = [f"c{g % 4}" for g in groups]
+    fold = kfold_groups(labels, groups, 5)
+    for g in np.unique(groups):
+        assert len(set(fold[groups == g])) == 1
+    assert set(fold) == set(range(5))
+
+
+def test_batch_hard_loss_prefers_separated_embeddings() -> None:
+    labels = torch.tensor([0, 0, 1, 1])
+    apart = torch.nn.functional.normalize(torch.tensor([[1., 0], [1, .1], [-1, 0], [-1, .1]]), dim=1)
+    mixed = torch.nn.functional.normalize(torch.tensor([[1., 0], [-1, .1], [-1, 0], [1, .1]]), dim=1)
+    assert batch_hard_triplet_loss(apart, labels) < 0.2 < batch_hard_triplet_loss(mixed, labels)
+    with pytest.raises(TrainingError):
+        batch_hard_triplet_loss(apart, torch.tensor([0, 0, 0, 0]))
+
+
+def test_scan_reports_bad_layouts(tmp_path: Path) -> None:
+    with pytest.raises(DataDirError, match="not found"):
+        scan_labelled(tmp_path / "nope")
+    write_piece(tmp_path / "flat" / "a.mid", "Organ", 0, 2)
+    with pytest.raises(DataDirError, match="put each composer's in a subfolder"):
+        scan_labelled(tmp_path / "flat")
+    write_piece(tmp_path / "one" / "Solo" / "a.mid", "Organ", 0, 2)
+    (tmp_path / "one" / "Empty").mkdir()
+    with pytest.raises(DataDirError, match="training needs at least 2"):
+        scan_labelled(tmp_path / "one", min_composers=2)
+    tracks, warnings = scan_labelled(tmp_path / "one")
+    assert [t.composer for t in tracks] == ["Solo"] and warnings == ["Empty/: no MIDI files, composer skipped"]
+
+
+def test_build_writes_a_self_describing_index(built_index: Path, corpus: Path) -> None:
+    store = load_store(built_index)
+    m = store.manifest
+    assert m["composers"] == ["Highflute", "Lowpiano", "Strings"]
+    assert set(m["files"]) == {"index.faiss", "clips.parquet", "tracks.parquet", "centroids.npy", "model.pt"}
+    assert store.index.ntotal == len(store.clips) == m["counts"]["clips"]
+    assert len(store.tracks) == 18 and set(store.tracks.split) == {"train", "heldout"}
+    # every held-out work is whole
+    for work, rows in store.tracks.groupby("work"):
+        assert rows.split.nunique() == 1, work
+    assert m["novelty"]["threshold"] > 0 and m["novelty"]["calibration"]["tracks"] >= 2
+    assert np.allclose(np.linalg.norm(store.centroids, axis=1), 1.0, atol=1e-5)
+    model, features, _ = load_checkpoint(built_index / "model.pt")
+    assert model.dims == TINY_DIMS and features.as_dict() == m["features"]
+
+
+def test_tiny_composers_are_told_apart(built_index: Path, tmp_path: Path) -> None:
+    engine = QueryEngine.open(built_index)
+    for style in ["Lowpiano", "Highflute", "Strings"]:
+        new = write_piece(tmp_path / f"{style}.mid", style, seed=999, seconds=10)
+        r = engine.query(new)
+        assert r.composer == style, (style, r.votes)
+        assert r.known_piece is None
+
+
+def test_query_of_an_indexed_file_names_the_known_piece(built_index: Path, corpus: Path) -> None:
+    engine = QueryEngine.open(built_index)
+    track = sorted((corpus / "Strings").glob("*.mid"))[0]
+    r = engine.query(track)
+    assert r.composer == "Strings" and not r.novel
+    assert r.known_piece == f"Strings/{track.name}"
+    assert r.neighbours[0].path == f"Strings/{track.name}" and r.neighbours[0].distance < 1e-3
+
+
+def test_unseen_style_is_more_novel_than_known(built_index: Path, tmp_path: Path) -> None:
+    engine = QueryEngine.open(built_index)
+    known = [engine.query(write_piece(tmp_path / f"k{i}.mid", "Lowpiano", 500 + i)).novelty for i in range(3)]
+    unseen = [engine.query(write_piece(tmp_path / f"u{i}.mid", "Organ", 600 + i)).novelty for i in range(3)]
+    assert min(unseen) > max(known)
+
+
+def test_build_skips_bad_files_and_says_why(tmp_path: Path) -> None:
+    data = make_corpus(tmp_path / "data", ["Lowpiano", "Highflute"], per_composer=4, seconds=6)
+    (data / "Lowpiano" / "broken.mid").write_bytes(b"not midi at all")
+    (data / "Highflute" / "silent.mid").write_bytes(b"")
+    report = build_index(data, tmp_path / "idx", tiny_options(tmp_path))
+    assert sorted(report.failures) == [("Highflute/silent.mid", "empty file"),
+                                       ("Lowpiano/broken.mid", "not a MIDI file (no MThd header)")]
+    assert report.tracks_per_composer == {"Highflute": 4, "Lowpiano": 4}
+    assert [f["path"] for f in load_store(tmp_path / "idx").manifest["failures"]] == [
+        "Highflute/silent.mid", "Lowpiano/broken.mid"]  # in folder order
+
+
+def test_second_build_reads_the_render_cache(tmp_path: Path) -> None:
+    data = make_corpus(tmp_path / "data", ["Lowpiano", "Highflute"], per_composer=4, seconds=6)
+    first = build_index(data, tmp_path / "a", tiny_options(tmp_path))
+    second = build_index(data, tmp_path / "b", tiny_options(tmp_path))
+    assert first.cached_tracks == 0 and second.cached_tracks == 8
+    assert load_store(tmp_path / "a").manifest["counts"] == load_store(tmp_path / "b").manifest["counts"]
+
+
+def test_build_with_given_model_reuses_it_and_its_features(built_index: Path, tmp_path: Path) -> None:
+    data = make_corpus(tmp_path / "data", ["Organ"], per_composer=4, seconds=6, seed=5)
+    report = build_index(data, tmp_path / "idx", tiny_options(tmp_path, model_path=built_index / "model.pt"))
+    assert not report.trained and report.composers == ["Organ"]
+    store = load_store(tmp_path / "idx")
+    assert store.manifest["model"]["sha256"] == load_store(built_index).manifest["model"]["sha256"]
+
+
+def test_single_composer_cannot_train(tmp_path: Path) -> None:
+    data = make_corpus(tmp_path / "data", ["Organ"], per_composer=2, seconds=4)
+    with pytest.raises(DataDirError, match="training needs at least 2"):
+        build_index(data, tmp_path / "idx", tiny_options(tmp_path))
+
+
+def test_damaged_index_is_refused(built_index: Path, tmp_path: Path) -> None:
+    import shutil
+
+    with pytest.raises(IndexNotFound):
+        load_store(tmp_path / "none")
+    bad = tmp_path / "bad"
+    shutil.copytree(built_index, bad)
+    data = (bad / "index.faiss").read_bytes()
+    (bad / "index.faiss").write_bytes(data[: len(data) // 2])
+    with pytest.raises(IndexCorrupt, match="index.faiss does not match its checksum"):
+        load_store(bad)
+    shutil.rmtree(bad)
+    shutil.copytree(built_index, bad)
+    manifest = json.loads((bad / "manifest.json").read_text())
+    manifest["features"]["n_mels"] = 64
+    (bad / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(IndexMismatch, match="feature settings differ"):
+        QueryEngine.open(bad)
+
+
+def test_untrained_model_checkpoint_loads_weights_only(tmp_path: Path) -> None:
+    from musicid.embedder import save_checkpoint
+    from musicid.features import FeatureSettings
+
+    model = Embedder(TINY_DIMS)
+    save_checkpoint(tmp_path / "m.pt", model, FeatureSettings())
+    loaded, _, _ = load_checkpoint(tmp_path / "m.pt")
+    x = torch.randn(2, 32, 100)
+    torch.testing.assert_close(model.eval()(x), loaded(x))
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(IndexMismatch, match="not a musicid model checkpoint"):
+        load_checkpoint(tmp_path / "junk.pt")
