@@ -14,17 +14,20 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from .corpus import DEFAULT_COMPOSERS
 from .errors import MusicIdError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Tell who composed a MIDI file, or that it is by nobody the index knows.")
 index_app = typer.Typer(no_args_is_help=True, help="Build and inspect an index.")
 app.add_typer(index_app, name="index")
+corpus_app = typer.Typer(no_args_is_help=True, help="A starter corpus from music21's bundled scores.")
+app.add_typer(corpus_app, name="corpus")
 
 out = Console()
 err = Console(stderr=True)
 
-STAGES = {"render": "Rendering + features", "train": "Training embedder", "embed": "Embedding clips"}
+STAGES = {"export": "Exporting scores", "render": "Rendering + features", "train": "Training embedder", "embed": "Embedding clips"}
 INDEX_OPT = typer.Option(None, "--index", "-i", help="Index directory [default: $MUSICID_INDEX or ./musicid-index].")
 
 
@@ -79,6 +82,7 @@ def index_build(
     soundfont: Optional[Path] = typer.Option(None, "--soundfont", help="SoundFont (.sf2) [default: TimGM6mb.sf2 from pretty_midi]."),
     model: Optional[Path] = typer.Option(None, "--model", help="Use this embedder checkpoint instead of training one."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Training epochs [default: 12]."),
+    steps_per_epoch: Optional[int] = typer.Option(None, "--steps-per-epoch", min=1, help="Batches per epoch [default: 40]."),
     workers: int = typer.Option(0, "--workers", min=0, help="Render processes [default: one per core]."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Render cache [default: $MUSICID_CACHE or ~/.cache/musicid]."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the render cache."),
@@ -95,8 +99,8 @@ def index_build(
         opts = BuildOptions(render=RenderSettings(soundfont=str(soundfont.resolve()) if soundfont else ""),
                             model_path=model, workers=workers,
                             cache_dir=None if no_cache else (cache_dir or default_cache_dir()))
-        if epochs:
-            opts.train = replace(opts.train, epochs=epochs)
+        opts.train = replace(opts.train, epochs=epochs or opts.train.epochs,
+                             steps_per_epoch=steps_per_epoch or opts.train.steps_per_epoch)
         with _progress(not as_json) as progress:
             report = build_index(data_dir, _index_dir(out_dir), opts, progress)
     if as_json:
@@ -171,6 +175,28 @@ def report(
         raise typer.Exit(1)
 
 
+@corpus_app.command("export")
+def corpus_export(
+    out_dir: Path = typer.Argument(..., help="Folder to write <Composer>/<work>.mid into."),
+    composers: str = typer.Option(",".join(DEFAULT_COMPOSERS), "--composers",
+                                  help="Comma-separated music21 corpus composers."),
+    max_works: int = typer.Option(40, "--max-works", min=1, help="At most this many works per composer."),
+    workers: int = typer.Option(0, "--workers", min=0, help="Parse processes [default: one per core]."),
+) -> None:
+    """Export a starter corpus from music21's bundled scores, in the layout index build reads."""
+    from .corpus import export_corpus
+
+    with _errors():
+        with _progress() as progress:
+            rep = export_corpus(out_dir, [c.strip() for c in composers.split(",") if c.strip()],
+                                max_works, workers, progress)
+    for work, reason in rep.failures:
+        out.print(f"  skipped {work}: {reason}", highlight=False, soft_wrap=True)
+    total = sum(rep.written.values())
+    out.print(f"{total} works in {rep.out} ({', '.join(f'{c} {n}' for c, n in rep.written.items())}); "
+              f"{rep.reused} already there, {len(rep.failures)} skipped", highlight=False, soft_wrap=True)
+
+
 @app.command("render")
 def render_cmd(
     track: Path = typer.Argument(..., help="MIDI file."),
@@ -186,7 +212,8 @@ def render_cmd(
         settings = RenderSettings(soundfont=str(soundfont) if soundfont else "")
         audio = render(load_midi(track), settings, track.name, max_seconds=seconds)
         write_wav(wav, audio, settings.sample_rate)
-    out.print(f"wrote {wav} ({len(audio) / settings.sample_rate:.1f} s, {settings.sample_rate} Hz mono)")
+    out.print(f"wrote {wav} ({len(audio) / settings.sample_rate:.1f} s, {settings.sample_rate} Hz mono)",
+              highlight=False, soft_wrap=True)
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ def print_build_report(console: Console, r: BuildReport) -> None:
     if r.failures:
         console.print(f"[yellow]{len(r.failures)} file(s) skipped:[/yellow]")
         for path, reason in r.failures:
-            console.print(f"  {path}: {reason}", highlight=False)
+            console.print(f"  {path}: {reason}", highlight=False, soft_wrap=True)
     t = Table(title=f"Index written to {r.out}")
     t.add_column("composer")
     t.add_column("tracks", justify="right")
@@ -106,7 +106,9 @@ def print_query(console: Console, r: TrackResult) -> None:
 def print_report(console: Console, results: Sequence[TrackResult], failures: Sequence[Any],
                  by_novelty: bool) -> None:
     t = Table(title="Tracks ranked by novelty (most novel first)" if by_novelty else "Tracks")
-    for col, just in (("#", "right"), ("file", "left"), ("composer", "left"), ("confidence", "right"),
+    t.add_column("#", justify="right")
+    t.add_column("file", no_wrap=True, overflow="fold")
+    for col, just in ( ("composer", "left"), ("confidence", "right"),
                       ("novelty", "right"), ("flagged", "center")):
         t.add_column(col, justify=just)  # type: ignore[arg-type]
     for i, r in enumerate(results, 1):
@@ -118,7 +120,7 @@ def print_report(console: Console, results: Sequence[TrackResult], failures: Seq
     console.print(f"{len(results)} tracks scored, {flagged} flagged novel (threshold {thr:.4f})"
                   + (f", {len(failures)} skipped:" if failures else ""))
     for f in failures:
-        console.print(f"  {f.path}: {f.reason}", highlight=False)
+        console.print(f"  {f.path}: {f.reason}", highlight=False, soft_wrap=True)
 
 
 def write_csv(path: Path, results: Sequence[TrackResult], failures: Sequence[Any]) -> None:

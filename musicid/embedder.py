@@ -45,7 +45,8 @@ class TrainSettings:
     crop_frames: int = 256  # random ~10 s crops of the 30 s clips while training
     lr: float = 2e-3
     weight_decay: float = 1e-4
-    margin: float = 0.0  # 0 = soft margin, log(1 + exp(d_ap - d_an))
+    mining: str = "batch-all"  # or "batch-hard"
+    margin: float = 0.2  # batch-hard with margin 0 uses the soft margin log(1 + exp(d_ap - d_an))
     seed: int = 0
     threads: int = 0  # torch threads while training; 0 = all cores
 
@@ -105,6 +106,25 @@ def batch_hard_triplet_loss(emb: Tensor, labels: Tensor, margin: float = 0.0) ->
     return F.softplus(gap).mean() if margin <= 0 else F.relu(gap + margin).mean()
 
 
+def batch_all_triplet_loss(emb: Tensor, labels: Tensor, margin: float = 0.2) -> Tensor:
+    """Every valid (anchor, positive, negative) in the batch; mean over the triplets still active.
+
+    Stabler than batch-hard when one composer's clips are as varied as the gap between
+    composers (a piano sonata and a wind octet by one composer): it cannot collapse to
+    the trivial solution, since easy triplets keep pulling.
+    """
+    d = pairwise_distances(emb)
+    same = labels[:, None] == labels[None, :]
+    eye = torch.eye(len(labels), dtype=torch.bool, device=emb.device)
+    valid = (same & ~eye)[:, :, None] & (~same)[:, None, :]
+    if not valid.any():
+        raise TrainingError("a batch needs two composers and two clips of one composer")
+    gap = d[:, :, None] - d[:, None, :]
+    losses = F.relu(gap + margin)[valid]
+    active = losses > 1e-6
+    return losses[active].mean() if active.any() else losses.sum()
+
+
 @dataclass
 class TrainReport:
     seconds: float
@@ -161,7 +181,7 @@ def train_embedder(
             batch = torch.stack([clips[i, :, s:s + crop] for i, s in zip(idx, starts)]).float()
             batch = _augment(batch, gen)
             y = torch.from_numpy(np.repeat(chosen, k))
-            loss = batch_hard_triplet_loss(model(batch), y, settings.margin)
+            loss = LOSSES[settings.mining](model(batch), y, settings.margin)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -176,6 +196,9 @@ def train_embedder(
     report = TrainReport(time.monotonic() - t0, total_steps, total_steps * p * k,
                          float(np.mean(tail)), losses)
     return model, report
+
+
+LOSSES = {"batch-all": batch_all_triplet_loss, "batch-hard": batch_hard_triplet_loss}
 
 
 @torch.inference_mode()

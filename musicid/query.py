@@ -188,11 +188,11 @@ def report_folder(engine: QueryEngine, folder: str | Path, by_novelty: bool = Tr
     results: list[TrackResult] = []
     failures: list[Failure] = []
     for n, p in enumerate(prepared):
+        name = str(p.path.relative_to(root)) if root.is_dir() else p.path.name
         if isinstance(p, Failure):
-            failures.append(p)
+            failures.append(Failure(Path(name), p.reason))
         else:
             vectors = embed_clips(engine.model, torch.from_numpy(p.clips))
-            name = str(p.path.relative_to(root)) if root.is_dir() else p.path.name
             results.append(score_vectors(engine.store, vectors, name, p.fingerprint))
         if progress:
             progress("embed", n + 1, len(prepared))

@@ -1,0 +1,128 @@
+"""Every command through CliRunner: exit codes and the lines a user reads."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from musicid.cli import app
+
+from .conftest import make_corpus, write_piece
+
+runner = CliRunner()
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    r = runner.invoke(app, [str(a) for a in args])
+    return r.exit_code, r.stdout, r.stderr
+
+
+def test_help_lists_commands() -> None:
+    code, out, _ = run("--help")
+    assert code == 0
+    for cmd in ("query", "report", "render", "index"):
+        assert cmd in out
+
+
+def test_index_build_through_the_cli(tmp_path: Path) -> None:
+    data = make_corpus(tmp_path / "data", ["Lowpiano", "Highflute"], per_composer=4, seconds=32)
+    (data / "Lowpiano" / "broken.mid").write_text("nope")
+    code, out, err = run("index", "build", data, "--out", tmp_path / "idx", "--epochs", "1",
+                         "--steps-per-epoch", "2", "--cache-dir", tmp_path / "cache")
+    assert code == 0, err
+    assert "Lowpiano/broken.mid: not a MIDI file (no MThd header)" in out
+    assert "Index written to" in out and "held-out accuracy" in out
+    code, out, _ = run("index", "info", "--index", tmp_path / "idx", "--json")
+    assert code == 0 and json.loads(out)["counts"]["tracks"] == 8
+
+
+def test_index_build_errors_are_one_line(tmp_path: Path) -> None:
+    code, _, err = run("index", "build", tmp_path / "missing", "--out", tmp_path / "idx")
+    assert code == 1 and err.strip() == f"error: data folder not found: {tmp_path / 'missing'}"
+    data = make_corpus(tmp_path / "data", ["Organ", "Strings"], per_composer=2, seconds=4)
+    code, _, err = run("index", "build", data, "--soundfont", tmp_path / "none.sf2", "--out", tmp_path / "i")
+    assert code == 1 and err.strip() == f"error: SoundFont not found: {tmp_path / 'none.sf2'}"
+    assert not (tmp_path / "i").exists()
+
+
+def test_index_info(built_index: Path) -> None:
+    code, out, _ = run("index", "info", "--index", built_index)
+    assert code == 0
+    assert "Lowpiano" in out and "threshold" in out and "held-out accuracy" in out
+
+
+def test_query_prints_composer_confidence_novelty(built_index: Path, tmp_path: Path) -> None:
+    track = write_piece(tmp_path / "new.mid", "Highflute", seed=321)
+    code, out, _ = run("query", track, "--index", built_index)
+    assert code == 0
+    assert "new.mid: Highflute" in out and "confidence" in out and "novelty" in out
+    code, out, _ = run("query", track, "--index", built_index, "--json", "-k", "3")
+    r = json.loads(out)
+    assert code == 0 and r["composer"] == "Highflute" and r["novel"] is False
+    assert set(r["votes"]) == {"Highflute", "Lowpiano", "Strings"}
+
+
+def test_query_known_piece(built_index: Path, corpus: Path) -> None:
+    track = sorted((corpus / "Lowpiano").glob("*.mid"))[1]
+    code, out, _ = run("query", track, "--index", built_index)
+    assert code == 0 and f"known piece: same notes as indexed track Lowpiano/{track.name}" in out
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"", "empty file"),
+    (b"just text", "not a MIDI file (no MThd header)"),
+])
+def test_query_bad_file_exits_1_with_reason(built_index: Path, tmp_path: Path, content: bytes,
+                                            reason: str) -> None:
+    bad = tmp_path / "bad.mid"
+    bad.write_bytes(content)
+    code, out, err = run("query", bad, "--index", built_index)
+    assert code == 1 and err.strip() == f"error: bad.mid: {reason}" and "Traceback" not in out + err
+
+
+def test_query_without_index_says_how_to_build(tmp_path: Path) -> None:
+    track = write_piece(tmp_path / "a.mid", "Organ", 1, 2)
+    code, _, err = run("query", track, "--index", tmp_path / "nowhere")
+    assert code == 1 and "no index at" in err and "musicid index build" in err
+
+
+def test_report_ranks_by_novelty_and_exports(built_index: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "test"
+    for i in range(2):
+        write_piece(folder / f"known{i}.mid", "Lowpiano", 700 + i)
+        write_piece(folder / f"unseen{i}.mid", "Organ", 800 + i)
+    (folder / "zz broken é.mid").write_bytes(b"garbage")
+    code, out, _ = run("report", "--novel", folder, "--index", built_index, "--csv", tmp_path / "r.csv")
+    assert code == 0
+    assert "4 tracks scored" in out and "zz broken é.mid: not a MIDI file" in out
+    rows = list(csv.DictReader((tmp_path / "r.csv").open()))
+    scored = [r for r in rows if not r["error"]]
+    novelty = [float(r["novelty"]) for r in scored]
+    assert novelty == sorted(novelty, reverse=True)
+    assert {r["file"] for r in scored[:2]} == {"unseen0.mid", "unseen1.mid"}
+    assert rows[-1]["error"].startswith("not a MIDI file")
+    code, out, _ = run("report", "--novel", folder, "--index", built_index, "--json")
+    data = json.loads(out)
+    assert code == 0 and len(data["results"]) == 4 and len(data["failures"]) == 1
+
+
+def test_report_with_nothing_scorable_exits_1(built_index: Path, tmp_path: Path) -> None:
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "a.mid").write_bytes(b"x")
+    code, _, _ = run("report", "--novel", tmp_path / "t", "--index", built_index)
+    assert code == 1
+    code, _, err = run("report", tmp_path / "empty", "--index", built_index)
+    assert code == 1 and "not found" in err
+
+
+def test_render_writes_wav(tmp_path: Path) -> None:
+    track = write_piece(tmp_path / "a.mid", "Strings", 1, 3)
+    code, out, _ = run("render", track, tmp_path / "a.wav", "--seconds", "2")
+    assert code == 0 and "2.0 s, 16000 Hz mono" in out
+    assert (tmp_path / "a.wav").stat().st_size == 44 + 2 * 16000 * 2
+    code, _, err = run("render", track, tmp_path / "b.wav", "--soundfont", track)
+    assert code == 1 and "not a SoundFont" in err
