@@ -7,12 +7,18 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from .corpus import DEFAULT_COMPOSERS
 from .errors import MusicIdError
@@ -27,8 +33,10 @@ app.add_typer(corpus_app, name="corpus")
 out = Console()
 err = Console(stderr=True)
 
-STAGES = {"export": "Exporting scores", "render": "Rendering + features", "train": "Training embedder", "embed": "Embedding clips"}
-INDEX_OPT = typer.Option(None, "--index", "-i", help="Index directory [default: $MUSICID_INDEX or ./musicid-index].")
+STAGES = {"export": "Exporting scores", "render": "Rendering + features", "train": "Training embedder",
+          "embed": "Embedding clips"}
+INDEX_OPT = typer.Option(None, "--index", "-i",
+                         help="Index directory [default: $MUSICID_INDEX or ./musicid-index].")
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -45,7 +53,7 @@ def _errors() -> Iterator[None]:
         _fail(str(e))
     except KeyboardInterrupt:
         err.print("interrupted")
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
 
 
 @contextmanager
@@ -66,7 +74,7 @@ def _progress(enabled: bool = True) -> Iterator[Callable[[str, int, int], None] 
         yield update
 
 
-def _index_dir(index: Optional[Path]) -> Path:
+def _index_dir(index: Path | None) -> Path:
     from .index_store import default_index_dir
     return index or default_index_dir()
 
@@ -78,13 +86,17 @@ def _echo_json(obj: Any) -> None:
 @index_app.command("build")
 def index_build(
     data_dir: Path = typer.Argument(..., help="Folder of <Composer>/*.mid subfolders."),
-    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Index directory to write [default: ./musicid-index]."),
-    soundfont: Optional[Path] = typer.Option(None, "--soundfont", help="SoundFont (.sf2) [default: TimGM6mb.sf2 from pretty_midi]."),
-    model: Optional[Path] = typer.Option(None, "--model", help="Use this embedder checkpoint instead of training one."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Training epochs [default: 12]."),
-    steps_per_epoch: Optional[int] = typer.Option(None, "--steps-per-epoch", min=1, help="Batches per epoch [default: 40]."),
+    out_dir: Path | None = typer.Option(None, "--out", "-o",
+                                        help="Index directory to write [default: ./musicid-index]."),
+    soundfont: Path | None = typer.Option(None, "--soundfont",
+                                          help="SoundFont (.sf2) [default: TimGM6mb.sf2 from pretty_midi]."),
+    model: Path | None = typer.Option(None, "--model", help="Use this embedder checkpoint instead of training one."),
+    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Training epochs [default: 12]."),
+    steps_per_epoch: int | None = typer.Option(None, "--steps-per-epoch", min=1,
+                                               help="Batches per epoch [default: 40]."),
     workers: int = typer.Option(0, "--workers", min=0, help="Render processes [default: one per core]."),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Render cache [default: $MUSICID_CACHE or ~/.cache/musicid]."),
+    cache_dir: Path | None = typer.Option(None, "--cache-dir",
+                                          help="Render cache [default: $MUSICID_CACHE or ~/.cache/musicid]."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the render cache."),
     as_json: bool = typer.Option(False, "--json", help="Print the build summary as JSON."),
 ) -> None:
@@ -112,7 +124,7 @@ def index_build(
 
 
 @index_app.command("info")
-def index_info(index: Optional[Path] = INDEX_OPT,
+def index_info(index: Path | None = INDEX_OPT,
                as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON.")) -> None:
     """Show what an index holds: composers, tracks, clips, settings, threshold."""
     from .index_store import load_store
@@ -129,7 +141,7 @@ def index_info(index: Optional[Path] = INDEX_OPT,
 @app.command("query")
 def query(
     track: Path = typer.Argument(..., help="MIDI file to identify."),
-    index: Optional[Path] = INDEX_OPT,
+    index: Path | None = INDEX_OPT,
     k: int = typer.Option(10, "-k", min=1, help="Neighbours per clip in the vote."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
@@ -150,15 +162,14 @@ def query(
 def report(
     test_dir: Path = typer.Argument(..., help="Folder (or file) of MIDI files to score."),
     novel: bool = typer.Option(False, "--novel", help="Rank by novelty score, most novel first."),
-    index: Optional[Path] = INDEX_OPT,
-    csv: Optional[Path] = typer.Option(None, "--csv", help="Also write the table as CSV."),
+    index: Path | None = INDEX_OPT,
+    csv: Path | None = typer.Option(None, "--csv", help="Also write the table as CSV."),
     as_json: bool = typer.Option(False, "--json", help="Print the table as JSON."),
     workers: int = typer.Option(0, "--workers", min=0, help="Render processes [default: one per core]."),
 ) -> None:
     """Score every MIDI file in a folder: composer, confidence, novelty, flagged."""
-    from .query import QueryEngine
     from .display import print_report, write_csv
-    from .query import report_folder
+    from .query import QueryEngine, report_folder
 
     with _errors():
         engine = QueryEngine.open(_index_dir(index))
@@ -186,10 +197,9 @@ def corpus_export(
     """Export a starter corpus from music21's bundled scores, in the layout index build reads."""
     from .corpus import export_corpus
 
-    with _errors():
-        with _progress() as progress:
-            rep = export_corpus(out_dir, [c.strip() for c in composers.split(",") if c.strip()],
-                                max_works, workers, progress)
+    with _errors(), _progress() as progress:
+        rep = export_corpus(out_dir, [c.strip() for c in composers.split(",") if c.strip()],
+                            max_works, workers, progress)
     for work, reason in rep.failures:
         out.print(f"  skipped {work}: {reason}", highlight=False, soft_wrap=True)
     total = sum(rep.written.values())
@@ -201,8 +211,8 @@ def corpus_export(
 def render_cmd(
     track: Path = typer.Argument(..., help="MIDI file."),
     wav: Path = typer.Argument(..., help="WAV file to write."),
-    soundfont: Optional[Path] = typer.Option(None, "--soundfont", help="SoundFont (.sf2)."),
-    seconds: Optional[float] = typer.Option(None, "--seconds", min=0.1, help="Render at most this much [default: 600]."),
+    soundfont: Path | None = typer.Option(None, "--soundfont", help="SoundFont (.sf2)."),
+    seconds: float | None = typer.Option(None, "--seconds", min=0.1, help="Render at most this much [default: 600]."),
 ) -> None:
     """Render a MIDI file to a WAV, exactly as the model hears it."""
     from .midi import load_midi

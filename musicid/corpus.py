@@ -13,7 +13,8 @@ import multiprocessing as mp
 import os
 import re
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, TimeoutError as FutureTimeout
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ PARSE_TIMEOUT = 120.0
 
 # part name keyword -> General MIDI program (0-based)
 _PROGRAMS = [
-    (r"sopran|alto|altus|tenor|cantus|bassus|quintus|sextus|voice|vox|canto|basso(?!on)|^bass$", 52),
+    (r"sopran|alto|altus|tenor|cantus|bassus|quint|sext|voice|vox|canto|basso(?!on)|^bass(\s|$)", 52),
     (r"violin|violino", 40), (r"viola", 41), (r"cello|violoncello", 42), (r"contrabass|double bass", 43),
     (r"flute|flauto", 73), (r"oboe", 68), (r"clarinet", 71), (r"bassoon|fagott", 70), (r"horn|corno", 60),
     (r"trumpet|tromba", 56), (r"organ|organo", 19), (r"harpsichord|cembalo|continuo", 6),
@@ -49,15 +50,17 @@ class ExportReport:
     failures: list[tuple[str, str]]
 
 
-def program_for(part_name: str, instrument_program: int | None) -> int:
-    """GM program for a part: the score's own, else one named by the part, else piano."""
-    if instrument_program is not None:
-        return int(instrument_program)
+def program_for(part_name: str, instrument_program: int | None, sung: bool = False) -> int:
+    """GM program for a part: named by the part ("Violin 1", "Tenor"), else a voice if it
+    has lyrics, else the score's own program, else piano. Part names come first because
+    score encoders often leave a default piano on every part."""
     name = (part_name or "").lower()
     for pattern, program in _PROGRAMS:
         if re.search(pattern, name):
             return program
-    return 0
+    if sung:
+        return 52
+    return int(instrument_program) if instrument_program is not None else 0
 
 
 def _composer_dir_name(composer: str) -> str:
@@ -101,9 +104,10 @@ def score_to_midi(score: Any, out: Path) -> int:
     parts = list(score.parts) or [score]
     for part in parts:
         inst = part.getInstrument(returnDefault=True)
-        program = program_for(part.partName or inst.instrumentName or "", inst.midiProgram)
+        notes = list(part.flatten().notes)
+        program = program_for(part.partName or "", inst.midiProgram, any(n.lyric for n in notes[:50]))
         track = pretty_midi.Instrument(program=program)
-        for n in part.flatten().notes:
+        for n in notes:
             start_ql = float(n.getOffsetInHierarchy(score) if n.activeSite is not None else n.offset)
             start = seconds(start_ql)
             end = seconds(start_ql + float(n.quarterLength))
@@ -133,11 +137,13 @@ def score_to_midi(score: Any, out: Path) -> int:
 def _export_one(src: Path, out: Path) -> str | None:
     """Parse and write one work; None on success, else the reason."""
     try:
-        from music21 import converter
+        from music21 import converter, stream
         score = converter.parse(str(src))
+        if isinstance(score, stream.Opus):  # ABC: one tune per voice; make them parts of one score
+            score = score.mergeScores()
         score_to_midi(score, out)
         return None
-    except Exception as e:  # music21 raises anything on a bad score; report it and go on
+    except Exception as e:  # noqa: BLE001 - music21 raises anything on a bad score; report it, go on
         return f"{type(e).__name__}: {e}".splitlines()[0][:200]
 
 
@@ -162,7 +168,7 @@ def export_corpus(out_dir: str | Path, composers: Sequence[str] = DEFAULT_COMPOS
         workers = workers or max(1, os.cpu_count() or 1)
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
             futures = [(j, pool.submit(_export_one, j[1], j[2])) for j in todo]
-            for n, ((comp, src, dst), fut) in enumerate(futures, 1):
+            for n, ((comp, src, _dst), fut) in enumerate(futures, 1):
                 try:
                     reason = fut.result(timeout=PARSE_TIMEOUT)
                 except FutureTimeout:

@@ -19,7 +19,8 @@ from .errors import DataDirError
 MIDI_SUFFIXES = {".mid", ".midi", ".smf", ".kar"}
 # "<title>_<catalog>_<id>_<short>", e.g. "Cello Suite 3_BWV1009_2217_cs3-1pre"
 _CATALOG = re.compile(r"_([A-Za-z]{1,4}\d+[A-Za-z0-9]*)_\d+_")
-_MOVEMENT_SUFFIX = re.compile(r"([\s_\-.]*(mvt|mov|m|no|part)?[\s_\-.]*(\d+|[ivx]+))+$", re.IGNORECASE)
+# one trailing movement marker after a separator: "-movement1", ".6", "_m2", " III", "-2b"
+_MOVEMENT_SUFFIX = re.compile(r"[\s_\-.]+(movement|mvt|mov|part|no|m)?\s*(\d+[a-z]?|[ivx]+)$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -133,13 +134,17 @@ def holdout_split(composers: Sequence[str], groups: np.ndarray, fraction: float 
         if len(works) < 2:
             continue
         target = fraction * len(mine)
+        sizes = {int(w): int((groups[mine] == w).sum()) for w in works}
         taken = 0
-        for w in rng.permutation(works)[:-1]:
+        for w in rng.permutation(works):
             if taken >= target:
                 break
-            members = mine[groups[mine] == w]
-            held[members] = True
-            taken += len(members)
+            if taken + sizes[int(w)] > max(1.5 * target, 1):  # one big work must not swamp the split
+                continue
+            held[mine[groups[mine] == w]] = True
+            taken += sizes[int(w)]
+        if taken >= len(mine):  # always keep a work to train on
+            held[mine] = False
     return held
 
 

@@ -11,8 +11,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from .indexer import BuildReport
 from .index_store import IndexStore
+from .indexer import BuildReport
 from .query import TrackResult
 
 
@@ -106,11 +106,12 @@ def print_query(console: Console, r: TrackResult) -> None:
 def print_report(console: Console, results: Sequence[TrackResult], failures: Sequence[Any],
                  by_novelty: bool) -> None:
     t = Table(title="Tracks ranked by novelty (most novel first)" if by_novelty else "Tracks")
-    t.add_column("#", justify="right")
-    t.add_column("file", no_wrap=True, overflow="fold")
-    for col, just in ( ("composer", "left"), ("confidence", "right"),
-                      ("novelty", "right"), ("flagged", "center")):
-        t.add_column(col, justify=just)  # type: ignore[arg-type]
+    t.add_column("#", justify="right", no_wrap=True)
+    t.add_column("file", overflow="fold", ratio=1)
+    t.add_column("composer", no_wrap=True)
+    for col in ("confidence", "novelty"):
+        t.add_column(col, justify="right", no_wrap=True)
+    t.add_column("flagged", justify="center", no_wrap=True)
     for i, r in enumerate(results, 1):
         t.add_row(str(i), r.path, r.composer, f"{r.confidence:.2f}", f"{r.novelty:.4f}",
                   "[red]NOVEL[/red]" if r.novel else "", style="bold" if r.novel else None)

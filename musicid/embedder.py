@@ -161,7 +161,7 @@ def train_embedder(
     old_threads = torch.get_num_threads()
     if settings.threads:
         torch.set_num_threads(settings.threads)
-    model = Embedder(dims).to(memory_format=torch.channels_last)
+    model = Embedder(dims).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     total_steps = settings.epochs * settings.steps_per_epoch
     opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, settings.lr, total_steps=total_steps, pct_start=0.15)
@@ -178,7 +178,7 @@ def train_embedder(
                 rng.choice(by_class[int(c)], size=k, replace=len(by_class[int(c)]) < k) for c in chosen
             ])
             starts = rng.integers(0, clips.shape[-1] - crop + 1, size=len(idx))
-            batch = torch.stack([clips[i, :, s:s + crop] for i, s in zip(idx, starts)]).float()
+            batch = torch.stack([clips[i, :, s:s + crop] for i, s in zip(idx, starts, strict=True)]).float()
             batch = _augment(batch, gen)
             y = torch.from_numpy(np.repeat(chosen, k))
             loss = LOSSES[settings.mining](model(batch), y, settings.margin)
@@ -244,7 +244,7 @@ def load_checkpoint(path: Path) -> tuple[Embedder, FeatureSettings, dict[str, An
     except Exception as e:
         raise IndexMismatch(f"not a musicid model checkpoint: {path} ({type(e).__name__})") from e
     model.eval()
-    return model.to(memory_format=torch.channels_last), features, dict(ckpt.get("meta", {}))
+    return model.to(memory_format=torch.channels_last), features, dict(ckpt.get("meta", {}))  # type: ignore[call-overload]
 
 
 def check_features_match(model_features: FeatureSettings, features: FeatureSettings, what: str) -> None:

@@ -13,7 +13,7 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +24,17 @@ import torch
 from . import __version__
 from .cache import FeatureCache, default_cache_dir
 from .dataset import group_works, holdout_split, scan_labelled, work_key
-from .embedder import (EmbedderDims, TrainSettings, embed_clips, load_checkpoint, save_checkpoint,
-                       train_embedder)
+from .embedder import (
+    EmbedderDims,
+    TrainSettings,
+    embed_clips,
+    load_checkpoint,
+    save_checkpoint,
+    train_embedder,
+)
 from .errors import TrainingError
 from .features import FeatureSettings
-from .index_store import (IndexStore, commit_directory, file_sha256, make_faiss_index, staging_dir,
-                          write_store)
+from .index_store import IndexStore, commit_directory, file_sha256, make_faiss_index, staging_dir, write_store
 from .prepare import Failure, Prepared, prepare_many
 from .query import DEFAULT_K, DEFAULT_NOVELTY_K, calibrate_threshold, score_vectors
 from .render import RenderSettings, check_soundfont, soundfont_digest
@@ -188,7 +193,7 @@ def build_index(data_dir: str | Path, out: str | Path, options: BuildOptions = B
     prepared: list[Prepared] = []
     composers_of: list[str] = []
     failures: list[tuple[str, str]] = []
-    for ref, res in zip(refs, results):
+    for ref, res in zip(refs, results, strict=True):
         if isinstance(res, Failure):
             failures.append((_rel(ref.path, data_dir), res.reason))
         else:
@@ -199,7 +204,7 @@ def build_index(data_dir: str | Path, out: str | Path, options: BuildOptions = B
         raise TrainingError(f"only {len(all_composers)} composer(s) have usable tracks; "
                             "training needs at least two")
 
-    works = [work_key(p.path, c, options.group_by) for p, c in zip(prepared, composers_of)]
+    works = [work_key(p.path, c, options.group_by) for p, c in zip(prepared, composers_of, strict=True)]
     groups = group_works(works, [p.fingerprint for p in prepared])
     held = holdout_split(composers_of, groups, options.holdout_fraction, options.seed)
 
@@ -238,7 +243,7 @@ def build_index(data_dir: str | Path, out: str | Path, options: BuildOptions = B
             model_sha = save_checkpoint(staging / "model.pt", model, options.features,
                                         {"composers": all_composers, "musicid": __version__})
         manifest: dict[str, Any] = {
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "musicid_version": __version__,
             "data_dir": str(data_dir.resolve()),
             "composers": all_composers,
@@ -271,7 +276,8 @@ def build_index(data_dir: str | Path, out: str | Path, options: BuildOptions = B
         raise
 
     tracks_per = {c: composers_of.count(c) for c in all_composers}
-    clips_per = {c: int(sum(len(v) for v, cc in zip(vectors, composers_of) if cc == c)) for c in all_composers}
+    clips_per = {c: sum(len(v) for v, cc in zip(vectors, composers_of, strict=True) if cc == c)
+                 for c in all_composers}
     return BuildReport(out, all_composers, tracks_per, clips_per, failures, warnings,
                        {k: round(v, 1) for k, v in timings.items()}, heldout, threshold, trained,
                        sum(p.cached for p in prepared))

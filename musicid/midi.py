@@ -31,7 +31,7 @@ class Midi:
     n_drum_notes: int
     fingerprint: str  # hash of the notes alone: same notes, same fingerprint
 
-    def transposed(self, semitones: int) -> "Midi":
+    def transposed(self, semitones: int) -> Midi:
         """The same piece with every pitched note moved; drums are left alone."""
         events = tuple(
             (t, k, c, min(127, max(0, a + semitones)), b)

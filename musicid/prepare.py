@@ -85,7 +85,7 @@ def _prepare_or_fail(path: Path, render_settings: RenderSettings, features: Feat
         return Failure(path, str(e).removeprefix(f"{path.name}: "))
     except MusicIdError:
         raise  # a bad SoundFont is the user's to fix, not a per-file skip
-    except Exception as e:  # a file must never stop the batch
+    except Exception as e:  # noqa: BLE001 - one file must never stop the batch
         return Failure(path, f"unexpected {type(e).__name__}: {e}")
 
 

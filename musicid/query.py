@@ -93,7 +93,7 @@ def score_vectors(store: IndexStore, vectors: np.ndarray, path: str, fingerprint
 
     # nearest tracks: best clip distance per track
     nearest: dict[int, tuple[float, int]] = {}
-    for d, cid, t in zip(dist[:, :k].ravel(), ids[:, :k].ravel(), tids[:, :k].ravel()):
+    for d, cid, t in zip(dist[:, :k].ravel(), ids[:, :k].ravel(), tids[:, :k].ravel(), strict=True):
         if t >= 0 and (t not in nearest or d < nearest[t][0]):
             nearest[int(t)] = (float(d), int(cid))
     offsets = store.clips.set_index("clip_id")["offset"]
@@ -108,8 +108,8 @@ def score_vectors(store: IndexStore, vectors: np.ndarray, path: str, fingerprint
             known = str(same.iloc[0]["path"])
     return TrackResult(
         path=path, composer=composers[best], confidence=float(votes[best]),
-        votes={c: round(float(v), 4) for c, v in zip(composers, votes)},
-        centroid_distances={c: round(float(d), 4) for c, d in zip(composers, cdist)},
+        votes={c: round(float(v), 4) for c, v in zip(composers, votes, strict=True)},
+        centroid_distances={c: round(float(d), 4) for c, d in zip(composers, cdist, strict=True)},
         novelty=round(novelty, 4), threshold=store.threshold, novel=novelty > store.threshold,
         n_clips=len(vectors), known_piece=known, neighbours=neighbours,
     )
@@ -137,12 +137,12 @@ class QueryEngine:
     render_settings: Any  # render.RenderSettings
 
     @classmethod
-    def open(cls, index_dir: str | Path) -> "QueryEngine":
+    def open(cls, index_dir: str | Path) -> QueryEngine:
         from .embedder import check_features_match, load_checkpoint
+        from .errors import IndexMismatch
         from .features import FeatureSettings
         from .index_store import load_store
         from .render import RenderSettings, soundfont_digest
-        from .errors import IndexMismatch
 
         store = load_store(index_dir)
         model, model_features, _ = load_checkpoint(Path(index_dir) / "model.pt")
@@ -158,9 +158,10 @@ class QueryEngine:
         return cls(store, model, features, render_settings)
 
     def embed_file(self, path: Path) -> tuple[np.ndarray, str]:
+        import torch
+
         from .embedder import embed_clips
         from .prepare import prepare_track
-        import torch
 
         prepared = prepare_track(path, self.render_settings, self.features)
         return embed_clips(self.model, torch.from_numpy(prepared.clips)), prepared.fingerprint

@@ -25,6 +25,10 @@ def test_work_keys_from_catalog_ids_and_stems() -> None:
     assert work_key(Path("Sonata in A_D959_1734_sy_sps93.mid"), "S") == "S/D959"
     assert work_key(Path("quartet-op76-2.mid"), "H") == work_key(Path("quartet-op76-3.mid"), "H")
     assert work_key(Path("sonata_k331_mvt1.mid"), "M", group_by=r"(k\d+)") == "M/k331"
+    # one movement suffix only: chorale numbers must not collapse into one work
+    assert work_key(Path("bwv99.6.mid"), "Bach") == "Bach/bwv99"
+    assert work_key(Path("bwv99.6.mid"), "Bach") != work_key(Path("bwv244.3.mid"), "Bach")
+    assert work_key(Path("opus74no1-movement1.mid"), "H") == "H/opus74no1"
 
 
 def test_groups_join_works_and_identical_notes() -> None:
@@ -41,6 +45,14 @@ def test_holdout_keeps_works_whole_and_one_work_per_composer_for_training() -> N
         assert len(set(held[groups == g])) == 1  # a work is all in or all out
     assert held[:10].sum() == 2  # 20% of A, one whole work
     assert not held[10:].any()  # B has one work: keeps it for training
+
+
+def test_holdout_is_not_swamped_by_one_big_work() -> None:
+    composers = ["A"] * 40
+    groups = np.array([0] * 30 + list(range(1, 11)))  # one 30-track work and ten single tracks
+    for seed in range(10):
+        held = holdout_split(composers, groups, 0.2, seed=seed)
+        assert 4 <= held.sum() <= 12 and not held[:30].any()
 
 
 def test_kfold_never_splits_a_work() -> None:
