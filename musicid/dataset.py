@@ -123,7 +123,9 @@ def holdout_split(composers: Sequence[str], groups: np.ndarray, fraction: float 
                   seed: int = 0) -> np.ndarray:
     """Boolean mask of held-out tracks: about `fraction` of each composer's tracks, whole works only.
 
-    A composer keeps at least one work for training; one with a single work has none held out.
+    Works are taken in random order while they fit in 1.5x the share, so one big work
+    cannot swamp the split; if none fits, the smallest is held out. A composer with a
+    single work has none held out: it keeps it for training.
     """
     rng = np.random.default_rng(seed)
     composers_arr = np.asarray(composers)
@@ -143,8 +145,9 @@ def holdout_split(composers: Sequence[str], groups: np.ndarray, fraction: float 
                 continue
             held[mine[groups[mine] == w]] = True
             taken += sizes[int(w)]
-        if taken >= len(mine):  # always keep a work to train on
-            held[mine] = False
+        if taken == 0:  # every work is bigger than the share: hold out the smallest one
+            w = min(rng.permutation(works), key=lambda w: sizes[int(w)])
+            held[mine[groups[mine] == w]] = True
     return held
 
 

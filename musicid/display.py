@@ -78,8 +78,9 @@ def print_index_info(console: Console, store: IndexStore) -> None:
 
 
 def print_query(console: Console, r: TrackResult) -> None:
-    verdict = "[red]NOVEL[/red] (by none of the indexed composers)" if r.novel else f"[green]{r.composer}[/green]"
-    console.print(f"[b]{r.path}[/b]: {verdict}", highlight=False)
+    verdict = (f"[red]NOVEL[/red] (nearest composer {r.composer})" if r.novel
+               else f"[green]{r.composer}[/green]")
+    console.print(f"[b]{r.path}[/b]: {verdict}", highlight=False, soft_wrap=True)
     console.print(f"  composer {r.composer}, confidence {r.confidence:.2f} "
                   f"(k-NN vote over {r.n_clips} clips)", highlight=False)
     console.print(f"  novelty {r.novelty:.4f} (threshold {r.threshold:.4f}) -> "

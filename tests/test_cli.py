@@ -56,14 +56,24 @@ def test_index_info(built_index: Path) -> None:
 
 
 def test_query_prints_composer_confidence_novelty(built_index: Path, tmp_path: Path) -> None:
-    track = write_piece(tmp_path / "new.mid", "Highflute", seed=321)
+    track = write_piece(tmp_path / "new.mid", "Lowpiano", seed=321)
     code, out, _ = run("query", track, "--index", built_index)
     assert code == 0
-    assert "new.mid: Highflute" in out and "confidence" in out and "novelty" in out
+    assert "new.mid: Lowpiano" in out and "confidence" in out and "-> known composer" in out
     code, out, _ = run("query", track, "--index", built_index, "--json", "-k", "3")
     r = json.loads(out)
-    assert code == 0 and r["composer"] == "Highflute" and r["novel"] is False
+    assert code == 0 and r["composer"] == "Lowpiano" and r["novel"] is False
     assert set(r["votes"]) == {"Highflute", "Lowpiano", "Strings"}
+    assert r["novelty"] <= r["threshold"]
+
+
+def test_query_flags_an_unseen_style(built_index: Path, tmp_path: Path) -> None:
+    track = write_piece(tmp_path / "organ.mid", "Organ", seed=5, transpose=-12)
+    code, out, _ = run("query", track, "--index", built_index, "--json")
+    r = json.loads(out)
+    assert code == 0 and r["novel"] is True and r["novelty"] > r["threshold"]
+    code, out, _ = run("query", track, "--index", built_index)
+    assert f"organ.mid: NOVEL (nearest composer {r['composer']})" in out.replace("\n", " ")
 
 
 def test_query_known_piece(built_index: Path, corpus: Path) -> None:
