@@ -29,3 +29,6 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) musicid-index demo
+
+demo: $(STAMP)
+	MUSICID=$(BIN)/musicid bash scripts/demo.sh
