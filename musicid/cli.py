@@ -94,6 +94,8 @@ def index_build(
     epochs: int | None = typer.Option(None, "--epochs", min=1, help="Training epochs [default: 12]."),
     steps_per_epoch: int | None = typer.Option(None, "--steps-per-epoch", min=1,
                                                help="Batches per epoch [default: 40]."),
+    group_by: str | None = typer.Option(None, "--group-by",
+                                        help="Regex on file names whose first group names the work."),
     workers: int = typer.Option(0, "--workers", min=0, help="Render processes [default: one per core]."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir",
                                           help="Render cache [default: $MUSICID_CACHE or ~/.cache/musicid]."),
@@ -109,7 +111,7 @@ def index_build(
 
     with _errors():
         opts = BuildOptions(render=RenderSettings(soundfont=str(soundfont.resolve()) if soundfont else ""),
-                            model_path=model, workers=workers,
+                            model_path=model, workers=workers, group_by=group_by,
                             cache_dir=None if no_cache else (cache_dir or default_cache_dir()))
         opts.train = replace(opts.train, epochs=epochs or opts.train.epochs,
                              steps_per_epoch=steps_per_epoch or opts.train.steps_per_epoch)
@@ -121,6 +123,40 @@ def index_build(
         return
     from .display import print_build_report
     print_build_report(out, report)
+
+
+@index_app.command("add")
+def index_add(
+    data_dir: Path = typer.Argument(..., help="Folder of <Composer>/*.mid subfolders to add."),
+    index: Path | None = INDEX_OPT,
+    workers: int = typer.Option(0, "--workers", min=0, help="Render processes [default: one per core]."),
+    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Render cache [default: as for build]."),
+) -> None:
+    """Add tracks (a new composer, say) to an index, embedded with its own model."""
+    from .index_edit import add_tracks
+
+    with _errors():
+        with _progress() as progress:
+            rep = add_tracks(_index_dir(index), data_dir, cache_dir, workers, progress)
+    for path, reason in rep.failures:
+        out.print(f"  skipped {path}: {reason}", highlight=False, soft_wrap=True)
+    out.print(f"added {', '.join(f'{n} {c}' for c, n in rep.added.items())} tracks; the index now holds "
+              f"{rep.tracks} tracks by {', '.join(rep.composers)}", highlight=False, soft_wrap=True)
+
+
+@index_app.command("remove")
+def index_remove(
+    index: Path | None = INDEX_OPT,
+    composer: str | None = typer.Option(None, "--composer", help="Remove every track by this composer."),
+    track: str | None = typer.Option(None, "--track", help="Remove this track (its path in the index)."),
+) -> None:
+    """Remove a composer's tracks, or one track, from an index."""
+    from .index_edit import remove_tracks
+
+    with _errors():
+        rep = remove_tracks(_index_dir(index), composer, track)
+    out.print(f"removed {', '.join(f'{n} {c}' for c, n in rep.removed.items())} tracks; the index now holds "
+              f"{rep.tracks} tracks by {', '.join(rep.composers)}", highlight=False, soft_wrap=True)
 
 
 @index_app.command("info")

@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,9 +150,25 @@ def commit_directory(staging: Path, target: Path) -> None:
     _fsync_dir(target.parent)
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def staging_dir(target: Path) -> Path:
+    """A fresh folder beside target to write a new index into; sweeps ones left by killed builds."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
+    prefix = f".{target.name}.staging-"
+    for old in target.parent.glob(prefix + "*"):
+        pid = old.name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=target.parent))
 
 
 def write_store(staging: Path, index: Any, clips: pd.DataFrame, tracks: pd.DataFrame,
@@ -167,8 +184,34 @@ def write_store(staging: Path, index: Any, clips: pd.DataFrame, tracks: pd.DataF
     manifest["format"] = FORMAT
     manifest["format_version"] = FORMAT_VERSION
     manifest["files"] = {name: file_sha256(staging / name) for name in DATA_FILES}
+    if isinstance(manifest.get("model"), dict):
+        manifest["model"] = {**manifest["model"], "sha256": manifest["files"]["model.pt"]}
     _write_json(staging / "manifest.json", manifest)
     return manifest
+
+
+def publish(target: Path, store: IndexStore, put_model: Callable[[Path], object]) -> dict[str, Any]:
+    """Write a store and its model (put_model writes the checkpoint to the path it is given)
+    into a staging folder beside target, then swap it in whole. On any failure, or a kill,
+    target is left as it was."""
+    staging = staging_dir(target)
+    try:
+        put_model(staging / "model.pt")
+        manifest = write_store(staging, store.index, store.clips, store.tracks, store.centroids, store.manifest)
+        commit_directory(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return manifest
+
+
+def store_vectors(store: IndexStore) -> tuple[np.ndarray, np.ndarray]:
+    """All (ids, vectors) held by an exact IndexIDMap2 index, in insertion order."""
+    import faiss
+
+    inner = faiss.downcast_index(store.index.index)
+    ids = faiss.vector_to_array(store.index.id_map).astype(np.int64)
+    return ids, inner.reconstruct_n(0, store.index.ntotal)
 
 
 def read_manifest(path: Path) -> dict[str, Any]:

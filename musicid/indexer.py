@@ -11,7 +11,7 @@ import os
 import platform
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,7 +34,7 @@ from .embedder import (
 )
 from .errors import TrainingError
 from .features import FeatureSettings
-from .index_store import IndexStore, commit_directory, file_sha256, make_faiss_index, staging_dir, write_store
+from .index_store import IndexStore, make_faiss_index, publish
 from .prepare import Failure, Prepared, prepare_many
 from .query import DEFAULT_K, DEFAULT_NOVELTY_K, calibrate_threshold, score_vectors
 from .render import RenderSettings, check_soundfont, soundfont_digest
@@ -151,17 +151,17 @@ def _make_store(prepared: list[Prepared], composers_of: list[str], vectors: list
     tracks = pd.DataFrame(track_rows)
     clips = pd.DataFrame(clip_rows, columns=["clip_id", "track_id", "offset"])
     index = make_faiss_index(all_vecs, clips["clip_id"].to_numpy())
-    centroids = composer_centroids(vectors, composers_of, idx, all_composers)
+    centroids = composer_centroids([vectors[i] for i in idx], [composers_of[i] for i in idx], all_composers)
     return IndexStore(index, clips, tracks, centroids, manifest)
 
 
-def composer_centroids(vectors: list[np.ndarray], composers_of: list[str], idx: np.ndarray,
-                       all_composers: list[str]) -> np.ndarray:
-    """Unit mean of each composer's track means (every track weighs the same)."""
-    d = vectors[idx[0]].shape[1]
-    out = np.zeros((len(all_composers), d), dtype=np.float32)
-    for ci, c in enumerate(all_composers):
-        means = [vectors[i].mean(axis=0) for i in idx if composers_of[i] == c]
+def composer_centroids(track_vectors: Sequence[np.ndarray], track_composers: Sequence[str],
+                       composers: Sequence[str]) -> np.ndarray:
+    """Unit mean of each composer's unit track means (every track weighs the same)."""
+    d = track_vectors[0].shape[1]
+    out = np.zeros((len(composers), d), dtype=np.float32)
+    for ci, c in enumerate(composers):
+        means = [v.mean(axis=0) for v, tc in zip(track_vectors, track_composers, strict=True) if tc == c]
         if means:
             m = np.mean([v / (np.linalg.norm(v) + 1e-12) for v in means], axis=0)
             out[ci] = m / (np.linalg.norm(m) + 1e-12)
@@ -234,46 +234,41 @@ def build_index(data_dir: str | Path, out: str | Path, options: BuildOptions = B
     timings["calibrate"] = time.monotonic() - t
 
     t = time.monotonic()
-    staging = staging_dir(out)
-    try:
+    manifest: dict[str, Any] = {
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "musicid_version": __version__,
+        "data_dir": str(data_dir.resolve()),
+        "composers": all_composers,
+        "render": {"settings": asdict(options.render),
+                   "soundfont_sha": soundfont_digest(options.render.resolved_soundfont())},
+        "features": options.features.as_dict(),
+        "model": {"dims": asdict(model.dims), "trained_here": trained,
+                  "train": asdict(options.train) if trained else None,
+                  "train_seconds": round(train_report.seconds, 1) if train_report else None,
+                  "final_loss": round(train_report.final_loss, 4) if train_report else None},
+        "novelty": {"score": "mean distance of each clip to its k nearest indexed clips, "
+                             "averaged over the track's clips",
+                    "k": options.novelty_k,
+                    "rule": f"{options.novelty_keep:.0%} of held-out known-composer tracks "
+                            "score at or below the threshold",
+                    "threshold": round(threshold, 4), "calibration": heldout},
+        "counts": {"tracks": len(prepared), "clips": int(sum(len(v) for v in vectors)),
+                   "failed": len(failures)},
+        "failures": [{"path": p, "reason": r} for p, r in failures],
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+    }
+    store = _make_store(prepared, composers_of, vectors, np.arange(len(prepared)), groups, held,
+                        all_composers, manifest, data_dir, works)
+
+    def put_model(path: Path) -> None:
         if options.model_path:  # keep the given checkpoint byte for byte: its hash is its identity
-            shutil.copyfile(options.model_path, staging / "model.pt")
-            model_sha = file_sha256(staging / "model.pt")
+            shutil.copyfile(options.model_path, path)
         else:
-            model_sha = save_checkpoint(staging / "model.pt", model, options.features,
-                                        {"composers": all_composers, "musicid": __version__})
-        manifest: dict[str, Any] = {
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "musicid_version": __version__,
-            "data_dir": str(data_dir.resolve()),
-            "composers": all_composers,
-            "render": {"settings": asdict(options.render),
-                       "soundfont_sha": soundfont_digest(options.render.resolved_soundfont())},
-            "features": options.features.as_dict(),
-            "model": {"dims": asdict(model.dims), "sha256": model_sha, "trained_here": trained,
-                      "train": asdict(options.train) if trained else None,
-                      "train_seconds": round(train_report.seconds, 1) if train_report else None,
-                      "final_loss": round(train_report.final_loss, 4) if train_report else None},
-            "novelty": {"score": "mean distance of each clip to its k nearest indexed clips, "
-                                 "averaged over the track's clips",
-                        "k": options.novelty_k,
-                        "rule": f"{options.novelty_keep:.0%} of held-out known-composer tracks "
-                                "score at or below the threshold",
-                        "threshold": round(threshold, 4), "calibration": heldout},
-            "counts": {"tracks": len(prepared), "clips": int(sum(len(v) for v in vectors)),
-                       "failed": len(failures)},
-            "failures": [{"path": p, "reason": r} for p, r in failures],
-            "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-        }
-        store = _make_store(prepared, composers_of, vectors, np.arange(len(prepared)), groups, held,
-                            all_composers, manifest, data_dir, works)
-        manifest = write_store(staging, store.index, store.clips, store.tracks, store.centroids, manifest)
-        timings["write"] = time.monotonic() - t
-        timings["total"] = time.monotonic() - t_start
-        commit_directory(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+            save_checkpoint(path, model, options.features, {"composers": all_composers, "musicid": __version__})
+
+    publish(out, store, put_model)
+    timings["write"] = time.monotonic() - t
+    timings["total"] = time.monotonic() - t_start
 
     tracks_per = {c: composers_of.count(c) for c in all_composers}
     clips_per = {c: sum(len(v) for v, cc in zip(vectors, composers_of, strict=True) if cc == c)

@@ -1,0 +1,208 @@
+"""Nothing lost: atomic index replacement under kills, resumable builds, consistent edits, read-only queries."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from musicid.errors import DataDirError, IndexCorrupt
+from musicid.index_edit import add_tracks, remove_tracks
+from musicid.index_store import load_store, store_vectors
+from musicid.indexer import build_index
+from musicid.query import QueryEngine
+
+from .conftest import make_corpus, tiny_options, write_piece
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, bytes]]:
+    return {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(folder.iterdir())}
+
+
+def vectors_by_clip(index_dir: Path) -> dict[tuple[str, float], np.ndarray]:
+    store = load_store(index_dir)
+    ids, vecs = store_vectors(store)
+    path_of = store.tracks.set_index("track_id")["path"]
+    clips = store.clips.set_index("clip_id")
+    return {(str(path_of[clips.at[i, "track_id"]]), float(clips.at[i, "offset"])): v
+            for i, v in zip(ids, vecs, strict=True)}
+
+
+def assert_same_index(a: Path, b: Path) -> None:
+    sa, sb = load_store(a), load_store(b)
+    assert sa.composers == sb.composers
+    cols = ["path", "composer", "fingerprint", "n_clips"]
+    ta = sa.tracks[cols].sort_values("path").reset_index(drop=True)
+    tb = sb.tracks[cols].sort_values("path").reset_index(drop=True)
+    assert ta.equals(tb)
+    va, vb = vectors_by_clip(a), vectors_by_clip(b)
+    assert va.keys() == vb.keys()
+    for key in va:
+        np.testing.assert_allclose(va[key], vb[key], atol=1e-5)
+    np.testing.assert_allclose(sa.centroids, sb.centroids, atol=1e-5)
+
+
+def test_add_and_remove_equal_fresh_builds(built_index: Path, tmp_path: Path) -> None:
+    model = built_index / "model.pt"
+    both = make_corpus(tmp_path / "both", ["Lowpiano", "Organ"], per_composer=4, seconds=8, seed=3)
+    only_low = tmp_path / "low"
+    shutil.copytree(both / "Lowpiano", only_low / "Lowpiano")
+    only_organ = tmp_path / "organ"
+    shutil.copytree(both / "Organ", only_organ / "Organ")
+
+    build_index(only_low, tmp_path / "edited", tiny_options(tmp_path, model_path=model))
+    report = add_tracks(tmp_path / "edited", only_organ, cache_dir=tmp_path / "cache", workers=1)
+    assert report.added == {"Organ": 4} and report.composers == ["Lowpiano", "Organ"]
+    build_index(both, tmp_path / "fresh", tiny_options(tmp_path, model_path=model))
+    assert_same_index(tmp_path / "edited", tmp_path / "fresh")
+
+    removed = remove_tracks(tmp_path / "fresh", composer="Organ")
+    assert removed.removed == {"Organ": 4}
+    build_index(only_low, tmp_path / "lowonly", tiny_options(tmp_path, model_path=model))
+    assert_same_index(tmp_path / "fresh", tmp_path / "lowonly")
+    assert QueryEngine.open(tmp_path / "fresh").store.index.ntotal == load_store(tmp_path / "lowonly").index.ntotal
+
+
+def test_remove_one_track_and_bad_requests(built_index: Path, tmp_path: Path) -> None:
+    idx = tmp_path / "idx"
+    shutil.copytree(built_index, idx)
+    path = str(load_store(idx).tracks.iloc[0]["path"])
+    rep = remove_tracks(idx, track=path)
+    assert rep.tracks == 17 and path not in set(load_store(idx).tracks["path"])
+    with pytest.raises(DataDirError, match="no composer 'Nobody'"):
+        remove_tracks(idx, composer="Nobody")
+    with pytest.raises(DataDirError, match="no track"):
+        remove_tracks(idx, track="nope.mid")
+
+
+def test_query_never_writes_into_the_index(built_index: Path, tmp_path: Path) -> None:
+    before = snapshot(built_index)
+    beside = sorted(built_index.parent.iterdir())
+    engine = QueryEngine.open(built_index)
+    engine.query(write_piece(tmp_path / "q.mid", "Strings", 77))
+    assert snapshot(built_index) == before
+    assert sorted(built_index.parent.iterdir()) == beside  # nothing written beside it either
+
+
+def test_edited_metadata_is_detected(built_index: Path, tmp_path: Path) -> None:
+    idx = tmp_path / "idx"
+    shutil.copytree(built_index, idx)
+    store = load_store(idx)
+    tracks = store.tracks.copy()
+    tracks.loc[0, "composer"] = "Strings" if tracks.loc[0, "composer"] != "Strings" else "Lowpiano"
+    tracks.to_parquet(idx / "tracks.parquet", index=False)
+    with pytest.raises(IndexCorrupt, match="tracks.parquet does not match its checksum"):
+        load_store(idx)
+
+
+def _start_build(data: Path, out: Path, cache: Path, epochs: int, steps: int) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "musicid", "index", "build", str(data), "--out", str(out),
+           "--cache-dir", str(cache), "--workers", "1", "--epochs", str(epochs),
+           "--steps-per-epoch", str(steps), "--json"]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _wait_for_cache(cache: Path, n: int, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while len(list(cache.rglob("*.npz"))) < n:
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+        assert time.monotonic() < deadline, "render did not finish in time"
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_killed_build_leaves_old_index_and_resumes_from_cache(built_index: Path, tmp_path: Path,
+                                                               sig: signal.Signals) -> None:
+    data = make_corpus(tmp_path / "data", ["Lowpiano", "Strings"], per_composer=4, seconds=31)
+    out = tmp_path / "index"
+    shutil.copytree(built_index, out)
+    before = snapshot(out)
+    cache = tmp_path / "cache"
+    proc = _start_build(data, out, cache, epochs=200, steps=40)  # long enough to be killed training
+    try:
+        _wait_for_cache(cache, 8, proc)
+        time.sleep(1.0)
+        assert proc.poll() is None
+        os.kill(proc.pid, sig)
+        code = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == (-signal.SIGKILL if sig == signal.SIGKILL else 130)
+    assert snapshot(out) == before  # the previous index, byte for byte
+    load_store(out)
+    # resume: every render comes from the cache; the killed build's staging folder is swept
+    proc = _start_build(data, out, cache, epochs=1, steps=2)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr.decode()
+    assert json.loads(stdout)["cached_tracks"] == 8
+    assert load_store(out).manifest["counts"]["tracks"] == 8
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".index.staging")] == []
+
+
+def test_half_written_cache_entry_is_not_read(tmp_path: Path) -> None:
+    from musicid.cache import FeatureCache
+
+    cache = FeatureCache(tmp_path, {"x": 1})
+    cache.put("ab" * 32, np.ones((4, 5), np.float16), {"fingerprint": "f", "duration": 1.0})
+    entry = next(tmp_path.rglob("*.npz"))
+    entry.write_bytes(entry.read_bytes()[:40])  # as if the writer died mid-file
+    assert cache.get("ab" * 32) is None and not entry.exists()
+
+
+_KILLED_MID_WRITE = """
+import sys, time
+from pathlib import Path
+from musicid.index_store import load_store, publish
+store = load_store(sys.argv[1])
+def put_model(path: Path) -> None:
+    path.write_bytes(b"half a model")
+    print("writing", flush=True)
+    time.sleep(60)
+publish(Path(sys.argv[1]), store, put_model)
+"""
+
+
+def test_kill_while_writing_leaves_old_index(built_index: Path, tmp_path: Path) -> None:
+    out = tmp_path / "index"
+    shutil.copytree(built_index, out)
+    before = snapshot(out)
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_MID_WRITE, str(out)], stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == b"writing"
+        proc.kill()
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert snapshot(out) == before
+    staged = [p for p in tmp_path.iterdir() if p.name.startswith(".index.staging")]
+    assert len(staged) == 1 and (staged[0] / "model.pt").read_bytes() == b"half a model"
+    from musicid.index_store import staging_dir
+    fresh = staging_dir(out)  # the next writer sweeps what the dead one left
+    assert not staged[0].exists() and fresh.exists()
+
+
+def test_failure_while_writing_leaves_old_index(built_index: Path, tmp_path: Path) -> None:
+    from musicid.index_store import publish
+
+    out = tmp_path / "index"
+    shutil.copytree(built_index, out)
+    before = snapshot(out)
+
+    def broken_model(path: Path) -> None:
+        path.write_bytes(b"partial")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        publish(out, load_store(out), broken_model)
+    assert snapshot(out) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["index"]
