@@ -45,7 +45,8 @@ def print_build_report(console: Console, r: BuildReport) -> None:
                   f"{r.cached_tracks} of {sum(r.tracks_per_composer.values())} tracks from the render cache")
     console.print(f"held-out accuracy: {r.heldout['accuracy']:.1%} on {r.heldout['tracks']} tracks "
                   f"({r.heldout['rule']}); novelty threshold {r.threshold:.4f}"
-                  + ("" if r.trained else " (model given, not trained)"))
+                  + ("" if r.trained else " (model given, not trained)")
+                  + (" (model trained earlier on the same tracks, from the cache)" if r.model_from_cache else ""))
 
 
 def print_index_info(console: Console, store: IndexStore) -> None:

@@ -22,10 +22,11 @@ import pandas as pd
 import torch
 
 from . import __version__
-from .cache import FeatureCache, default_cache_dir
+from .cache import FeatureCache, default_cache_dir, settings_digest
 from .dataset import group_works, holdout_split, scan_labelled, work_key
 from .embedder import (
     EmbedderDims,
+    TrainReport,
     TrainSettings,
     embed_clips,
     load_checkpoint,
@@ -71,6 +72,7 @@ class BuildReport:
     threshold: float
     trained: bool
     cached_tracks: int
+    model_from_cache: bool = False
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -168,6 +170,17 @@ def composer_centroids(track_vectors: Sequence[np.ndarray], track_composers: Seq
     return out
 
 
+def _model_cache_path(options: BuildOptions, training_set: list[tuple[str, str]]) -> Path | None:
+    """Where a model trained on exactly these (file sha256, composer) pairs with these settings is
+    kept, so that rebuilding unchanged data does not train again; None when caching is off."""
+    if options.cache_dir is None:
+        return None
+    key = settings_digest({"tracks": sorted(training_set), "dims": asdict(options.dims),
+                           "train": asdict(options.train), "features": options.features.as_dict(),
+                           "render": options.render.identity()})
+    return options.cache_dir / "models" / f"{key}.pt"
+
+
 def build_index(data_dir: str | Path, out: str | Path, options: BuildOptions = BuildOptions(),
                 progress: ProgressFn | None = None) -> BuildReport:
     """Build an index directory from <data_dir>/<Composer>/*.mid; replaces `out` only when done."""
@@ -210,16 +223,27 @@ def build_index(data_dir: str | Path, out: str | Path, options: BuildOptions = B
 
     trained = model is None
     train_report = None
+    model_from_cache = False
     if model is None:
         train_idx = np.flatnonzero(~held)
-        clips = torch.from_numpy(np.concatenate([prepared[i].clips for i in train_idx]))
-        labels = np.concatenate([
-            np.full(len(prepared[i].clips), all_composers.index(composers_of[i])) for i in train_idx
-        ])
-        t = time.monotonic()
-        model, train_report = train_embedder(clips, labels, options.dims, options.train, progress)
-        timings["train"] = time.monotonic() - t
-        del clips
+        cached_model = _model_cache_path(options, [(prepared[i].sha256, composers_of[i]) for i in train_idx])
+        if cached_model is not None and cached_model.exists():
+            model, _, meta = load_checkpoint(cached_model)
+            train_report = TrainReport(**meta["train_report"]) if "train_report" in meta else None
+            model_from_cache = True
+        else:
+            clips = torch.from_numpy(np.concatenate([prepared[i].clips for i in train_idx]))
+            labels = np.concatenate([
+                np.full(len(prepared[i].clips), all_composers.index(composers_of[i])) for i in train_idx
+            ])
+            t = time.monotonic()
+            model, train_report = train_embedder(clips, labels, options.dims, options.train, progress)
+            timings["train"] = time.monotonic() - t
+            del clips
+            if cached_model is not None:
+                cached_model.parent.mkdir(parents=True, exist_ok=True)
+                report = {**asdict(train_report), "losses": []}
+                save_checkpoint(cached_model, model, options.features, {"train_report": report})
 
     t = time.monotonic()
     vectors: list[np.ndarray] = []
@@ -242,7 +266,7 @@ def build_index(data_dir: str | Path, out: str | Path, options: BuildOptions = B
         "render": {"settings": asdict(options.render),
                    "soundfont_sha": soundfont_digest(options.render.resolved_soundfont())},
         "features": options.features.as_dict(),
-        "model": {"dims": asdict(model.dims), "trained_here": trained,
+        "model": {"dims": asdict(model.dims), "trained_here": trained, "from_cache": model_from_cache,
                   "train": asdict(options.train) if trained else None,
                   "train_seconds": round(train_report.seconds, 1) if train_report else None,
                   "final_loss": round(train_report.final_loss, 4) if train_report else None},
@@ -275,4 +299,4 @@ def build_index(data_dir: str | Path, out: str | Path, options: BuildOptions = B
                  for c in all_composers}
     return BuildReport(out, all_composers, tracks_per, clips_per, failures, warnings,
                        {k: round(v, 1) for k, v in timings.items()}, heldout, threshold, trained,
-                       sum(p.cached for p in prepared))
+                       sum(p.cached for p in prepared), model_from_cache)

@@ -146,6 +146,9 @@ def test_second_build_reads_the_render_cache(tmp_path: Path) -> None:
     first = build_index(data, tmp_path / "a", tiny_options(tmp_path))
     second = build_index(data, tmp_path / "b", tiny_options(tmp_path))
     assert first.cached_tracks == 0 and second.cached_tracks == 8
+    assert not first.model_from_cache and second.model_from_cache and "train" not in second.timings
+    assert (load_store(tmp_path / "a").manifest["model"]["sha256"]
+            == load_store(tmp_path / "b").manifest["model"]["sha256"])
     assert load_store(tmp_path / "a").manifest["counts"] == load_store(tmp_path / "b").manifest["counts"]
 
 
