@@ -34,7 +34,7 @@ out = Console()
 err = Console(stderr=True)
 
 STAGES = {"export": "Exporting scores", "render": "Rendering + features", "train": "Training embedder",
-          "embed": "Embedding clips"}
+          "embed": "Embedding clips", "evaluate": "Folds and LOCO splits"}
 INDEX_OPT = typer.Option(None, "--index", "-i",
                          help="Index directory [default: $MUSICID_INDEX or ./musicid-index].")
 
@@ -241,6 +241,39 @@ def corpus_export(
     total = sum(rep.written.values())
     out.print(f"{total} works in {rep.out} ({', '.join(f'{c} {n}' for c, n in rep.written.items())}); "
               f"{rep.reused} already there, {len(rep.failures)} skipped", highlight=False, soft_wrap=True)
+
+
+@app.command("eval")
+def eval_cmd(
+    data_dir: Path = typer.Argument(..., help="Folder of <Composer>/*.mid subfolders."),
+    folds: int = typer.Option(5, "--folds", min=2, help="Cross-validation folds, grouped by work."),
+    out_dir: Path = typer.Option(Path("eval-results"), "--out", "-o", help="Where eval.json and the PNGs go."),
+    group_by: str | None = typer.Option(None, "--group-by", help="Regex whose first group names the work."),
+    loco: bool = typer.Option(True, "--loco/--no-loco", help="Leave-one-composer-out novelty figures."),
+    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Training epochs per fold [default: 12]."),
+    steps_per_epoch: int | None = typer.Option(None, "--steps-per-epoch", min=1, help="Batches per epoch."),
+    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Render and model cache."),
+    as_json: bool = typer.Option(False, "--json", help="Print eval.json to stdout."),
+) -> None:
+    """Cross-validate by work and measure leave-one-composer-out novelty."""
+    from dataclasses import replace
+
+    from .cache import default_cache_dir
+    from .evaluate import EvalOptions, evaluate, save_results
+    from .indexer import BuildOptions
+
+    with _errors():
+        b = BuildOptions(group_by=group_by, cache_dir=cache_dir or default_cache_dir())
+        b.train = replace(b.train, epochs=epochs or b.train.epochs,
+                          steps_per_epoch=steps_per_epoch or b.train.steps_per_epoch)
+        with _progress(not as_json) as progress:
+            result = evaluate(data_dir, EvalOptions(folds=folds, loco=loco, build=b), progress)
+        paths = save_results(result, out_dir)
+    if as_json:
+        _echo_json(result.summary)
+        return
+    from .display import print_eval
+    print_eval(out, result.summary, paths)
 
 
 @app.command("render")

@@ -142,3 +142,33 @@ def write_csv(path: Path, results: Sequence[TrackResult], failures: Sequence[Any
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def print_eval(console: Console, summary: dict[str, Any], paths: Sequence[Path]) -> None:
+    meta = summary["meta"]
+    t = Table(title=f"{meta['folds']}-fold cross-validation grouped by work ({meta['tracks']} tracks)")
+    t.add_column("level")
+    for col in ("accuracy", "balanced acc.", "macro-F1"):
+        t.add_column(col, justify="right")
+    for level in ("track", "clip"):
+        r = summary[level]
+        t.add_row(level, f"{r['accuracy']:.3f}", f"{r['balanced_accuracy']:.3f}", f"{r['macro_f1']:.3f}")
+    console.print(t)
+    p = Table(title="per composer (track level)")
+    for col in ("composer", "precision", "recall", "F1", "tracks"):
+        p.add_column(col, justify="left" if col == "composer" else "right")
+    for c, v in summary["track"]["per_label"].items():
+        p.add_row(c, f"{v['precision']:.2f}", f"{v['recall']:.2f}", f"{v['f1']:.2f}", str(v["support"]))
+    console.print(p)
+    if "loco" in summary:
+        lo = Table(title="leave-one-composer-out novelty")
+        for col in ("held-out composer", "AUROC", "FPR@95%TPR", "flagged novel", "flagged known"):
+            lo.add_column(col, justify="left" if col.startswith("held") else "right")
+        for c, v in summary["loco"]["per_composer"].items():
+            lo.add_row(c, f"{v['auroc']:.3f}", f"{v['fpr_at_95_tpr']:.2f}", f"{v['flagged_novel']:.2f}",
+                       f"{v['flagged_known']:.2f}")
+        lo.add_row("[b]mean[/b]", f"{summary['loco']['mean_auroc']:.3f}",
+                   f"{summary['loco']['mean_fpr_at_95_tpr']:.2f}", "", "")
+        console.print(lo)
+    console.print(f"wall time {meta['wall_seconds'] / 60:.1f} min; wrote " + ", ".join(str(p) for p in paths),
+                  highlight=False, soft_wrap=True)

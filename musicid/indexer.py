@@ -25,6 +25,7 @@ from . import __version__
 from .cache import FeatureCache, default_cache_dir, settings_digest
 from .dataset import group_works, holdout_split, scan_labelled, work_key
 from .embedder import (
+    Embedder,
     EmbedderDims,
     TrainReport,
     TrainSettings,
@@ -181,6 +182,27 @@ def _model_cache_path(options: BuildOptions, training_set: list[tuple[str, str]]
     return options.cache_dir / "models" / f"{key}.pt"
 
 
+def train_or_load(prepared: Sequence[Prepared], composers_of: Sequence[str], train_idx: np.ndarray,
+                  all_composers: Sequence[str], options: BuildOptions,
+                  progress: ProgressFn | None = None) -> tuple[Embedder, TrainReport | None, bool]:
+    """Train the embedder on the tracks at train_idx, or load the model the cache holds for
+    exactly that training set and those settings. Returns (model, report, from_cache)."""
+    cached = _model_cache_path(options, [(prepared[i].sha256, composers_of[i]) for i in train_idx])
+    if cached is not None and cached.exists():
+        model, _, meta = load_checkpoint(cached)
+        report = TrainReport(**meta["train_report"]) if "train_report" in meta else None
+        return model, report, True
+    clips = torch.from_numpy(np.concatenate([prepared[i].clips for i in train_idx]))
+    labels = np.concatenate([
+        np.full(len(prepared[i].clips), list(all_composers).index(composers_of[i])) for i in train_idx
+    ])
+    model, report = train_embedder(clips, labels, options.dims, options.train, progress)
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(cached, model, options.features, {"train_report": {**asdict(report), "losses": []}})
+    return model, report, False
+
+
 def build_index(data_dir: str | Path, out: str | Path, options: BuildOptions = BuildOptions(),
                 progress: ProgressFn | None = None) -> BuildReport:
     """Build an index directory from <data_dir>/<Composer>/*.mid; replaces `out` only when done."""
@@ -225,25 +247,11 @@ def build_index(data_dir: str | Path, out: str | Path, options: BuildOptions = B
     train_report = None
     model_from_cache = False
     if model is None:
-        train_idx = np.flatnonzero(~held)
-        cached_model = _model_cache_path(options, [(prepared[i].sha256, composers_of[i]) for i in train_idx])
-        if cached_model is not None and cached_model.exists():
-            model, _, meta = load_checkpoint(cached_model)
-            train_report = TrainReport(**meta["train_report"]) if "train_report" in meta else None
-            model_from_cache = True
-        else:
-            clips = torch.from_numpy(np.concatenate([prepared[i].clips for i in train_idx]))
-            labels = np.concatenate([
-                np.full(len(prepared[i].clips), all_composers.index(composers_of[i])) for i in train_idx
-            ])
-            t = time.monotonic()
-            model, train_report = train_embedder(clips, labels, options.dims, options.train, progress)
+        t = time.monotonic()
+        model, train_report, model_from_cache = train_or_load(
+            prepared, composers_of, np.flatnonzero(~held), all_composers, options, progress)
+        if not model_from_cache:
             timings["train"] = time.monotonic() - t
-            del clips
-            if cached_model is not None:
-                cached_model.parent.mkdir(parents=True, exist_ok=True)
-                report = {**asdict(train_report), "losses": []}
-                save_checkpoint(cached_model, model, options.features, {"train_report": report})
 
     t = time.monotonic()
     vectors: list[np.ndarray] = []

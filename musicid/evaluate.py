@@ -1,0 +1,233 @@
+"""Honest evaluation: k-fold cross-validation grouped by work, and leave-one-composer-out novelty.
+
+No work (all movements of one catalog number, every file with identical notes)
+ever has tracks on both sides of a split. Each fold trains its own embedder on
+the other folds, indexes them, and queries the held-out fold exactly as
+`musicid query` would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import __version__
+from .cache import FeatureCache
+from .dataset import group_works, holdout_split, kfold_groups, scan_labelled, work_key
+from .embedder import Embedder, embed_clips
+from .errors import TrainingError
+from .indexer import BuildOptions, _make_store, train_or_load
+from .metrics import auroc, classification_report, fpr_at_tpr
+from .prepare import Prepared, prepare_many
+from .query import DEFAULT_K, calibrate_threshold, score_vectors
+
+ProgressFn = Callable[[str, int, int], None]
+
+
+@dataclass
+class EvalOptions:
+    folds: int = 5
+    k: int = DEFAULT_K
+    loco: bool = True  # leave-one-composer-out novelty
+    build: BuildOptions = field(default_factory=BuildOptions)
+
+
+def _store_for(prepared: list[Prepared], composers_of: list[str], vectors: list[np.ndarray],
+               idx: np.ndarray, groups: np.ndarray, composers: list[str], novelty_k: int) -> Any:
+    return _make_store(prepared, composers_of, vectors, idx, groups, np.zeros(len(prepared), bool), composers,
+                       {"composers": composers, "novelty": {"k": novelty_k, "threshold": float("inf")}},
+                       root=Path("/"))
+
+
+def _clip_votes(store: Any, vecs: np.ndarray, k: int) -> list[str]:
+    """Each clip's own k-NN vote winner."""
+    _, ids = store.search(vecs, k)
+    composer_of = store.tracks.set_index("track_id")["composer"]
+    out = []
+    for row in store.track_of(ids):
+        names, counts = np.unique([composer_of[t] for t in row], return_counts=True)
+        out.append(str(names[np.argmax(counts)]))
+    return out
+
+
+def _embed(model: Embedder, prepared: list[Prepared], idx: Sequence[int]) -> dict[int, np.ndarray]:
+    return {int(i): embed_clips(model, torch.from_numpy(prepared[i].clips)) for i in idx}
+
+
+@dataclass
+class EvalResult:
+    summary: dict[str, Any]  # what eval.json holds
+    map_vectors: dict[int, np.ndarray]  # fold 0 model's clip vectors per track, for the map
+    map_composers: list[str]
+    map_held_out: list[bool]  # track was in fold 0's test fold
+
+
+def evaluate(data_dir: str | Path, options: EvalOptions = EvalOptions(),
+             progress: ProgressFn | None = None) -> EvalResult:
+    """Run every fold and every leave-one-composer-out split; return a JSON-ready result."""
+    t_start = time.monotonic()
+    b = options.build
+    refs, _ = scan_labelled(data_dir, min_composers=2)
+    cache = FeatureCache(b.cache_dir, {"render": b.render.identity(), "features": b.features.as_dict()})
+    results = prepare_many([r.path for r in refs], b.render, b.features, cache, b.workers, progress)
+    prepared = [p for p in results if isinstance(p, Prepared)]
+    composers_of = [str(r.composer) for r, p in zip(refs, results, strict=True) if isinstance(p, Prepared)]
+    composers = sorted(set(composers_of))
+    groups = group_works([work_key(p.path, c, b.group_by) for p, c in zip(prepared, composers_of, strict=True)],
+                         [p.fingerprint for p in prepared])
+    fold = kfold_groups(composers_of, groups, options.folds, b.seed)
+    steps = options.folds + (len(composers) if options.loco else 0)
+    done = 0
+
+    y_true: list[str] = []
+    y_pred: list[str] = []
+    clip_true: list[str] = []
+    clip_pred: list[str] = []
+    per_fold = []
+    map_vectors: dict[int, np.ndarray] = {}
+    for f in range(options.folds):
+        train_idx, test_idx = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
+        if len({composers_of[i] for i in train_idx}) < 2 or not len(test_idx):
+            raise TrainingError(f"fold {f} has too few composers or tracks; use fewer --folds")
+        model, _, _ = train_or_load(prepared, composers_of, train_idx, composers, b)
+        vectors_d = _embed(model, prepared, range(len(prepared)))
+        vectors = [vectors_d[i] for i in range(len(prepared))]
+        store = _store_for(prepared, composers_of, vectors, train_idx, groups, composers, b.novelty_k)
+        fold_true, fold_pred = [], []
+        for i in test_idx:
+            r = score_vectors(store, vectors[i], prepared[i].path.name, k=options.k)
+            fold_true.append(composers_of[i])
+            fold_pred.append(r.composer)
+            votes = _clip_votes(store, vectors[i], options.k)
+            clip_true += [composers_of[i]] * len(votes)
+            clip_pred += votes
+        y_true += fold_true
+        y_pred += fold_pred
+        per_fold.append({"fold": f, "tracks": len(test_idx),
+                         "accuracy": float(np.mean(np.array(fold_true) == np.array(fold_pred)))})
+        if f == 0:
+            map_vectors = vectors_d
+        done += 1
+        if progress:
+            progress("evaluate", done, steps)
+
+    out: dict[str, Any] = {
+        "track": classification_report(y_true, y_pred, composers),
+        "clip": classification_report(clip_true, clip_pred, composers),
+        "folds": per_fold,
+        "fold_of": {str(p.path.relative_to(data_dir)): int(fold[i]) for i, p in enumerate(prepared)},
+    }
+
+    if options.loco:
+        loco = {}
+        for c in composers:
+            known = np.array([x != c for x in composers_of])
+            known_idx = np.flatnonzero(known)
+            kc = [composers_of[i] for i in known_idx]
+            test_mask = holdout_split(kc, groups[known_idx], 0.2, b.seed)
+            rest = known_idx[~test_mask]
+            calib_mask = holdout_split([composers_of[i] for i in rest], groups[rest], 0.2, b.seed + 1)
+            train_idx, calib_idx = rest[~calib_mask], rest[calib_mask]
+            known_test, novel_idx = known_idx[test_mask], np.flatnonzero(~known)
+            known_composers = sorted(set(kc))
+            model, _, _ = train_or_load(prepared, composers_of, train_idx, known_composers, b)
+            vecs = _embed(model, prepared, range(len(prepared)))
+            vectors = [vecs[i] for i in range(len(prepared))]
+            store = _store_for(prepared, composers_of, vectors, train_idx, groups, known_composers, b.novelty_k)
+
+            def novelty(idx: np.ndarray, store: Any = store, vectors: list[np.ndarray] = vectors) -> list[float]:
+                return [score_vectors(store, vectors[i], "", k=options.k).novelty for i in idx]
+
+            threshold = calibrate_threshold(novelty(calib_idx), b.novelty_keep)
+            nov, kn = novelty(novel_idx), novelty(known_test)
+            loco[c] = {"auroc": auroc(nov, kn), "fpr_at_95_tpr": fpr_at_tpr(nov, kn, 0.95),
+                       "threshold": threshold, "novel_tracks": len(nov), "known_tracks": len(kn),
+                       "calibration_tracks": len(calib_idx),
+                       "flagged_novel": float(np.mean(np.array(nov) > threshold)),
+                       "flagged_known": float(np.mean(np.array(kn) > threshold))}
+            done += 1
+            if progress:
+                progress("evaluate", done, steps)
+        out["loco"] = {"per_composer": loco,
+                       "mean_auroc": float(np.mean([v["auroc"] for v in loco.values()])),
+                       "mean_fpr_at_95_tpr": float(np.mean([v["fpr_at_95_tpr"] for v in loco.values()]))}
+
+    out["meta"] = {
+        "data_dir": str(Path(data_dir).resolve()), "tracks": len(prepared), "composers": composers,
+        "failed": len(results) - len(prepared), "folds": options.folds, "k": options.k,
+        "wall_seconds": round(time.monotonic() - t_start, 1),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"), "musicid_version": __version__,
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "settings": {"features": b.features.as_dict(), "dims": asdict(b.dims), "train": asdict(b.train)},
+    }
+    return EvalResult(out, map_vectors, composers_of, [bool(fold[i] == 0) for i in range(len(prepared))])
+
+
+def save_results(result: EvalResult, out_dir: str | Path) -> list[Path]:
+    """Write eval.json, confusion.png and embedding_map.png; return the paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = result.summary
+    map_vectors, composers_of, held = result.map_vectors, result.map_composers, result.map_held_out
+    paths = []
+
+    rep = summary["track"]
+    m = np.array(rep["confusion"])
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    ax.imshow(m / np.maximum(m.sum(axis=1, keepdims=True), 1), cmap="Blues", vmin=0, vmax=1)
+    labels = rep["labels"]
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            ax.text(j, i, str(m[i, j]), ha="center", va="center",
+                    color="white" if m[i, j] > m[i].sum() / 2 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"{summary['meta']['folds']}-fold by work, track level: macro-F1 {rep['macro_f1']:.2f}")
+    fig.tight_layout()
+    paths.append(out_dir / "confusion.png")
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+
+    if map_vectors:
+        order = sorted(map_vectors)
+        x = np.concatenate([map_vectors[i] for i in order])
+        who = np.concatenate([[composers_of[i]] * len(map_vectors[i]) for i in order])
+        out_fold = np.concatenate([[held[i]] * len(map_vectors[i]) for i in order])
+        xc = x - x.mean(axis=0)
+        _, _, vt = np.linalg.svd(xc, full_matrices=False)
+        xy = xc @ vt[:2].T
+        fig, ax = plt.subplots(figsize=(6.5, 5))
+        for c in sorted(set(who)):
+            sel = who == c
+            a, b = sel & ~out_fold, sel & out_fold
+            ax.scatter(xy[a, 0], xy[a, 1], s=4, alpha=0.35, label=f"{c} (trained on)")
+            ax.scatter(xy[b, 0], xy[b, 1], s=14, marker="x", label=f"{c} (held out)")
+        ax.set_title("clip embeddings, fold 0 model (PCA)")
+        ax.legend(fontsize=7, markerscale=2)
+        fig.tight_layout()
+        paths.append(out_dir / "embedding_map.png")
+        fig.savefig(paths[-1], dpi=120)
+        plt.close(fig)
+
+    paths.append(out_dir / "eval.json")
+    tmp = paths[-1].with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    os.replace(tmp, paths[-1])
+    return paths

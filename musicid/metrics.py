@@ -1,0 +1,65 @@
+"""Classification and novelty metrics, as plain functions of label and score arrays."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+
+def confusion_matrix(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]) -> np.ndarray:
+    """Counts, rows = true label, columns = predicted label, in `labels` order."""
+    index = {c: i for i, c in enumerate(labels)}
+    m = np.zeros((len(labels), len(labels)), dtype=int)
+    for t, p in zip(y_true, y_pred, strict=True):
+        m[index[t], index[p]] += 1
+    return m
+
+
+def classification_report(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]) -> dict[str, Any]:
+    """Accuracy, balanced accuracy, macro-F1 and per-label precision/recall/F1/support.
+
+    Labels with no true examples are left out of the balanced accuracy and macro-F1.
+    """
+    m = confusion_matrix(y_true, y_pred, labels)
+    tp = np.diag(m).astype(float)
+    support = m.sum(axis=1)
+    predicted = m.sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(predicted > 0, tp / predicted, 0.0)
+        recall = np.where(support > 0, tp / support, 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    present = support > 0
+    return {
+        "n": int(m.sum()),
+        "accuracy": float(tp.sum() / max(m.sum(), 1)),
+        "balanced_accuracy": float(recall[present].mean()) if present.any() else 0.0,
+        "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+        "per_label": {c: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                          "support": int(support[i])} for i, c in enumerate(labels)},
+        "confusion": m.tolist(),
+        "labels": list(labels),
+    }
+
+
+def auroc(novel_scores: Sequence[float], known_scores: Sequence[float]) -> float:
+    """Probability that a novel item scores above a known one (ties count half)."""
+    n = np.asarray(novel_scores, dtype=float)
+    k = np.asarray(known_scores, dtype=float)
+    if not len(n) or not len(k):
+        return float("nan")
+    greater = (n[:, None] > k[None, :]).sum()
+    ties = (n[:, None] == k[None, :]).sum()
+    return float((greater + 0.5 * ties) / (len(n) * len(k)))
+
+
+def fpr_at_tpr(novel_scores: Sequence[float], known_scores: Sequence[float], tpr: float = 0.95) -> float:
+    """Share of known items flagged when the threshold flags `tpr` of the novel ones."""
+    n = np.sort(np.asarray(novel_scores, dtype=float))
+    k = np.asarray(known_scores, dtype=float)
+    if not len(n) or not len(k):
+        return float("nan")
+    # the highest threshold that still flags at least tpr of the novel items (score >= t)
+    t = n[int(np.floor((1 - tpr) * len(n) + 1e-9))]
+    return float((k >= t).mean())

@@ -1,0 +1,72 @@
+"""Metrics against hand-worked examples, and a real (tiny) grouped cross-validation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from musicid.cli import app
+from musicid.evaluate import EvalOptions, evaluate, save_results
+from musicid.metrics import auroc, classification_report, confusion_matrix, fpr_at_tpr
+
+from .conftest import make_corpus, tiny_options
+
+
+def test_classification_report_by_hand() -> None:
+    # A: 3 true, 2 right; B: 1 true, right; C: 1 true, called A.  Predicted A 3x, B 2x (one wrong).
+    y_true = ["A", "A", "A", "B", "C"]
+    y_pred = ["A", "A", "B", "B", "A"]
+    r = classification_report(y_true, y_pred, ["A", "B", "C"])
+    assert r["confusion"] == [[2, 1, 0], [0, 1, 0], [1, 0, 0]]
+    assert r["accuracy"] == pytest.approx(3 / 5)
+    assert r["balanced_accuracy"] == pytest.approx((2 / 3 + 1 + 0) / 3)
+    # F1: A p=2/3 r=2/3 -> 2/3; B p=1/2 r=1 -> 2/3; C 0
+    assert r["per_label"]["A"]["f1"] == pytest.approx(2 / 3)
+    assert r["per_label"]["B"]["precision"] == pytest.approx(0.5)
+    assert r["macro_f1"] == pytest.approx((2 / 3 + 2 / 3 + 0) / 3)
+
+
+def test_labels_without_examples_do_not_dilute_macro_scores() -> None:
+    r = classification_report(["A", "B"], ["A", "B"], ["A", "B", "Z"])
+    assert r["macro_f1"] == 1.0 and r["balanced_accuracy"] == 1.0
+    assert confusion_matrix(["A"], ["Z"], ["A", "Z"]).tolist() == [[0, 1], [0, 0]]
+
+
+def test_auroc_and_fpr_by_hand() -> None:
+    assert auroc([3, 4], [1, 2]) == 1.0
+    assert auroc([1, 2], [3, 4]) == 0.0
+    assert auroc([2, 3], [1, 2]) == pytest.approx(3.5 / 4)  # 2>1, 2=2 (half), 3>1, 3>2
+    assert auroc([1.0], [1.0]) == 0.5
+    novel = np.arange(20, 40)  # 20 novel scores 20..39
+    known = np.arange(0, 30)  # known 0..29: a threshold flagging 19 of 20 novel (>= 21) flags 9 known
+    assert fpr_at_tpr(novel, known, 0.95) == pytest.approx(9 / 30)
+    assert fpr_at_tpr([5.0], [1.0, 6.0], 0.95) == 0.5
+
+
+def test_grouped_cross_validation_runs_end_to_end(tmp_path: Path) -> None:
+    data = make_corpus(tmp_path / "data", ["Lowpiano", "Highflute", "Strings"], per_composer=6, seconds=8)
+    result = evaluate(data, EvalOptions(folds=3, build=tiny_options(tmp_path)))
+    s = result.summary
+    assert s["track"]["n"] == 18 and s["clip"]["n"] > 18
+    assert s["track"]["accuracy"] >= 0.8  # three clearly different toy styles
+    # no work straddles folds: both movements of each toy work share a fold
+    by_work: dict[str, set[int]] = {}
+    for path, f in s["fold_of"].items():
+        by_work.setdefault(path.rsplit("_", 1)[0].rsplit("_", 1)[0], set()).add(f)
+    assert all(len(v) == 1 for v in by_work.values())
+    assert set(s["loco"]["per_composer"]) == {"Highflute", "Lowpiano", "Strings"}
+    for v in s["loco"]["per_composer"].values():
+        assert 0.0 <= v["auroc"] <= 1.0 and v["novel_tracks"] == 6
+    paths = save_results(result, tmp_path / "out")
+    assert sorted(p.name for p in paths) == ["confusion.png", "embedding_map.png", "eval.json"]
+    assert json.loads((tmp_path / "out" / "eval.json").read_text())["meta"]["folds"] == 3
+
+
+def test_eval_cli_needs_two_composers(tmp_path: Path) -> None:
+    data = make_corpus(tmp_path / "data", ["Organ"], per_composer=2, seconds=4)
+    r = CliRunner().invoke(app, ["eval", str(data), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 1 and "training needs at least 2" in r.stderr
