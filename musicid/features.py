@@ -94,7 +94,7 @@ def log_mel(audio: torch.Tensor, settings: FeatureSettings = FeatureSettings()) 
     x = audio.reshape(-1, audio.shape[-1]).float()
     window = torch.hann_window(settings.n_fft, device=x.device)
     spec = torch.stft(x, settings.n_fft, settings.hop_length, window=window, return_complex=True)
-    power = spec.abs() ** 2
+    power = spec.real ** 2 + spec.imag ** 2  # |X|^2 without the sqrt abs() would take
     fb = mel_filters(settings.sample_rate, settings.n_fft, settings.n_mels, settings.f_min, settings.f_max)
     mel = fb.to(x.device) @ power
     logm = torch.clamp(mel, min=1e-10).log10()

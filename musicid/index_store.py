@@ -48,11 +48,43 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def make_faiss_index(vectors: np.ndarray, ids: np.ndarray) -> Any:
-    """Exact inner-product search over unit vectors, with explicit int64 ids."""
+EXACT_BELOW = 200_000  # vectors: exact search is fast enough below this (see docs/PERFORMANCE.md)
+HNSW_M = 32
+HNSW_EF_SEARCH = 64
+IVF_NPROBE = 32
+
+
+def choose_index_kind(n: int) -> str:
+    return "flat" if n < EXACT_BELOW else "hnsw"
+
+
+def make_faiss_index(vectors: np.ndarray, ids: np.ndarray, kind: str = "auto") -> Any:
+    """Inner-product search over unit vectors with explicit int64 ids.
+
+    kind: "flat" (exact), "hnsw" (graph, no training), "ivf" (inverted lists trained on a
+    sample), or "auto": exact below EXACT_BELOW vectors, HNSW above.
+    """
     import faiss
 
-    index = faiss.IndexIDMap2(faiss.IndexFlatIP(vectors.shape[1]))
+    d = vectors.shape[1]
+    kind = choose_index_kind(len(vectors)) if kind == "auto" else kind
+    if kind == "flat":
+        inner = faiss.IndexFlatIP(d)
+    elif kind == "hnsw":
+        inner = faiss.IndexHNSWFlat(d, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        inner.hnsw.efConstruction = 80
+        inner.hnsw.efSearch = HNSW_EF_SEARCH
+    elif kind == "ivf":
+        nlist = int(max(1, min(4 * np.sqrt(len(vectors)), len(vectors) // 39)))
+        inner = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+        sample = vectors[np.random.default_rng(0).choice(len(vectors), min(len(vectors), 256 * nlist),
+                                                         replace=False)]
+        inner.train(np.ascontiguousarray(sample, dtype=np.float32))
+        inner.nprobe = min(IVF_NPROBE, nlist)
+        inner.make_direct_map()
+    else:
+        raise ValueError(f"unknown index kind {kind!r} (flat, hnsw, ivf, auto)")
+    index = faiss.IndexIDMap2(inner)
     if len(vectors):
         index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids.astype(np.int64))
     return index
