@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup test demo lint clean
+.PHONY: setup test demo lint bench clean
 
 $(STAMP): pyproject.toml
 	@if ! ldconfig -p 2>/dev/null | grep -q libfluidsynth.so.3; then \
@@ -32,3 +32,7 @@ clean:
 
 demo: $(STAMP)
 	MUSICID=$(BIN)/musicid bash scripts/demo.sh
+
+bench: $(STAMP)
+	@command -v fluidsynth >/dev/null || $(SUDO) apt-get install -y --no-install-recommends fluidsynth
+	PY=$(BIN)/python bash bench/run_all.sh

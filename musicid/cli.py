@@ -250,6 +250,8 @@ def eval_cmd(
     out_dir: Path = typer.Option(Path("eval-results"), "--out", "-o", help="Where eval.json and the PNGs go."),
     group_by: str | None = typer.Option(None, "--group-by", help="Regex whose first group names the work."),
     loco: bool = typer.Option(True, "--loco/--no-loco", help="Leave-one-composer-out novelty figures."),
+    baseline: str | None = typer.Option(None, "--baseline",
+                                        help="Also run this method on the same splits: 'seed' (published)."),
     epochs: int | None = typer.Option(None, "--epochs", min=1, help="Training epochs per fold [default: 12]."),
     steps_per_epoch: int | None = typer.Option(None, "--steps-per-epoch", min=1, help="Batches per epoch."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Render and model cache."),
@@ -262,12 +264,14 @@ def eval_cmd(
     from .evaluate import EvalOptions, evaluate, save_results
     from .indexer import BuildOptions
 
+    if baseline not in (None, "seed"):
+        _fail(f"unknown baseline '{baseline}' (known: seed)", 2)
     with _errors():
         b = BuildOptions(group_by=group_by, cache_dir=cache_dir or default_cache_dir())
         b.train = replace(b.train, epochs=epochs or b.train.epochs,
                           steps_per_epoch=steps_per_epoch or b.train.steps_per_epoch)
         with _progress(not as_json) as progress:
-            result = evaluate(data_dir, EvalOptions(folds=folds, loco=loco, build=b), progress)
+            result = evaluate(data_dir, EvalOptions(folds=folds, loco=loco, baseline=baseline, build=b), progress)
         paths = save_results(result, out_dir)
     if as_json:
         _echo_json(result.summary)

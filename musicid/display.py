@@ -147,12 +147,14 @@ def write_csv(path: Path, results: Sequence[TrackResult], failures: Sequence[Any
 def print_eval(console: Console, summary: dict[str, Any], paths: Sequence[Path]) -> None:
     meta = summary["meta"]
     t = Table(title=f"{meta['folds']}-fold cross-validation grouped by work ({meta['tracks']} tracks)")
-    t.add_column("level")
+    t.add_column("method, level")
     for col in ("accuracy", "balanced acc.", "macro-F1"):
         t.add_column(col, justify="right")
-    for level in ("track", "clip"):
-        r = summary[level]
-        t.add_row(level, f"{r['accuracy']:.3f}", f"{r['balanced_accuracy']:.3f}", f"{r['macro_f1']:.3f}")
+    rows = [("musicid, track", summary["track"]), ("musicid, clip", summary["clip"])]
+    if "baseline" in summary:
+        rows.append(("seed (published), track", summary["baseline"]["track"]))
+    for name, r in rows:
+        t.add_row(name, f"{r['accuracy']:.3f}", f"{r['balanced_accuracy']:.3f}", f"{r['macro_f1']:.3f}")
     console.print(t)
     p = Table(title="per composer (track level)")
     for col in ("composer", "precision", "recall", "F1", "tracks"):
@@ -169,6 +171,9 @@ def print_eval(console: Console, summary: dict[str, Any], paths: Sequence[Path])
                        f"{v['flagged_known']:.2f}")
         lo.add_row("[b]mean[/b]", f"{summary['loco']['mean_auroc']:.3f}",
                    f"{summary['loco']['mean_fpr_at_95_tpr']:.2f}", "", "")
+        if "loco" in summary.get("baseline", {}):
+            bl = summary["baseline"]["loco"]
+            lo.add_row("seed (published), mean", f"{bl['mean_auroc']:.3f}", f"{bl['mean_fpr_at_95_tpr']:.2f}", "", "")
         console.print(lo)
     console.print(f"wall time {meta['wall_seconds'] / 60:.1f} min; wrote " + ", ".join(str(p) for p in paths),
                   highlight=False, soft_wrap=True)

@@ -39,6 +39,8 @@ class EvalOptions:
     folds: int = 5
     k: int = DEFAULT_K
     loco: bool = True  # leave-one-composer-out novelty
+    baseline: str | None = None  # "seed": also run the published method on the same splits
+    seed_epochs: int = 10  # the published method's; fewer only to test the wiring
     build: BuildOptions = field(default_factory=BuildOptions)
 
 
@@ -58,6 +60,95 @@ def _clip_votes(store: Any, vecs: np.ndarray, k: int) -> list[str]:
         names, counts = np.unique([composer_of[t] for t in row], return_counts=True)
         out.append(str(names[np.argmax(counts)]))
     return out
+
+
+Split = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # train, calibration, known-test, novel
+
+
+def loco_splits(composers_of: Sequence[str], groups: np.ndarray, seed: int) -> dict[str, Split]:
+    """For each composer: (train, calibration, known-test, novel) track indices, works kept whole.
+
+    The other composers' tracks are split three ways: 20% known-test, then 20% of the rest to
+    calibrate the threshold on, and the rest to train and index.
+    """
+    labels = np.asarray(composers_of)
+    out = {}
+    for c in sorted(set(composers_of)):
+        known_idx = np.flatnonzero(labels != c)
+        test_mask = holdout_split(list(labels[known_idx]), groups[known_idx], 0.2, seed)
+        rest = known_idx[~test_mask]
+        calib_mask = holdout_split(list(labels[rest]), groups[rest], 0.2, seed + 1)
+        novel = np.flatnonzero(labels == c)
+        out[c] = (rest[~calib_mask], rest[calib_mask], known_idx[test_mask], novel)
+    return out
+
+
+def _open_set(novel: Sequence[float], known: Sequence[float], threshold: float, n_calib: int) -> dict[str, Any]:
+    return {"auroc": auroc(novel, known), "fpr_at_95_tpr": fpr_at_tpr(novel, known, 0.95),
+            "threshold": float(threshold), "novel_tracks": len(novel), "known_tracks": len(known),
+            "calibration_tracks": n_calib,
+            "flagged_novel": float(np.mean(np.asarray(novel) > threshold)),
+            "flagged_known": float(np.mean(np.asarray(known) > threshold))}
+
+
+def _loco_summary(per: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return {"per_composer": per, "mean_auroc": float(np.mean([v["auroc"] for v in per.values()])),
+            "mean_fpr_at_95_tpr": float(np.mean([v["fpr_at_95_tpr"] for v in per.values()]))}
+
+
+def _seed_baseline(prepared: list[Prepared], composers_of: list[str], composers: list[str], fold: np.ndarray,
+                   folds: int, splits: dict[str, Split], epochs: int = 10) -> dict[str, Any]:
+    """The published method on the same folds and leave-one-composer-out splits."""
+    from .baseline import (
+        SEED_THRESHOLD,
+        SeedSettings,
+        anchor_files,
+        nearest_anchor,
+        prepare_seed_inputs,
+        seed_embed,
+        train_seed,
+    )
+
+    paths = [p.path for p in prepared]
+    inputs, ok = prepare_seed_inputs(paths)
+    row = {i: r for r, i in enumerate(ok)}  # track index -> row of inputs
+    usable = np.array([i in row for i in range(len(prepared))])
+
+    def fit(train_idx: np.ndarray) -> tuple[Any, dict[str, int]]:
+        train_idx = train_idx[usable[train_idx]]
+        rows = [row[i] for i in train_idx]
+        anchors = anchor_files(paths, composers_of, list(train_idx))
+        model = train_seed(inputs[rows], [composers_of[i] for i in train_idx],
+                           {c: list(train_idx).index(i) for c, i in anchors.items()},  # positions in the subset
+                           SeedSettings(epochs=epochs))
+        return model, anchors
+
+    def scores(model: Any, anchors: dict[str, int], idx: np.ndarray) -> tuple[list[str], np.ndarray]:
+        idx = idx[usable[idx]]
+        names = sorted(anchors)
+        emb = seed_embed(model, inputs[[row[i] for i in idx]])
+        anchor_emb = seed_embed(model, inputs[[row[anchors[c]] for c in names]])
+        return nearest_anchor(emb, anchor_emb, names)
+
+    y_true: list[str] = []
+    y_pred: list[str] = []
+    for f in range(folds):
+        model, anchors = fit(np.flatnonzero(fold != f))
+        test = np.flatnonzero((fold == f) & usable)
+        pred, _ = scores(model, anchors, test)
+        y_true += [composers_of[i] for i in test]
+        y_pred += pred
+    result: dict[str, Any] = {"method": "seed (published attempt)", "skipped_tracks": int((~usable).sum()),
+                              "track": classification_report(y_true, y_pred, composers)}
+    if splits:
+        per = {}
+        for c, (train_idx, _calib, known_test, novel_idx) in splits.items():
+            model, anchors = fit(train_idx)
+            _, nov = scores(model, anchors, novel_idx)
+            _, kn = scores(model, anchors, known_test)
+            per[c] = _open_set(nov.tolist(), kn.tolist(), SEED_THRESHOLD, 0)
+        result["loco"] = _loco_summary(per)
+    return result
 
 
 def _embed(model: Embedder, prepared: list[Prepared], idx: Sequence[int]) -> dict[int, np.ndarray]:
@@ -86,7 +177,7 @@ def evaluate(data_dir: str | Path, options: EvalOptions = EvalOptions(),
     groups = group_works([work_key(p.path, c, b.group_by) for p, c in zip(prepared, composers_of, strict=True)],
                          [p.fingerprint for p in prepared])
     fold = kfold_groups(composers_of, groups, options.folds, b.seed)
-    steps = options.folds + (len(composers) if options.loco else 0)
+    steps = options.folds + (len(composers) if options.loco else 0) + (options.baseline == "seed")
     done = 0
 
     y_true: list[str] = []
@@ -128,18 +219,11 @@ def evaluate(data_dir: str | Path, options: EvalOptions = EvalOptions(),
         "fold_of": {str(p.path.relative_to(data_dir)): int(fold[i]) for i, p in enumerate(prepared)},
     }
 
+    splits = loco_splits(composers_of, groups, b.seed) if options.loco else {}
     if options.loco:
         loco = {}
-        for c in composers:
-            known = np.array([x != c for x in composers_of])
-            known_idx = np.flatnonzero(known)
-            kc = [composers_of[i] for i in known_idx]
-            test_mask = holdout_split(kc, groups[known_idx], 0.2, b.seed)
-            rest = known_idx[~test_mask]
-            calib_mask = holdout_split([composers_of[i] for i in rest], groups[rest], 0.2, b.seed + 1)
-            train_idx, calib_idx = rest[~calib_mask], rest[calib_mask]
-            known_test, novel_idx = known_idx[test_mask], np.flatnonzero(~known)
-            known_composers = sorted(set(kc))
+        for c, (train_idx, calib_idx, known_test, novel_idx) in splits.items():
+            known_composers = sorted({composers_of[i] for i in train_idx})
             model, _, _ = train_or_load(prepared, composers_of, train_idx, known_composers, b)
             vecs = _embed(model, prepared, range(len(prepared)))
             vectors = [vecs[i] for i in range(len(prepared))]
@@ -149,18 +233,18 @@ def evaluate(data_dir: str | Path, options: EvalOptions = EvalOptions(),
                 return [score_vectors(store, vectors[i], "", k=options.k).novelty for i in idx]
 
             threshold = calibrate_threshold(novelty(calib_idx), b.novelty_keep)
-            nov, kn = novelty(novel_idx), novelty(known_test)
-            loco[c] = {"auroc": auroc(nov, kn), "fpr_at_95_tpr": fpr_at_tpr(nov, kn, 0.95),
-                       "threshold": threshold, "novel_tracks": len(nov), "known_tracks": len(kn),
-                       "calibration_tracks": len(calib_idx),
-                       "flagged_novel": float(np.mean(np.array(nov) > threshold)),
-                       "flagged_known": float(np.mean(np.array(kn) > threshold))}
+            loco[c] = _open_set(novelty(novel_idx), novelty(known_test), threshold, len(calib_idx))
             done += 1
             if progress:
                 progress("evaluate", done, steps)
-        out["loco"] = {"per_composer": loco,
-                       "mean_auroc": float(np.mean([v["auroc"] for v in loco.values()])),
-                       "mean_fpr_at_95_tpr": float(np.mean([v["fpr_at_95_tpr"] for v in loco.values()]))}
+        out["loco"] = _loco_summary(loco)
+
+    if options.baseline == "seed":
+        out["baseline"] = _seed_baseline(prepared, composers_of, composers, fold, options.folds, splits,
+                                         options.seed_epochs)
+        done += 1
+        if progress:
+            progress("evaluate", done, steps)
 
     out["meta"] = {
         "data_dir": str(Path(data_dir).resolve()), "tracks": len(prepared), "composers": composers,

@@ -68,6 +68,7 @@ def make_faiss_index(vectors: np.ndarray, ids: np.ndarray, kind: str = "auto") -
 
     d = vectors.shape[1]
     kind = choose_index_kind(len(vectors)) if kind == "auto" else kind
+    inner: Any
     if kind == "flat":
         inner = faiss.IndexFlatIP(d)
     elif kind == "hnsw":

@@ -36,6 +36,8 @@ class RenderSettings:
     max_seconds: float = 600.0  # render at most this much of a track
     timeout_seconds: float = 60.0  # wall-clock bound for one render
     soundfont: str = ""  # "" means the TimGM6mb.sf2 that ships with pretty_midi
+    stereo: bool = False  # (2, samples) instead of a mono mix
+    effects: bool = False  # FluidSynth's reverb and chorus, as its command line renders
 
     def resolved_soundfont(self) -> Path:
         return Path(self.soundfont) if self.soundfont else default_soundfont()
@@ -44,6 +46,9 @@ class RenderSettings:
         """Everything that changes the audio, the SoundFont by content, not by path."""
         d = asdict(self)
         d.pop("timeout_seconds")
+        for flag in ("stereo", "effects"):  # added later: off, the audio (and cache keys) are as before
+            if not d[flag]:
+                d.pop(flag)
         d["soundfont"] = soundfont_digest(self.resolved_soundfont())
         return d
 
@@ -86,7 +91,7 @@ def soundfont_digest(path: Path) -> str:
 class _Synth:
     """One FluidSynth instance with a SoundFont loaded, reused across renders."""
 
-    def __init__(self, soundfont: Path, sample_rate: int, gain: float):
+    def __init__(self, soundfont: Path, sample_rate: int, gain: float, effects: bool = False):
         import fluidsynth
 
         self._write = fluidsynth._fl.fluid_synth_write_float
@@ -95,7 +100,7 @@ class _Synth:
         self._write.restype = ctypes.c_int
         self.synth = fluidsynth.Synth(
             gain=gain, samplerate=float(sample_rate),
-            **{"synth.reverb.active": 0, "synth.chorus.active": 0},
+            **{"synth.reverb.active": int(effects), "synth.chorus.active": int(effects)},
         )
         self.sfid = self.synth.sfload(str(soundfont), 1)
         if self.sfid < 0:
@@ -105,20 +110,23 @@ class _Synth:
     def close(self) -> None:
         self.synth.delete()
 
-    def samples(self, n: int) -> np.ndarray:
-        left = np.empty(n, dtype=np.float32)
-        right = np.empty(n, dtype=np.float32)
-        rc = self._write(self.synth.synth, n, left.ctypes.data, 0, 1, right.ctypes.data, 0, 1)
+    def samples(self, n: int, stereo: bool = False) -> np.ndarray:
+        """n frames of audio: a mono mix (n,), or (2, n) when stereo."""
+        out = np.empty((2, n), dtype=np.float32)
+        rc = self._write(self.synth.synth, n, out[0].ctypes.data, 0, 1, out[1].ctypes.data, 0, 1)
         if rc != 0:
             raise RenderError("FluidSynth failed to synthesise audio")
-        left += right
-        left *= 0.5
-        return left
+        if stereo:
+            return out
+        out[0] += out[1]
+        out[0] *= 0.5
+        return out[0]
 
 
 def _new_synth(settings: RenderSettings) -> _Synth:
     """A fresh synthesizer per render (~25 ms): bit-identical output whatever ran before."""
-    synth = _Synth(check_soundfont(settings.resolved_soundfont()), settings.sample_rate, settings.gain)
+    synth = _Synth(check_soundfont(settings.resolved_soundfont()), settings.sample_rate, settings.gain,
+                   settings.effects)
     for ch in range(16):
         synth.synth.program_select(ch, synth.sfid, 128 if ch == DRUM_CHANNEL else 0, 0)
     return synth
@@ -126,7 +134,7 @@ def _new_synth(settings: RenderSettings) -> _Synth:
 
 def render(midi: Midi, settings: RenderSettings = RenderSettings(), name: str = "<midi>",
            max_seconds: float | None = None) -> np.ndarray:
-    """Synthesise a piece to mono float32 audio at settings.sample_rate.
+    """Synthesise a piece to float32 audio at settings.sample_rate: (samples,) mono, or (2, samples).
 
     Renders up to the end of the last note plus a short release, and never more
     than max_seconds (default settings.max_seconds). Raises RenderError on a
@@ -137,14 +145,14 @@ def render(midi: Midi, settings: RenderSettings = RenderSettings(), name: str = 
     total = int(min(midi.duration + RELEASE_SECONDS, limit) * sr)
     deadline = time.monotonic() + settings.timeout_seconds
     synth = _new_synth(settings)
-    out = np.zeros(total, dtype=np.float32)
+    out = np.zeros((2, total) if settings.stereo else total, dtype=np.float32)
     pos = 0
     s = synth.synth
     try:
         for t, kind, ch, a, b in midi.events:
             target = min(int(t * sr), total)
             if target > pos:
-                out[pos:target] = synth.samples(target - pos)
+                out[..., pos:target] = synth.samples(target - pos, settings.stereo)
                 pos = target
                 if time.monotonic() > deadline:
                     raise RenderError(
@@ -165,7 +173,7 @@ def render(midi: Midi, settings: RenderSettings = RenderSettings(), name: str = 
         block = sr
         while pos < total:
             n = min(block, total - pos)
-            out[pos:pos + n] = synth.samples(n)
+            out[..., pos:pos + n] = synth.samples(n, settings.stereo)
             pos += n
             if time.monotonic() > deadline:
                 raise RenderError(f"{name}: render took over {settings.timeout_seconds:.0f} s, stopped")

@@ -1,0 +1,80 @@
+"""Regenerate the figures in docs/RESULTS.md from a real `musicid eval` run.
+
+    python bench/results_md.py eval-results [--command "musicid eval ..."]
+
+Replaces what lies between the generated-section markers in docs/RESULTS.md, keeps the rest
+(the hand-written log of what was tried), and copies the run's PNGs to docs/img/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+START, END = "<!-- generated:start -->", "<!-- generated:end -->"
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def table(rows: list[list[str]], header: list[str]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def render(s: dict, command: str) -> str:
+    m = s["meta"]
+    out = [START, "",
+           f"Command: `{command}`  ",
+           f"Machine: {m['machine']['platform']}, {m['machine']['cpus']} CPUs  ",
+           f"Date: {m['date']}; musicid {m['musicid_version']}; wall time {m['wall_seconds'] / 60:.1f} min "
+           f"({m['folds']} folds + {len(s.get('loco', {}).get('per_composer', {}))} leave-one-composer-out "
+           f"trainings)  ",
+           f"Data: {m['tracks']} tracks by {', '.join(m['composers'])}; {m['failed']} could not be rendered", "",
+           f"### Closed set: {m['folds']}-fold cross-validation grouped by work", "",
+           table([[lvl, f"{s[lvl]['accuracy']:.3f}", f"{s[lvl]['balanced_accuracy']:.3f}", f"{s[lvl]['macro_f1']:.3f}",
+                   str(s[lvl]["n"])] for lvl in ("track", "clip")],
+                 ["level", "accuracy", "balanced accuracy", "macro-F1", "n"]), "",
+           table([[c, f"{v['precision']:.2f}", f"{v['recall']:.2f}", f"{v['f1']:.2f}", str(v["support"])]
+                  for c, v in s["track"]["per_label"].items()],
+                 ["composer (track level)", "precision", "recall", "F1", "tracks"]), "",
+           "Confusion matrix (rows: true composer), summed over the folds:", "",
+           table([[c, *map(str, row)] for c, row in zip(s["track"]["labels"], s["track"]["confusion"], strict=True)],
+                 ["true \\ predicted", *s["track"]["labels"]]), "",
+           "![confusion matrix](img/confusion.png) ![embedding map](img/embedding_map.png)", ""]
+    if "loco" in s:
+        lo = s["loco"]
+        out += ["### Open set: leave one composer out", "",
+                "Train and index without one composer; score its tracks for novelty against held-out tracks of "
+                "the others; the threshold is calibrated on a third, separate set of known-composer tracks "
+                "(95% kept).", "",
+                table([[c, f"{v['auroc']:.3f}", f"{v['fpr_at_95_tpr']:.2f}", f"{v['flagged_novel']:.2f}",
+                        f"{v['flagged_known']:.2f}", f"{v['novel_tracks']} / {v['known_tracks']}"]
+                       for c, v in lo["per_composer"].items()]
+                      + [["**mean**", f"**{lo['mean_auroc']:.3f}**", f"{lo['mean_fpr_at_95_tpr']:.2f}", "", "", ""]],
+                      ["held-out composer", "AUROC", "FPR at 95% TPR", "flagged (novel)", "flagged (known)",
+                       "tracks novel / known"]), ""]
+    out.append(END)
+    return "\n".join(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("run_dir", type=Path)
+    ap.add_argument("--command", default="musicid eval ../shared/data/sfl-challenge/train")
+    args = ap.parse_args()
+    summary = json.loads((args.run_dir / "eval.json").read_text())
+    (DOCS / "img").mkdir(parents=True, exist_ok=True)
+    for png in ("confusion.png", "embedding_map.png"):
+        if (args.run_dir / png).exists():
+            shutil.copyfile(args.run_dir / png, DOCS / "img" / png)
+    path = DOCS / "RESULTS.md"
+    text = path.read_text() if path.exists() else f"# Results\n\n{START}\n{END}\n"
+    head, rest = text.split(START, 1)
+    tail = rest.split(END, 1)[1]
+    path.write_text(head + render(summary, args.command) + tail)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
