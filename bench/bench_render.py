@@ -26,9 +26,9 @@ import numpy as np
 
 from musicid.dataset import list_midi_files
 from musicid.features import FeatureSettings
-from musicid.midi import CONTROL, NOTE_OFF, NOTE_ON, PITCH, PROGRAM, load_midi
+from musicid.midi import load_midi
 from musicid.prepare import prepare_track
-from musicid.render import RELEASE_SECONDS, RenderSettings, default_soundfont, render
+from musicid.render import RELEASE_SECONDS, RenderSettings, default_soundfont, render, send_event
 
 
 def bare_limit(midis: list, settings: RenderSettings) -> float:
@@ -53,16 +53,7 @@ def bare_limit(midis: list, settings: RenderSettings) -> float:
             if target > pos:
                 write(s.synth, target - pos, left[pos:].ctypes.data, 0, 1, right[pos:].ctypes.data, 0, 1)
                 pos = target
-            if kind == NOTE_ON:
-                s.noteon(ch, a, b)
-            elif kind == NOTE_OFF:
-                s.noteoff(ch, a)
-            elif kind == CONTROL:
-                s.cc(ch, a, b)
-            elif kind == PROGRAM:
-                s.program_change(ch, a)
-            elif kind == PITCH:
-                s.pitch_bend(ch, a)
+            send_event(s, kind, ch, a, b)
         if pos < total:
             write(s.synth, total - pos, left[pos:].ctypes.data, 0, 1, right[pos:].ctypes.data, 0, 1)
         s.delete()

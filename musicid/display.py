@@ -49,6 +49,13 @@ def print_build_report(console: Console, r: BuildReport) -> None:
                   + (" (model trained earlier on the same tracks, from the cache)" if r.model_from_cache else ""))
 
 
+def _index_kind(index: Any) -> str:
+    import faiss
+
+    inner = faiss.downcast_index(index.index) if hasattr(index, "index") else index
+    return type(inner).__name__
+
+
 def print_index_info(console: Console, store: IndexStore) -> None:
     m = store.manifest
     t = Table(title=f"musicid index {store.path}")
@@ -65,7 +72,7 @@ def print_index_info(console: Console, store: IndexStore) -> None:
     rows = [
         ("created", m["created"]),
         ("musicid", m["musicid_version"]),
-        ("vectors", f"{store.index.ntotal} x {store.index.d} ({type(store.index).__name__})"),
+        ("vectors", f"{store.index.ntotal} x {store.index.d} ({_index_kind(store.index)})"),
         ("model", f"{model['dims']} sha256 {model['sha256'][:12]}"),
         ("features", ", ".join(f"{k}={v}" for k, v in m["features"].items())),
         ("render", f"{m['render']['settings']['sample_rate']} Hz, SoundFont "

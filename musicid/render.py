@@ -123,6 +123,20 @@ class _Synth:
         return out[0]
 
 
+def send_event(synth: Any, kind: int, channel: int, a: int, b: int) -> None:
+    """Send one musicid.midi event to a fluidsynth.Synth."""
+    if kind == NOTE_ON:
+        synth.noteon(channel, a, b)
+    elif kind == NOTE_OFF:
+        synth.noteoff(channel, a)
+    elif kind == CONTROL:
+        synth.cc(channel, a, b)
+    elif kind == PROGRAM:
+        synth.program_change(channel, a)
+    elif kind == PITCH:
+        synth.pitch_bend(channel, a)
+
+
 def _new_synth(settings: RenderSettings) -> _Synth:
     """A fresh synthesizer per render (~25 ms): bit-identical output whatever ran before."""
     synth = _Synth(check_soundfont(settings.resolved_soundfont()), settings.sample_rate, settings.gain,
@@ -160,16 +174,7 @@ def render(midi: Midi, settings: RenderSettings = RenderSettings(), name: str = 
                     )
             if pos >= total:
                 break
-            if kind == NOTE_ON:
-                s.noteon(ch, a, b)
-            elif kind == NOTE_OFF:
-                s.noteoff(ch, a)
-            elif kind == CONTROL:
-                s.cc(ch, a, b)
-            elif kind == PROGRAM:
-                s.program_change(ch, a)
-            elif kind == PITCH:
-                s.pitch_bend(ch, a)
+            send_event(s, kind, ch, a, b)
         block = sr
         while pos < total:
             n = min(block, total - pos)
