@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# All benchmarks on the challenge data set; prints their tables. Needs `make setup` first and
-# the fluidsynth command line (apt-get install fluidsynth) for the render comparison.
+# All benchmarks on the challenge data set; prints their tables. `./dev bench` installs what they need
+# (the fluidsynth command line too, for the render comparison) and runs this.
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
 DATA=${DATA:-../shared/data/sfl-challenge}
