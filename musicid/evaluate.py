@@ -26,7 +26,7 @@ from .cache import FeatureCache
 from .dataset import group_works, holdout_split, kfold_groups, scan_labelled, work_key
 from .embedder import Embedder, embed_clips
 from .errors import TrainingError
-from .indexer import BuildOptions, _make_store, train_or_load
+from .indexer import BuildOptions, make_store, train_or_load
 from .metrics import auroc, classification_report, fpr_at_tpr
 from .prepare import Prepared, prepare_many
 from .query import DEFAULT_K, calibrate_threshold, score_vectors
@@ -46,7 +46,7 @@ class EvalOptions:
 
 def _store_for(prepared: list[Prepared], composers_of: list[str], vectors: list[np.ndarray],
                idx: np.ndarray, groups: np.ndarray, composers: list[str], novelty_k: int) -> Any:
-    return _make_store(prepared, composers_of, vectors, idx, groups, np.zeros(len(prepared), bool), composers,
+    return make_store(prepared, composers_of, vectors, idx, groups, np.zeros(len(prepared), bool), composers,
                        {"composers": composers, "novelty": {"k": novelty_k, "threshold": float("inf")}},
                        root=Path("/"))
 

@@ -97,7 +97,7 @@ def _calibrate(prepared: list[Prepared], composers_of: list[str], vectors: list[
         train_idx = np.arange(len(prepared))
         eval_idx = np.arange(len(prepared))
         rule = "leave-one-work-out (too few works to hold any out)"
-    store = _make_store(prepared, composers_of, vectors, train_idx, groups, held, all_composers,
+    store = make_store(prepared, composers_of, vectors, train_idx, groups, held, all_composers,
                         manifest={"composers": all_composers,
                                   "novelty": {"k": options.novelty_k, "threshold": float("inf")}},
                         root=Path("/"))
@@ -130,7 +130,7 @@ def _calibrate(prepared: list[Prepared], composers_of: list[str], vectors: list[
     return threshold, info
 
 
-def _make_store(prepared: list[Prepared], composers_of: list[str], vectors: list[np.ndarray],
+def make_store(prepared: list[Prepared], composers_of: list[str], vectors: list[np.ndarray],
                 idx: np.ndarray, groups: np.ndarray, held: np.ndarray, all_composers: list[str],
                 manifest: dict[str, Any], root: Path, works: list[str] | None = None) -> IndexStore:
     """An in-memory store of the tracks at positions idx (track ids 0..len(idx)-1)."""
@@ -289,7 +289,7 @@ def build_index(data_dir: str | Path, out: str | Path, options: BuildOptions = B
         "failures": [{"path": p, "reason": r} for p, r in failures],
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
     }
-    store = _make_store(prepared, composers_of, vectors, np.arange(len(prepared)), groups, held,
+    store = make_store(prepared, composers_of, vectors, np.arange(len(prepared)), groups, held,
                         all_composers, manifest, data_dir, works)
 
     def put_model(path: Path) -> None:
