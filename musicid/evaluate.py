@@ -298,11 +298,11 @@ def save_results(result: EvalResult, out_dir: str | Path) -> list[Path]:
         _, _, vt = np.linalg.svd(xc, full_matrices=False)
         xy = xc @ vt[:2].T
         fig, ax = plt.subplots(figsize=(6.5, 5))
-        for c in sorted(set(who)):
+        for n, c in enumerate(sorted(set(who))):
             sel = who == c
             a, b = sel & ~out_fold, sel & out_fold
-            ax.scatter(xy[a, 0], xy[a, 1], s=4, alpha=0.35, label=f"{c} (trained on)")
-            ax.scatter(xy[b, 0], xy[b, 1], s=14, marker="x", label=f"{c} (held out)")
+            ax.scatter(xy[a, 0], xy[a, 1], s=4, alpha=0.3, color=f"C{n}", label=f"{c} (trained on)")
+            ax.scatter(xy[b, 0], xy[b, 1], s=16, marker="x", color=f"C{n}", label=f"{c} (held out, x)")
         ax.set_title("clip embeddings, fold 0 model (PCA)")
         ax.legend(fontsize=7, markerscale=2)
         fig.tight_layout()
