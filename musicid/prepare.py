@@ -89,6 +89,13 @@ def _prepare_or_fail(path: Path, render_settings: RenderSettings, features: Feat
         return Failure(path, f"unexpected {type(e).__name__}: {e}")
 
 
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
 def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
@@ -108,9 +115,11 @@ def prepare_many(paths: Sequence[Path], render_settings: RenderSettings, feature
                 progress("render", i + 1, len(paths))
     else:
         ctx = mp.get_context("spawn")  # never fork a process that holds torch threads
+        # largest files first, so that no long render starts last and runs on alone
+        order = sorted(range(len(paths)), key=lambda i: -_size(paths[i]))
         with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker) as pool:
-            futures = {pool.submit(_prepare_or_fail, p, render_settings, features, cache): i
-                       for i, p in enumerate(paths)}
+            futures = {pool.submit(_prepare_or_fail, paths[i], render_settings, features, cache): i
+                       for i in order}
             for done, fut in enumerate(as_completed(futures), 1):
                 results[futures[fut]] = fut.result()
                 if progress:

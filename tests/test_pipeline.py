@@ -198,3 +198,22 @@ def test_untrained_model_checkpoint_loads_weights_only(tmp_path: Path) -> None:
     (tmp_path / "junk.pt").write_bytes(b"junk")
     with pytest.raises(IndexMismatch, match="not a musicid model checkpoint"):
         load_checkpoint(tmp_path / "junk.pt")
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
+def test_every_index_kind_finds_the_same_neighbours_and_round_trips(kind: str, tmp_path: Path) -> None:
+    import faiss
+
+    from musicid.index_store import choose_index_kind, make_faiss_index
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2000, 16)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    ids = np.arange(2000, dtype=np.int64) * 7  # ids are not positions
+    index = make_faiss_index(x, ids, kind)
+    _, found = index.search(x[:20], 1)
+    assert found[:, 0].tolist() == (ids[:20]).tolist()  # each vector's nearest is itself
+    faiss.write_index(index, str(tmp_path / "i.faiss"))
+    again = faiss.read_index(str(tmp_path / "i.faiss"))
+    assert again.search(x[:20], 1)[1].tolist() == found.tolist()
+    assert choose_index_kind(5_000) == "flat" and choose_index_kind(5_000_000) == "ivf"
