@@ -1,6 +1,6 @@
 """Regenerate the figures in docs/RESULTS.md from a real `musicid eval` run.
 
-    python bench/results_md.py eval-results [--command "musicid eval ..."]
+    python bench/results_md.py eval-results [--baseline-run eval-baseline] [--command "musicid eval ..."]
 
 Replaces what lies between the generated-section markers in docs/RESULTS.md, keeps the rest
 (the hand-written log of what was tried), and copies the run's PNGs to docs/img/.
@@ -42,6 +42,21 @@ def render(s: dict, command: str) -> str:
            table([[c, *map(str, row)] for c, row in zip(s["track"]["labels"], s["track"]["confusion"], strict=True)],
                  ["true \\ predicted", *s["track"]["labels"]]), "",
            "![confusion matrix](img/confusion.png) ![embedding map](img/embedding_map.png)", ""]
+    if "baseline" in s:
+        b = s["baseline"]
+        out += [f"### Side by side: the published method (`--baseline seed`), same {m['folds']} folds", "",
+                "First 30 s only, 44.1 kHz stereo, 64 mels, random triplets against one anchor file per "
+                f"composer, nearest anchor ({b['skipped_tracks']} tracks could not be rendered).", "",
+                table([["musicid", f"{s['track']['accuracy']:.3f}", f"{s['track']['balanced_accuracy']:.3f}",
+                        f"{s['track']['macro_f1']:.3f}"],
+                       ["seed (published)", f"{b['track']['accuracy']:.3f}", f"{b['track']['balanced_accuracy']:.3f}",
+                        f"{b['track']['macro_f1']:.3f}"]],
+                      ["track level", "accuracy", "balanced accuracy", "macro-F1"]), "",
+                table([[c, *map(str, row)] for c, row in zip(b["track"]["labels"], b["track"]["confusion"],
+                                                              strict=True)],
+                      ["seed: true \\ predicted", *b["track"]["labels"]]), ""]
+        if "loco" in b:
+            out += [f"Seed leave-one-composer-out mean AUROC: {b['loco']['mean_auroc']:.3f}", ""]
     if "loco" in s:
         lo = s["loco"]
         out += ["### Open set: leave one composer out", "",
@@ -62,8 +77,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("run_dir", type=Path)
     ap.add_argument("--command", default="musicid eval ../shared/data/sfl-challenge/train")
+    ap.add_argument("--baseline-run", type=Path, help="take the `--baseline seed` figures from this run")
     args = ap.parse_args()
     summary = json.loads((args.run_dir / "eval.json").read_text())
+    if args.baseline_run:  # the baseline from another run on the same folds
+        other = json.loads((args.baseline_run / "eval.json").read_text())
+        if other["fold_of"] != summary["fold_of"]:
+            raise SystemExit("the baseline run used other folds")
+        summary["baseline"] = other["baseline"]
     (DOCS / "img").mkdir(parents=True, exist_ok=True)
     for png in ("confusion.png", "embedding_map.png"):
         if (args.run_dir / png).exists():

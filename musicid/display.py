@@ -23,10 +23,13 @@ def _secs(s: float) -> str:
 def print_build_report(console: Console, r: BuildReport) -> None:
     for w in r.warnings:
         console.print(f"[yellow]warning:[/yellow] {w}")
+    n_files = sum(r.tracks_per_composer.values()) + len(r.failures)
     if r.failures:
-        console.print(f"[yellow]{len(r.failures)} file(s) skipped:[/yellow]")
+        console.print(f"[yellow]{len(r.failures)} of {n_files} file(s) could not be used, skipped:[/yellow]")
         for path, reason in r.failures:
             console.print(f"  {path}: {reason}", highlight=False, soft_wrap=True)
+    else:
+        console.print(f"all {n_files} files rendered")
     t = Table(title=f"Index written to {r.out}")
     t.add_column("composer")
     t.add_column("tracks", justify="right")

@@ -34,6 +34,7 @@ def test_index_build_through_the_cli(tmp_path: Path) -> None:
     code, out, err = run("index", "build", data, "--out", tmp_path / "idx", "--epochs", "1",
                          "--steps-per-epoch", "2", "--cache-dir", tmp_path / "cache")
     assert code == 0, err
+    assert "1 of 9 file(s) could not be used, skipped:" in out
     assert "Lowpiano/broken.mid: not a MIDI file (no MThd header)" in out
     assert "Index written to" in out and "held-out accuracy" in out
     code, out, _ = run("index", "info", "--index", tmp_path / "idx", "--json")
