@@ -28,13 +28,19 @@ from musicid.dataset import list_midi_files
 from musicid.features import FeatureSettings
 from musicid.midi import load_midi
 from musicid.prepare import prepare_track
-from musicid.render import RELEASE_SECONDS, RenderSettings, default_soundfont, render, send_event
+from musicid.render import (
+    RELEASE_SECONDS,
+    RenderSettings,
+    default_soundfont,
+    fluidsynth_module,
+    render,
+    send_event,
+)
 
 
 def bare_limit(midis: list, settings: RenderSettings) -> float:
     """Seconds to synthesise exactly what musicid renders, with nothing but the synth calls."""
-    import fluidsynth
-
+    fluidsynth = fluidsynth_module()
     write = fluidsynth._fl.fluid_synth_write_float
     write.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
                       ctypes.c_void_p, ctypes.c_int, ctypes.c_int]

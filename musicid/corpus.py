@@ -87,6 +87,9 @@ def list_works(composer: str, max_works: int | None) -> list[Path]:
 
 def score_to_midi(score: Any, out: Path) -> int:
     """Write a parsed music21 score as MIDI with one channel and program per part; return notes written."""
+    from .render import fluidsynth_module
+
+    fluidsynth_module()  # pretty_midi imports it; this way its stdout print is swallowed
     import pretty_midi
 
     boundaries = score.metronomeMarkBoundaries()

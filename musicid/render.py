@@ -7,8 +7,10 @@ files to silence) and audio is pulled in float32 between events.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
+import io
 import os
 import time
 import wave
@@ -54,9 +56,14 @@ class RenderSettings:
 
 
 def default_soundfont() -> Path:
-    import pretty_midi
+    """TimGM6mb.sf2 inside the pretty_midi package, found without importing it (its import
+    imports pyfluidsynth, which prints to stdout when $CI is set)."""
+    import importlib.util
 
-    return Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
+    spec = importlib.util.find_spec("pretty_midi")
+    if spec is None or not spec.submodule_search_locations:
+        raise SoundFontError("pretty_midi is not installed, so there is no default SoundFont; pass --soundfont")
+    return Path(list(spec.submodule_search_locations)[0]) / "TimGM6mb.sf2"
 
 
 def check_soundfont(path: str | Path) -> Path:
@@ -88,11 +95,20 @@ def soundfont_digest(path: Path) -> str:
     return _digest_cached(str(path), st.st_size, st.st_mtime_ns)
 
 
+@lru_cache(maxsize=1)
+def fluidsynth_module() -> Any:
+    """pyfluidsynth, imported once. It prints "'fluidsynth' was found at ..." to stdout on import
+    whenever $CI is set, which would corrupt `--json` output: that print is swallowed here."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        import fluidsynth
+    return fluidsynth
+
+
 class _Synth:
     """One FluidSynth instance with a SoundFont loaded, reused across renders."""
 
     def __init__(self, soundfont: Path, sample_rate: int, gain: float, effects: bool = False):
-        import fluidsynth
+        fluidsynth = fluidsynth_module()
 
         self._write = fluidsynth._fl.fluid_synth_write_float
         self._write.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int,

@@ -137,3 +137,16 @@ def test_render_writes_wav(tmp_path: Path) -> None:
     assert (tmp_path / "a.wav").stat().st_size == 44 + 2 * 16000 * 2
     code, _, err = run("render", track, tmp_path / "b.wav", "--soundfont", track)
     assert code == 1 and "not a SoundFont" in err
+
+
+def test_json_output_is_pure_json_even_with_ci_set(built_index: Path, tmp_path: Path) -> None:
+    """pyfluidsynth prints a line to stdout on import when $CI is set; --json must not carry it."""
+    import os
+    import subprocess
+    import sys
+
+    track = write_piece(tmp_path / "a.mid", "Lowpiano", seed=3)
+    r = subprocess.run([sys.executable, "-m", "musicid", "query", str(track), "--index", str(built_index), "--json"],
+                       capture_output=True, text=True, env={**os.environ, "CI": "true"}, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["composer"] == "Lowpiano"
