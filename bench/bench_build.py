@@ -43,6 +43,7 @@ def main() -> None:
     ap.add_argument("data_dir", type=Path)
     ap.add_argument("--files", type=int, default=40)
     ap.add_argument("--cold", action="store_true", help="also time a build from an empty cache (minutes)")
+    ap.add_argument("--no-builds", action="store_true", help="only the render scaling")
     args = ap.parse_args()
     paths = list_midi_files(args.data_dir)
     paths = [paths[i] for i in np.linspace(0, len(paths) - 1, args.files).round().astype(int)]
@@ -55,6 +56,8 @@ def main() -> None:
     many = time.perf_counter() - t
     print(f"render + features of {len(paths)} files: 1 worker {one:.1f} s, {cores} workers {many:.1f} s "
           f"-> {one / many:.2f}x\n")
+    if args.no_builds:
+        return
     with tempfile.TemporaryDirectory() as tmp:
         cache, out = Path(tmp) / "cache", Path(tmp) / "index"
         rows = []

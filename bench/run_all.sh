@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # All benchmarks on the challenge data set; prints their tables. `./dev bench` installs what they need
-# (the fluidsynth command line too, for the render comparison) and runs this.
+# (the fluidsynth command line too, for the render comparison) and runs this. QUICK=1 runs each one
+# small, to check the wiring in a minute or two (its figures mean nothing).
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
 DATA=${DATA:-../shared/data/sfl-challenge}
 INDEX=${INDEX:-/tmp/musicid-bench-index}
-echo "== render"; $PY bench/bench_render.py "$DATA/train"
-echo "== build"; $PY bench/bench_build.py "$DATA/train" ${COLD:+--cold}
+if [ -n "${QUICK:-}" ]; then
+  render_args=(--files 2 --runs 1); build_args=(--files 4 --no-builds); index_args=(--sizes 10000 --queries 50)
+else
+  render_args=(); build_args=(--cold); index_args=()
+fi
+echo "== render"; $PY bench/bench_render.py "$DATA/train" "${render_args[@]}"
+echo "== build"; $PY bench/bench_build.py "$DATA/train" "${build_args[@]}"
 [ -d "$INDEX" ] || $PY -m musicid index build "$DATA/train" --out "$INDEX" >/dev/null
 echo "== query"; $PY bench/bench_query.py "$DATA/test" --index "$INDEX"
-echo "== index"; $PY bench/bench_index.py
+echo "== index"; $PY bench/bench_index.py "${index_args[@]}"
