@@ -10,7 +10,7 @@ import hashlib
 import io
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -251,12 +251,3 @@ def check_features_match(model_features: FeatureSettings, features: FeatureSetti
     if model_features != features:
         diff = [k for k, v in model_features.as_dict().items() if features.as_dict().get(k) != v]
         raise IndexMismatch(f"{what}: feature settings differ from the model's ({', '.join(diff)})")
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def stack_clips(clip_arrays: Sequence[np.ndarray]) -> Tensor:
-    """Stack float16 clip arrays into one tensor without copying twice."""
-    return torch.from_numpy(np.concatenate(clip_arrays)) if clip_arrays else torch.zeros(0)
