@@ -109,13 +109,18 @@ class IndexStore:
     manifest: dict[str, Any]
     path: Path | None = None
     _clip_track: np.ndarray = field(init=False, repr=False)
+    _clip_offset: np.ndarray = field(init=False, repr=False)
+    _track_row: dict[int, int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        # clip id -> track id lookup as a dense array (ids are 0..n-1 at build time, may have holes)
+        # dense lookups built once per load, so that queries never re-index the tables
         n = int(self.clips["clip_id"].max()) + 1 if len(self.clips) else 0
-        lookup = np.full(n, -1, dtype=np.int64)
-        lookup[self.clips["clip_id"].to_numpy()] = self.clips["track_id"].to_numpy()
-        self._clip_track = lookup
+        ids = self.clips["clip_id"].to_numpy()
+        self._clip_track = np.full(n, -1, dtype=np.int64)
+        self._clip_track[ids] = self.clips["track_id"].to_numpy()
+        self._clip_offset = np.zeros(n, dtype=np.float64)
+        self._clip_offset[ids] = self.clips["offset"].to_numpy()
+        self._track_row = {int(t): i for i, t in enumerate(self.tracks["track_id"])} if len(self.tracks) else {}
 
     @property
     def composers(self) -> list[str]:
@@ -130,6 +135,13 @@ class IndexStore:
         ok = (clip_ids >= 0) & (clip_ids < len(self._clip_track))
         out[ok] = self._clip_track[clip_ids[ok]]
         return out
+
+    def clip_offset(self, clip_id: int) -> float:
+        return float(self._clip_offset[clip_id])
+
+    def track_field(self, track_id: int, column: str) -> Any:
+        """One value of the tracks table, by track id."""
+        return self.tracks[column].iat[self._track_row[int(track_id)]]
 
     def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Distances and clip ids of the k nearest indexed clips to each vector."""

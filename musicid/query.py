@@ -78,11 +78,10 @@ def score_vectors(store: IndexStore, vectors: np.ndarray, path: str, fingerprint
         dist = np.take_along_axis(dist, order, axis=1)
         ids = np.take_along_axis(ids, order, axis=1)
         tids = np.take_along_axis(tids, order, axis=1)
-    track_table = store.tracks.set_index("track_id")
-    composer_of_track = track_table["composer"]
     comp_idx = {c: i for i, c in enumerate(composers)}
-    neigh_comp = np.vectorize(lambda t: comp_idx[composer_of_track[t]])(tids[:, :k])
-    counts = np.bincount(neigh_comp.ravel(), minlength=len(composers)).astype(float)
+    voters = tids[:, :k].ravel()
+    neigh_comp = [comp_idx[store.track_field(t, "composer")] for t in voters if t >= 0]
+    counts = np.bincount(neigh_comp, minlength=len(composers)).astype(float)
     votes = counts / counts.sum()
     best = int(np.argmax(votes))
 
@@ -96,9 +95,9 @@ def score_vectors(store: IndexStore, vectors: np.ndarray, path: str, fingerprint
     for d, cid, t in zip(dist[:, :k].ravel(), ids[:, :k].ravel(), tids[:, :k].ravel(), strict=True):
         if t >= 0 and (t not in nearest or d < nearest[t][0]):
             nearest[int(t)] = (float(d), int(cid))
-    offsets = store.clips.set_index("clip_id")["offset"]
     neighbours = [
-        Neighbour(str(track_table.at[t, "path"]), str(composer_of_track[t]), d, float(offsets[cid]))
+        Neighbour(str(store.track_field(t, "path")), str(store.track_field(t, "composer")), d,
+                  store.clip_offset(cid))
         for t, (d, cid) in sorted(nearest.items(), key=lambda kv: kv[1][0])[:n_neighbours]
     ]
     known = None
