@@ -54,10 +54,9 @@ def _store_for(prepared: list[Prepared], composers_of: list[str], vectors: list[
 def _clip_votes(store: Any, vecs: np.ndarray, k: int) -> list[str]:
     """Each clip's own k-NN vote winner."""
     _, ids = store.search(vecs, k)
-    composer_of = store.tracks.set_index("track_id")["composer"]
     out = []
     for row in store.track_of(ids):
-        names, counts = np.unique([composer_of[t] for t in row], return_counts=True)
+        names, counts = np.unique([store.track_field(t, "composer") for t in row], return_counts=True)
         out.append(str(names[np.argmax(counts)]))
     return out
 
@@ -151,8 +150,9 @@ def _seed_baseline(prepared: list[Prepared], composers_of: list[str], composers:
     return result
 
 
-def _embed(model: Embedder, prepared: list[Prepared], idx: Sequence[int]) -> dict[int, np.ndarray]:
-    return {int(i): embed_clips(model, torch.from_numpy(prepared[i].clips)) for i in idx}
+def _embed_all(model: Embedder, prepared: list[Prepared]) -> list[np.ndarray]:
+    """Every track's clip vectors under one model, in track order."""
+    return [embed_clips(model, torch.from_numpy(p.clips)) for p in prepared]
 
 
 @dataclass
@@ -191,8 +191,7 @@ def evaluate(data_dir: str | Path, options: EvalOptions = EvalOptions(),
         if len({composers_of[i] for i in train_idx}) < 2 or not len(test_idx):
             raise TrainingError(f"fold {f} has too few composers or tracks; use fewer --folds")
         model, _, _ = train_or_load(prepared, composers_of, train_idx, composers, b)
-        vectors_d = _embed(model, prepared, range(len(prepared)))
-        vectors = [vectors_d[i] for i in range(len(prepared))]
+        vectors = _embed_all(model, prepared)
         store = _store_for(prepared, composers_of, vectors, train_idx, groups, composers, b.novelty_k)
         fold_true, fold_pred = [], []
         for i in test_idx:
@@ -207,7 +206,7 @@ def evaluate(data_dir: str | Path, options: EvalOptions = EvalOptions(),
         per_fold.append({"fold": f, "tracks": len(test_idx),
                          "accuracy": float(np.mean(np.array(fold_true) == np.array(fold_pred)))})
         if f == 0:
-            map_vectors = vectors_d
+            map_vectors = dict(enumerate(vectors))
         done += 1
         if progress:
             progress("evaluate", done, steps)
@@ -225,8 +224,7 @@ def evaluate(data_dir: str | Path, options: EvalOptions = EvalOptions(),
         for c, (train_idx, calib_idx, known_test, novel_idx) in splits.items():
             known_composers = sorted({composers_of[i] for i in train_idx})
             model, _, _ = train_or_load(prepared, composers_of, train_idx, known_composers, b)
-            vecs = _embed(model, prepared, range(len(prepared)))
-            vectors = [vecs[i] for i in range(len(prepared))]
+            vectors = _embed_all(model, prepared)
             store = _store_for(prepared, composers_of, vectors, train_idx, groups, known_composers, b.novelty_k)
 
             def novelty(idx: np.ndarray, store: Any = store, vectors: list[np.ndarray] = vectors) -> list[float]:

@@ -253,7 +253,7 @@ def publish(target: Path, store: IndexStore, put_model: Callable[[Path], object]
 
 
 def store_vectors(store: IndexStore) -> tuple[np.ndarray, np.ndarray]:
-    """All (ids, vectors) held by an exact IndexIDMap2 index, in insertion order."""
+    """All (ids, vectors) held by the store's IndexIDMap2 (flat, HNSW or IVF), in insertion order."""
     import faiss
 
     inner = faiss.downcast_index(store.index.index)
