@@ -79,6 +79,18 @@ def _index_dir(index: Path | None) -> Path:
     return index or default_index_dir()
 
 
+VIEWS = ("sound", "embedding")  # novelty.VIEWS, without importing numpy for --help
+INDEX_KINDS = ("auto", "flat", "ivf", "hnsw")
+NOVELTY_VIEW_OPT = typer.Option("sound", "--novelty-view",
+                                help="Score novelty in the sound view (mel-band statistics) or the learned "
+                                     "embedding (docs/RESULTS.md compares them).")
+
+
+def _check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        _fail(f"{option} must be one of {', '.join(choices)}, not '{value}'", 2)
+
+
 def _echo_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
 
@@ -100,6 +112,9 @@ def index_build(
     cache_dir: Path | None = typer.Option(None, "--cache-dir",
                                           help="Render cache [default: $MUSICID_CACHE or ~/.cache/musicid]."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the render cache."),
+    novelty_view: str = NOVELTY_VIEW_OPT,
+    index_type: str = typer.Option("auto", "--index-type",
+                                   help="FAISS index: auto (exact below 100k clips, IVF above), flat, ivf, hnsw."),
     as_json: bool = typer.Option(False, "--json", help="Print the build summary as JSON."),
 ) -> None:
     """Render, train the embedder, embed every clip and write the index."""
@@ -109,10 +124,13 @@ def index_build(
     from .indexer import BuildOptions, build_index
     from .render import RenderSettings
 
+    _check_choice("--novelty-view", novelty_view, VIEWS)
+    _check_choice("--index-type", index_type, INDEX_KINDS)
     with _errors():
         opts = BuildOptions(render=RenderSettings(soundfont=str(soundfont.resolve()) if soundfont else ""),
                             model_path=model, workers=workers, group_by=group_by,
-                            cache_dir=None if no_cache else (cache_dir or default_cache_dir()))
+                            cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
+                            novelty_view=novelty_view, index_kind=index_type)
         opts.train = replace(opts.train, epochs=epochs or opts.train.epochs,
                              steps_per_epoch=steps_per_epoch or opts.train.steps_per_epoch)
         with _progress(not as_json) as progress:
@@ -255,9 +273,10 @@ def eval_cmd(
     epochs: int | None = typer.Option(None, "--epochs", min=1, help="Training epochs per fold [default: 12]."),
     steps_per_epoch: int | None = typer.Option(None, "--steps-per-epoch", min=1, help="Batches per epoch."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Render and model cache."),
+    novelty_view: str = NOVELTY_VIEW_OPT,
     as_json: bool = typer.Option(False, "--json", help="Print eval.json to stdout."),
 ) -> None:
-    """Cross-validate by work and measure leave-one-composer-out novelty."""
+    """Cross-validate by work and measure leave-one-composer-out novelty (in both views)."""
     from dataclasses import replace
 
     from .cache import default_cache_dir
@@ -266,8 +285,9 @@ def eval_cmd(
 
     if baseline not in (None, "seed"):
         _fail(f"unknown baseline '{baseline}' (known: seed)", 2)
+    _check_choice("--novelty-view", novelty_view, VIEWS)
     with _errors():
-        b = BuildOptions(group_by=group_by, cache_dir=cache_dir or default_cache_dir())
+        b = BuildOptions(group_by=group_by, cache_dir=cache_dir or default_cache_dir(), novelty_view=novelty_view)
         b.train = replace(b.train, epochs=epochs or b.train.epochs,
                           steps_per_epoch=steps_per_epoch or b.train.steps_per_epoch)
         with _progress(not as_json) as progress:

@@ -80,7 +80,8 @@ def print_index_info(console: Console, store: IndexStore) -> None:
         ("features", ", ".join(f"{k}={v}" for k, v in m["features"].items())),
         ("render", f"{m['render']['settings']['sample_rate']} Hz, SoundFont "
                    f"{m['render']['settings']['soundfont'] or 'TimGM6mb.sf2 (pretty_midi)'}"),
-        ("novelty", f"threshold {nov['threshold']} ({nov['rule']}; k={nov['k']})"),
+        ("novelty", f"threshold {nov['threshold']} in the {nov.get('view', 'embedding')} view "
+                    f"({nov['rule']}; k={nov['k']})"),
         ("held-out accuracy", f"{nov['calibration']['accuracy']:.1%} on {nov['calibration']['tracks']} tracks"),
         ("skipped files", str(m["counts"]["failed"])),
     ]
@@ -173,7 +174,7 @@ def print_eval(console: Console, summary: dict[str, Any], paths: Sequence[Path])
         p.add_row(c, f"{v['precision']:.2f}", f"{v['recall']:.2f}", f"{v['f1']:.2f}", str(v["support"]))
     console.print(p)
     if "loco" in summary:
-        lo = Table(title="leave-one-composer-out novelty")
+        lo = Table(title=f"leave-one-composer-out novelty ({summary['loco'].get('view', 'embedding')} view)")
         for col in ("held-out composer", "AUROC", "FPR@95%TPR", "flagged novel", "flagged known"):
             lo.add_column(col, justify="left" if col.startswith("held") else "right")
         for c, v in summary["loco"]["per_composer"].items():
@@ -181,6 +182,10 @@ def print_eval(console: Console, summary: dict[str, Any], paths: Sequence[Path])
                        f"{v['flagged_known']:.2f}")
         lo.add_row("[b]mean[/b]", f"{summary['loco']['mean_auroc']:.3f}",
                    f"{summary['loco']['mean_fpr_at_95_tpr']:.2f}", "", "")
+        for view, other in summary.get("loco_by_view", {}).items():
+            if view != summary["loco"].get("view"):
+                lo.add_row(f"{view} view, mean", f"{other['mean_auroc']:.3f}", f"{other['mean_fpr_at_95_tpr']:.2f}",
+                           "", "")
         if "loco" in summary.get("baseline", {}):
             bl = summary["baseline"]["loco"]
             lo.add_row("seed (published), mean", f"{bl['mean_auroc']:.3f}", f"{bl['mean_fpr_at_95_tpr']:.2f}", "", "")

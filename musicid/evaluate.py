@@ -28,8 +28,9 @@ from .embedder import Embedder, embed_clips
 from .errors import TrainingError
 from .indexer import BuildOptions, make_store, train_or_load
 from .metrics import auroc, classification_report, fpr_at_tpr
+from .novelty import VIEWS, clip_stats
 from .prepare import Prepared, prepare_many
-from .query import DEFAULT_K, calibrate_threshold, score_vectors
+from .query import DEFAULT_K, calibrate_threshold, score_vectors, track_novelty
 
 ProgressFn = Callable[[str, int, int], None]
 
@@ -45,10 +46,12 @@ class EvalOptions:
 
 
 def _store_for(prepared: list[Prepared], composers_of: list[str], vectors: list[np.ndarray],
-               idx: np.ndarray, groups: np.ndarray, composers: list[str], novelty_k: int) -> Any:
-    return make_store(prepared, composers_of, vectors, idx, groups, np.zeros(len(prepared), bool), composers,
-                       {"composers": composers, "novelty": {"k": novelty_k, "threshold": float("inf")}},
-                       root=Path("/"))
+               stats: list[np.ndarray], idx: np.ndarray, groups: np.ndarray, composers: list[str],
+               build: BuildOptions) -> Any:
+    return make_store(prepared, composers_of, vectors, stats, idx, groups, np.zeros(len(prepared), bool), composers,
+                      {"composers": composers, "novelty": {"k": build.novelty_k, "view": build.novelty_view,
+                                                           "threshold": float("inf")}},
+                      root=Path("/"))
 
 
 def _clip_votes(store: Any, vecs: np.ndarray, k: int) -> list[str]:
@@ -177,6 +180,7 @@ def evaluate(data_dir: str | Path, options: EvalOptions = EvalOptions(),
     groups = group_works([work_key(p.path, c, b.group_by) for p, c in zip(prepared, composers_of, strict=True)],
                          [p.fingerprint for p in prepared])
     fold = kfold_groups(composers_of, groups, options.folds, b.seed)
+    stats = [clip_stats(p.clips) for p in prepared]
     steps = options.folds + (len(composers) if options.loco else 0) + (options.baseline == "seed")
     done = 0
 
@@ -192,10 +196,10 @@ def evaluate(data_dir: str | Path, options: EvalOptions = EvalOptions(),
             raise TrainingError(f"fold {f} has too few composers or tracks; use fewer --folds")
         model, _, _ = train_or_load(prepared, composers_of, train_idx, composers, b)
         vectors = _embed_all(model, prepared)
-        store = _store_for(prepared, composers_of, vectors, train_idx, groups, composers, b.novelty_k)
+        store = _store_for(prepared, composers_of, vectors, stats, train_idx, groups, composers, b)
         fold_true, fold_pred = [], []
         for i in test_idx:
-            r = score_vectors(store, vectors[i], prepared[i].path.name, k=options.k)
+            r = score_vectors(store, vectors[i], prepared[i].path.name, k=options.k, stats=stats[i])
             fold_true.append(composers_of[i])
             fold_pred.append(r.composer)
             votes = _clip_votes(store, vectors[i], options.k)
@@ -220,22 +224,24 @@ def evaluate(data_dir: str | Path, options: EvalOptions = EvalOptions(),
 
     splits = loco_splits(composers_of, groups, b.seed) if options.loco else {}
     if options.loco:
-        loco = {}
+        loco: dict[str, dict[str, Any]] = {view: {} for view in VIEWS}
         for c, (train_idx, calib_idx, known_test, novel_idx) in splits.items():
             known_composers = sorted({composers_of[i] for i in train_idx})
             model, _, _ = train_or_load(prepared, composers_of, train_idx, known_composers, b)
             vectors = _embed_all(model, prepared)
-            store = _store_for(prepared, composers_of, vectors, train_idx, groups, known_composers, b.novelty_k)
+            store = _store_for(prepared, composers_of, vectors, stats, train_idx, groups, known_composers, b)
+            for view in VIEWS:
+                def novelty(idx: np.ndarray, store: Any = store, vectors: list[np.ndarray] = vectors,
+                            view: str = view) -> list[float]:
+                    return [track_novelty(store, vectors[i], stats[i], view) for i in idx]
 
-            def novelty(idx: np.ndarray, store: Any = store, vectors: list[np.ndarray] = vectors) -> list[float]:
-                return [score_vectors(store, vectors[i], "", k=options.k).novelty for i in idx]
-
-            threshold = calibrate_threshold(novelty(calib_idx), b.novelty_keep)
-            loco[c] = _open_set(novelty(novel_idx), novelty(known_test), threshold, len(calib_idx))
+                threshold = calibrate_threshold(novelty(calib_idx), b.novelty_keep)
+                loco[view][c] = _open_set(novelty(novel_idx), novelty(known_test), threshold, len(calib_idx))
             done += 1
             if progress:
                 progress("evaluate", done, steps)
-        out["loco"] = _loco_summary(loco)
+        out["loco"] = {**_loco_summary(loco[b.novelty_view]), "view": b.novelty_view}
+        out["loco_by_view"] = {view: _loco_summary(per) for view, per in loco.items()}
 
     if options.baseline == "seed":
         out["baseline"] = _seed_baseline(prepared, composers_of, composers, fold, options.folds, splits,
@@ -250,7 +256,8 @@ def evaluate(data_dir: str | Path, options: EvalOptions = EvalOptions(),
         "wall_seconds": round(time.monotonic() - t_start, 1),
         "date": datetime.now(UTC).isoformat(timespec="seconds"), "musicid_version": __version__,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-        "settings": {"features": b.features.as_dict(), "dims": asdict(b.dims), "train": asdict(b.train)},
+        "settings": {"features": b.features.as_dict(), "dims": asdict(b.dims), "train": asdict(b.train),
+                     "novelty": {"view": b.novelty_view, "k": b.novelty_k, "keep": b.novelty_keep}},
     }
     return EvalResult(out, map_vectors, composers_of, [bool(fold[i] == 0) for i in range(len(prepared))])
 

@@ -25,6 +25,7 @@ from .embedder import embed_clips
 from .errors import DataDirError
 from .index_store import IndexStore, load_store, make_faiss_index, publish, store_vectors
 from .indexer import composer_centroids
+from .novelty import clip_stats
 from .prepare import Failure, Prepared, prepare_many
 from .query import QueryEngine
 
@@ -41,11 +42,13 @@ class EditReport:
 
 
 def _rebuild(store: IndexStore, tracks: pd.DataFrame, clips: pd.DataFrame, ids: np.ndarray,
-             vectors: np.ndarray, note: str) -> IndexStore:
-    """A store holding exactly these rows and vectors, with composers and centroids recomputed."""
+             vectors: np.ndarray, sound: np.ndarray, note: str) -> IndexStore:
+    """A store holding exactly these rows and vectors (embeddings and sound vectors, row for row),
+    with composers and centroids recomputed. The sound view keeps its standardisation, as the
+    threshold keeps its calibration."""
     composers = sorted(tracks["composer"].unique())
     order = np.argsort(ids)
-    ids, vectors = ids[order], vectors[order]
+    ids, vectors, sound = ids[order], vectors[order], sound[order]
     clips = clips.sort_values("clip_id").reset_index(drop=True)
     assert np.array_equal(ids, clips["clip_id"].to_numpy()), "vectors and clip rows disagree"
     per_track = [vectors[(clips["track_id"] == t).to_numpy()] for t in tracks["track_id"]]
@@ -55,7 +58,18 @@ def _rebuild(store: IndexStore, tracks: pd.DataFrame, clips: pd.DataFrame, ids: 
     manifest["counts"] = {**manifest["counts"], "tracks": len(tracks), "clips": len(clips)}
     manifest["edits"] = [*manifest.get("edits", []),
                          {"at": datetime.now(UTC).isoformat(timespec="seconds"), "what": note}]
-    return IndexStore(make_faiss_index(vectors, ids), clips, tracks.reset_index(drop=True), centroids, manifest)
+    kind = manifest.get("index", {}).get("kind", "auto")
+    return IndexStore(make_faiss_index(vectors, ids, kind), clips, tracks.reset_index(drop=True), centroids, manifest,
+                      make_faiss_index(sound, ids, kind), store.sound_norm)
+
+
+def _all_vectors(store: IndexStore) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(clip ids, embeddings, sound vectors), row for row."""
+    ids, vectors = store_vectors(store)
+    sound_ids, sound = store_vectors(store, "sound")
+    order = np.argsort(sound_ids)
+    sound = sound[order][np.searchsorted(sound_ids[order], ids)]
+    return ids, vectors, sound
 
 
 def _publish(index_dir: Path, store: IndexStore) -> None:
@@ -82,14 +96,14 @@ def add_tracks(index_dir: str | Path, data_dir: str | Path, cache_dir: Path | No
     if not good:
         raise DataDirError(f"{data_dir}: no track could be rendered, nothing added")
 
-    ids, vectors = store_vectors(store)
+    ids, vectors, sound = _all_vectors(store)
     paths = [str(r.path.relative_to(data_dir)) for r, _ in good]
     replaced = store.tracks[store.tracks["path"].isin(paths)]
     keep = ~store.clips["track_id"].isin(replaced["track_id"]).to_numpy()
     tracks = store.tracks[~store.tracks["track_id"].isin(replaced["track_id"])]
     clips = store.clips[keep]
     id_keep = np.isin(ids, clips["clip_id"].to_numpy())
-    ids, vectors = ids[id_keep], vectors[id_keep]
+    ids, vectors, sound = ids[id_keep], vectors[id_keep], sound[id_keep]
 
     next_track = int(store.tracks["track_id"].max()) + 1 if len(store.tracks) else 0
     next_clip = int(store.clips["clip_id"].max()) + 1 if len(store.clips) else 0
@@ -99,6 +113,7 @@ def add_tracks(index_dir: str | Path, data_dir: str | Path, cache_dir: Path | No
     new_tracks: list[dict[str, Any]] = []
     new_clips: list[dict[str, Any]] = []
     new_vecs: list[np.ndarray] = []
+    new_sound: list[np.ndarray] = []
     for n, ((ref, p), path, work, group) in enumerate(zip(good, paths, works, groups, strict=True)):
         v = embed_clips(engine.model, torch.from_numpy(p.clips))
         tid = next_track + n
@@ -109,14 +124,16 @@ def add_tracks(index_dir: str | Path, data_dir: str | Path, cache_dir: Path | No
             new_clips.append({"clip_id": next_clip, "track_id": tid, "offset": off})
             next_clip += 1
         new_vecs.append(v)
+        new_sound.append(store.sound_norm.vectors(clip_stats(p.clips)))
         if progress:
             progress("embed", n + 1, len(good))
     tracks = pd.concat([tracks, pd.DataFrame(new_tracks)], ignore_index=True)
     clips = pd.concat([clips, pd.DataFrame(new_clips)], ignore_index=True)
     ids = np.concatenate([ids, [c["clip_id"] for c in new_clips]]).astype(np.int64)
     vectors = np.concatenate([vectors, *new_vecs])
+    sound = np.concatenate([sound, *new_sound])
     added = {c: sum(1 for r, _ in good if r.composer == c) for c in sorted({str(r.composer) for r, _ in good})}
-    new = _rebuild(store, tracks, clips, ids, vectors,
+    new = _rebuild(store, tracks, clips, ids, vectors, sound,
                    f"added {len(good)} tracks from {data_dir.resolve()} "
                    f"({len(replaced)} replaced); novelty threshold not recalibrated")
     new.manifest["failures"] = [*store.manifest.get("failures", []),
@@ -143,10 +160,10 @@ def remove_tracks(index_dir: str | Path, composer: str | None = None, track: str
     if tracks.empty:
         raise DataDirError("that would remove every track; build a new index instead")
     clips = store.clips[store.clips["track_id"].isin(tracks["track_id"])]
-    ids, vectors = store_vectors(store)
+    ids, vectors, sound = _all_vectors(store)
     keep = np.isin(ids, clips["clip_id"].to_numpy())
     removed = gone.groupby("composer").size().to_dict()
-    new = _rebuild(store, tracks, clips, ids[keep], vectors[keep],
+    new = _rebuild(store, tracks, clips, ids[keep], vectors[keep], sound[keep],
                    f"removed {len(gone)} tracks ({composer or track}); novelty threshold not recalibrated")
     _publish(index_dir, new)
     return EditReport({}, {str(k): int(v) for k, v in removed.items()}, [], new.composers, len(new.tracks))

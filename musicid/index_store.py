@@ -6,6 +6,8 @@
       clips.parquet   clip_id, track_id, offset (s)
       tracks.parquet  track_id, path, composer, work, split, fingerprint, sha256, ...
       centroids.npy   one unit vector per composer, in manifest["composers"] order
+      sound.faiss     each clip in the sound view (novelty.py), same ids as index.faiss
+      sound_norm.npy  the sound view's standardisation: mean and std per dimension
       model.pt        the embedder checkpoint (weights only)
 
 A directory is written whole into a staging folder beside the target and then
@@ -30,10 +32,12 @@ import numpy as np
 import pandas as pd
 
 from .errors import IndexCorrupt, IndexMismatch, IndexNotFound
+from .novelty import SoundNorm
 
 FORMAT = "musicid-index"
-FORMAT_VERSION = 1
-DATA_FILES = ("index.faiss", "clips.parquet", "tracks.parquet", "centroids.npy", "model.pt")
+FORMAT_VERSION = 2
+DATA_FILES = ("index.faiss", "clips.parquet", "tracks.parquet", "centroids.npy", "sound.faiss", "sound_norm.npy",
+              "model.pt")
 
 
 def default_index_dir() -> Path:
@@ -107,6 +111,8 @@ class IndexStore:
     tracks: pd.DataFrame
     centroids: np.ndarray
     manifest: dict[str, Any]
+    sound_index: Any  # faiss.Index of the clips' sound vectors, same ids as `index`
+    sound_norm: SoundNorm
     path: Path | None = None
     _clip_track: np.ndarray = field(init=False, repr=False)
     _clip_offset: np.ndarray = field(init=False, repr=False)
@@ -125,6 +131,11 @@ class IndexStore:
     @property
     def composers(self) -> list[str]:
         return list(self.manifest["composers"])
+
+    @property
+    def novelty_view(self) -> str:
+        """Which view the novelty score is measured in: "sound" or "embedding"."""
+        return str(self.manifest["novelty"].get("view", "embedding"))
 
     @property
     def threshold(self) -> float:
@@ -147,6 +158,12 @@ class IndexStore:
         """Distances and clip ids of the k nearest indexed clips to each vector."""
         k = min(k, self.index.ntotal)
         ip, ids = self.index.search(np.ascontiguousarray(vectors, dtype=np.float32), k)
+        return ip_to_distance(ip), ids
+
+    def search_sound(self, stats: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The same, in the sound view, for clips given by their statistics (novelty.clip_stats)."""
+        k = min(k, self.sound_index.ntotal)
+        ip, ids = self.sound_index.search(self.sound_norm.vectors(stats), k)
         return ip_to_distance(ip), ids
 
 
@@ -218,16 +235,17 @@ def staging_dir(target: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=target.parent))
 
 
-def write_store(staging: Path, index: Any, clips: pd.DataFrame, tracks: pd.DataFrame,
-                centroids: np.ndarray, manifest: dict[str, Any]) -> dict[str, Any]:
+def write_store(staging: Path, store: IndexStore) -> dict[str, Any]:
     """Write every data file except model.pt (already there) and the manifest with checksums."""
     import faiss
 
-    faiss.write_index(index, str(staging / "index.faiss"))
-    clips.to_parquet(staging / "clips.parquet", index=False)
-    tracks.to_parquet(staging / "tracks.parquet", index=False)
-    np.save(staging / "centroids.npy", centroids.astype(np.float32), allow_pickle=False)
-    manifest = dict(manifest)
+    faiss.write_index(store.index, str(staging / "index.faiss"))
+    faiss.write_index(store.sound_index, str(staging / "sound.faiss"))
+    store.clips.to_parquet(staging / "clips.parquet", index=False)
+    store.tracks.to_parquet(staging / "tracks.parquet", index=False)
+    np.save(staging / "centroids.npy", store.centroids.astype(np.float32), allow_pickle=False)
+    np.save(staging / "sound_norm.npy", store.sound_norm.as_array(), allow_pickle=False)
+    manifest = dict(store.manifest)
     manifest["format"] = FORMAT
     manifest["format_version"] = FORMAT_VERSION
     manifest["files"] = {name: file_sha256(staging / name) for name in DATA_FILES}
@@ -244,7 +262,7 @@ def publish(target: Path, store: IndexStore, put_model: Callable[[Path], object]
     staging = staging_dir(target)
     try:
         put_model(staging / "model.pt")
-        manifest = write_store(staging, store.index, store.clips, store.tracks, store.centroids, store.manifest)
+        manifest = write_store(staging, store)
         commit_directory(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -252,13 +270,15 @@ def publish(target: Path, store: IndexStore, put_model: Callable[[Path], object]
     return manifest
 
 
-def store_vectors(store: IndexStore) -> tuple[np.ndarray, np.ndarray]:
-    """All (ids, vectors) held by the store's IndexIDMap2 (flat, HNSW or IVF), in insertion order."""
+def store_vectors(store: IndexStore, view: str = "embedding") -> tuple[np.ndarray, np.ndarray]:
+    """All (ids, vectors) held by one of the store's IndexIDMap2s (flat, HNSW or IVF), in insertion
+    order: the embeddings, or with view="sound" the sound vectors."""
     import faiss
 
-    inner = faiss.downcast_index(store.index.index)
-    ids = faiss.vector_to_array(store.index.id_map).astype(np.int64)
-    return ids, inner.reconstruct_n(0, store.index.ntotal)
+    index = store.sound_index if view == "sound" else store.index
+    inner = faiss.downcast_index(index.index)
+    ids = faiss.vector_to_array(index.id_map).astype(np.int64)
+    return ids, inner.reconstruct_n(0, index.ntotal)
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
@@ -300,13 +320,18 @@ def load_store(path: str | Path, verify: bool = True) -> IndexStore:
         verify_files(path, manifest)
     try:
         index = faiss.read_index(str(path / "index.faiss"))
+        sound_index = faiss.read_index(str(path / "sound.faiss"))
+        sound_norm = SoundNorm.from_array(np.load(path / "sound_norm.npy", allow_pickle=False))
         clips = pd.read_parquet(path / "clips.parquet")
         tracks = pd.read_parquet(path / "tracks.parquet")
         centroids = np.load(path / "centroids.npy", allow_pickle=False)
     except Exception as e:
         raise IndexCorrupt(f"{path}: cannot read index files ({type(e).__name__}: {e})") from e
-    if index.ntotal != len(clips):
-        raise IndexCorrupt(f"{path}: {index.ntotal} vectors but {len(clips)} clip rows")
+    if not index.ntotal == sound_index.ntotal == len(clips):
+        raise IndexCorrupt(f"{path}: {index.ntotal} vectors, {sound_index.ntotal} sound vectors "
+                           f"but {len(clips)} clip rows")
+    if sound_norm.mean.shape != (sound_index.d,):
+        raise IndexCorrupt(f"{path}: sound_norm.npy does not match sound.faiss")
     if centroids.shape != (len(manifest["composers"]), index.d):
         raise IndexCorrupt(f"{path}: centroids do not match composers and vector size")
-    return IndexStore(index, clips, tracks, centroids, manifest, path)
+    return IndexStore(index, clips, tracks, centroids, manifest, sound_index, sound_norm, path)

@@ -36,7 +36,8 @@ from .embedder import (
 )
 from .errors import TrainingError
 from .features import FeatureSettings
-from .index_store import IndexStore, make_faiss_index, publish
+from .index_store import IndexStore, choose_index_kind, make_faiss_index, publish
+from .novelty import SoundNorm, clip_stats
 from .prepare import Failure, Prepared, prepare_many
 from .query import DEFAULT_K, DEFAULT_NOVELTY_K, calibrate_threshold, score_vectors
 from .render import RenderSettings, check_soundfont, soundfont_digest
@@ -54,6 +55,8 @@ class BuildOptions:
     holdout_fraction: float = 0.2
     novelty_keep: float = 0.95  # share of held-out known tracks under the threshold
     novelty_k: int = DEFAULT_NOVELTY_K
+    novelty_view: str = "sound"  # "sound" (novelty.py) or "embedding"
+    index_kind: str = "auto"  # FAISS index: auto, flat, ivf, hnsw (index_store.make_faiss_index)
     group_by: str | None = None
     cache_dir: Path | None = field(default_factory=default_cache_dir)
     workers: int = 0
@@ -84,7 +87,7 @@ def _rel(path: Path, root: Path) -> str:
 
 
 def _calibrate(prepared: list[Prepared], composers_of: list[str], vectors: list[np.ndarray],
-               held: np.ndarray, groups: np.ndarray, all_composers: list[str],
+               stats: list[np.ndarray], held: np.ndarray, groups: np.ndarray, all_composers: list[str],
                options: BuildOptions) -> tuple[float, dict[str, Any]]:
     """Threshold and accuracy from held-out tracks scored against an index of the others.
 
@@ -97,9 +100,10 @@ def _calibrate(prepared: list[Prepared], composers_of: list[str], vectors: list[
         train_idx = np.arange(len(prepared))
         eval_idx = np.arange(len(prepared))
         rule = "leave-one-work-out (too few works to hold any out)"
-    store = make_store(prepared, composers_of, vectors, train_idx, groups, held, all_composers,
+    store = make_store(prepared, composers_of, vectors, stats, train_idx, groups, held, all_composers,
                         manifest={"composers": all_composers,
-                                  "novelty": {"k": options.novelty_k, "threshold": float("inf")}},
+                                  "novelty": {"k": options.novelty_k, "view": options.novelty_view,
+                                              "threshold": float("inf")}},
                         root=Path("/"))
     scores, correct, y_true, y_pred = [], [], [], []
     for i in eval_idx:
@@ -108,7 +112,8 @@ def _calibrate(prepared: list[Prepared], composers_of: list[str], vectors: list[
             continue
         # track ids in the calibration store are positions in train_idx
         excl_ids = [int(np.flatnonzero(train_idx == j)[0]) for j in exclude]
-        r = score_vectors(store, vectors[i], prepared[i].path.name, k=DEFAULT_K, exclude_tracks=excl_ids)
+        r = score_vectors(store, vectors[i], prepared[i].path.name, k=DEFAULT_K, exclude_tracks=excl_ids,
+                          stats=stats[i])
         scores.append(r.novelty)
         y_true.append(composers_of[i])
         y_pred.append(r.composer)
@@ -131,9 +136,11 @@ def _calibrate(prepared: list[Prepared], composers_of: list[str], vectors: list[
 
 
 def make_store(prepared: list[Prepared], composers_of: list[str], vectors: list[np.ndarray],
-                idx: np.ndarray, groups: np.ndarray, held: np.ndarray, all_composers: list[str],
-                manifest: dict[str, Any], root: Path, works: list[str] | None = None) -> IndexStore:
-    """An in-memory store of the tracks at positions idx (track ids 0..len(idx)-1)."""
+                stats: list[np.ndarray], idx: np.ndarray, groups: np.ndarray, held: np.ndarray,
+                all_composers: list[str], manifest: dict[str, Any], root: Path, works: list[str] | None = None,
+                index_kind: str = "auto") -> IndexStore:
+    """An in-memory store of the tracks at positions idx (track ids 0..len(idx)-1), with the
+    sound view standardised on those tracks' clips."""
     track_rows, clip_rows, vecs = [], [], []
     clip_id = 0
     for tid, i in enumerate(idx):
@@ -153,9 +160,13 @@ def make_store(prepared: list[Prepared], composers_of: list[str], vectors: list[
     all_vecs = np.concatenate(vecs) if vecs else np.zeros((0, d), np.float32)
     tracks = pd.DataFrame(track_rows)
     clips = pd.DataFrame(clip_rows, columns=["clip_id", "track_id", "offset"])
-    index = make_faiss_index(all_vecs, clips["clip_id"].to_numpy())
+    clip_ids = clips["clip_id"].to_numpy()
+    index = make_faiss_index(all_vecs, clip_ids, index_kind)
+    all_stats = np.concatenate([stats[i] for i in idx]) if len(idx) else np.zeros((0, 1), np.float32)
+    norm = SoundNorm.fit(all_stats)
+    sound_index = make_faiss_index(norm.vectors(all_stats), clip_ids, index_kind)
     centroids = composer_centroids([vectors[i] for i in idx], [composers_of[i] for i in idx], all_composers)
-    return IndexStore(index, clips, tracks, centroids, manifest)
+    return IndexStore(index, clips, tracks, centroids, manifest, sound_index, norm)
 
 
 def composer_centroids(track_vectors: Sequence[np.ndarray], track_composers: Sequence[str],
@@ -259,10 +270,11 @@ def build_index(data_dir: str | Path, out: str | Path, options: BuildOptions = B
         vectors.append(embed_clips(model, torch.from_numpy(p.clips)))
         if progress:
             progress("embed", n + 1, len(prepared))
+    stats = [clip_stats(p.clips) for p in prepared]
     timings["embed"] = time.monotonic() - t
 
     t = time.monotonic()
-    threshold, heldout = _calibrate(prepared, composers_of, vectors, held, groups, all_composers, options)
+    threshold, heldout = _calibrate(prepared, composers_of, vectors, stats, held, groups, all_composers, options)
     timings["calibrate"] = time.monotonic() - t
 
     t = time.monotonic()
@@ -279,18 +291,20 @@ def build_index(data_dir: str | Path, out: str | Path, options: BuildOptions = B
                   "train_seconds": round(train_report.seconds, 1) if train_report else None,
                   "final_loss": round(train_report.final_loss, 4) if train_report else None},
         "novelty": {"score": "mean distance of each clip to its k nearest indexed clips, "
-                             "averaged over the track's clips",
-                    "k": options.novelty_k,
+                             f"averaged over the track's clips, in the {options.novelty_view} view",
+                    "view": options.novelty_view, "k": options.novelty_k,
                     "rule": f"{options.novelty_keep:.0%} of held-out known-composer tracks "
                             "score at or below the threshold",
                     "threshold": round(threshold, 4), "calibration": heldout},
+        "index": {"kind": options.index_kind if options.index_kind != "auto"
+                  else choose_index_kind(int(sum(len(v) for v in vectors)))},
         "counts": {"tracks": len(prepared), "clips": int(sum(len(v) for v in vectors)),
                    "failed": len(failures)},
         "failures": [{"path": p, "reason": r} for p, r in failures],
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
     }
-    store = make_store(prepared, composers_of, vectors, np.arange(len(prepared)), groups, held,
-                        all_composers, manifest, data_dir, works)
+    store = make_store(prepared, composers_of, vectors, stats, np.arange(len(prepared)), groups, held,
+                        all_composers, manifest, data_dir, works, manifest["index"]["kind"])
 
     def put_model(path: Path) -> None:
         if options.model_path:  # keep the given checkpoint byte for byte: its hash is its identity

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,6 +48,27 @@ class Failure:
     reason: str
 
 
+def _from_spec(path: Path, sha: str, spec_np: np.ndarray, meta: dict[str, Any], features: FeatureSettings,
+               cached: bool) -> Prepared:
+    clips, starts = cut_clips(torch.from_numpy(spec_np), features)
+    fps = features.frames_per_second
+    return Prepared(path, sha, meta["fingerprint"], float(meta["duration"]),
+                    float(meta["rendered_seconds"]), clips.numpy(),
+                    [round(s / fps, 3) for s in starts], cached)
+
+
+def cached_track(path: Path, features: FeatureSettings, cache: FeatureCache) -> Prepared | None:
+    """The track from the cache, or None when it is not there (or cannot be read: the render
+    path will say why)."""
+    try:
+        data = read_midi_bytes(path)
+    except MusicIdError:
+        return None
+    sha = hashlib.sha256(data).hexdigest()
+    hit = cache.get(sha)
+    return None if hit is None else _from_spec(path, sha, hit[0], hit[1], features, True)
+
+
 def prepare_track(path: Path, render_settings: RenderSettings, features: FeatureSettings,
                   cache: FeatureCache | None = None) -> Prepared:
     """Read, render and featurise one file (through the cache); raise MusicIdError on failure."""
@@ -54,23 +76,16 @@ def prepare_track(path: Path, render_settings: RenderSettings, features: Feature
     sha = hashlib.sha256(data).hexdigest()
     hit = cache.get(sha) if cache else None
     if hit is not None:
-        spec_np, meta = hit
-        cached = True
-    else:
-        midi = parse_midi(data, path.name)
-        audio = render(midi, render_settings, path.name)
-        spec = log_mel(torch.from_numpy(audio), features)
-        spec_np = spec.numpy().astype(np.float16)
-        meta = {"fingerprint": midi.fingerprint, "duration": midi.duration,
-                "rendered_seconds": len(audio) / render_settings.sample_rate}
-        if cache:
-            cache.put(sha, spec_np, meta)
-        cached = False
-    clips, starts = cut_clips(torch.from_numpy(spec_np), features)
-    fps = features.frames_per_second
-    return Prepared(path, sha, meta["fingerprint"], float(meta["duration"]),
-                    float(meta["rendered_seconds"]), clips.numpy(),
-                    [round(s / fps, 3) for s in starts], cached)
+        return _from_spec(path, sha, hit[0], hit[1], features, True)
+    midi = parse_midi(data, path.name)
+    audio = render(midi, render_settings, path.name)
+    spec = log_mel(torch.from_numpy(audio), features)
+    spec_np = spec.numpy().astype(np.float16)
+    meta = {"fingerprint": midi.fingerprint, "duration": midi.duration,
+            "rendered_seconds": len(audio) / render_settings.sample_rate}
+    if cache:
+        cache.put(sha, spec_np, meta)
+    return _from_spec(path, sha, spec_np, meta, features, False)
 
 
 def _init_worker() -> None:
@@ -108,20 +123,32 @@ def prepare_many(paths: Sequence[Path], render_settings: RenderSettings, feature
     results: list[Prepared | Failure | None] = [None] * len(paths)
     if progress:
         progress("render", 0, len(paths))
-    if workers == 1 or len(paths) <= 1:
-        for i, p in enumerate(paths):
-            results[i] = _prepare_or_fail(p, render_settings, features, cache)
+    done = 0
+    todo = list(range(len(paths)))
+    if cache is not None:  # cache hits are served here: no worker needs starting for them
+        for i in list(todo):
+            results[i] = cached_track(paths[i], features, cache)
+            if results[i] is not None:
+                todo.remove(i)
+                done += 1
+                if progress:
+                    progress("render", done, len(paths))
+    if workers == 1 or len(todo) <= 1:
+        for i in todo:
+            results[i] = _prepare_or_fail(paths[i], render_settings, features, cache)
+            done += 1
             if progress:
-                progress("render", i + 1, len(paths))
+                progress("render", done, len(paths))
     else:
         ctx = mp.get_context("spawn")  # never fork a process that holds torch threads
         # largest files first, so that no long render starts last and runs on alone
-        order = sorted(range(len(paths)), key=lambda i: -_size(paths[i]))
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker) as pool:
+        order = sorted(todo, key=lambda i: -_size(paths[i]))
+        with ProcessPoolExecutor(min(workers, len(todo)), mp_context=ctx, initializer=_init_worker) as pool:
             futures = {pool.submit(_prepare_or_fail, paths[i], render_settings, features, cache): i
                        for i in order}
-            for done, fut in enumerate(as_completed(futures), 1):
+            for fut in as_completed(futures):
                 results[futures[fut]] = fut.result()
+                done += 1
                 if progress:
                     progress("render", done, len(paths))
     return [r for r in results if r is not None]

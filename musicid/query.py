@@ -6,8 +6,9 @@ For a track cut into clips and embedded:
   winner's share.
 - centroid distances: the track's mean vector against each composer centroid.
 - novelty: the mean, over the track's clips, of the mean distance to the
-  `novelty_k` nearest indexed clips. Flagged novel above the threshold the
-  index calibrated on held-out tracks.
+  `novelty_k` nearest indexed clips, in the index's novelty view: the sound
+  view (novelty.py, the default) or the learned embedding. Flagged novel
+  above the threshold the index calibrated on held-out tracks.
 - known piece: an indexed track with exactly the same notes.
 """
 
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from .index_store import IndexStore, ip_to_distance
+from .novelty import clip_stats
 
 ProgressFn = Callable[[str, int, int], None]
 DEFAULT_K = 10
@@ -58,19 +60,11 @@ def novelty_scores(distances: np.ndarray, k: int) -> float:
     return float(distances[:, :k].mean())
 
 
-def score_vectors(store: IndexStore, vectors: np.ndarray, path: str, fingerprint: str | None = None,
-                  k: int = DEFAULT_K, exclude_tracks: Sequence[int] = (),
-                  n_neighbours: int = 5) -> TrackResult:
-    """Score one track's clip vectors (n_clips, d) against the index.
-
-    exclude_tracks: indexed track ids to ignore (leave-one-out calibration).
-    """
-    composers = store.composers
-    novelty_k = int(store.manifest["novelty"].get("k", DEFAULT_NOVELTY_K))
-    want = max(k, novelty_k)
-    excluded = np.asarray(list(exclude_tracks), dtype=np.int64)
-    n_excl = int(store.tracks.loc[store.tracks.track_id.isin(excluded), "n_clips"].sum()) if len(excluded) else 0
-    dist, ids = store.search(vectors, want + n_excl)
+def _search_excluding(search: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]], store: IndexStore,
+                      queries: np.ndarray, want: int, excluded: np.ndarray,
+                      n_excl: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The `want` nearest clips (distances, clip ids, track ids), skipping the excluded tracks' clips."""
+    dist, ids = search(queries, want + n_excl)
     tids = store.track_of(ids)
     if n_excl:
         keep = ~np.isin(tids, excluded) & (ids >= 0)
@@ -78,6 +72,38 @@ def score_vectors(store: IndexStore, vectors: np.ndarray, path: str, fingerprint
         dist = np.take_along_axis(dist, order, axis=1)
         ids = np.take_along_axis(ids, order, axis=1)
         tids = np.take_along_axis(tids, order, axis=1)
+    return dist, ids, tids
+
+
+def track_novelty(store: IndexStore, vectors: np.ndarray, stats: np.ndarray | None, view: str | None = None,
+                  exclude_tracks: Sequence[int] = ()) -> float:
+    """A track's novelty score in one view (default: the index's own)."""
+    view = view or store.novelty_view
+    novelty_k = int(store.manifest["novelty"].get("k", DEFAULT_NOVELTY_K))
+    excluded = np.asarray(list(exclude_tracks), dtype=np.int64)
+    n_excl = int(store.tracks.loc[store.tracks.track_id.isin(excluded), "n_clips"].sum()) if len(excluded) else 0
+    if view == "sound":
+        if stats is None:
+            raise ValueError("the sound view needs the clips' statistics (novelty.clip_stats)")
+        dist, _, _ = _search_excluding(store.search_sound, store, stats, novelty_k, excluded, n_excl)
+    else:
+        dist, _, _ = _search_excluding(store.search, store, vectors, novelty_k, excluded, n_excl)
+    return novelty_scores(dist, novelty_k)
+
+
+def score_vectors(store: IndexStore, vectors: np.ndarray, path: str, fingerprint: str | None = None,
+                  k: int = DEFAULT_K, exclude_tracks: Sequence[int] = (),
+                  n_neighbours: int = 5, stats: np.ndarray | None = None) -> TrackResult:
+    """Score one track's clip vectors (n_clips, d) against the index.
+
+    stats: the clips' sound statistics (novelty.clip_stats), needed when the index scores
+    novelty in the sound view. exclude_tracks: indexed track ids to ignore (leave-one-out
+    calibration).
+    """
+    composers = store.composers
+    excluded = np.asarray(list(exclude_tracks), dtype=np.int64)
+    n_excl = int(store.tracks.loc[store.tracks.track_id.isin(excluded), "n_clips"].sum()) if len(excluded) else 0
+    dist, ids, tids = _search_excluding(store.search, store, vectors, k, excluded, n_excl)
     comp_idx = {c: i for i, c in enumerate(composers)}
     voters = tids[:, :k].ravel()
     neigh_comp = [comp_idx[store.track_field(t, "composer")] for t in voters if t >= 0]
@@ -88,7 +114,7 @@ def score_vectors(store: IndexStore, vectors: np.ndarray, path: str, fingerprint
     mean = vectors.mean(axis=0)
     mean /= np.linalg.norm(mean) + 1e-12
     cdist = ip_to_distance(store.centroids @ mean)
-    novelty = novelty_scores(dist, novelty_k)
+    novelty = track_novelty(store, vectors, stats, exclude_tracks=exclude_tracks)
 
     # nearest tracks: best clip distance per track
     nearest: dict[int, tuple[float, int]] = {}
@@ -156,29 +182,27 @@ class QueryEngine:
                                 "is not the one this index was built with")
         return cls(store, model, features, render_settings)
 
-    def embed_file(self, path: Path) -> tuple[np.ndarray, str]:
+    def score(self, prepared: Any, name: str, k: int = DEFAULT_K) -> TrackResult:
+        """Embed and score one prepared track (prepare.Prepared)."""
         import torch
 
         from .embedder import embed_clips
-        from .prepare import prepare_track
 
-        prepared = prepare_track(path, self.render_settings, self.features)
-        return embed_clips(self.model, torch.from_numpy(prepared.clips)), prepared.fingerprint
+        vectors = embed_clips(self.model, torch.from_numpy(prepared.clips))
+        return score_vectors(self.store, vectors, name, prepared.fingerprint, k, stats=clip_stats(prepared.clips))
 
     def query(self, path: str | Path, k: int = DEFAULT_K) -> TrackResult:
         """Render, embed and score one MIDI file; raises MidiError/RenderError on a bad file."""
+        from .prepare import prepare_track
+
         path = Path(path)
-        vectors, fingerprint = self.embed_file(path)
-        return score_vectors(self.store, vectors, str(path), fingerprint, k)
+        return self.score(prepare_track(path, self.render_settings, self.features), str(path), k)
 
 
 def report_folder(engine: QueryEngine, folder: str | Path, by_novelty: bool = True, workers: int = 0,
                   progress: ProgressFn | None = None) -> tuple[list[TrackResult], list[Any]]:
     """Score every MIDI file below a folder; bad files come back as Failures, not exceptions."""
-    import torch
-
     from .dataset import scan_unlabelled
-    from .embedder import embed_clips
     from .prepare import Failure, prepare_many
 
     root = Path(folder)
@@ -192,8 +216,7 @@ def report_folder(engine: QueryEngine, folder: str | Path, by_novelty: bool = Tr
         if isinstance(p, Failure):
             failures.append(Failure(Path(name), p.reason))
         else:
-            vectors = embed_clips(engine.model, torch.from_numpy(p.clips))
-            results.append(score_vectors(engine.store, vectors, name, p.fingerprint))
+            results.append(engine.score(p, name))
         if progress:
             progress("embed", n + 1, len(prepared))
     results = rank_by_novelty(results) if by_novelty else sorted(results, key=lambda r: r.path)

@@ -48,12 +48,17 @@ def test_index_build_errors_are_one_line(tmp_path: Path) -> None:
     code, _, err = run("index", "build", data, "--soundfont", tmp_path / "none.sf2", "--out", tmp_path / "i")
     assert code == 1 and err.strip() == f"error: SoundFont not found: {tmp_path / 'none.sf2'}"
     assert not (tmp_path / "i").exists()
+    for opt, bad in (("--index-type", "annoy"), ("--novelty-view", "vibes")):
+        code, _, err = run("index", "build", data, opt, bad, "--out", tmp_path / "i")
+        assert code == 2 and len(err.strip().splitlines()) == 1 and f"not '{bad}'" in err
+    assert not (tmp_path / "i").exists()
 
 
 def test_index_info(built_index: Path) -> None:
     code, out, _ = run("index", "info", "--index", built_index)
     assert code == 0
     assert "Lowpiano" in out and "threshold" in out and "held-out accuracy" in out
+    assert "in the sound view" in out and "(IndexFlatIP)" in out
 
 
 def test_query_prints_composer_confidence_novelty(built_index: Path, tmp_path: Path) -> None:

@@ -92,7 +92,9 @@ def test_build_writes_a_self_describing_index(built_index: Path, corpus: Path) -
     store = load_store(built_index)
     m = store.manifest
     assert m["composers"] == ["Highflute", "Lowpiano", "Strings"]
-    assert set(m["files"]) == {"index.faiss", "clips.parquet", "tracks.parquet", "centroids.npy", "model.pt"}
+    assert set(m["files"]) == {"index.faiss", "clips.parquet", "tracks.parquet", "centroids.npy", "sound.faiss",
+                               "sound_norm.npy", "model.pt"}
+    assert m["novelty"]["view"] == "sound" and m["index"]["kind"] == "flat"
     assert store.index.ntotal == len(store.clips) == m["counts"]["clips"]
     assert len(store.tracks) == 18 and set(store.tracks.split) == {"train", "heldout"}
     # every held-out work is whole
@@ -217,3 +219,54 @@ def test_every_index_kind_finds_the_same_neighbours_and_round_trips(kind: str, t
     again = faiss.read_index(str(tmp_path / "i.faiss"))
     assert again.search(x[:20], 1)[1].tolist() == found.tolist()
     assert choose_index_kind(5_000) == "flat" and choose_index_kind(5_000_000) == "ivf"
+
+
+def test_novelty_view_and_index_type_are_chosen_recorded_and_used(built_index: Path, corpus: Path,
+                                                                  tmp_path: Path) -> None:
+    import faiss
+
+    from musicid.embedder import embed_clips
+    from musicid.novelty import clip_stats
+    from musicid.prepare import prepare_track
+    from musicid.query import track_novelty
+
+    model = built_index / "model.pt"
+    build_index(corpus, tmp_path / "emb", tiny_options(tmp_path, model_path=model, novelty_view="embedding",
+                                                          index_kind="hnsw"))
+    build_index(corpus, tmp_path / "snd", tiny_options(tmp_path, model_path=model))
+    emb, snd = QueryEngine.open(tmp_path / "emb"), QueryEngine.open(tmp_path / "snd")
+    assert emb.store.manifest["novelty"]["view"] == "embedding" and emb.store.manifest["index"]["kind"] == "hnsw"
+    assert isinstance(faiss.downcast_index(emb.store.index.index), faiss.IndexHNSWFlat)
+    assert isinstance(faiss.downcast_index(snd.store.index.index), faiss.IndexFlatIP)
+
+    track = write_piece(tmp_path / "q.mid", "Organ", 700)
+    a, b = emb.query(track), snd.query(track)
+    assert a.composer == b.composer and a.votes == b.votes  # the same model names the composer the same way
+    # each index scores novelty in its own view, and the two views give different numbers
+    p = prepare_track(track, snd.render_settings, snd.features)
+    vecs = embed_clips(emb.model, torch.from_numpy(p.clips))
+    assert a.novelty == pytest.approx(track_novelty(emb.store, vecs, None), abs=1e-4)
+    assert b.novelty == pytest.approx(track_novelty(snd.store, vecs, clip_stats(p.clips)), abs=1e-4)
+    assert abs(a.novelty - b.novelty) > 1e-3
+    with pytest.raises(ValueError, match="statistics"):
+        track_novelty(snd.store, vecs, None)
+
+
+def test_sound_vectors_are_standardised_statistics_that_round_trip() -> None:
+    from musicid.index_store import ip_to_distance
+    from musicid.novelty import SoundNorm, clip_stats
+
+    rng = np.random.default_rng(1)
+    clips = rng.standard_normal((6, 8, 50)).astype(np.float32) + np.linspace(-3, 3, 8)[None, :, None]
+    stats = clip_stats(clips)
+    assert stats.shape == (6, 16)
+    level = clips.mean(axis=(1, 2))[:, None]
+    np.testing.assert_allclose(stats[:, :8], clips.mean(axis=2) - level, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(stats[:, 8:], clips.std(axis=2), rtol=1e-5)
+    np.testing.assert_allclose(clip_stats(clips + 7.0), stats, atol=1e-4)  # a louder rendering: same sound
+    norm = SoundNorm.fit(stats)
+    np.testing.assert_allclose(((stats - norm.mean) / norm.std).mean(axis=0), 0, atol=1e-5)
+    v = norm.vectors(stats)
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(SoundNorm.from_array(norm.as_array()).vectors(stats), v)
+    assert np.allclose(np.diag(ip_to_distance(v @ v.T)), 0, atol=1e-3)

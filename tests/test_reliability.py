@@ -48,6 +48,9 @@ def assert_same_index(a: Path, b: Path) -> None:
     for key in va:
         np.testing.assert_allclose(va[key], vb[key], atol=1e-5)
     np.testing.assert_allclose(sa.centroids, sb.centroids, atol=1e-5)
+    for s in (sa, sb):  # the sound view holds exactly the indexed clips (its standardisation is kept by edits)
+        ids, _ = store_vectors(s, "sound")
+        assert sorted(ids.tolist()) == sorted(s.clips["clip_id"].tolist())
 
 
 def test_add_and_remove_equal_fresh_builds(built_index: Path, tmp_path: Path) -> None:
