@@ -57,18 +57,22 @@ def render(s: dict, command: str) -> str:
                       ["seed: true \\ predicted", *b["track"]["labels"]]), ""]
         if "loco" in b:
             out += [f"Seed leave-one-composer-out mean AUROC: {b['loco']['mean_auroc']:.3f}", ""]
-    if "loco" in s:
-        lo = s["loco"]
+    views = s.get("loco_by_view") or ({s["loco"].get("view", "embedding"): s["loco"]} if "loco" in s else {})
+    if views:
         out += ["### Open set: leave one composer out", "",
                 "Train and index without one composer; score its tracks for novelty against held-out tracks of "
                 "the others; the threshold is calibrated on a third, separate set of known-composer tracks "
-                "(95% kept).", "",
-                table([[c, f"{v['auroc']:.3f}", f"{v['fpr_at_95_tpr']:.2f}", f"{v['flagged_novel']:.2f}",
-                        f"{v['flagged_known']:.2f}", f"{v['novel_tracks']} / {v['known_tracks']}"]
-                       for c, v in lo["per_composer"].items()]
-                      + [["**mean**", f"**{lo['mean_auroc']:.3f}**", f"{lo['mean_fpr_at_95_tpr']:.2f}", "", "", ""]],
-                      ["held-out composer", "AUROC", "FPR at 95% TPR", "flagged (novel)", "flagged (known)",
-                       "tracks novel / known"]), ""]
+                "(95% kept). The same models and splits score novelty in both views; the index's default is "
+                f"the **{s['loco'].get('view', 'embedding')}** view.", ""]
+        for view, lo in views.items():
+            out += [f"Novelty in the **{view}** view:", "",
+                    table([[c, f"{v['auroc']:.3f}", f"{v['fpr_at_95_tpr']:.2f}", f"{v['flagged_novel']:.2f}",
+                            f"{v['flagged_known']:.2f}", f"{v['novel_tracks']} / {v['known_tracks']}"]
+                           for c, v in lo["per_composer"].items()]
+                          + [["**mean**", f"**{lo['mean_auroc']:.3f}**", f"{lo['mean_fpr_at_95_tpr']:.2f}", "", "",
+                              ""]],
+                          ["held-out composer", "AUROC", "FPR at 95% TPR", "flagged (novel)", "flagged (known)",
+                           "tracks novel / known"]), ""]
     out.append(END)
     return "\n".join(out)
 

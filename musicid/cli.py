@@ -115,6 +115,10 @@ def index_build(
     novelty_view: str = NOVELTY_VIEW_OPT,
     index_type: str = typer.Option("auto", "--index-type",
                                    help="FAISS index: auto (exact below 100k clips, IVF above), flat, ivf, hnsw."),
+    ray_address: str | None = typer.Option(None, "--ray", flag_value="local", metavar="[ADDRESS]",
+                                           help="Render and embed on a Ray cluster: --ray alone starts a local "
+                                                "one, --ray HOST:PORT (or auto) attaches to a running one. "
+                                                "Needs pip install 'musicid\\[ray]'."),
     as_json: bool = typer.Option(False, "--json", help="Print the build summary as JSON."),
 ) -> None:
     """Render, train the embedder, embed every clip and write the index."""
@@ -130,7 +134,8 @@ def index_build(
         opts = BuildOptions(render=RenderSettings(soundfont=str(soundfont.resolve()) if soundfont else ""),
                             model_path=model, workers=workers, group_by=group_by,
                             cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
-                            novelty_view=novelty_view, index_kind=index_type)
+                            novelty_view=novelty_view, index_kind=index_type, ray=ray_address is not None,
+                            ray_address=None if ray_address in (None, "local") else ray_address)
         opts.train = replace(opts.train, epochs=epochs or opts.train.epochs,
                              steps_per_epoch=steps_per_epoch or opts.train.steps_per_epoch)
         with _progress(not as_json) as progress:

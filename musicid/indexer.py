@@ -61,6 +61,8 @@ class BuildOptions:
     cache_dir: Path | None = field(default_factory=default_cache_dir)
     workers: int = 0
     seed: int = 0
+    ray: bool = False  # render and embed on a Ray cluster (distributed.py)
+    ray_address: str | None = None  # None with ray=True: a local Ray instance
 
 
 @dataclass
@@ -77,6 +79,7 @@ class BuildReport:
     trained: bool
     cached_tracks: int
     model_from_cache: bool = False
+    ray: dict[str, dict[str, int]] | None = None  # {"rendered_on": {node ip: tracks}, "embedded_on": ...}
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -233,8 +236,16 @@ def build_index(data_dir: str | Path, out: str | Path, options: BuildOptions = B
     cache = FeatureCache(options.cache_dir, {"render": options.render.identity(),
                                              "features": options.features.as_dict()})
     t = time.monotonic()
-    results = prepare_many([r.path for r in refs], options.render, options.features, cache,
-                           options.workers, progress)
+    ray_run: dict[str, dict[str, int]] | None = None
+    if options.ray:
+        from .distributed import prepare_on_ray
+
+        results, rendered_on = prepare_on_ray([r.path for r in refs], options.render, options.features,
+                                              cache.directory, options.ray_address, progress)
+        ray_run = {"rendered_on": rendered_on}
+    else:
+        results = prepare_many([r.path for r in refs], options.render, options.features, cache,
+                               options.workers, progress)
     timings["render"] = time.monotonic() - t
     prepared: list[Prepared] = []
     composers_of: list[str] = []
@@ -266,10 +277,15 @@ def build_index(data_dir: str | Path, out: str | Path, options: BuildOptions = B
 
     t = time.monotonic()
     vectors: list[np.ndarray] = []
-    for n, p in enumerate(prepared):
-        vectors.append(embed_clips(model, torch.from_numpy(p.clips)))
-        if progress:
-            progress("embed", n + 1, len(prepared))
+    if ray_run is not None:
+        from .distributed import embed_on_ray
+
+        vectors, ray_run["embedded_on"] = embed_on_ray(model, prepared, options.ray_address, progress=progress)
+    else:
+        for n, p in enumerate(prepared):
+            vectors.append(embed_clips(model, torch.from_numpy(p.clips)))
+            if progress:
+                progress("embed", n + 1, len(prepared))
     stats = [clip_stats(p.clips) for p in prepared]
     timings["embed"] = time.monotonic() - t
 
@@ -302,6 +318,7 @@ def build_index(data_dir: str | Path, out: str | Path, options: BuildOptions = B
                    "failed": len(failures)},
         "failures": [{"path": p, "reason": r} for p, r in failures],
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "ray": ray_run,
     }
     store = make_store(prepared, composers_of, vectors, stats, np.arange(len(prepared)), groups, held,
                         all_composers, manifest, data_dir, works, manifest["index"]["kind"])
@@ -321,4 +338,4 @@ def build_index(data_dir: str | Path, out: str | Path, options: BuildOptions = B
                  for c in all_composers}
     return BuildReport(out, all_composers, tracks_per, clips_per, failures, warnings,
                        {k: round(v, 1) for k, v in timings.items()}, heldout, threshold, trained,
-                       sum(p.cached for p in prepared), model_from_cache)
+                       sum(p.cached for p in prepared), model_from_cache, ray_run)

@@ -36,7 +36,7 @@ def vectors_by_clip(index_dir: Path) -> dict[tuple[str, float], np.ndarray]:
             for i, v in zip(ids, vecs, strict=True)}
 
 
-def assert_same_index(a: Path, b: Path) -> None:
+def assert_same_index(a: Path, b: Path, atol: float = 1e-5) -> None:
     sa, sb = load_store(a), load_store(b)
     assert sa.composers == sb.composers
     cols = ["path", "composer", "fingerprint", "n_clips"]
@@ -46,8 +46,8 @@ def assert_same_index(a: Path, b: Path) -> None:
     va, vb = vectors_by_clip(a), vectors_by_clip(b)
     assert va.keys() == vb.keys()
     for key in va:
-        np.testing.assert_allclose(va[key], vb[key], atol=1e-5)
-    np.testing.assert_allclose(sa.centroids, sb.centroids, atol=1e-5)
+        np.testing.assert_allclose(va[key], vb[key], atol=atol)
+    np.testing.assert_allclose(sa.centroids, sb.centroids, atol=atol)
     for s in (sa, sb):  # the sound view holds exactly the indexed clips (its standardisation is kept by edits)
         ids, _ = store_vectors(s, "sound")
         assert sorted(ids.tolist()) == sorted(s.clips["clip_id"].tolist())
