@@ -62,8 +62,8 @@ def render(s: dict, command: str) -> str:
         out += ["### Open set: leave one composer out", "",
                 "Train and index without one composer; score its tracks for novelty against held-out tracks of "
                 "the others; the threshold is calibrated on a third, separate set of known-composer tracks "
-                "(95% kept). The same models and splits score novelty in both views; the index's default is "
-                f"the **{s['loco'].get('view', 'embedding')}** view.", ""]
+                "(95% kept). The same models and splits score novelty in both views (the run's `--novelty-view` "
+                f"was {s['loco'].get('view', 'embedding')}).", ""]
         for view, lo in views.items():
             out += [f"Novelty in the **{view}** view:", "",
                     table([[c, f"{v['auroc']:.3f}", f"{v['fpr_at_95_tpr']:.2f}", f"{v['flagged_novel']:.2f}",

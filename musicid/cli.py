@@ -81,9 +81,9 @@ def _index_dir(index: Path | None) -> Path:
 
 VIEWS = ("sound", "embedding")  # novelty.VIEWS, without importing numpy for --help
 INDEX_KINDS = ("auto", "flat", "ivf", "hnsw")
-NOVELTY_VIEW_OPT = typer.Option("sound", "--novelty-view",
-                                help="Score novelty in the sound view (mel-band statistics) or the learned "
-                                     "embedding (docs/RESULTS.md compares them).")
+NOVELTY_VIEW_OPT = typer.Option("embedding", "--novelty-view",
+                                help="Score novelty in the learned embedding or the sound view (mel-band statistics, "
+                                     "level removed); docs/RESULTS.md compares them.")
 
 
 def _check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:

@@ -55,7 +55,7 @@ class BuildOptions:
     holdout_fraction: float = 0.2
     novelty_keep: float = 0.95  # share of held-out known tracks under the threshold
     novelty_k: int = DEFAULT_NOVELTY_K
-    novelty_view: str = "sound"  # "sound" (novelty.py) or "embedding"
+    novelty_view: str = "embedding"  # or "sound" (novelty.py); docs/RESULTS.md compares them
     index_kind: str = "auto"  # FAISS index: auto, flat, ivf, hnsw (index_store.make_faiss_index)
     group_by: str | None = None
     cache_dir: Path | None = field(default_factory=default_cache_dir)

@@ -6,7 +6,8 @@ therefore scored in a second, untrained view of each clip -- the mean and the
 spread over time of every mel band, the clip's overall level removed --
 standardised with statistics of the indexed clips and compared by cosine
 distance, like the embeddings. The learned embedding still names the composer.
-docs/RESULTS.md has the measured comparison of the two views.
+Chosen with `index build --novelty-view sound`; docs/RESULTS.md has the measured
+comparison of the two views and why the embedding view stays the default.
 """
 
 from __future__ import annotations

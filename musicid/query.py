@@ -6,8 +6,8 @@ For a track cut into clips and embedded:
   winner's share.
 - centroid distances: the track's mean vector against each composer centroid.
 - novelty: the mean, over the track's clips, of the mean distance to the
-  `novelty_k` nearest indexed clips, in the index's novelty view: the sound
-  view (novelty.py, the default) or the learned embedding. Flagged novel
+  `novelty_k` nearest indexed clips, in the index's novelty view: the learned
+  embedding (the default) or the sound view (novelty.py). Flagged novel
   above the threshold the index calibrated on held-out tracks.
 - known piece: an indexed track with exactly the same notes.
 """

@@ -94,7 +94,7 @@ def test_build_writes_a_self_describing_index(built_index: Path, corpus: Path) -
     assert m["composers"] == ["Highflute", "Lowpiano", "Strings"]
     assert set(m["files"]) == {"index.faiss", "clips.parquet", "tracks.parquet", "centroids.npy", "sound.faiss",
                                "sound_norm.npy", "model.pt"}
-    assert m["novelty"]["view"] == "sound" and m["index"]["kind"] == "flat"
+    assert m["novelty"]["view"] == "embedding" and m["index"]["kind"] == "flat"
     assert store.index.ntotal == len(store.clips) == m["counts"]["clips"]
     assert len(store.tracks) == 18 and set(store.tracks.split) == {"train", "heldout"}
     # every held-out work is whole
@@ -233,7 +233,7 @@ def test_novelty_view_and_index_type_are_chosen_recorded_and_used(built_index: P
     model = built_index / "model.pt"
     build_index(corpus, tmp_path / "emb", tiny_options(tmp_path, model_path=model, novelty_view="embedding",
                                                           index_kind="hnsw"))
-    build_index(corpus, tmp_path / "snd", tiny_options(tmp_path, model_path=model))
+    build_index(corpus, tmp_path / "snd", tiny_options(tmp_path, model_path=model, novelty_view="sound"))
     emb, snd = QueryEngine.open(tmp_path / "emb"), QueryEngine.open(tmp_path / "snd")
     assert emb.store.manifest["novelty"]["view"] == "embedding" and emb.store.manifest["index"]["kind"] == "hnsw"
     assert isinstance(faiss.downcast_index(emb.store.index.index), faiss.IndexHNSWFlat)
