@@ -17,7 +17,7 @@ import time
 import faiss
 import numpy as np
 
-from musicid.index_store import make_faiss_index
+from musicid.index_store import empty_index, make_faiss_index, merge_shards
 
 D = 128
 
@@ -55,12 +55,24 @@ def run(sizes: list[int], n_queries: int) -> list[dict[str, object]]:
         q = x[rng.choice(n, n_queries, replace=False)] + 0.05 * rng.standard_normal((n_queries, D)).astype(np.float32)
         q /= np.linalg.norm(q, axis=1, keepdims=True)
         ids = np.arange(n, dtype=np.int64)
-        candidates = {"flat (exact)": "flat", "hnsw32": "hnsw", "ivf-flat": "ivf"}
+        candidates = {"flat (exact)": "flat", "hnsw32": "hnsw", "ivf-flat": "ivf", "ivf-pq": "ivfpq",
+                      "ivf-flat, 4 shards merged": "shards"}
         truth = None
         for name, kind in candidates.items():
             faiss.omp_set_num_threads(2)  # building may use both cores
             t = time.perf_counter()
-            index = make_faiss_index(x, ids, kind)
+            if kind == "shards":  # train once, fill 4 copies apart (as 4 workers would), merge
+                trained = empty_index(D, "ivf", x)
+                shards = []
+                for part in np.array_split(np.arange(n), 4):
+                    shard = faiss.clone_index(trained)
+                    shard.add_with_ids(x[part], ids[part])
+                    shards.append(shard)
+                t_merge = time.perf_counter()
+                index = merge_shards(shards)
+                print(f"  merge of 4 shards at n={n}: {time.perf_counter() - t_merge:.3f} s", flush=True)
+            else:
+                index = make_faiss_index(x, ids, kind)
             build = time.perf_counter() - t
             faiss.omp_set_num_threads(1)  # single queries: one thread is fastest
             found, times = latency(index, q)

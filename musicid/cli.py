@@ -80,7 +80,7 @@ def _index_dir(index: Path | None) -> Path:
 
 
 VIEWS = ("sound", "embedding")  # novelty.VIEWS, without importing numpy for --help
-INDEX_KINDS = ("auto", "flat", "ivf", "hnsw")
+INDEX_KINDS = ("auto", "flat", "ivf", "ivfpq", "hnsw")
 NOVELTY_VIEW_OPT = typer.Option("embedding", "--novelty-view",
                                 help="Score novelty in the learned embedding or the sound view (mel-band statistics, "
                                      "level removed); docs/RESULTS.md compares them.")
@@ -114,7 +114,8 @@ def index_build(
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the render cache."),
     novelty_view: str = NOVELTY_VIEW_OPT,
     index_type: str = typer.Option("auto", "--index-type",
-                                   help="FAISS index: auto (exact below 100k clips, IVF above), flat, ivf, hnsw."),
+                                   help="FAISS index: auto (exact below 100k clips, IVF to 20M, IVF-PQ above), "
+                                        "flat, ivf, ivfpq, hnsw."),
     ray_address: str | None = typer.Option(None, "--ray", flag_value="local", metavar="[ADDRESS]",
                                            help="Render and embed on a Ray cluster: --ray alone starts a local "
                                                 "one, --ray HOST:PORT (or auto) attaches to a running one. "

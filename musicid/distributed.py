@@ -2,13 +2,17 @@
 
     musicid index build DATA_DIR --ray [ADDRESS]
 
-Two Ray Data pipelines over tracks, each `map_batches`:
-  1. render -> log-mel -> clips, as tasks (each node uses its own render cache);
-  2. clips -> vectors, on a pool of actors that each load the embedder once.
-Training stays on the driver between the two: the embedder is small (docs/SCALE.md).
+Ray Data pipelines over tracks, each step a `map_batches`:
+  render -> log-mel -> clips, as tasks (each node uses its own render cache);
+  clips -> vectors (+ sound statistics), as tasks whose worker processes load the embedder once.
+With a given model (--model) both steps run as one pipeline (Ray fuses them into one
+task per track, so the clips never leave the node) and only vectors reach the
+driver. Without one, the clips come back to train on (on the driver: the
+embedder is small, docs/SCALE.md) and a second pipeline embeds them.
 A bad file comes back as the same one-line Failure a local build gives; a task
-lost with its node is retried by Ray, and rows are keyed by track position, so
-nothing is lost or counted twice.
+lost with its node is retried by Ray (and what a failed pipeline did not return
+is run again), and rows are keyed by track position, so nothing is lost or
+counted twice.
 
 This is the only module that imports ray (`pip install 'musicid[ray]'`).
 """
@@ -109,100 +113,191 @@ def _prepare_batch(batch: dict[str, np.ndarray], render_settings: RenderSettings
     return {k: np.asarray(v, dtype=object) for k, v in rows.items()}
 
 
+def _array(raw: bytes, shape: str, dtype: Any) -> np.ndarray:
+    return np.frombuffer(raw, dtype=dtype).reshape(tuple(int(x) for x in str(shape).split(",")))
+
+
+def _shape(a: np.ndarray) -> str:
+    return ",".join(map(str, a.shape))
+
+
+def _from_row(row: dict[str, Any], path: Path, keep_clips: bool) -> Prepared | Failure:
+    if not row["ok"]:
+        return Failure(path, str(row["reason"]))
+    if keep_clips:
+        clips = _array(row["clips"], row["shape"], np.float16)
+    else:  # embedded where it was rendered: no clips held here (Prepared.clips says so)
+        clips = np.zeros((0, *(int(x) for x in str(row["shape"]).split(",")[1:])), np.float16)
+    return Prepared(path, str(row["sha"]), str(row["fingerprint"]), float(row["duration"]), float(row["rendered"]),
+                    clips, [float(o) for o in str(row["offsets"]).split(",") if o], False)
+
+
+def _tracks(ray: Any, paths: Sequence[Path], positions: list[int]) -> Any:
+    return ray.data.from_items([{"pos": i, "path": str(Path(paths[i]).absolute())} for i in positions],
+                               override_num_blocks=max(1, len(positions)))
+
+
+def _render_stage(ds: Any, render_settings: RenderSettings, features: FeatureSettings, cache_dir: Path | None) -> Any:
+    return ds.map_batches(_prepare_batch, batch_size=1, batch_format="numpy",
+                          fn_kwargs={"render_settings": render_settings, "features": features,
+                                     "cache_dir": str(cache_dir) if cache_dir else ""},
+                          max_retries=TASK_RETRIES, num_cpus=1, scheduling_strategy="SPREAD")
+
+
+def _embed_stage(ray: Any, ds: Any, model: Any) -> Any:
+    import hashlib
+
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    key = hashlib.sha256(b"".join(v.numpy().tobytes() for v in state.values())).hexdigest()
+    # tasks, not an actor pool: Ray retries a task lost with its node, while an actor lost with
+    # its node fails or stalls the pipeline; each worker process still loads the model once
+    return ds.map_batches(_embed_batch, batch_size=1, batch_format="numpy",
+                          fn_kwargs={"state": [ray.put(state)], "dims": model.dims, "key": key},
+                          max_retries=TASK_RETRIES, num_cpus=1, scheduling_strategy="SPREAD")
+
+
+PIPELINE_ATTEMPTS = 3
+
+
+def _collect(make: Callable[[list[int]], Any], n: int, stage: str,
+             progress: ProgressFn | None) -> list[dict[str, Any]]:
+    """Every row once, by track position. `make(positions)` builds the pipeline for those tracks.
+
+    Ray retries a task lost with its node; an actor lost with its node can still fail the
+    pipeline (Ray Data gives up on its block), so the tracks not yet returned are run again
+    on what is left of the cluster. A track delivered twice (a retried task) counts once.
+    """
+    import ray
+
+    rows: list[dict[str, Any] | None] = [None] * n
+    done = 0
+    if progress:
+        progress(stage, 0, n)
+    for attempt in range(1, PIPELINE_ATTEMPTS + 1):
+        todo = [i for i, r in enumerate(rows) if r is None]
+        if not todo:
+            break
+        try:
+            for row in make(todo).iter_rows():
+                pos = int(row["pos"])
+                if rows[pos] is None:
+                    rows[pos] = row
+                    done += 1
+                    if progress:
+                        progress(stage, done, n)
+        except ray.exceptions.RayError as e:
+            if attempt == PIPELINE_ATTEMPTS:
+                raise RayUnavailable(f"the cluster failed {attempt} times, last: {type(e).__name__}: "
+                                     f"{str(e).splitlines()[0]}") from e
+    if done < n:
+        raise RayUnavailable(f"the cluster returned no result for {n - done} track(s)")
+    return [r for r in rows if r is not None]
+
+
 def prepare_on_ray(paths: Sequence[Path], render_settings: RenderSettings, features: FeatureSettings,
                    cache_dir: Path | None, address: str | None,
                    progress: ProgressFn | None = None) -> tuple[list[Prepared | Failure], dict[str, int]]:
-    """prepare.prepare_many on a Ray cluster: results in the order of `paths`, and tracks per node."""
-    ray = connect(address)  # with ray.data imported
-    if progress:
-        progress("render", 0, len(paths))
-    ds = ray.data.from_items([{"pos": i, "path": str(Path(p).absolute())} for i, p in enumerate(paths)],
-                             override_num_blocks=max(1, len(paths)))
-    ds = ds.map_batches(_prepare_batch, batch_size=1, batch_format="numpy",
-                        fn_kwargs={"render_settings": render_settings, "features": features,
-                                   "cache_dir": str(cache_dir) if cache_dir else ""},
-                        max_retries=TASK_RETRIES, num_cpus=1, scheduling_strategy="SPREAD")
-    results: list[Prepared | Failure | None] = [None] * len(paths)
-    nodes: list[str] = []
-    for row in ds.iter_rows():
-        pos = int(row["pos"])
-        if results[pos] is not None:  # a retried task delivered this track twice
-            continue
-        path = Path(paths[pos])
-        if row["ok"]:
-            shape = tuple(int(s) for s in str(row["shape"]).split(","))
-            clips = np.frombuffer(row["clips"], dtype=np.float16).reshape(shape)
-            offsets = [float(o) for o in str(row["offsets"]).split(",") if o]
-            results[pos] = Prepared(path, str(row["sha"]), str(row["fingerprint"]), float(row["duration"]),
-                                    float(row["rendered"]), clips, offsets, False)
-        else:
-            results[pos] = Failure(path, str(row["reason"]))
-        nodes.append(str(row["node"]))
-        if progress:
-            progress("render", len(nodes), len(paths))
-    missing = [str(paths[i]) for i, r in enumerate(results) if r is None]
-    if missing:
-        raise RayUnavailable(f"the cluster returned no result for {len(missing)} track(s), e.g. {missing[0]}")
-    return [r for r in results if r is not None], _count(nodes, _node_ips(ray))
+    """prepare.prepare_many on a Ray cluster: results in the order of `paths`, and tracks per node.
+    The clips come back to the driver (to train on); see embed_tracks_on_ray for builds that
+    need only the vectors."""
+    ray = connect(address)
+    rows = _collect(lambda todo: _render_stage(_tracks(ray, paths, todo), render_settings, features, cache_dir),
+                    len(paths), "render", progress)
+    return ([_from_row(r, Path(paths[i]), True) for i, r in enumerate(rows)],
+            _count([str(r["node"]) for r in rows], _node_ips(ray)))
 
 
-class _EmbedActor:
-    """Holds one embedder, loaded once per actor."""
+_MODELS: dict[str, Any] = {}  # per worker process: model key -> Embedder, loaded once
 
-    def __init__(self, state: dict[str, Any], dims: Any):
+
+def _worker_model(state: list[Any], dims: Any, key: str) -> Any:
+    if key not in _MODELS:
+        import ray
         import torch
 
         from .embedder import Embedder
 
         torch.set_num_threads(1)
-        self.model = Embedder(dims)
-        self.model.load_state_dict(state)
-        self.model.eval()
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        import ray
-        import torch
-
-        from .embedder import embed_clips
-
-        node = ray.get_runtime_context().get_node_id()
-        vecs, shapes = [], []
-        for raw, shape in zip(batch["clips"], batch["shape"], strict=True):
-            clips = np.frombuffer(raw, dtype=np.float16).reshape(tuple(int(s) for s in str(shape).split(",")))
-            v = embed_clips(self.model, torch.from_numpy(clips.copy()))
-            vecs.append(v.tobytes())
-            shapes.append(f"{v.shape[0]},{v.shape[1]}")
-        return {"pos": batch["pos"], "vectors": np.asarray(vecs, dtype=object),
-                "vshape": np.asarray(shapes, dtype=object), "node": np.asarray([node] * len(vecs), dtype=object)}
+        model = Embedder(dims)
+        model.load_state_dict(ray.get(state[0]))  # the state travels once per worker, by reference
+        model.eval()
+        _MODELS.clear()
+        _MODELS[key] = model
+    return _MODELS[key]
 
 
-def embed_on_ray(model: Any, prepared: Sequence[Prepared], address: str | None, actors: int = 0,
-                 progress: ProgressFn | None = None) -> tuple[list[np.ndarray], dict[str, int]]:
-    """Every track's clip vectors, computed by a pool of actors that each load the model once."""
-    ray = connect(address)
-    from ray.data import ActorPoolStrategy
+def _embed_batch(batch: dict[str, np.ndarray], state: list[Any], dims: Any, key: str) -> dict[str, np.ndarray]:
+    """Add each track's vectors and sound statistics to its row and drop the clips; other columns
+    pass through."""
+    import ray
+    import torch
 
-    # leave one CPU per node to the read step: Ray Data stalls when actors take every slot
-    cpus = int(ray.cluster_resources().get("CPU", 1))
-    n_nodes = max(1, len([n for n in ray.nodes() if n["Alive"]]))
-    size = actors or max(1, min(len(prepared), cpus - n_nodes))
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    ds = ray.data.from_items([{"pos": i, "clips": p.clips.tobytes(), "shape": ",".join(map(str, p.clips.shape))}
-                              for i, p in enumerate(prepared)], override_num_blocks=max(1, len(prepared)))
-    ds = ds.map_batches(_EmbedActor, batch_size=1, batch_format="numpy", fn_constructor_args=(state, model.dims),
-                        compute=ActorPoolStrategy(size=size), num_cpus=1, max_restarts=TASK_RETRIES,
-                        max_task_retries=TASK_RETRIES, scheduling_strategy="SPREAD")
-    out: list[np.ndarray | None] = [None] * len(prepared)
-    nodes: list[str] = []
-    for row in ds.iter_rows():
-        pos = int(row["pos"])
-        if out[pos] is not None:
+    from .embedder import embed_clips
+    from .novelty import clip_stats
+
+    model = _worker_model(state, dims, key)
+    node = ray.get_runtime_context().get_node_id()
+    cols: dict[str, list[Any]] = {"vectors": [], "vshape": [], "stats": [], "sshape": []}
+    for raw, shape in zip(batch["clips"], batch["shape"], strict=True):
+        if not shape:  # a track that failed to render
+            for k in cols:
+                cols[k].append(b"" if k in ("vectors", "stats") else "")
             continue
-        shape = tuple(int(s) for s in str(row["vshape"]).split(","))
-        out[pos] = np.frombuffer(row["vectors"], dtype=np.float32).reshape(shape).copy()
-        nodes.append(str(row["node"]))
-        if progress:
-            progress("embed", len(nodes), len(prepared))
-    if any(v is None for v in out):
-        raise RayUnavailable("the cluster returned no vectors for some tracks")
-    return [v for v in out if v is not None], _count(nodes, _node_ips(ray))
+        clips = _array(raw, shape, np.float16)
+        v = embed_clips(model, torch.from_numpy(clips.copy()))
+        st = clip_stats(clips)
+        cols["vectors"].append(v.tobytes())
+        cols["vshape"].append(_shape(v))
+        cols["stats"].append(st.tobytes())
+        cols["sshape"].append(_shape(st))
+    out = {k: v for k, v in batch.items() if k != "clips"}
+    out.update({k: np.asarray(v, dtype=object) for k, v in cols.items()})
+    out["embed_node"] = np.asarray([node] * len(batch["pos"]), dtype=object)
+    return out
+
+
+def embed_on_ray(model: Any, prepared: Sequence[Prepared], address: str | None,
+                 progress: ProgressFn | None = None) -> tuple[list[np.ndarray], dict[str, int]]:
+    """Every track's clip vectors, computed by tasks whose worker processes load the model once."""
+    ray = connect(address)
+
+    def make(todo: list[int]) -> Any:
+        ds = ray.data.from_items([{"pos": i, "clips": prepared[i].clips.tobytes(), "shape": _shape(prepared[i].clips)}
+                                  for i in todo], override_num_blocks=max(1, len(todo)))
+        return _embed_stage(ray, ds, model)
+
+    rows = _collect(make, len(prepared), "embed", progress)
+    return ([_array(r["vectors"], r["vshape"], np.float32).copy() for r in rows],
+            _count([str(r["embed_node"]) for r in rows], _node_ips(ray)))
+
+
+@dataclass
+class Embedded:
+    """What comes back for one track from a build with a given model: no clips, just the results."""
+
+    results: list[Prepared | Failure]  # Prepared with no clips (shape (0, n_mels, frames))
+    vectors: list[np.ndarray | None]  # per result; None for a failure
+    stats: list[np.ndarray | None]
+    run: RayRun
+
+
+def embed_tracks_on_ray(paths: Sequence[Path], render_settings: RenderSettings, features: FeatureSettings,
+                        cache_dir: Path | None, model: Any, address: str | None,
+                        progress: ProgressFn | None = None) -> Embedded:
+    """render -> log-mel -> clips -> vectors in one pipeline: only vectors, sound statistics and
+    metadata reach the driver (about 1.3 kB a clip instead of 144 kB of spectrogram), so the
+    driver's memory bounds the index, not the audio."""
+    ray = connect(address)
+
+    def make(todo: list[int]) -> Any:
+        ds = _render_stage(_tracks(ray, paths, todo), render_settings, features, cache_dir)
+        return _embed_stage(ray, ds, model)
+
+    rows = _collect(make, len(paths), "render + embed", progress)
+    ips = _node_ips(ray)
+    return Embedded(
+        [_from_row(r, Path(paths[i]), False) for i, r in enumerate(rows)],
+        [_array(r["vectors"], r["vshape"], np.float32).copy() if r["ok"] else None for r in rows],
+        [_array(r["stats"], r["sshape"], np.float32).copy() if r["ok"] else None for r in rows],
+        RayRun(_count([str(r["node"]) for r in rows], ips),
+               _count([str(r["embed_node"]) for r in rows if r["ok"]], ips)))

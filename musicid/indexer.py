@@ -237,7 +237,15 @@ def build_index(data_dir: str | Path, out: str | Path, options: BuildOptions = B
                                              "features": options.features.as_dict()})
     t = time.monotonic()
     ray_run: dict[str, dict[str, int]] | None = None
-    if options.ray:
+    streamed: Any = None  # distributed.Embedded: vectors made where the tracks were rendered
+    if options.ray and model is not None:
+        from .distributed import embed_tracks_on_ray
+
+        streamed = embed_tracks_on_ray([r.path for r in refs], options.render, options.features, cache.directory,
+                                       model, options.ray_address, progress=progress)
+        results = streamed.results
+        ray_run = {"rendered_on": streamed.run.rendered_on, "embedded_on": streamed.run.embedded_on}
+    elif options.ray:
         from .distributed import prepare_on_ray
 
         results, rendered_on = prepare_on_ray([r.path for r in refs], options.render, options.features,
@@ -277,7 +285,10 @@ def build_index(data_dir: str | Path, out: str | Path, options: BuildOptions = B
 
     t = time.monotonic()
     vectors: list[np.ndarray] = []
-    if ray_run is not None:
+    if streamed is not None:
+        vectors = [v for v in streamed.vectors if v is not None]
+        stats = [st for st in streamed.stats if st is not None]
+    elif ray_run is not None:
         from .distributed import embed_on_ray
 
         vectors, ray_run["embedded_on"] = embed_on_ray(model, prepared, options.ray_address, progress=progress)
@@ -286,7 +297,8 @@ def build_index(data_dir: str | Path, out: str | Path, options: BuildOptions = B
             vectors.append(embed_clips(model, torch.from_numpy(p.clips)))
             if progress:
                 progress("embed", n + 1, len(prepared))
-    stats = [clip_stats(p.clips) for p in prepared]
+    if streamed is None:
+        stats = [clip_stats(p.clips) for p in prepared]
     timings["embed"] = time.monotonic() - t
 
     t = time.monotonic()

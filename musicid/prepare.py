@@ -37,7 +37,9 @@ class Prepared:
     fingerprint: str
     duration: float  # of the piece
     rendered_seconds: float
-    clips: np.ndarray  # (n_clips, n_mels, clip_frames) float16
+    # (n_clips, n_mels, clip_frames) float16; no rows when the track was embedded on a Ray cluster
+    # and only its vectors came back (distributed.embed_tracks_on_ray)
+    clips: np.ndarray
     offsets: list[float]  # clip start times in seconds
     cached: bool = False
 

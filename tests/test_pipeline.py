@@ -270,3 +270,27 @@ def test_sound_vectors_are_standardised_statistics_that_round_trip() -> None:
     np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, rtol=1e-5)
     np.testing.assert_array_equal(SoundNorm.from_array(norm.as_array()).vectors(stats), v)
     assert np.allclose(np.diag(ip_to_distance(v @ v.T)), 0, atol=1e-3)
+
+
+@pytest.mark.parametrize("kind", ["ivf", "ivfpq"])
+def test_shards_built_apart_merge_into_the_index_built_whole(kind: str) -> None:
+    import faiss
+
+    from musicid.index_store import choose_index_kind, empty_index, make_faiss_index, merge_shards
+
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((12_000, 32)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    ids = rng.permutation(50_000)[:12_000].astype(np.int64)  # ids are not positions
+    trained = empty_index(32, kind, x)
+    shards = []
+    for part in np.array_split(np.arange(len(x)), 3):  # as three workers would, each from the trained copy
+        shard = faiss.clone_index(trained)
+        shard.add_with_ids(x[part], ids[part])
+        shards.append(shard)
+    merged, whole = merge_shards(shards), make_faiss_index(x, ids, kind)
+    assert merged.ntotal == len(x)
+    got, want = merged.search(x[:40], 10)[1], whole.search(x[:40], 10)[1]
+    assert all(set(a) == set(b) for a, b in zip(got, want, strict=True))
+    np.testing.assert_allclose(merged.reconstruct(int(ids[777])), whole.reconstruct(int(ids[777])), atol=1e-6)
+    assert choose_index_kind(30_000_000) == "ivfpq" and choose_index_kind(1_000_000) == "ivf"

@@ -64,7 +64,7 @@ def test_ray_build_is_the_local_build_and_ran_on_both_nodes(cluster: Any, data: 
     assert load_store(tmp_path / "ray").manifest["ray"] == dist.ray
 
 
-def test_a_worker_node_killed_mid_build_loses_and_duplicates_nothing(cluster: Any, data: Path, built_index: Path,
+def test_z_a_worker_node_killed_mid_build_loses_and_duplicates_nothing(cluster: Any, data: Path, built_index: Path,
                                                                      tmp_path: Path) -> None:
     model = built_index / "model.pt"
     more = make_corpus(tmp_path / "more", ["Lowpiano", "Highflute"], per_composer=10, seconds=8, seed=11)
@@ -72,7 +72,7 @@ def test_a_worker_node_killed_mid_build_loses_and_duplicates_nothing(cluster: An
     started, killed = threading.Event(), threading.Event()
 
     def progress(stage: str, done: int, total: int) -> None:
-        if stage == "render" and done >= 2:
+        if stage.startswith("render") and done >= 2:
             started.set()
 
     def kill() -> None:
@@ -90,3 +90,13 @@ def test_a_worker_node_killed_mid_build_loses_and_duplicates_nothing(cluster: An
     build_index(more, tmp_path / "local", tiny_options(tmp_path / "a", model_path=model))
     assert_same_index(tmp_path / "local", tmp_path / "ray", atol=1e-4)  # every track once, none lost
     assert report.ray is not None and sum(report.ray["embedded_on"].values()) == 20
+
+
+def test_a_ray_build_that_trains_renders_there_trains_here_and_embeds_there(cluster: Any, data: Path,
+                                                                           tmp_path: Path) -> None:
+    dist = build_index(data, tmp_path / "ray", tiny_options(tmp_path / "b", ray=True, ray_address=cluster.address))
+    assert dist.trained and dist.ray is not None
+    assert sum(dist.ray["rendered_on"].values()) == 11 and sum(dist.ray["embedded_on"].values()) == 10
+    # the same tracks through a local build with the model the cluster build trained: the same index
+    build_index(data, tmp_path / "local", tiny_options(tmp_path / "a", model_path=tmp_path / "ray" / "model.pt"))
+    assert_same_index(tmp_path / "local", tmp_path / "ray", atol=1e-4)
