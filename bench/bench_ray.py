@@ -6,7 +6,7 @@ their ratio, and how many tracks each node rendered and embedded. On one 2-core
 machine both nodes share the same two cores, so this measures the pipeline's overhead
 and that work spreads, not a speed-up.
 
-    python bench/bench_ray.py DATA_DIR --model MODEL.pt [--files N]
+    python bench/bench_ray.py DATA_DIR --model MODEL.pt [--files N]   (N: first N files of each composer)
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ def main() -> None:
     ap.add_argument("data_dir", type=Path)
     ap.add_argument("--model", type=Path, required=True)
     ap.add_argument("--cpus-per-node", type=int, default=2)
+    ap.add_argument("--files", type=int, help="only the first N files of each composer")
     args = ap.parse_args()
 
     import ray
@@ -35,6 +36,12 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="musicid-bench-ray-"))
     try:
+        if args.files:  # a subset, linked into a folder of the same layout
+            for composer in sorted(p for p in args.data_dir.iterdir() if p.is_dir()):
+                (tmp / "data" / composer.name).mkdir(parents=True)
+                for f in sorted(composer.glob("*.mid"))[: args.files]:
+                    (tmp / "data" / composer.name / f.name).symlink_to(f.resolve())
+            args.data_dir = tmp / "data"
         t = time.monotonic()
         local = build_index(args.data_dir, tmp / "local", BuildOptions(model_path=args.model, cache_dir=tmp / "c1"))
         t_local = time.monotonic() - t
@@ -57,7 +64,8 @@ def main() -> None:
         n = sum(local.tracks_per_composer.values())
         print(f"tracks: {n} ({sum(local.clips_per_composer.values())} clips), failures local {len(local.failures)} "
               f"ray {len(dist.failures)}")
-        print("| build | wall s | render s | embed s |")
+        print("| build | wall s | render s | embed s |  (Ray with --model: one fused render+embed pipeline, "
+              "all under render s)")
         print("|---|---:|---:|---:|")
         print(f"| local, {os.cpu_count()} render workers | {t_local:.1f} | {local.timings['render']:.1f} | "
               f"{local.timings['embed']:.1f} |")

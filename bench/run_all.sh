@@ -8,11 +8,14 @@ DATA=${DATA:-../shared/data/sfl-challenge}
 INDEX=${INDEX:-/tmp/musicid-bench-index}
 if [ -n "${QUICK:-}" ]; then
   render_args=(--files 2 --runs 1); build_args=(--files 4 --no-builds); index_args=(--sizes 10000 --queries 50)
+  ray_args=(--files 2)
 else
-  render_args=(); build_args=(--cold); index_args=()
+  render_args=(); build_args=(--cold); index_args=(); ray_args=()
 fi
 echo "== render"; $PY bench/bench_render.py "$DATA/train" "${render_args[@]}"
 echo "== build"; $PY bench/bench_build.py "$DATA/train" "${build_args[@]}"
-[ -d "$INDEX" ] || $PY -m musicid index build "$DATA/train" --out "$INDEX" >/dev/null
+# (re)build the query benchmark's index when it is missing or from an older musicid
+$PY -m musicid index info --index "$INDEX" >/dev/null 2>&1 || $PY -m musicid index build "$DATA/train" --out "$INDEX" >/dev/null
 echo "== query"; $PY bench/bench_query.py "$DATA/test" --index "$INDEX"
 echo "== index"; $PY bench/bench_index.py "${index_args[@]}"
+echo "== ray"; $PY bench/bench_ray.py "$DATA/train" --model "$INDEX/model.pt" "${ray_args[@]}"
