@@ -81,9 +81,19 @@ def _index_dir(index: Path | None) -> Path:
 
 VIEWS = ("sound", "embedding")  # novelty.VIEWS, without importing numpy for --help
 INDEX_KINDS = ("auto", "flat", "ivf", "ivfpq", "hnsw")
+FRONTS = ("audio", "pianoroll")  # features.FRONTS, without importing torch for --help
+FEATURES_OPT = typer.Option("audio", "--features",
+                            help="What the embedder hears: audio (log-mel of the FluidSynth rendering) or "
+                                 "pianoroll (the notes straight from the MIDI, no rendering).")
 NOVELTY_VIEW_OPT = typer.Option("embedding", "--novelty-view",
                                 help="Score novelty in the learned embedding or the sound view (mel-band statistics, "
                                      "level removed); docs/RESULTS.md compares them.")
+
+
+def _feature_settings(front: str) -> Any:
+    from .features import FeatureSettings, pianoroll_settings
+
+    return pianoroll_settings() if front == "pianoroll" else FeatureSettings()
 
 
 def _check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:
@@ -112,6 +122,7 @@ def index_build(
     cache_dir: Path | None = typer.Option(None, "--cache-dir",
                                           help="Render cache [default: $MUSICID_CACHE or ~/.cache/musicid]."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the render cache."),
+    features: str = FEATURES_OPT,
     novelty_view: str = NOVELTY_VIEW_OPT,
     index_type: str = typer.Option("auto", "--index-type",
                                    help="FAISS index: auto (exact below 100k clips, IVF to 20M, IVF-PQ above), "
@@ -131,12 +142,14 @@ def index_build(
 
     _check_choice("--novelty-view", novelty_view, VIEWS)
     _check_choice("--index-type", index_type, INDEX_KINDS)
+    _check_choice("--features", features, FRONTS)
     with _errors():
         opts = BuildOptions(render=RenderSettings(soundfont=str(soundfont.resolve()) if soundfont else ""),
                             model_path=model, workers=workers, group_by=group_by,
                             cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
                             novelty_view=novelty_view, index_kind=index_type, ray=ray_address is not None,
-                            ray_address=None if ray_address in (None, "local") else ray_address)
+                            ray_address=None if ray_address in (None, "local") else ray_address,
+                            features=_feature_settings(features))
         opts.train = replace(opts.train, epochs=epochs or opts.train.epochs,
                              steps_per_epoch=steps_per_epoch or opts.train.steps_per_epoch)
         with _progress(not as_json) as progress:
@@ -279,6 +292,7 @@ def eval_cmd(
     epochs: int | None = typer.Option(None, "--epochs", min=1, help="Training epochs per fold [default: 12]."),
     steps_per_epoch: int | None = typer.Option(None, "--steps-per-epoch", min=1, help="Batches per epoch."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Render and model cache."),
+    features: str = FEATURES_OPT,
     novelty_view: str = NOVELTY_VIEW_OPT,
     as_json: bool = typer.Option(False, "--json", help="Print eval.json to stdout."),
 ) -> None:
@@ -292,8 +306,10 @@ def eval_cmd(
     if baseline not in (None, "seed"):
         _fail(f"unknown baseline '{baseline}' (known: seed)", 2)
     _check_choice("--novelty-view", novelty_view, VIEWS)
+    _check_choice("--features", features, FRONTS)
     with _errors():
-        b = BuildOptions(group_by=group_by, cache_dir=cache_dir or default_cache_dir(), novelty_view=novelty_view)
+        b = BuildOptions(group_by=group_by, cache_dir=cache_dir or default_cache_dir(), novelty_view=novelty_view,
+                         features=_feature_settings(features))
         b.train = replace(b.train, epochs=epochs or b.train.epochs,
                           steps_per_epoch=steps_per_epoch or b.train.steps_per_epoch)
         with _progress(not as_json) as progress:

@@ -13,7 +13,7 @@ import os
 import platform
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -171,6 +171,7 @@ def evaluate(data_dir: str | Path, options: EvalOptions = EvalOptions(),
     """Run every fold and every leave-one-composer-out split; return a JSON-ready result."""
     t_start = time.monotonic()
     b = options.build
+    b = replace(b, dims=replace(b.dims, n_mels=b.features.n_mels))  # the embedder takes the front end's rows
     refs, _ = scan_labelled(data_dir, min_composers=2)
     cache = FeatureCache(b.cache_dir, {"render": b.render.identity(), "features": b.features.as_dict()})
     results = prepare_many([r.path for r in refs], b.render, b.features, cache, b.workers, progress)

@@ -1,7 +1,11 @@
-"""Log-mel spectrograms and 30-second clips: pure functions of tensors.
+"""Log-mel spectrograms (or piano rolls) and 30-second clips: pure functions of tensors.
 
 Mirrors openai/whisper's audio.py: a mel filterbank computed once and cached,
 torch.stft, log10 with a dynamic-range floor. No torchaudio, no file I/O.
+
+The "pianoroll" front end skips the audio: 128 pitch rows straight from the
+MIDI notes (velocity while a note sounds), 10 frames a second, cut into the same
+30-s clips for the same embedder.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ class FeatureSettings:
     clip_seconds: int = CLIP_SECONDS
     clip_hop_seconds: int = 15  # clips overlap by half
     max_clips: int = 40  # per track
+    front: str = "audio"  # "audio": log-mel of the rendered track; "pianoroll": notes straight from the MIDI
 
     @property
     def frames_per_second(self) -> float:
@@ -54,7 +59,41 @@ class FeatureSettings:
         return exact_div(self.clip_hop_seconds * self.sample_rate, self.hop_length)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if self.front == "audio":  # as before the piano roll existed: caches and models keep their keys
+            del d["front"]
+        return d
+
+
+FRONTS = ("audio", "pianoroll")
+
+
+def pianoroll_settings() -> FeatureSettings:
+    """The piano-roll front end: 128 pitch rows ("mels"), 10 frames a second (a 1600-sample hop
+    at the nominal 16 kHz keeps the clip arithmetic of the audio front end)."""
+    return FeatureSettings(n_mels=128, hop_length=1600, front="pianoroll")
+
+
+def piano_roll(events: Any, duration: float, settings: FeatureSettings) -> torch.Tensor:
+    """(128, frames): each pitched note's velocity / 127 while it sounds (the louder of
+    overlapping notes); drums left out. events as midi.Midi.events."""
+    from .midi import DRUM_CHANNEL, NOTE_OFF, NOTE_ON
+
+    fps = settings.frames_per_second
+    n = max(1, int(duration * fps) + 1)
+    roll = torch.zeros(128, n)
+    sounding: dict[tuple[int, int], list[tuple[float, int]]] = {}
+    for t, kind, ch, pitch, vel in events:
+        if ch == DRUM_CHANNEL:
+            continue
+        if kind == NOTE_ON:
+            sounding.setdefault((ch, pitch), []).append((t, vel))
+        elif kind == NOTE_OFF and sounding.get((ch, pitch)):
+            start, v = sounding[(ch, pitch)].pop(0)
+            i0 = min(int(start * fps), n - 1)
+            i1 = min(max(i0 + 1, int(t * fps)), n)
+            roll[pitch, i0:i1] = torch.clamp(roll[pitch, i0:i1], min=v / 127.0)
+    return roll
 
 
 def _hz_to_mel(f: np.ndarray) -> np.ndarray:

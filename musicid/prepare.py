@@ -21,7 +21,7 @@ import torch
 
 from .cache import FeatureCache
 from .errors import MidiError, MusicIdError, RenderError
-from .features import FeatureSettings, cut_clips, log_mel
+from .features import FeatureSettings, cut_clips, log_mel, piano_roll
 from .midi import parse_midi, read_midi_bytes
 from .render import RenderSettings, render
 
@@ -80,11 +80,15 @@ def prepare_track(path: Path, render_settings: RenderSettings, features: Feature
     if hit is not None:
         return _from_spec(path, sha, hit[0], hit[1], features, True)
     midi = parse_midi(data, path.name)
-    audio = render(midi, render_settings, path.name)
-    spec = log_mel(torch.from_numpy(audio), features)
+    if features.front == "pianoroll":  # the notes themselves: nothing to render
+        seconds = min(midi.duration, render_settings.max_seconds)
+        spec = piano_roll(midi.events, seconds, features)
+    else:
+        audio = render(midi, render_settings, path.name)
+        seconds = len(audio) / render_settings.sample_rate
+        spec = log_mel(torch.from_numpy(audio), features)
     spec_np = spec.numpy().astype(np.float16)
-    meta = {"fingerprint": midi.fingerprint, "duration": midi.duration,
-            "rendered_seconds": len(audio) / render_settings.sample_rate}
+    meta = {"fingerprint": midi.fingerprint, "duration": midi.duration, "rendered_seconds": seconds}
     if cache:
         cache.put(sha, spec_np, meta)
     return _from_spec(path, sha, spec_np, meta, features, False)

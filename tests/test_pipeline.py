@@ -12,6 +12,7 @@ import torch
 from musicid.dataset import group_works, holdout_split, kfold_groups, scan_labelled, work_key
 from musicid.embedder import Embedder, batch_hard_triplet_loss, load_checkpoint
 from musicid.errors import DataDirError, IndexCorrupt, IndexMismatch, IndexNotFound, TrainingError
+from musicid.features import FeatureSettings
 from musicid.index_store import load_store
 from musicid.indexer import build_index
 from musicid.query import QueryEngine
@@ -190,7 +191,6 @@ def test_damaged_index_is_refused(built_index: Path, tmp_path: Path) -> None:
 
 def test_untrained_model_checkpoint_loads_weights_only(tmp_path: Path) -> None:
     from musicid.embedder import save_checkpoint
-    from musicid.features import FeatureSettings
 
     model = Embedder(TINY_DIMS)
     save_checkpoint(tmp_path / "m.pt", model, FeatureSettings())
@@ -294,3 +294,36 @@ def test_shards_built_apart_merge_into_the_index_built_whole(kind: str) -> None:
     assert all(set(a) == set(b) for a, b in zip(got, want, strict=True))
     np.testing.assert_allclose(merged.reconstruct(int(ids[777])), whole.reconstruct(int(ids[777])), atol=1e-6)
     assert choose_index_kind(30_000_000) == "ivfpq" and choose_index_kind(1_000_000) == "ivf"
+
+
+def test_piano_roll_is_the_notes_at_ten_frames_a_second() -> None:
+    from musicid.features import piano_roll, pianoroll_settings
+    from musicid.midi import NOTE_OFF, NOTE_ON
+
+    s = pianoroll_settings()
+    assert s.frames_per_second == 10 and s.clip_frames == 300 and s.as_dict()["front"] == "pianoroll"
+    assert "front" not in FeatureSettings().as_dict()  # audio settings keep the keys caches were made with
+    events = [(1.0, NOTE_ON, 0, 60, 127), (2.0, NOTE_OFF, 0, 60, 0),
+              (1.5, NOTE_ON, 1, 60, 64), (3.0, NOTE_OFF, 1, 60, 0),  # overlaps: the louder wins
+              (0.0, NOTE_ON, 9, 38, 100), (0.5, NOTE_OFF, 9, 38, 0)]  # drums: left out
+    roll = piano_roll(sorted(events), 4.0, s)
+    assert roll.shape == (128, 41)
+    assert torch.all(roll[60, 10:20] == 1.0) and torch.allclose(roll[60, 20:30], torch.tensor(64 / 127))
+    assert roll[60, :10].sum() == 0 and roll[60, 30:].sum() == 0 and roll[38].sum() == 0
+    assert roll.sum() == pytest.approx(10 + 10 * 64 / 127)
+
+
+def test_pianoroll_front_end_builds_and_names_composers_without_rendering(corpus: Path, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from musicid.features import pianoroll_settings
+
+    features = replace(pianoroll_settings(), clip_seconds=4, clip_hop_seconds=2, max_clips=8)
+    report = build_index(corpus, tmp_path / "idx", tiny_options(tmp_path, features=features,
+                                                                 dims=replace(TINY_DIMS, n_mels=128)))
+    assert report.failures == []
+    engine = QueryEngine.open(tmp_path / "idx")
+    assert engine.features.front == "pianoroll" and engine.model.dims.n_mels == 128
+    for style in ("Lowpiano", "Highflute", "Strings"):
+        r = engine.query(write_piece(tmp_path / f"{style}.mid", style, 900))
+        assert r.composer == style, (style, r.votes)
