@@ -1,6 +1,7 @@
 """Regenerate the figures in docs/RESULTS.md from a real `musicid eval` run.
 
-    python bench/results_md.py eval-results [--baseline-run eval-baseline] [--command "musicid eval ..."]
+    python bench/results_md.py eval-results [--baseline-run eval-baseline] [--front-end-run eval-pianoroll]
+                               [--command "musicid eval ..."]
 
 Replaces what lies between the generated-section markers in docs/RESULTS.md, keeps the rest
 (the hand-written log of what was tried), and copies the run's PNGs to docs/img/.
@@ -57,6 +58,22 @@ def render(s: dict, command: str) -> str:
                       ["seed: true \\ predicted", *b["track"]["labels"]]), ""]
         if "loco" in b:
             out += [f"Seed leave-one-composer-out mean AUROC: {b['loco']['mean_auroc']:.3f}", ""]
+    if "front_end_run" in s:
+        r = s["front_end_run"]
+        front = r["meta"]["settings"]["features"].get("front", "audio")
+        rows = [[f"musicid, {s['meta']['settings']['features'].get('front', 'audio')} front end", s], [
+            f"musicid, {front} front end (`--features {front}`)", r]]
+        out += [f"### Side by side: the {front} front end, same {m['folds']} folds", "",
+                f"Run separately ({r['meta']['wall_seconds'] / 60:.1f} min, {r['meta']['date']}), same folds and "
+                "leave-one-composer-out splits.", "",
+                table([[name, f"{x['track']['accuracy']:.3f}", f"{x['track']['balanced_accuracy']:.3f}",
+                        f"{x['track']['macro_f1']:.3f}",
+                        " / ".join(f"{v['recall']:.2f}" for v in x["track"]["per_label"].values()),
+                        " / ".join(f"{x['loco_by_view'][view]['mean_auroc']:.3f}" for view in ("embedding", "sound"))
+                        if "loco_by_view" in x else ""]
+                       for name, x in rows],
+                      ["track level", "accuracy", "balanced accuracy", "macro-F1",
+                       "recall " + " / ".join(s["track"]["labels"]), "LOCO mean AUROC, embedding / sound view"]), ""]
     views = s.get("loco_by_view") or ({s["loco"].get("view", "embedding"): s["loco"]} if "loco" in s else {})
     if views:
         out += ["### Open set: leave one composer out", "",
@@ -82,6 +99,7 @@ def main() -> None:
     ap.add_argument("run_dir", type=Path)
     ap.add_argument("--command", default="musicid eval ../shared/data/sfl-challenge/train")
     ap.add_argument("--baseline-run", type=Path, help="take the `--baseline seed` figures from this run")
+    ap.add_argument("--front-end-run", type=Path, help="a run with another --features, shown side by side")
     args = ap.parse_args()
     summary = json.loads((args.run_dir / "eval.json").read_text())
     if args.baseline_run:  # the baseline from another run on the same folds
@@ -89,6 +107,11 @@ def main() -> None:
         if other["fold_of"] != summary["fold_of"]:
             raise SystemExit("the baseline run used other folds")
         summary["baseline"] = other["baseline"]
+    if args.front_end_run:  # another front end on the same folds
+        other = json.loads((args.front_end_run / "eval.json").read_text())
+        if other["fold_of"] != summary["fold_of"]:
+            raise SystemExit("the front-end run used other folds")
+        summary["front_end_run"] = other
     (DOCS / "img").mkdir(parents=True, exist_ok=True)
     for png in ("confusion.png", "embedding_map.png"):
         if (args.run_dir / png).exists():
