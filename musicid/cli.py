@@ -85,6 +85,9 @@ FRONTS = ("audio", "pianoroll")  # features.FRONTS, without importing torch for 
 FEATURES_OPT = typer.Option("audio", "--features",
                             help="What the embedder hears: audio (log-mel of the FluidSynth rendering) or "
                                  "pianoroll (the notes straight from the MIDI, no rendering).")
+PITCH_SHIFT_OPT = typer.Option(2, "--pitch-shift", min=0,
+                               help="Training augmentation: shift each batch by up to this many rows "
+                                    "(mel bins, or semitones with --features pianoroll).")
 NOVELTY_VIEW_OPT = typer.Option("embedding", "--novelty-view",
                                 help="Score novelty in the learned embedding or the sound view (mel-band statistics, "
                                      "level removed); docs/RESULTS.md compares them.")
@@ -124,6 +127,7 @@ def index_build(
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the render cache."),
     features: str = FEATURES_OPT,
     novelty_view: str = NOVELTY_VIEW_OPT,
+    pitch_shift: int = PITCH_SHIFT_OPT,
     index_type: str = typer.Option("auto", "--index-type",
                                    help="FAISS index: auto (exact below 100k clips, IVF to 20M, IVF-PQ above), "
                                         "flat, ivf, ivfpq, hnsw."),
@@ -151,7 +155,7 @@ def index_build(
                             ray_address=None if ray_address in (None, "local") else ray_address,
                             features=_feature_settings(features))
         opts.train = replace(opts.train, epochs=epochs or opts.train.epochs,
-                             steps_per_epoch=steps_per_epoch or opts.train.steps_per_epoch)
+                             steps_per_epoch=steps_per_epoch or opts.train.steps_per_epoch, pitch_shift=pitch_shift)
         with _progress(not as_json) as progress:
             report = build_index(data_dir, _index_dir(out_dir), opts, progress)
     if as_json:
@@ -294,6 +298,7 @@ def eval_cmd(
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Render and model cache."),
     features: str = FEATURES_OPT,
     novelty_view: str = NOVELTY_VIEW_OPT,
+    pitch_shift: int = PITCH_SHIFT_OPT,
     as_json: bool = typer.Option(False, "--json", help="Print eval.json to stdout."),
 ) -> None:
     """Cross-validate by work and measure leave-one-composer-out novelty (in both views)."""
@@ -311,7 +316,7 @@ def eval_cmd(
         b = BuildOptions(group_by=group_by, cache_dir=cache_dir or default_cache_dir(), novelty_view=novelty_view,
                          features=_feature_settings(features))
         b.train = replace(b.train, epochs=epochs or b.train.epochs,
-                          steps_per_epoch=steps_per_epoch or b.train.steps_per_epoch)
+                          steps_per_epoch=steps_per_epoch or b.train.steps_per_epoch, pitch_shift=pitch_shift)
         with _progress(not as_json) as progress:
             result = evaluate(data_dir, EvalOptions(folds=folds, loco=loco, baseline=baseline, build=b), progress)
         paths = save_results(result, out_dir)

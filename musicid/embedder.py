@@ -49,6 +49,7 @@ class TrainSettings:
     margin: float = 0.2  # batch-hard with margin 0 uses the soft margin log(1 + exp(d_ap - d_an))
     seed: int = 0
     threads: int = 0  # torch threads while training; 0 = all cores
+    pitch_shift: int = 2  # augmentation: rows (mel bins, or semitones of a piano roll) a batch may move
 
 
 class Embedder(nn.Module):
@@ -134,9 +135,9 @@ class TrainReport:
     losses: list[float] = field(default_factory=list)
 
 
-def _augment(x: Tensor, gen: torch.Generator) -> Tensor:
-    """Random gain and a random shift of up to 2 mel bins (a small pitch/timbre change)."""
-    shift = int(torch.randint(-2, 3, (1,), generator=gen))
+def _augment(x: Tensor, gen: torch.Generator, max_shift: int = 2) -> Tensor:
+    """Random gain and a random shift of up to max_shift rows (a small pitch/timbre change)."""
+    shift = int(torch.randint(-max_shift, max_shift + 1, (1,), generator=gen))
     if shift:
         x = torch.roll(x, shift, dims=-2)
     return x + (torch.rand(x.shape[0], 1, 1, generator=gen) - 0.5)
@@ -179,7 +180,7 @@ def train_embedder(
             ])
             starts = rng.integers(0, clips.shape[-1] - crop + 1, size=len(idx))
             batch = torch.stack([clips[i, :, s:s + crop] for i, s in zip(idx, starts, strict=True)]).float()
-            batch = _augment(batch, gen)
+            batch = _augment(batch, gen, settings.pitch_shift)
             y = torch.from_numpy(np.repeat(chosen, k))
             loss = LOSSES[settings.mining](model(batch), y, settings.margin)
             opt.zero_grad(set_to_none=True)

@@ -185,13 +185,20 @@ def composer_centroids(track_vectors: Sequence[np.ndarray], track_composers: Seq
     return out
 
 
+def _train_key(train: TrainSettings) -> dict[str, Any]:
+    d = asdict(train)
+    if d["pitch_shift"] == 2:  # the value before it was a setting: cached models keep their keys
+        del d["pitch_shift"]
+    return d
+
+
 def _model_cache_path(options: BuildOptions, training_set: list[tuple[str, str]]) -> Path | None:
     """Where a model trained on exactly these (file sha256, composer) pairs with these settings is
     kept, so that rebuilding unchanged data does not train again; None when caching is off."""
     if options.cache_dir is None:
         return None
     key = settings_digest({"tracks": sorted(training_set), "dims": asdict(options.dims),
-                           "train": asdict(options.train), "features": options.features.as_dict(),
+                           "train": _train_key(options.train), "features": options.features.as_dict(),
                            "render": options.render.identity()})
     return options.cache_dir / "models" / f"{key}.pt"
 
