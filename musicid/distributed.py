@@ -163,9 +163,9 @@ def _collect(make: Callable[[list[int]], Any], n: int, stage: str,
              progress: ProgressFn | None) -> list[dict[str, Any]]:
     """Every row once, by track position. `make(positions)` builds the pipeline for those tracks.
 
-    Ray retries a task lost with its node; an actor lost with its node can still fail the
-    pipeline (Ray Data gives up on its block), so the tracks not yet returned are run again
-    on what is left of the cluster. A track delivered twice (a retried task) counts once.
+    Ray retries a task lost with its node; should the pipeline still fail (a block whose
+    retries ran out), the tracks not yet returned are run again on what is left of the
+    cluster. A track delivered twice (a retried task) counts once.
     """
     import ray
 
