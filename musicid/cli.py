@@ -131,7 +131,7 @@ def index_build(
     index_type: str = typer.Option("auto", "--index-type",
                                    help="FAISS index: auto (exact below 100k clips, IVF to 20M, IVF-PQ above), "
                                         "flat, ivf, ivfpq, hnsw."),
-    ray_address: str | None = typer.Option(None, "--ray", flag_value="local", metavar="[ADDRESS]",
+    ray_address: str | None = typer.Option(None, "--ray", metavar="[ADDRESS]",
                                            help="Render and embed on a Ray cluster: --ray alone starts a local "
                                                 "one, --ray HOST:PORT (or auto) attaches to a running one. "
                                                 "Needs pip install 'musicid\\[ray]'."),
@@ -346,8 +346,19 @@ def render_cmd(
               highlight=False, soft_wrap=True)
 
 
+def optional_values(argv: list[str], options: tuple[str, ...] = ("--ray",), default: str = "local") -> list[str]:
+    """Let an option take an optional value, which typer cannot express: `--ray` alone (last, or
+    followed by another option) means `--ray local`."""
+    out = []
+    for i, arg in enumerate(argv):
+        out.append(arg)
+        if arg in options and (i + 1 == len(argv) or argv[i + 1].startswith("-")):
+            out.append(default)
+    return out
+
+
 def main() -> None:
-    app()
+    app(args=optional_values(sys.argv[1:]))
 
 
 if __name__ == "__main__":

@@ -155,3 +155,13 @@ def test_json_output_is_pure_json_even_with_ci_set(built_index: Path, tmp_path: 
                        capture_output=True, text=True, env={**os.environ, "CI": "true"}, timeout=120)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["composer"] == "Lowpiano"
+
+
+def test_ray_takes_an_optional_address() -> None:
+    from musicid.cli import optional_values
+
+    assert optional_values(["index", "build", "d", "--ray"]) == ["index", "build", "d", "--ray", "local"]
+    assert optional_values(["index", "build", "d", "--ray", "--json"]) == ["index", "build", "d", "--ray", "local",
+                                                                           "--json"]
+    assert optional_values(["index", "build", "d", "--ray", "10.0.0.5:6380"]) == ["index", "build", "d", "--ray",
+                                                                                  "10.0.0.5:6380"]

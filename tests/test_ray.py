@@ -100,3 +100,16 @@ def test_a_ray_build_that_trains_renders_there_trains_here_and_embeds_there(clus
     # the same tracks through a local build with the model the cluster build trained: the same index
     build_index(data, tmp_path / "local", tiny_options(tmp_path / "a", model_path=tmp_path / "ray" / "model.pt"))
     assert_same_index(tmp_path / "local", tmp_path / "ray", atol=1e-4)
+
+
+def test_the_cli_flag_alone_builds_on_a_local_ray(data: Path, tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "musicid", "index", "build", str(data), "--out", str(tmp_path / "idx"), "--ray",
+           "--epochs", "1", "--steps-per-epoch", "2", "--cache-dir", str(tmp_path / "cache"), "--json"]
+    done = subprocess.run(cmd, capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    report = json.loads(done.stdout)
+    assert sum(report["ray"]["rendered_on"].values()) == 11 and len(report["failures"]) == 1
