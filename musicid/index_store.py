@@ -202,15 +202,16 @@ class IndexStore:
 
     def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Distances and clip ids of the k nearest indexed clips to each vector."""
-        k = min(k, self.index.ntotal)
-        ip, ids = self.index.search(np.ascontiguousarray(vectors, dtype=np.float32), k)
-        return ip_to_distance(ip), ids
+        return _search(self.index, vectors, k)
 
     def search_sound(self, stats: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The same, in the sound view, for clips given by their statistics (novelty.clip_stats)."""
-        k = min(k, self.sound_index.ntotal)
-        ip, ids = self.sound_index.search(self.sound_norm.vectors(stats), k)
-        return ip_to_distance(ip), ids
+        return _search(self.sound_index, self.sound_norm.vectors(stats), k)
+
+
+def _search(index: Any, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    ip, ids = index.search(np.ascontiguousarray(vectors, dtype=np.float32), min(k, index.ntotal))
+    return ip_to_distance(ip), ids
 
 
 def _write_json(path: Path, obj: Any) -> None:

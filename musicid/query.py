@@ -61,9 +61,11 @@ def novelty_scores(distances: np.ndarray, k: int) -> float:
 
 
 def _search_excluding(search: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]], store: IndexStore,
-                      queries: np.ndarray, want: int, excluded: np.ndarray,
-                      n_excl: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                      queries: np.ndarray, want: int,
+                      exclude_tracks: Sequence[int] = ()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The `want` nearest clips (distances, clip ids, track ids), skipping the excluded tracks' clips."""
+    excluded = np.asarray(list(exclude_tracks), dtype=np.int64)
+    n_excl = int(store.tracks.loc[store.tracks.track_id.isin(excluded), "n_clips"].sum()) if len(excluded) else 0
     dist, ids = search(queries, want + n_excl)
     tids = store.track_of(ids)
     if n_excl:
@@ -75,19 +77,21 @@ def _search_excluding(search: Callable[[np.ndarray, int], tuple[np.ndarray, np.n
     return dist, ids, tids
 
 
+def _novelty_k(store: IndexStore) -> int:
+    return int(store.manifest["novelty"].get("k", DEFAULT_NOVELTY_K))
+
+
 def track_novelty(store: IndexStore, vectors: np.ndarray, stats: np.ndarray | None, view: str | None = None,
                   exclude_tracks: Sequence[int] = ()) -> float:
     """A track's novelty score in one view (default: the index's own)."""
     view = view or store.novelty_view
-    novelty_k = int(store.manifest["novelty"].get("k", DEFAULT_NOVELTY_K))
-    excluded = np.asarray(list(exclude_tracks), dtype=np.int64)
-    n_excl = int(store.tracks.loc[store.tracks.track_id.isin(excluded), "n_clips"].sum()) if len(excluded) else 0
+    novelty_k = _novelty_k(store)
     if view == "sound":
         if stats is None:
             raise ValueError("the sound view needs the clips' statistics (novelty.clip_stats)")
-        dist, _, _ = _search_excluding(store.search_sound, store, stats, novelty_k, excluded, n_excl)
+        dist, _, _ = _search_excluding(store.search_sound, store, stats, novelty_k, exclude_tracks)
     else:
-        dist, _, _ = _search_excluding(store.search, store, vectors, novelty_k, excluded, n_excl)
+        dist, _, _ = _search_excluding(store.search, store, vectors, novelty_k, exclude_tracks)
     return novelty_scores(dist, novelty_k)
 
 
@@ -101,9 +105,11 @@ def score_vectors(store: IndexStore, vectors: np.ndarray, path: str, fingerprint
     calibration).
     """
     composers = store.composers
-    excluded = np.asarray(list(exclude_tracks), dtype=np.int64)
-    n_excl = int(store.tracks.loc[store.tracks.track_id.isin(excluded), "n_clips"].sum()) if len(excluded) else 0
-    dist, ids, tids = _search_excluding(store.search, store, vectors, k, excluded, n_excl)
+    # in the embedding view one search serves the vote and the novelty score
+    in_embedding = store.novelty_view != "sound"
+    novelty_k = _novelty_k(store)
+    dist, ids, tids = _search_excluding(store.search, store, vectors, max(k, novelty_k) if in_embedding else k,
+                                        exclude_tracks)
     comp_idx = {c: i for i, c in enumerate(composers)}
     voters = tids[:, :k].ravel()
     neigh_comp = [comp_idx[store.track_field(t, "composer")] for t in voters if t >= 0]
@@ -114,7 +120,8 @@ def score_vectors(store: IndexStore, vectors: np.ndarray, path: str, fingerprint
     mean = vectors.mean(axis=0)
     mean /= np.linalg.norm(mean) + 1e-12
     cdist = ip_to_distance(store.centroids @ mean)
-    novelty = track_novelty(store, vectors, stats, exclude_tracks=exclude_tracks)
+    novelty = (novelty_scores(dist, novelty_k) if in_embedding
+               else track_novelty(store, vectors, stats, "sound", exclude_tracks))
 
     # nearest tracks: best clip distance per track
     nearest: dict[int, tuple[float, int]] = {}
@@ -189,7 +196,8 @@ class QueryEngine:
         from .embedder import embed_clips
 
         vectors = embed_clips(self.model, torch.from_numpy(prepared.clips))
-        return score_vectors(self.store, vectors, name, prepared.fingerprint, k, stats=clip_stats(prepared.clips))
+        stats = clip_stats(prepared.clips) if self.store.novelty_view == "sound" else None
+        return score_vectors(self.store, vectors, name, prepared.fingerprint, k, stats=stats)
 
     def query(self, path: str | Path, k: int = DEFAULT_K) -> TrackResult:
         """Render, embed and score one MIDI file; raises MidiError/RenderError on a bad file."""
