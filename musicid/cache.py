@@ -27,6 +27,12 @@ def default_cache_dir() -> Path:
     return Path(base) / "musicid"
 
 
+def without_later_defaults(settings: dict[str, Any], added_later: dict[str, Any]) -> dict[str, Any]:
+    """settings without those added after caches and models were first keyed, while they hold
+    the value that behaves as before: keys made before the setting existed stay valid."""
+    return {k: v for k, v in settings.items() if k not in added_later or v != added_later[k]}
+
+
 def settings_digest(settings: dict[str, Any]) -> str:
     blob = json.dumps({"v": CACHE_VERSION, **settings}, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]

@@ -82,6 +82,18 @@ def _count(node_ids: Sequence[str], ips: dict[str, str]) -> dict[str, int]:
     return dict(sorted(out.items()))
 
 
+def _dims(shape: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in str(shape).split(","))
+
+
+def _array(raw: bytes, shape: str, dtype: Any) -> np.ndarray:
+    return np.frombuffer(raw, dtype=dtype).reshape(_dims(shape))
+
+
+def _shape(a: np.ndarray) -> str:
+    return ",".join(map(str, a.shape))
+
+
 def _prepare_batch(batch: dict[str, np.ndarray], render_settings: RenderSettings, features: FeatureSettings,
                    cache_dir: str) -> dict[str, np.ndarray]:
     import ray
@@ -103,7 +115,7 @@ def _prepare_batch(batch: dict[str, np.ndarray], render_settings: RenderSettings
             for k, v in (("reason", ""), ("sha", r.sha256), ("fingerprint", r.fingerprint),
                          ("duration", r.duration), ("rendered", r.rendered_seconds),
                          ("offsets", ",".join(map(str, r.offsets))), ("clips", r.clips.tobytes()),
-                         ("shape", ",".join(map(str, r.clips.shape)))):
+                         ("shape", _shape(r.clips))):
                 rows[k].append(v)
         else:
             for k, v in (("reason", r.reason), ("sha", ""), ("fingerprint", ""), ("duration", 0.0),
@@ -113,21 +125,13 @@ def _prepare_batch(batch: dict[str, np.ndarray], render_settings: RenderSettings
     return {k: np.asarray(v, dtype=object) for k, v in rows.items()}
 
 
-def _array(raw: bytes, shape: str, dtype: Any) -> np.ndarray:
-    return np.frombuffer(raw, dtype=dtype).reshape(tuple(int(x) for x in str(shape).split(",")))
-
-
-def _shape(a: np.ndarray) -> str:
-    return ",".join(map(str, a.shape))
-
-
 def _from_row(row: dict[str, Any], path: Path, keep_clips: bool) -> Prepared | Failure:
     if not row["ok"]:
         return Failure(path, str(row["reason"]))
     if keep_clips:
         clips = _array(row["clips"], row["shape"], np.float16)
     else:  # embedded where it was rendered: no clips held here (Prepared.clips says so)
-        clips = np.zeros((0, *(int(x) for x in str(row["shape"]).split(",")[1:])), np.float16)
+        clips = np.zeros((0, *_dims(row["shape"])[1:]), np.float16)
     return Prepared(path, str(row["sha"]), str(row["fingerprint"]), float(row["duration"]), float(row["rendered"]),
                     clips, [float(o) for o in str(row["offsets"]).split(",") if o], False)
 
@@ -257,8 +261,9 @@ def _embed_batch(batch: dict[str, np.ndarray], state: list[Any], dims: Any, key:
 
 
 def embed_on_ray(model: Any, prepared: Sequence[Prepared], address: str | None,
-                 progress: ProgressFn | None = None) -> tuple[list[np.ndarray], dict[str, int]]:
-    """Every track's clip vectors, computed by tasks whose worker processes load the model once."""
+                 progress: ProgressFn | None = None) -> tuple[list[np.ndarray], list[np.ndarray], dict[str, int]]:
+    """Every track's clip vectors and sound statistics, computed by tasks whose worker processes
+    load the model once; and tracks embedded per node."""
     ray = connect(address)
 
     def make(todo: list[int]) -> Any:
@@ -268,6 +273,7 @@ def embed_on_ray(model: Any, prepared: Sequence[Prepared], address: str | None,
 
     rows = _collect(make, len(prepared), "embed", progress)
     return ([_array(r["vectors"], r["vshape"], np.float32).copy() for r in rows],
+            [_array(r["stats"], r["sshape"], np.float32).copy() for r in rows],
             _count([str(r["embed_node"]) for r in rows], _node_ips(ray)))
 
 

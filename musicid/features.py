@@ -24,6 +24,7 @@ HOP_LENGTH = 640  # 40 ms: 25 frames a second at 16 kHz
 N_MELS = 96
 CLIP_SECONDS = 30
 TOP_DB = 80.0  # dynamic range kept below each track's peak
+FRONTS = ("audio", "pianoroll")  # what the embedder is fed: the rendered audio, or the notes themselves
 
 
 def exact_div(x: int, y: int) -> int:
@@ -46,6 +47,10 @@ class FeatureSettings:
     max_clips: int = 40  # per track
     front: str = "audio"  # "audio": log-mel of the rendered track; "pianoroll": notes straight from the MIDI
 
+    def __post_init__(self) -> None:
+        if self.front not in FRONTS:
+            raise ValueError(f"unknown front end {self.front!r} ({', '.join(FRONTS)})")
+
     @property
     def frames_per_second(self) -> float:
         return self.sample_rate / self.hop_length
@@ -59,13 +64,9 @@ class FeatureSettings:
         return exact_div(self.clip_hop_seconds * self.sample_rate, self.hop_length)
 
     def as_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        if self.front == "audio":  # as before the piano roll existed: caches and models keep their keys
-            del d["front"]
-        return d
+        from .cache import without_later_defaults
 
-
-FRONTS = ("audio", "pianoroll")
+        return without_later_defaults(asdict(self), {"front": "audio"})  # audio: as before the piano roll
 
 
 def pianoroll_settings() -> FeatureSettings:

@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from . import __version__
-from .cache import FeatureCache, default_cache_dir, settings_digest
+from .cache import FeatureCache, default_cache_dir, settings_digest, without_later_defaults
 from .dataset import group_works, holdout_split, scan_labelled, work_key
 from .embedder import (
     Embedder,
@@ -56,7 +56,7 @@ class BuildOptions:
     novelty_keep: float = 0.95  # share of held-out known tracks under the threshold
     novelty_k: int = DEFAULT_NOVELTY_K
     novelty_view: str = "embedding"  # or "sound" (novelty.py); docs/RESULTS.md compares them
-    index_kind: str = "auto"  # FAISS index: auto, flat, ivf, hnsw (index_store.make_faiss_index)
+    index_kind: str = "auto"  # FAISS index: auto, flat, ivf, ivfpq, hnsw (index_store.make_faiss_index)
     group_by: str | None = None
     cache_dir: Path | None = field(default_factory=default_cache_dir)
     workers: int = 0
@@ -185,21 +185,14 @@ def composer_centroids(track_vectors: Sequence[np.ndarray], track_composers: Seq
     return out
 
 
-def _train_key(train: TrainSettings) -> dict[str, Any]:
-    d = asdict(train)
-    if d["pitch_shift"] == 2:  # the value before it was a setting: cached models keep their keys
-        del d["pitch_shift"]
-    return d
-
-
 def _model_cache_path(options: BuildOptions, training_set: list[tuple[str, str]]) -> Path | None:
     """Where a model trained on exactly these (file sha256, composer) pairs with these settings is
     kept, so that rebuilding unchanged data does not train again; None when caching is off."""
     if options.cache_dir is None:
         return None
-    key = settings_digest({"tracks": sorted(training_set), "dims": asdict(options.dims),
-                           "train": _train_key(options.train), "features": options.features.as_dict(),
-                           "render": options.render.identity()})
+    train = without_later_defaults(asdict(options.train), {"pitch_shift": 2})  # cached models keep their keys
+    key = settings_digest({"tracks": sorted(training_set), "dims": asdict(options.dims), "train": train,
+                           "features": options.features.as_dict(), "render": options.render.identity()})
     return options.cache_dir / "models" / f"{key}.pt"
 
 
@@ -298,13 +291,12 @@ def build_index(data_dir: str | Path, out: str | Path, options: BuildOptions = B
     elif ray_run is not None:
         from .distributed import embed_on_ray
 
-        vectors, ray_run["embedded_on"] = embed_on_ray(model, prepared, options.ray_address, progress=progress)
+        vectors, stats, ray_run["embedded_on"] = embed_on_ray(model, prepared, options.ray_address, progress=progress)
     else:
         for n, p in enumerate(prepared):
             vectors.append(embed_clips(model, torch.from_numpy(p.clips)))
             if progress:
                 progress("embed", n + 1, len(prepared))
-    if streamed is None:
         stats = [clip_stats(p.clips) for p in prepared]
     timings["embed"] = time.monotonic() - t
 

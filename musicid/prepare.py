@@ -130,15 +130,14 @@ def prepare_many(paths: Sequence[Path], render_settings: RenderSettings, feature
     if progress:
         progress("render", 0, len(paths))
     done = 0
-    todo = list(range(len(paths)))
     if cache is not None:  # cache hits are served here: no worker needs starting for them
-        for i in list(todo):
-            results[i] = cached_track(paths[i], features, cache)
+        for i, path in enumerate(paths):
+            results[i] = cached_track(path, features, cache)
             if results[i] is not None:
-                todo.remove(i)
                 done += 1
                 if progress:
                     progress("render", done, len(paths))
+    todo = [i for i, r in enumerate(results) if r is None]
     if workers == 1 or len(todo) <= 1:
         for i in todo:
             results[i] = _prepare_or_fail(paths[i], render_settings, features, cache)

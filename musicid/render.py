@@ -46,11 +46,10 @@ class RenderSettings:
 
     def identity(self) -> dict[str, Any]:
         """Everything that changes the audio, the SoundFont by content, not by path."""
-        d = asdict(self)
+        from .cache import without_later_defaults
+
+        d = without_later_defaults(asdict(self), {"stereo": False, "effects": False})  # off: audio as before
         d.pop("timeout_seconds")
-        for flag in ("stereo", "effects"):  # added later: off, the audio (and cache keys) are as before
-            if not d[flag]:
-                d.pop(flag)
         d["soundfont"] = soundfont_digest(self.resolved_soundfont())
         return d
 
