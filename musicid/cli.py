@@ -79,7 +79,7 @@ def _index_dir(index: Path | None) -> Path:
     return index or default_index_dir()
 
 
-VIEWS = ("sound", "embedding")  # novelty.VIEWS, without importing numpy for --help
+VIEWS = ("track", "embedding", "sound")  # novelty.VIEWS, without importing numpy for --help
 INDEX_KINDS = ("auto", "flat", "ivf", "ivfpq", "hnsw")
 FRONTS = ("audio", "pianoroll")  # features.FRONTS, without importing torch for --help
 FEATURES_OPT = typer.Option("audio", "--features",
@@ -88,9 +88,11 @@ FEATURES_OPT = typer.Option("audio", "--features",
 PITCH_SHIFT_OPT = typer.Option(2, "--pitch-shift", min=0,
                                help="Training augmentation: shift each batch by up to this many rows "
                                     "(mel bins, or semitones with --features pianoroll).")
-NOVELTY_VIEW_OPT = typer.Option("embedding", "--novelty-view",
-                                help="Score novelty in the learned embedding or the sound view (mel-band statistics, "
-                                     "level removed); docs/RESULTS.md compares them.")
+NOVELTY_VIEW_OPT = typer.Option("track", "--novelty-view",
+                                help="Score novelty as the distance from a track's mean embedding to the nearest "
+                                     "indexed track's (track), from its clips to the nearest indexed clips "
+                                     "(embedding), or in the sound view (mel-band statistics, level removed); "
+                                     "docs/RESULTS.md compares them.")
 
 
 def _feature_settings(front: str) -> Any:

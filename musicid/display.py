@@ -81,7 +81,7 @@ def print_index_info(console: Console, store: IndexStore) -> None:
         ("render", f"{m['render']['settings']['sample_rate']} Hz, SoundFont "
                    f"{m['render']['settings']['soundfont'] or 'TimGM6mb.sf2 (pretty_midi)'}"),
         ("novelty", f"threshold {nov['threshold']} in the {nov.get('view', 'embedding')} view "
-                    f"({nov['rule']}; k={nov['k']})"),
+                    f"({nov['rule']}" + (f"; k={nov['k']})" if nov.get("view") != "track" else ")")),
         ("held-out accuracy", f"{nov['calibration']['accuracy']:.1%} on {nov['calibration']['tracks']} tracks"),
         ("skipped files", str(m["counts"]["failed"])),
     ]

@@ -23,7 +23,7 @@ from .cache import FeatureCache, default_cache_dir
 from .dataset import group_works, scan_labelled, work_key
 from .embedder import embed_clips
 from .errors import DataDirError
-from .index_store import IndexStore, load_store, make_faiss_index, publish, store_vectors
+from .index_store import IndexStore, load_store, make_faiss_index, publish, store_vectors, track_means
 from .indexer import composer_centroids
 from .novelty import clip_stats
 from .prepare import Failure, Prepared, prepare_many
@@ -59,8 +59,10 @@ def _rebuild(store: IndexStore, tracks: pd.DataFrame, clips: pd.DataFrame, ids: 
     manifest["edits"] = [*manifest.get("edits", []),
                          {"at": datetime.now(UTC).isoformat(timespec="seconds"), "what": note}]
     kind = manifest.get("index", {}).get("kind", "auto")
-    return IndexStore(make_faiss_index(vectors, ids, kind), clips, tracks.reset_index(drop=True), centroids, manifest,
-                      make_faiss_index(sound, ids, kind), store.sound_norm)
+    tracks = tracks.reset_index(drop=True)
+    means = track_means(vectors, clips["track_id"].to_numpy(), tracks["track_id"].to_numpy())
+    return IndexStore(make_faiss_index(vectors, ids, kind), clips, tracks, centroids, manifest,
+                      make_faiss_index(sound, ids, kind), store.sound_norm, means)
 
 
 def _all_vectors(store: IndexStore) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

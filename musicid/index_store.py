@@ -8,6 +8,7 @@
       centroids.npy   one unit vector per composer, in manifest["composers"] order
       sound.faiss     each clip in the sound view (novelty.py), same ids as index.faiss
       sound_norm.npy  the sound view's standardisation: mean and std per dimension
+      track_vectors.npy  each track's mean clip vector, unit length, in tracks.parquet row order
       model.pt        the embedder checkpoint (weights only)
 
 A directory is written whole into a staging folder beside the target and then
@@ -35,9 +36,9 @@ from .errors import IndexCorrupt, IndexMismatch, IndexNotFound
 from .novelty import SoundNorm
 
 FORMAT = "musicid-index"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 DATA_FILES = ("index.faiss", "clips.parquet", "tracks.parquet", "centroids.npy", "sound.faiss", "sound_norm.npy",
-              "model.pt")
+              "track_vectors.npy", "model.pt")
 
 
 def default_index_dir() -> Path:
@@ -143,6 +144,23 @@ def merge_shards(shards: list[Any]) -> Any:
     return first
 
 
+def track_means(vectors: np.ndarray, clip_tracks: np.ndarray, track_ids: np.ndarray) -> np.ndarray:
+    """Each track's mean clip vector, made unit length, one row per entry of track_ids.
+
+    vectors: (n_clips, d); clip_tracks: the track id of each row of vectors."""
+    if not len(track_ids):
+        return np.zeros((0, vectors.shape[1]), np.float32)
+    order = np.argsort(clip_tracks, kind="stable")
+    present, first = np.unique(clip_tracks[order], return_index=True)
+    sums = np.add.reduceat(vectors[order].astype(np.float64), first, axis=0)
+    counts = np.diff(np.append(first, len(order)))
+    pos = np.minimum(np.searchsorted(present, track_ids), len(present) - 1)
+    if not np.array_equal(present[pos], track_ids):
+        raise ValueError("a track without clips")
+    means = sums[pos] / counts[pos, None]
+    return (means / (np.linalg.norm(means, axis=1, keepdims=True) + 1e-12)).astype(np.float32)
+
+
 def ip_to_distance(ip: np.ndarray) -> np.ndarray:
     """Euclidean distance between unit vectors from their inner product (0 .. 2)."""
     return np.sqrt(np.clip(2.0 - 2.0 * ip, 0.0, 4.0))
@@ -159,6 +177,7 @@ class IndexStore:
     manifest: dict[str, Any]
     sound_index: Any  # faiss.Index of the clips' sound vectors, same ids as `index`
     sound_norm: SoundNorm
+    track_vectors: np.ndarray  # (n_tracks, d) unit mean clip vector per track, tracks-table row order
     path: Path | None = None
     _clip_track: np.ndarray = field(init=False, repr=False)
     _clip_offset: np.ndarray = field(init=False, repr=False)
@@ -180,7 +199,7 @@ class IndexStore:
 
     @property
     def novelty_view(self) -> str:
-        """Which view the novelty score is measured in: "sound" or "embedding"."""
+        """Which view the novelty score is measured in: "track", "embedding" or "sound"."""
         return str(self.manifest["novelty"].get("view", "embedding"))
 
     @property
@@ -207,6 +226,18 @@ class IndexStore:
     def search_sound(self, stats: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The same, in the sound view, for clips given by their statistics (novelty.clip_stats)."""
         return _search(self.sound_index, self.sound_norm.vectors(stats), k)
+
+    def search_tracks(self, track_vector: np.ndarray, k: int,
+                      exclude_tracks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Distances and track ids of the k indexed tracks whose mean vectors are nearest to one
+        track's (unit) mean vector; exact (one vector per track, not per clip)."""
+        ip = self.track_vectors @ track_vector.astype(np.float32)
+        ids = self.tracks["track_id"].to_numpy()
+        if exclude_tracks is not None and len(exclude_tracks):
+            keep = ~np.isin(ids, exclude_tracks)
+            ip, ids = ip[keep], ids[keep]
+        top = np.argsort(-ip, kind="stable")[:k]
+        return ip_to_distance(ip[top]), ids[top]
 
 
 def _search(index: Any, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -292,6 +323,7 @@ def write_store(staging: Path, store: IndexStore) -> dict[str, Any]:
     store.tracks.to_parquet(staging / "tracks.parquet", index=False)
     np.save(staging / "centroids.npy", store.centroids.astype(np.float32), allow_pickle=False)
     np.save(staging / "sound_norm.npy", store.sound_norm.as_array(), allow_pickle=False)
+    np.save(staging / "track_vectors.npy", store.track_vectors.astype(np.float32), allow_pickle=False)
     manifest = dict(store.manifest)
     manifest["format"] = FORMAT
     manifest["format_version"] = FORMAT_VERSION
@@ -372,6 +404,7 @@ def load_store(path: str | Path, verify: bool = True) -> IndexStore:
         clips = pd.read_parquet(path / "clips.parquet")
         tracks = pd.read_parquet(path / "tracks.parquet")
         centroids = np.load(path / "centroids.npy", allow_pickle=False)
+        track_vectors = np.load(path / "track_vectors.npy", allow_pickle=False)
     except Exception as e:
         raise IndexCorrupt(f"{path}: cannot read index files ({type(e).__name__}: {e})") from e
     if not index.ntotal == sound_index.ntotal == len(clips):
@@ -381,4 +414,6 @@ def load_store(path: str | Path, verify: bool = True) -> IndexStore:
         raise IndexCorrupt(f"{path}: sound_norm.npy does not match sound.faiss")
     if centroids.shape != (len(manifest["composers"]), index.d):
         raise IndexCorrupt(f"{path}: centroids do not match composers and vector size")
-    return IndexStore(index, clips, tracks, centroids, manifest, sound_index, sound_norm, path)
+    if track_vectors.shape != (len(tracks), index.d):
+        raise IndexCorrupt(f"{path}: track_vectors.npy does not match the tracks and vector size")
+    return IndexStore(index, clips, tracks, centroids, manifest, sound_index, sound_norm, track_vectors, path)

@@ -36,10 +36,10 @@ from .embedder import (
 )
 from .errors import TrainingError
 from .features import FeatureSettings
-from .index_store import IndexStore, choose_index_kind, make_faiss_index, publish
+from .index_store import IndexStore, choose_index_kind, make_faiss_index, publish, track_means
 from .novelty import SoundNorm, clip_stats
 from .prepare import Failure, Prepared, prepare_many
-from .query import DEFAULT_K, DEFAULT_NOVELTY_K, calibrate_threshold, score_vectors
+from .query import DEFAULT_K, DEFAULT_NOVELTY_K, NOVELTY_SCORES, calibrate_threshold, score_vectors
 from .render import RenderSettings, check_soundfont, soundfont_digest
 
 ProgressFn = Callable[[str, int, int], None]
@@ -55,7 +55,7 @@ class BuildOptions:
     holdout_fraction: float = 0.2
     novelty_keep: float = 0.95  # share of held-out known tracks under the threshold
     novelty_k: int = DEFAULT_NOVELTY_K
-    novelty_view: str = "embedding"  # or "sound" (novelty.py); docs/RESULTS.md compares them
+    novelty_view: str = "track"  # or "embedding", "sound" (query.py, novelty.py); docs/RESULTS.md compares them
     index_kind: str = "auto"  # FAISS index: auto, flat, ivf, ivfpq, hnsw (index_store.make_faiss_index)
     group_by: str | None = None
     cache_dir: Path | None = field(default_factory=default_cache_dir)
@@ -169,7 +169,9 @@ def make_store(prepared: list[Prepared], composers_of: list[str], vectors: list[
     norm = SoundNorm.fit(all_stats)
     sound_index = make_faiss_index(norm.vectors(all_stats), clip_ids, index_kind)
     centroids = composer_centroids([vectors[i] for i in idx], [composers_of[i] for i in idx], all_composers)
-    return IndexStore(index, clips, tracks, centroids, manifest, sound_index, norm)
+    means = track_means(all_vecs, clips["track_id"].to_numpy(), tracks["track_id"].to_numpy()) if len(idx) else \
+        np.zeros((0, d), np.float32)
+    return IndexStore(index, clips, tracks, centroids, manifest, sound_index, norm, means)
 
 
 def composer_centroids(track_vectors: Sequence[np.ndarray], track_composers: Sequence[str],
@@ -317,9 +319,8 @@ def build_index(data_dir: str | Path, out: str | Path, options: BuildOptions = B
                   "train": asdict(options.train) if trained else None,
                   "train_seconds": round(train_report.seconds, 1) if train_report else None,
                   "final_loss": round(train_report.final_loss, 4) if train_report else None},
-        "novelty": {"score": "mean distance of each clip to its k nearest indexed clips, "
-                             f"averaged over the track's clips, in the {options.novelty_view} view",
-                    "view": options.novelty_view, "k": options.novelty_k,
+        "novelty": {"score": NOVELTY_SCORES[options.novelty_view], "view": options.novelty_view,
+                    "k": options.novelty_k,
                     "rule": f"{options.novelty_keep:.0%} of held-out known-composer tracks "
                             "score at or below the threshold",
                     "threshold": round(threshold, 4), "calibration": heldout},

@@ -7,7 +7,8 @@ spread over time of every mel band, the clip's overall level removed --
 standardised with statistics of the indexed clips and compared by cosine
 distance, like the embeddings. The learned embedding still names the composer.
 Chosen with `index build --novelty-view sound`; docs/RESULTS.md has the measured
-comparison of the two views and why the embedding view stays the default.
+comparison of the views (the default, "track", compares whole tracks' mean
+embeddings: query.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-VIEWS = ("sound", "embedding")
+VIEWS = ("track", "embedding", "sound")  # query.track_novelty scores each; docs/RESULTS.md compares them
 
 
 def clip_stats(clips: np.ndarray) -> np.ndarray:

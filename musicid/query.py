@@ -5,10 +5,13 @@ For a track cut into clips and embedded:
   track's votes are the shares over all its clips, and the confidence is the
   winner's share.
 - centroid distances: the track's mean vector against each composer centroid.
-- novelty: the mean, over the track's clips, of the mean distance to the
-  `novelty_k` nearest indexed clips, in the index's novelty view: the learned
-  embedding (the default) or the sound view (novelty.py). Flagged novel
-  above the threshold the index calibrated on held-out tracks.
+- novelty, in the index's novelty view (docs/RESULTS.md compares them):
+  "track" (the default): the distance from the track's mean vector to the
+  nearest indexed track's mean vector -- a whole piece against whole pieces;
+  "embedding": the mean, over the track's clips, of the mean distance to the
+  `novelty_k` nearest indexed clips; "sound": the same in the sound view
+  (novelty.py). Flagged novel above the threshold the index calibrated on
+  held-out tracks.
 - known piece: an indexed track with exactly the same notes.
 """
 
@@ -27,6 +30,13 @@ from .novelty import clip_stats
 ProgressFn = Callable[[str, int, int], None]
 DEFAULT_K = 10
 DEFAULT_NOVELTY_K = 5
+TRACK_NOVELTY_K = 1  # the track view: distance to the single nearest indexed track
+NOVELTY_SCORES = {  # what the novelty score is, per view (written into the manifest)
+    "track": "distance from the track's mean embedding to the nearest indexed track's mean embedding (k is the clip views')",
+    "embedding": "mean distance of each clip to its k nearest indexed clips, averaged over the track's clips",
+    "sound": "mean distance of each clip to its k nearest indexed clips in the sound view (mel-band statistics), "
+             "averaged over the track's clips",
+}
 
 
 @dataclass
@@ -81,10 +91,20 @@ def _novelty_k(store: IndexStore) -> int:
     return int(store.manifest["novelty"].get("k", DEFAULT_NOVELTY_K))
 
 
+def mean_vector(vectors: np.ndarray) -> np.ndarray:
+    """A track's mean clip vector, unit length (what the track view and the centroids compare)."""
+    mean = vectors.mean(axis=0)
+    return mean / (np.linalg.norm(mean) + 1e-12)
+
+
 def track_novelty(store: IndexStore, vectors: np.ndarray, stats: np.ndarray | None, view: str | None = None,
                   exclude_tracks: Sequence[int] = ()) -> float:
     """A track's novelty score in one view (default: the index's own)."""
     view = view or store.novelty_view
+    if view == "track":
+        dist, _ = store.search_tracks(mean_vector(vectors), TRACK_NOVELTY_K,
+                                      np.asarray(list(exclude_tracks), dtype=np.int64))
+        return float(dist.mean()) if len(dist) else float("inf")
     novelty_k = _novelty_k(store)
     if view == "sound":
         if stats is None:
@@ -106,7 +126,7 @@ def score_vectors(store: IndexStore, vectors: np.ndarray, path: str, fingerprint
     """
     composers = store.composers
     # in the embedding view one search serves the vote and the novelty score
-    in_embedding = store.novelty_view != "sound"
+    in_embedding = store.novelty_view == "embedding"
     novelty_k = _novelty_k(store)
     dist, ids, tids = _search_excluding(store.search, store, vectors, max(k, novelty_k) if in_embedding else k,
                                         exclude_tracks)
@@ -117,11 +137,9 @@ def score_vectors(store: IndexStore, vectors: np.ndarray, path: str, fingerprint
     votes = counts / counts.sum()
     best = int(np.argmax(votes))
 
-    mean = vectors.mean(axis=0)
-    mean /= np.linalg.norm(mean) + 1e-12
-    cdist = ip_to_distance(store.centroids @ mean)
+    cdist = ip_to_distance(store.centroids @ mean_vector(vectors))
     novelty = (novelty_scores(dist, novelty_k) if in_embedding
-               else track_novelty(store, vectors, stats, "sound", exclude_tracks))
+               else track_novelty(store, vectors, stats, store.novelty_view, exclude_tracks))
 
     # nearest tracks: best clip distance per track
     nearest: dict[int, tuple[float, int]] = {}

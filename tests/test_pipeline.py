@@ -13,7 +13,7 @@ from musicid.dataset import group_works, holdout_split, kfold_groups, scan_label
 from musicid.embedder import Embedder, batch_hard_triplet_loss, load_checkpoint
 from musicid.errors import DataDirError, IndexCorrupt, IndexMismatch, IndexNotFound, TrainingError
 from musicid.features import FeatureSettings
-from musicid.index_store import load_store
+from musicid.index_store import load_store, store_vectors, track_means
 from musicid.indexer import build_index
 from musicid.query import QueryEngine
 
@@ -94,8 +94,8 @@ def test_build_writes_a_self_describing_index(built_index: Path, corpus: Path) -
     m = store.manifest
     assert m["composers"] == ["Highflute", "Lowpiano", "Strings"]
     assert set(m["files"]) == {"index.faiss", "clips.parquet", "tracks.parquet", "centroids.npy", "sound.faiss",
-                               "sound_norm.npy", "model.pt"}
-    assert m["novelty"]["view"] == "embedding" and m["index"]["kind"] == "flat"
+                               "sound_norm.npy", "track_vectors.npy", "model.pt"}
+    assert m["novelty"]["view"] == "track" and m["index"]["kind"] == "flat"
     assert store.index.ntotal == len(store.clips) == m["counts"]["clips"]
     assert len(store.tracks) == 18 and set(store.tracks.split) == {"train", "heldout"}
     # every held-out work is whole
@@ -221,6 +221,21 @@ def test_every_index_kind_finds_the_same_neighbours_and_round_trips(kind: str, t
     assert choose_index_kind(5_000) == "flat" and choose_index_kind(5_000_000) == "ivf"
 
 
+def test_track_view_finds_an_indexed_track_unless_it_is_left_out(built_index: Path) -> None:
+    from musicid.query import track_novelty
+
+    store = load_store(built_index)
+    ids, vecs = store_vectors(store)
+    tids = store.track_of(ids)
+    assert np.allclose(track_means(vecs, tids, store.tracks.track_id.to_numpy()), store.track_vectors, atol=1e-5)
+    t = int(store.tracks.track_id.iloc[3])
+    own = vecs[tids == t]
+    assert track_novelty(store, own, None, "track") == pytest.approx(0.0, abs=1e-3)
+    assert track_novelty(store, own, None, "track", exclude_tracks=[t]) > 0.01
+    with pytest.raises(ValueError, match="without clips"):
+        track_means(vecs, tids, np.array([10_000]))
+
+
 def test_novelty_view_and_index_type_are_chosen_recorded_and_used(built_index: Path, corpus: Path,
                                                                   tmp_path: Path) -> None:
     import faiss
@@ -248,6 +263,18 @@ def test_novelty_view_and_index_type_are_chosen_recorded_and_used(built_index: P
     assert a.novelty == pytest.approx(track_novelty(emb.store, vecs, None), abs=1e-4)
     assert b.novelty == pytest.approx(track_novelty(snd.store, vecs, clip_stats(p.clips)), abs=1e-4)
     assert abs(a.novelty - b.novelty) > 1e-3
+
+    # the default view: the query's mean vector against every indexed track's mean clip vector
+    trk = QueryEngine.open(built_index)
+    c = trk.query(track)
+    assert trk.store.manifest["novelty"]["view"] == "track" and c.votes == a.votes
+    ids, clip_vecs = store_vectors(trk.store)
+    tids = trk.store.track_of(ids)
+    q = vecs.mean(0) / np.linalg.norm(vecs.mean(0))
+    by_hand = min(np.linalg.norm(q - clip_vecs[tids == t].mean(0) / np.linalg.norm(clip_vecs[tids == t].mean(0)))
+                  for t in trk.store.tracks.track_id)
+    assert c.novelty == pytest.approx(by_hand, abs=1e-4)
+    assert len({round(x, 3) for x in (a.novelty, b.novelty, c.novelty)}) == 3
     with pytest.raises(ValueError, match="statistics"):
         track_novelty(snd.store, vecs, None)
 
