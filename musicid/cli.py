@@ -88,6 +88,11 @@ FEATURES_OPT = typer.Option("audio", "--features",
 PITCH_SHIFT_OPT = typer.Option(2, "--pitch-shift", min=0,
                                help="Training augmentation: shift each batch by up to this many rows "
                                     "(mel bins, or semitones with --features pianoroll).")
+NAMINGS = ("auto", "vote", "head")  # classifier.NAMINGS and auto
+NAMING_OPT = typer.Option("auto", "--naming",
+                          help="How a track's composer is chosen: vote (its clips' nearest indexed clips vote), "
+                               "head (a class-balanced linear classifier on the indexed clips), or auto: vote "
+                               "with audio, head with pianoroll (docs/RESULTS.md).")
 NOVELTY_VIEW_OPT = typer.Option("track", "--novelty-view",
                                 help="Score novelty as the distance from a track's mean embedding to the nearest "
                                      "indexed track's (track), from its clips to the nearest indexed clips "
@@ -128,6 +133,7 @@ def index_build(
                                           help="Render cache [default: $MUSICID_CACHE or ~/.cache/musicid]."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the render cache."),
     features: str = FEATURES_OPT,
+    naming: str = NAMING_OPT,
     novelty_view: str = NOVELTY_VIEW_OPT,
     pitch_shift: int = PITCH_SHIFT_OPT,
     index_type: str = typer.Option("auto", "--index-type",
@@ -147,13 +153,15 @@ def index_build(
     from .render import RenderSettings
 
     _check_choice("--novelty-view", novelty_view, VIEWS)
+    _check_choice("--naming", naming, NAMINGS)
     _check_choice("--index-type", index_type, INDEX_KINDS)
     _check_choice("--features", features, FRONTS)
     with _errors():
         opts = BuildOptions(render=RenderSettings(soundfont=str(soundfont.resolve()) if soundfont else ""),
                             model_path=model, workers=workers, group_by=group_by,
                             cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
-                            novelty_view=novelty_view, index_kind=index_type, ray=ray_address is not None,
+                            naming=naming, novelty_view=novelty_view, index_kind=index_type,
+                            ray=ray_address is not None,
                             ray_address=None if ray_address in (None, "local") else ray_address,
                             features=_feature_settings(features))
         opts.train = replace(opts.train, epochs=epochs or opts.train.epochs,
@@ -299,11 +307,12 @@ def eval_cmd(
     steps_per_epoch: int | None = typer.Option(None, "--steps-per-epoch", min=1, help="Batches per epoch."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Render and model cache."),
     features: str = FEATURES_OPT,
+    naming: str = NAMING_OPT,
     novelty_view: str = NOVELTY_VIEW_OPT,
     pitch_shift: int = PITCH_SHIFT_OPT,
     as_json: bool = typer.Option(False, "--json", help="Print eval.json to stdout."),
 ) -> None:
-    """Cross-validate by work and measure leave-one-composer-out novelty (in both views)."""
+    """Cross-validate by work (both namings) and measure leave-one-composer-out novelty (every view)."""
     from dataclasses import replace
 
     from .cache import default_cache_dir
@@ -313,10 +322,11 @@ def eval_cmd(
     if baseline not in (None, "seed"):
         _fail(f"unknown baseline '{baseline}' (known: seed)", 2)
     _check_choice("--novelty-view", novelty_view, VIEWS)
+    _check_choice("--naming", naming, NAMINGS)
     _check_choice("--features", features, FRONTS)
     with _errors():
         b = BuildOptions(group_by=group_by, cache_dir=cache_dir or default_cache_dir(), novelty_view=novelty_view,
-                         features=_feature_settings(features))
+                         naming=naming, features=_feature_settings(features))
         b.train = replace(b.train, epochs=epochs or b.train.epochs,
                           steps_per_epoch=steps_per_epoch or b.train.steps_per_epoch, pitch_shift=pitch_shift)
         with _progress(not as_json) as progress:

@@ -161,13 +161,16 @@ def print_eval(console: Console, summary: dict[str, Any], paths: Sequence[Path])
     t.add_column("method, level")
     for col in ("accuracy", "balanced acc.", "macro-F1"):
         t.add_column(col, justify="right")
-    rows = [("musicid, track", summary["track"]), ("musicid, clip", summary["clip"])]
+    naming = summary["track"].get("naming", "vote")
+    rows = [(f"musicid, track ({naming})", summary["track"])]
+    rows += [(f"musicid, track ({n})", r) for n, r in summary.get("track_by_naming", {}).items() if n != naming]
+    rows.append(("musicid, clip (vote)", summary["clip"]))
     if "baseline" in summary:
         rows.append(("seed (published), track", summary["baseline"]["track"]))
     for name, r in rows:
         t.add_row(name, f"{r['accuracy']:.3f}", f"{r['balanced_accuracy']:.3f}", f"{r['macro_f1']:.3f}")
     console.print(t)
-    p = Table(title="per composer (track level)")
+    p = Table(title=f"per composer (track level, {naming})")
     for col in ("composer", "precision", "recall", "F1", "tracks"):
         p.add_column(col, justify="left" if col == "composer" else "right")
     for c, v in summary["track"]["per_label"].items():

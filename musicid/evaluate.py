@@ -23,14 +23,15 @@ import torch
 
 from . import __version__
 from .cache import FeatureCache
+from .classifier import NAMINGS
 from .dataset import group_works, holdout_split, kfold_groups, scan_labelled, work_key
 from .embedder import Embedder, embed_clips
 from .errors import TrainingError
-from .indexer import BuildOptions, make_store, train_or_load
+from .indexer import BuildOptions, make_store, naming_for, train_or_load
 from .metrics import auroc, classification_report, fpr_at_tpr
 from .novelty import VIEWS, clip_stats
 from .prepare import Prepared, prepare_many
-from .query import DEFAULT_K, calibrate_threshold, score_vectors, track_novelty
+from .query import DEFAULT_K, calibrate_threshold, track_novelty, vote_shares
 
 ProgressFn = Callable[[str, int, int], None]
 
@@ -49,19 +50,21 @@ def _store_for(prepared: list[Prepared], composers_of: list[str], vectors: list[
                stats: list[np.ndarray], idx: np.ndarray, groups: np.ndarray, composers: list[str],
                build: BuildOptions) -> Any:
     return make_store(prepared, composers_of, vectors, stats, idx, groups, np.zeros(len(prepared), bool), composers,
-                      {"composers": composers, "novelty": {"k": build.novelty_k, "view": build.novelty_view,
-                                                           "threshold": float("inf")}},
+                      {"composers": composers, "naming": naming_for(build),
+                       "novelty": {"k": build.novelty_k, "view": build.novelty_view, "threshold": float("inf")}},
                       root=Path("/"))
 
 
-def _clip_votes(store: Any, vecs: np.ndarray, k: int) -> list[str]:
-    """Each clip's own k-NN vote winner."""
+def _name_both_ways(store: Any, vecs: np.ndarray, k: int) -> tuple[dict[str, str], list[str]]:
+    """One held-out track's composer by each naming (vote, head), and each clip's own k-NN vote
+    winner, from one search."""
     _, ids = store.search(vecs, k)
-    out = []
-    for row in store.track_of(ids):
-        names, counts = np.unique([store.track_field(t, "composer") for t in row], return_counts=True)
-        out.append(str(names[np.argmax(counts)]))
-    return out
+    tids = store.track_of(ids)
+    composers = store.composers
+    named = {"vote": composers[int(np.argmax(vote_shares(store, tids, k)))],
+             "head": composers[int(np.argmax(store.head.track_proba(vecs)))]}
+    clips = [composers[int(np.argmax(vote_shares(store, row[None], k)))] for row in tids]
+    return named, clips
 
 
 Split = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # train, calibration, known-test, novel
@@ -185,8 +188,9 @@ def evaluate(data_dir: str | Path, options: EvalOptions = EvalOptions(),
     steps = options.folds + (len(composers) if options.loco else 0) + (options.baseline == "seed")
     done = 0
 
+    naming = naming_for(b)
     y_true: list[str] = []
-    y_pred: list[str] = []
+    y_pred: dict[str, list[str]] = {n: [] for n in NAMINGS}
     clip_true: list[str] = []
     clip_pred: list[str] = []
     per_fold = []
@@ -200,14 +204,14 @@ def evaluate(data_dir: str | Path, options: EvalOptions = EvalOptions(),
         store = _store_for(prepared, composers_of, vectors, stats, train_idx, groups, composers, b)
         fold_true, fold_pred = [], []
         for i in test_idx:
-            r = score_vectors(store, vectors[i], prepared[i].path.name, k=options.k, stats=stats[i])
+            named, votes = _name_both_ways(store, vectors[i], options.k)
             fold_true.append(composers_of[i])
-            fold_pred.append(r.composer)
-            votes = _clip_votes(store, vectors[i], options.k)
+            fold_pred.append(named[naming])
+            for n in NAMINGS:
+                y_pred[n].append(named[n])
             clip_true += [composers_of[i]] * len(votes)
             clip_pred += votes
         y_true += fold_true
-        y_pred += fold_pred
         per_fold.append({"fold": f, "tracks": len(test_idx),
                          "accuracy": float(np.mean(np.array(fold_true) == np.array(fold_pred)))})
         if f == 0:
@@ -217,7 +221,8 @@ def evaluate(data_dir: str | Path, options: EvalOptions = EvalOptions(),
             progress("evaluate", done, steps)
 
     out: dict[str, Any] = {
-        "track": classification_report(y_true, y_pred, composers),
+        "track": {**classification_report(y_true, y_pred[naming], composers), "naming": naming},
+        "track_by_naming": {n: classification_report(y_true, y_pred[n], composers) for n in NAMINGS},
         "clip": classification_report(clip_true, clip_pred, composers),
         "folds": per_fold,
         "fold_of": {str(p.path.relative_to(data_dir)): int(fold[i]) for i, p in enumerate(prepared)},
@@ -258,6 +263,7 @@ def evaluate(data_dir: str | Path, options: EvalOptions = EvalOptions(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"), "musicid_version": __version__,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "settings": {"features": b.features.as_dict(), "dims": asdict(b.dims), "train": asdict(b.train),
+                     "naming": naming_for(b),
                      "novelty": {"view": b.novelty_view, "k": b.novelty_k, "keep": b.novelty_keep}},
     }
     return EvalResult(out, map_vectors, composers_of, [bool(fold[i] == 0) for i in range(len(prepared))])

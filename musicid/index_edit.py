@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 
 from .cache import FeatureCache, default_cache_dir
+from .classifier import fit_head
 from .dataset import group_works, scan_labelled, work_key
 from .embedder import embed_clips
 from .errors import DataDirError
@@ -61,8 +62,11 @@ def _rebuild(store: IndexStore, tracks: pd.DataFrame, clips: pd.DataFrame, ids: 
     kind = manifest.get("index", {}).get("kind", "auto")
     tracks = tracks.reset_index(drop=True)
     means = track_means(vectors, clips["track_id"].to_numpy(), tracks["track_id"].to_numpy())
+    composer_of = dict(zip(tracks["track_id"], tracks["composer"], strict=True))
+    labels = np.array([composers.index(composer_of[t]) for t in clips["track_id"]])
+    head = fit_head(vectors, labels, len(composers))
     return IndexStore(make_faiss_index(vectors, ids, kind), clips, tracks, centroids, manifest,
-                      make_faiss_index(sound, ids, kind), store.sound_norm, means)
+                      make_faiss_index(sound, ids, kind), store.sound_norm, means, head)
 
 
 def _all_vectors(store: IndexStore) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

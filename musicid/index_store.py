@@ -9,6 +9,7 @@
       sound.faiss     each clip in the sound view (novelty.py), same ids as index.faiss
       sound_norm.npy  the sound view's standardisation: mean and std per dimension
       track_vectors.npy  each track's mean clip vector, unit length, in tracks.parquet row order
+      head.npy        the linear composer head (classifier.py): weights and bias per composer
       model.pt        the embedder checkpoint (weights only)
 
 A directory is written whole into a staging folder beside the target and then
@@ -32,13 +33,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .classifier import LinearHead
 from .errors import IndexCorrupt, IndexMismatch, IndexNotFound
 from .novelty import SoundNorm
 
 FORMAT = "musicid-index"
 FORMAT_VERSION = 3
 DATA_FILES = ("index.faiss", "clips.parquet", "tracks.parquet", "centroids.npy", "sound.faiss", "sound_norm.npy",
-              "track_vectors.npy", "model.pt")
+              "track_vectors.npy", "head.npy", "model.pt")
 
 
 def default_index_dir() -> Path:
@@ -178,6 +180,7 @@ class IndexStore:
     sound_index: Any  # faiss.Index of the clips' sound vectors, same ids as `index`
     sound_norm: SoundNorm
     track_vectors: np.ndarray  # (n_tracks, d) unit mean clip vector per track, tracks-table row order
+    head: LinearHead  # fitted on the indexed clip vectors, rows in manifest["composers"] order
     path: Path | None = None
     _clip_track: np.ndarray = field(init=False, repr=False)
     _clip_offset: np.ndarray = field(init=False, repr=False)
@@ -201,6 +204,11 @@ class IndexStore:
     def novelty_view(self) -> str:
         """Which view the novelty score is measured in: "track", "embedding" or "sound"."""
         return str(self.manifest["novelty"].get("view", "embedding"))
+
+    @property
+    def naming(self) -> str:
+        """How a track's composer is chosen: "vote" (k-NN over clips) or "head" (classifier.py)."""
+        return str(self.manifest.get("naming", "vote"))
 
     @property
     def threshold(self) -> float:
@@ -324,6 +332,7 @@ def write_store(staging: Path, store: IndexStore) -> dict[str, Any]:
     np.save(staging / "centroids.npy", store.centroids.astype(np.float32), allow_pickle=False)
     np.save(staging / "sound_norm.npy", store.sound_norm.as_array(), allow_pickle=False)
     np.save(staging / "track_vectors.npy", store.track_vectors.astype(np.float32), allow_pickle=False)
+    np.save(staging / "head.npy", store.head.as_array(), allow_pickle=False)
     manifest = dict(store.manifest)
     manifest["format"] = FORMAT
     manifest["format_version"] = FORMAT_VERSION
@@ -405,6 +414,7 @@ def load_store(path: str | Path, verify: bool = True) -> IndexStore:
         tracks = pd.read_parquet(path / "tracks.parquet")
         centroids = np.load(path / "centroids.npy", allow_pickle=False)
         track_vectors = np.load(path / "track_vectors.npy", allow_pickle=False)
+        head = LinearHead.from_array(np.load(path / "head.npy", allow_pickle=False))
     except Exception as e:
         raise IndexCorrupt(f"{path}: cannot read index files ({type(e).__name__}: {e})") from e
     if not index.ntotal == sound_index.ntotal == len(clips):
@@ -416,4 +426,6 @@ def load_store(path: str | Path, verify: bool = True) -> IndexStore:
         raise IndexCorrupt(f"{path}: centroids do not match composers and vector size")
     if track_vectors.shape != (len(tracks), index.d):
         raise IndexCorrupt(f"{path}: track_vectors.npy does not match the tracks and vector size")
-    return IndexStore(index, clips, tracks, centroids, manifest, sound_index, sound_norm, track_vectors, path)
+    if head.weights.shape != centroids.shape:
+        raise IndexCorrupt(f"{path}: head.npy does not match composers and vector size")
+    return IndexStore(index, clips, tracks, centroids, manifest, sound_index, sound_norm, track_vectors, head, path)

@@ -23,6 +23,7 @@ import torch
 
 from . import __version__
 from .cache import FeatureCache, default_cache_dir, settings_digest, without_later_defaults
+from .classifier import fit_head
 from .dataset import group_works, holdout_split, scan_labelled, work_key
 from .embedder import (
     Embedder,
@@ -55,6 +56,7 @@ class BuildOptions:
     holdout_fraction: float = 0.2
     novelty_keep: float = 0.95  # share of held-out known tracks under the threshold
     novelty_k: int = DEFAULT_NOVELTY_K
+    naming: str = "auto"  # "vote", "head" (classifier.py), or auto: the better one per front end (naming_for)
     novelty_view: str = "track"  # or "embedding", "sound" (query.py, novelty.py); docs/RESULTS.md compares them
     index_kind: str = "auto"  # FAISS index: auto, flat, ivf, ivfpq, hnsw (index_store.make_faiss_index)
     group_by: str | None = None
@@ -63,6 +65,14 @@ class BuildOptions:
     seed: int = 0
     ray: bool = False  # render and embed on a Ray cluster (distributed.py)
     ray_address: str | None = None  # None with ray=True: a local Ray instance
+
+
+def naming_for(options: BuildOptions) -> str:
+    """The naming an index uses: auto is the k-NN vote on audio and the linear head on the piano
+    roll, the better of the two on each front end in docs/RESULTS.md (5 folds, same models)."""
+    if options.naming != "auto":
+        return options.naming
+    return "head" if options.features.front == "pianoroll" else "vote"
 
 
 @dataclass
@@ -104,7 +114,7 @@ def _calibrate(prepared: list[Prepared], composers_of: list[str], vectors: list[
         eval_idx = np.arange(len(prepared))
         rule = "leave-one-work-out (too few works to hold any out)"
     store = make_store(prepared, composers_of, vectors, stats, train_idx, groups, held, all_composers,
-                        manifest={"composers": all_composers,
+                        manifest={"composers": all_composers, "naming": naming_for(options),
                                   "novelty": {"k": options.novelty_k, "view": options.novelty_view,
                                               "threshold": float("inf")}},
                         root=Path("/"))
@@ -171,7 +181,10 @@ def make_store(prepared: list[Prepared], composers_of: list[str], vectors: list[
     centroids = composer_centroids([vectors[i] for i in idx], [composers_of[i] for i in idx], all_composers)
     means = track_means(all_vecs, clips["track_id"].to_numpy(), tracks["track_id"].to_numpy()) if len(idx) else \
         np.zeros((0, d), np.float32)
-    return IndexStore(index, clips, tracks, centroids, manifest, sound_index, norm, means)
+    labels = np.concatenate([np.full(len(vectors[i]), all_composers.index(composers_of[i])) for i in idx]) \
+        if len(idx) else np.zeros(0, np.int64)
+    head = fit_head(all_vecs, labels, len(all_composers))
+    return IndexStore(index, clips, tracks, centroids, manifest, sound_index, norm, means, head)
 
 
 def composer_centroids(track_vectors: Sequence[np.ndarray], track_composers: Sequence[str],
@@ -312,6 +325,7 @@ def build_index(data_dir: str | Path, out: str | Path, options: BuildOptions = B
         "musicid_version": __version__,
         "data_dir": str(data_dir.resolve()),
         "composers": all_composers,
+        "naming": naming_for(options),
         "render": {"settings": asdict(options.render),
                    "soundfont_sha": soundfont_digest(options.render.resolved_soundfont())},
         "features": options.features.as_dict(),

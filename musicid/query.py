@@ -1,9 +1,11 @@
 """Classify a track and score its novelty against an index.
 
 For a track cut into clips and embedded:
-- k-NN vote: each clip's k nearest indexed clips vote for their composer; the
-  track's votes are the shares over all its clips, and the confidence is the
-  winner's share.
+- the composer, by the index's naming: "vote" (k-NN vote: each clip's k nearest
+  indexed clips vote for their composer; the track's votes are the shares over
+  all its clips, and the confidence is the winner's share) or "head" (the linear
+  head of classifier.py: the track's composer probabilities, confidence the
+  winner's).
 - centroid distances: the track's mean vector against each composer centroid.
 - novelty, in the index's novelty view (docs/RESULTS.md compares them):
   "track" (the default): the distance from the track's mean vector to the
@@ -32,7 +34,8 @@ DEFAULT_K = 10
 DEFAULT_NOVELTY_K = 5
 TRACK_NOVELTY_K = 1  # the track view: distance to the single nearest indexed track
 NOVELTY_SCORES = {  # what the novelty score is, per view (written into the manifest)
-    "track": "distance from the track's mean embedding to the nearest indexed track's mean embedding (k is the clip views')",
+    "track": "distance from the track's mean embedding to the nearest indexed track's mean embedding "
+             "(k is for the clip views)",
     "embedding": "mean distance of each clip to its k nearest indexed clips, averaged over the track's clips",
     "sound": "mean distance of each clip to its k nearest indexed clips in the sound view (mel-band statistics), "
              "averaged over the track's clips",
@@ -87,6 +90,16 @@ def _search_excluding(search: Callable[[np.ndarray, int], tuple[np.ndarray, np.n
     return dist, ids, tids
 
 
+def vote_shares(store: IndexStore, neighbour_tracks: np.ndarray, k: int) -> np.ndarray:
+    """Each composer's share of the votes cast by the tracks of every clip's k nearest indexed clips
+    (neighbour_tracks: (n_clips, >= k) track ids, -1 where none), in store.composers order."""
+    comp_idx = {c: i for i, c in enumerate(store.composers)}
+    voters = neighbour_tracks[:, :k].ravel()
+    counts = np.bincount([comp_idx[store.track_field(t, "composer")] for t in voters if t >= 0],
+                         minlength=len(comp_idx)).astype(float)
+    return counts / max(counts.sum(), 1.0)
+
+
 def _novelty_k(store: IndexStore) -> int:
     return int(store.manifest["novelty"].get("k", DEFAULT_NOVELTY_K))
 
@@ -130,11 +143,7 @@ def score_vectors(store: IndexStore, vectors: np.ndarray, path: str, fingerprint
     novelty_k = _novelty_k(store)
     dist, ids, tids = _search_excluding(store.search, store, vectors, max(k, novelty_k) if in_embedding else k,
                                         exclude_tracks)
-    comp_idx = {c: i for i, c in enumerate(composers)}
-    voters = tids[:, :k].ravel()
-    neigh_comp = [comp_idx[store.track_field(t, "composer")] for t in voters if t >= 0]
-    counts = np.bincount(neigh_comp, minlength=len(composers)).astype(float)
-    votes = counts / counts.sum()
+    votes = store.head.track_proba(vectors) if store.naming == "head" else vote_shares(store, tids, k)
     best = int(np.argmax(votes))
 
     cdist = ip_to_distance(store.centroids @ mean_vector(vectors))

@@ -94,8 +94,9 @@ def test_build_writes_a_self_describing_index(built_index: Path, corpus: Path) -
     m = store.manifest
     assert m["composers"] == ["Highflute", "Lowpiano", "Strings"]
     assert set(m["files"]) == {"index.faiss", "clips.parquet", "tracks.parquet", "centroids.npy", "sound.faiss",
-                               "sound_norm.npy", "track_vectors.npy", "model.pt"}
+                               "sound_norm.npy", "track_vectors.npy", "head.npy", "model.pt"}
     assert m["novelty"]["view"] == "track" and m["index"]["kind"] == "flat"
+    assert m["naming"] == "vote"  # auto, on the audio front end
     assert store.index.ntotal == len(store.clips) == m["counts"]["clips"]
     assert len(store.tracks) == 18 and set(store.tracks.split) == {"train", "heldout"}
     # every held-out work is whole
@@ -351,6 +352,9 @@ def test_pianoroll_front_end_builds_and_names_composers_without_rendering(corpus
     assert report.failures == []
     engine = QueryEngine.open(tmp_path / "idx")
     assert engine.features.front == "pianoroll" and engine.model.dims.n_mels == 128
+    assert engine.store.naming == "head"  # auto, on the piano roll
     for style in ("Lowpiano", "Highflute", "Strings"):
         r = engine.query(write_piece(tmp_path / f"{style}.mid", style, 900))
         assert r.composer == style, (style, r.votes)
+        assert sum(r.votes.values()) == pytest.approx(1.0, abs=1e-3)
+        assert r.confidence == pytest.approx(max(r.votes.values()), abs=1e-4)

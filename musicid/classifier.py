@@ -1,0 +1,79 @@
+"""A linear composer head over the indexed clip vectors: the other way to name a composer.
+
+The k-NN vote (query.py) lets every indexed clip speak, so a composer with six
+times the clips of another wins most close calls. The head is a multinomial
+logistic regression fitted on the same indexed vectors with each composer's
+clips weighted to the same total (class-balanced, L2-regularised, as
+scikit-learn's `LogisticRegression(C=1, class_weight="balanced")`), and a track
+is named by the sum of its clips' log-probabilities. Fitted in a second on
+thousands of clips (L-BFGS, float64: the same vectors always give the same
+head). `index build --naming head` chooses it; docs/RESULTS.md has the figures
+for both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+NAMINGS = ("vote", "head")
+
+
+@dataclass(frozen=True)
+class LinearHead:
+    weights: np.ndarray  # (n_composers, d)
+    bias: np.ndarray  # (n_composers,)
+
+    def as_array(self) -> np.ndarray:
+        """(n_composers, d + 1): the weights with the bias as the last column (head.npy)."""
+        return np.concatenate([self.weights, self.bias[:, None]], axis=1).astype(np.float32)
+
+    @classmethod
+    def from_array(cls, a: np.ndarray) -> LinearHead:
+        return cls(np.asarray(a[:, :-1], np.float32), np.asarray(a[:, -1], np.float32))
+
+    def log_proba(self, vectors: np.ndarray) -> np.ndarray:
+        """(n, d) clip vectors -> (n, n_composers) log-probabilities."""
+        z = vectors.astype(np.float64) @ self.weights.T.astype(np.float64) + self.bias
+        z -= z.max(axis=1, keepdims=True)
+        return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+    def track_proba(self, vectors: np.ndarray) -> np.ndarray:
+        """One track's composer probabilities from its clips: softmax of the mean clip log-probability."""
+        mean = self.log_proba(vectors).mean(axis=0)
+        p = np.exp(mean - mean.max())
+        return p / p.sum()
+
+
+def fit_head(vectors: np.ndarray, labels: np.ndarray, n_classes: int, c: float = 1.0,
+             max_iter: int = 200) -> LinearHead:
+    """Class-balanced multinomial logistic regression: minimise sum_i w_i CE_i + ||W||^2 / (2c),
+    w_i = n / (n_present_classes * n_{y_i}); classes absent from labels get a bias that never wins."""
+    import torch
+
+    labels = np.asarray(labels, dtype=np.int64)
+    counts = np.bincount(labels, minlength=n_classes)
+    present = counts > 0
+    if present.sum() < 2:  # nothing to tell apart: the one composer present always wins
+        return LinearHead(np.zeros((n_classes, np.shape(vectors)[1]), np.float32),
+                          np.where(present, 0.0, -1e4).astype(np.float32))
+    x = torch.from_numpy(np.asarray(vectors, dtype=np.float64))
+    y = torch.from_numpy(labels)
+    sample_w = torch.from_numpy(len(labels) / (present.sum() * counts[labels].astype(np.float64)))
+    w = torch.zeros(n_classes, x.shape[1], dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(n_classes, dtype=torch.float64, requires_grad=True)
+    mask = torch.from_numpy(np.where(present, 0.0, -1e9))
+    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, tolerance_grad=1e-7, tolerance_change=1e-10,
+                            history_size=20, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        logp = torch.log_softmax(x @ w.T + b + mask, dim=1)
+        loss = -(sample_w * logp[torch.arange(len(y)), y]).sum() + (w * w).sum() / (2 * c)
+        loss.backward()  # type: ignore[no-untyped-call]
+        return loss
+
+    opt.step(closure)  # type: ignore[no-untyped-call]
+    bias = b.detach().numpy() + mask.numpy()
+    return LinearHead(w.detach().numpy().astype(np.float32), np.maximum(bias, -1e4).astype(np.float32))
