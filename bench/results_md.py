@@ -23,8 +23,20 @@ def table(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
+def _closed_rows(s: dict) -> list[tuple[str, dict]]:
+    naming = s["track"].get("naming", "vote")
+    rows = [(f"track ({naming})", s["track"])]
+    rows += [(f"track ({n})", r) for n, r in s.get("track_by_naming", {}).items() if n != naming]
+    return rows + [("clip (vote)", s["clip"])]
+
+
+def _views(s: dict) -> str:
+    return " / ".join(s.get("loco_by_view", {}))
+
+
 def render(s: dict, command: str) -> str:
     m = s["meta"]
+    naming = s["track"].get("naming", "vote")
     out = [START, "",
            f"Command: `{command}`  ",
            f"Machine: {m['machine']['platform']}, {m['machine']['cpus']} CPUs  ",
@@ -33,9 +45,10 @@ def render(s: dict, command: str) -> str:
            f"trainings)  ",
            f"Data: {m['tracks']} tracks by {', '.join(m['composers'])}; {m['failed']} could not be rendered", "",
            f"### Closed set: {m['folds']}-fold cross-validation grouped by work", "",
-           table([[lvl, f"{s[lvl]['accuracy']:.3f}", f"{s[lvl]['balanced_accuracy']:.3f}", f"{s[lvl]['macro_f1']:.3f}",
-                   str(s[lvl]["n"])] for lvl in ("track", "clip")],
-                 ["level", "accuracy", "balanced accuracy", "macro-F1", "n"]), "",
+           table([[name, f"{r['accuracy']:.3f}", f"{r['balanced_accuracy']:.3f}", f"{r['macro_f1']:.3f}", str(r["n"])]
+                  for name, r in _closed_rows(s)],
+                 ["level (naming)", "accuracy", "balanced accuracy", "macro-F1", "n"]), "",
+           f"Per composer and confusion matrix: track level, {naming} naming (the run's).", "",
            table([[c, f"{v['precision']:.2f}", f"{v['recall']:.2f}", f"{v['f1']:.2f}", str(v["support"])]
                   for c, v in s["track"]["per_label"].items()],
                  ["composer (track level)", "precision", "recall", "F1", "tracks"]), "",
@@ -57,7 +70,10 @@ def render(s: dict, command: str) -> str:
                                                               strict=True)],
                       ["seed: true \\ predicted", *b["track"]["labels"]]), ""]
         if "loco" in b:
-            out += [f"Seed leave-one-composer-out mean AUROC: {b['loco']['mean_auroc']:.3f}", ""]
+            out += ["Seed, leave one composer out (distance to the nearest anchor as the novelty score): mean "
+                    f"AUROC **{b['loco']['mean_auroc']:.3f}** ("
+                    + ", ".join(f"{c} {v['auroc']:.2f}" for c, v in b["loco"]["per_composer"].items())
+                    + f"); musicid ({s['loco'].get('view')} view): {s['loco']['mean_auroc']:.3f}.", ""]
     if "front_end_run" in s:
         r = s["front_end_run"]
         front = r["meta"]["settings"]["features"].get("front", "audio")
@@ -66,20 +82,22 @@ def render(s: dict, command: str) -> str:
         out += [f"### Side by side: the {front} front end, same {m['folds']} folds", "",
                 f"Run separately ({r['meta']['wall_seconds'] / 60:.1f} min, {r['meta']['date']}), same folds and "
                 "leave-one-composer-out splits.", "",
-                table([[name, f"{x['track']['accuracy']:.3f}", f"{x['track']['balanced_accuracy']:.3f}",
-                        f"{x['track']['macro_f1']:.3f}",
+                table([[f"{name}, {x['track'].get('naming', 'vote')}", f"{x['track']['accuracy']:.3f}",
+                        f"{x['track']['balanced_accuracy']:.3f}", f"{x['track']['macro_f1']:.3f}",
                         " / ".join(f"{v['recall']:.2f}" for v in x["track"]["per_label"].values()),
-                        " / ".join(f"{x['loco_by_view'][view]['mean_auroc']:.3f}" for view in ("embedding", "sound"))
-                        if "loco_by_view" in x else ""]
+                        " / ".join(f"{v['mean_auroc']:.3f}" for v in x.get("loco_by_view", {}).values())]
                        for name, x in rows],
-                      ["track level", "accuracy", "balanced accuracy", "macro-F1",
-                       "recall " + " / ".join(s["track"]["labels"]), "LOCO mean AUROC, embedding / sound view"]), ""]
+                      ["track level (naming)", "accuracy", "balanced accuracy", "macro-F1",
+                       "recall " + " / ".join(s["track"]["labels"]), f"LOCO mean AUROC, {_views(s)} view"]), "",
+                f"The {front} run's other naming: "
+                + "; ".join(f"{n}: macro-F1 {v['macro_f1']:.3f}, balanced {v['balanced_accuracy']:.3f}"
+                            for n, v in r.get("track_by_naming", {}).items()) + ".", ""]
     views = s.get("loco_by_view") or ({s["loco"].get("view", "embedding"): s["loco"]} if "loco" in s else {})
     if views:
         out += ["### Open set: leave one composer out", "",
                 "Train and index without one composer; score its tracks for novelty against held-out tracks of "
                 "the others; the threshold is calibrated on a third, separate set of known-composer tracks "
-                "(95% kept). The same models and splits score novelty in both views (the run's `--novelty-view` "
+                "(95% kept). The same models and splits score novelty in every view (the run's `--novelty-view` "
                 f"was {s['loco'].get('view', 'embedding')}).", ""]
         for view, lo in views.items():
             out += [f"Novelty in the **{view}** view:", "",

@@ -93,15 +93,16 @@ def print_query(console: Console, r: TrackResult) -> None:
     verdict = (f"[red]NOVEL[/red] (nearest composer {r.composer})" if r.novel
                else f"[green]{r.composer}[/green]")
     console.print(f"[b]{r.path}[/b]: {verdict}", highlight=False, soft_wrap=True)
+    how = "linear head" if r.naming == "head" else "k-NN vote"
     console.print(f"  composer {r.composer}, confidence {r.confidence:.2f} "
-                  f"(k-NN vote over {r.n_clips} clips)", highlight=False)
+                  f"({how} over {r.n_clips} clip{'s' if r.n_clips != 1 else ''})", highlight=False)
     console.print(f"  novelty {r.novelty:.4f} (threshold {r.threshold:.4f}) -> "
                   f"{'flagged novel' if r.novel else 'known composer'}", highlight=False)
     if r.known_piece:
         console.print(f"  [yellow]known piece:[/yellow] same notes as indexed track {r.known_piece}", highlight=False)
     t = Table(title="composers")
     t.add_column("composer")
-    t.add_column("vote", justify="right")
+    t.add_column("probability" if r.naming == "head" else "vote", justify="right")
     t.add_column("centroid distance", justify="right")
     for c in sorted(r.votes, key=lambda c: -r.votes[c]):
         t.add_row(c, f"{r.votes[c]:.2f}", f"{r.centroid_distances[c]:.4f}")

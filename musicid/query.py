@@ -53,9 +53,9 @@ class Neighbour:
 @dataclass
 class TrackResult:
     path: str
-    composer: str  # the k-NN vote's winner
-    confidence: float  # the winner's share of the votes, 0..1
-    votes: dict[str, float]
+    composer: str  # the winner of the index's naming (k-NN vote or linear head)
+    confidence: float  # the winner's share of the votes (or its probability), 0..1
+    votes: dict[str, float]  # every composer's share (or probability)
     centroid_distances: dict[str, float]
     novelty: float
     threshold: float
@@ -63,6 +63,7 @@ class TrackResult:
     n_clips: int
     known_piece: str | None = None  # indexed track with the same notes
     neighbours: list[Neighbour] = field(default_factory=list)
+    naming: str = "vote"  # how the composer was chosen: "vote" or "head"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -170,7 +171,7 @@ def score_vectors(store: IndexStore, vectors: np.ndarray, path: str, fingerprint
         votes={c: round(float(v), 4) for c, v in zip(composers, votes, strict=True)},
         centroid_distances={c: round(float(d), 4) for c, d in zip(composers, cdist, strict=True)},
         novelty=round(novelty, 4), threshold=store.threshold, novel=novelty > store.threshold,
-        n_clips=len(vectors), known_piece=known, neighbours=neighbours,
+        n_clips=len(vectors), known_piece=known, neighbours=neighbours, naming=store.naming,
     )
 
 

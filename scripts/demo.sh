@@ -4,6 +4,7 @@
 # composers the index has never seen. Re-running reuses the export and the render cache.
 set -euo pipefail
 MUSICID=${MUSICID:-.venv/bin/musicid}
+PYTHON=${PYTHON:-.venv/bin/python}
 DEMO=${DEMO:-demo}
 KNOWN=bach,palestrina,monteverdi
 UNSEEN=haydn,josquin
@@ -11,24 +12,16 @@ UNSEEN=haydn,josquin
 $MUSICID corpus export "$DEMO/corpus" --composers "$KNOWN" --max-works 40
 $MUSICID corpus export "$DEMO/unseen" --composers "$UNSEEN" --max-works 6
 
-# every 8th work of each known composer is held out of the index, into the test folder
-rm -rf "$DEMO/train" "$DEMO/test"
-mkdir -p "$DEMO/train" "$DEMO/test"
-for dir in "$DEMO"/corpus/*/; do
-  composer=$(basename "$dir")
-  mkdir -p "$DEMO/train/$composer"
-  n=0
-  for f in "$dir"*.mid; do
-    n=$((n + 1))
-    if (( n % 8 == 0 )); then cp "$f" "$DEMO/test/known-$composer-$(basename "$f")"
-    else cp "$f" "$DEMO/train/$composer/"; fi
-  done
-done
+# music21's file names: a Bach chorale is its BWV number, a Monteverdi madrigal is its own work
+# (madrigal.<book>.<number>), a Palestrina mass movement belongs to its mass (Kyrie_66_b -> 66)
+WORKS='(bwv\d+|madrigal\.\d+\.\d+|(?<=_)\d+(?=_|$)|^[A-Za-z]+$)'
+# about one work in eight of each known composer is held out of the index, into the test folder, whole
+$PYTHON scripts/demo_split.py "$DEMO/corpus" "$DEMO/train" "$DEMO/test" --group-by "$WORKS" --fraction 0.125
 for f in "$DEMO"/unseen/*/*.mid; do
   cp "$f" "$DEMO/test/unseen-$(basename "$(dirname "$f")")-$(basename "$f")"
 done
 
-$MUSICID index build "$DEMO/train" --out "$DEMO/index"
+$MUSICID index build "$DEMO/train" --out "$DEMO/index" --group-by "$WORKS"
 held_out=$(ls "$DEMO"/test/known-Bach-*.mid | head -n 1)
 $MUSICID query "$held_out" --index "$DEMO/index"
 $MUSICID report --novel "$DEMO/test" --index "$DEMO/index" --csv "$DEMO/report.csv"

@@ -48,7 +48,7 @@ def test_index_build_errors_are_one_line(tmp_path: Path) -> None:
     code, _, err = run("index", "build", data, "--soundfont", tmp_path / "none.sf2", "--out", tmp_path / "i")
     assert code == 1 and err.strip() == f"error: SoundFont not found: {tmp_path / 'none.sf2'}"
     assert not (tmp_path / "i").exists()
-    for opt, bad in (("--index-type", "annoy"), ("--novelty-view", "vibes")):
+    for opt, bad in (("--index-type", "annoy"), ("--novelty-view", "vibes"), ("--naming", "astrology")):
         code, _, err = run("index", "build", data, opt, bad, "--out", tmp_path / "i")
         assert code == 2 and len(err.strip().splitlines()) == 1 and f"not '{bad}'" in err
     assert not (tmp_path / "i").exists()

@@ -53,6 +53,11 @@ def test_grouped_cross_validation_runs_end_to_end(tmp_path: Path) -> None:
     s = result.summary
     assert s["track"]["n"] == 18 and s["clip"]["n"] > 18
     assert s["track"]["accuracy"] >= 0.8  # three clearly different toy styles
+    # both namings from the same models; the run's own (auto: vote on audio) is the headline
+    assert s["track"]["naming"] == "vote" and set(s["track_by_naming"]) == {"vote", "head"}
+    assert s["track_by_naming"]["vote"]["accuracy"] == s["track"]["accuracy"]
+    assert s["track_by_naming"]["head"]["n"] == 18
+    assert set(s["loco_by_view"]) == {"track", "embedding", "sound"} and s["loco"]["view"] == "track"
     # no work straddles folds: both movements of each toy work share a fold
     by_work: dict[str, set[int]] = {}
     for path, f in s["fold_of"].items():
