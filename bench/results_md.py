@@ -30,8 +30,29 @@ def _closed_rows(s: dict) -> list[tuple[str, dict]]:
     return rows + [("clip (vote)", s["clip"])]
 
 
+def _cached(m: dict) -> str:
+    return f", {m['models_from_cache']} of them from the model cache" if "models_from_cache" in m else ""
+
+
 def _views(s: dict) -> str:
     return " / ".join(s.get("loco_by_view", {}))
+
+
+def _targets(runs: list[tuple[str, dict]]) -> list[str]:
+    """The issue's targets against each run: met or not, with the figure."""
+    def mark(ok: bool, text: str) -> str:
+        return f"{text} {'(met)' if ok else '(not met)'}"
+
+    rows = []
+    for name, x in runs:
+        t = x["track"]
+        low = min(v["recall"] for v in t["per_label"].values())
+        lo = x.get("loco", {}).get("mean_auroc")
+        rows.append([name, mark(t["macro_f1"] >= 0.90, f"{t['macro_f1']:.3f}"), mark(low >= 0.80, f"{low:.2f}"),
+                     mark(lo is not None and lo >= 0.90, f"{lo:.3f}" if lo is not None else "-")])
+    return ["Against the targets (macro-F1 >= 0.90, every recall >= 0.80, leave-one-composer-out mean AUROC "
+            ">= 0.90):", "",
+            table(rows, ["front end", "macro-F1", "lowest recall", "LOCO mean AUROC"]), ""]
 
 
 def render(s: dict, command: str) -> str:
@@ -42,7 +63,7 @@ def render(s: dict, command: str) -> str:
            f"Machine: {m['machine']['platform']}, {m['machine']['cpus']} CPUs  ",
            f"Date: {m['date']}; musicid {m['musicid_version']}; wall time {m['wall_seconds'] / 60:.1f} min "
            f"({m['folds']} folds + {len(s.get('loco', {}).get('per_composer', {}))} leave-one-composer-out "
-           f"trainings)  ",
+           f"models{_cached(m)}{' + the seed baseline' if 'baseline' in s else ''})  ",
            f"Data: {m['tracks']} tracks by {', '.join(m['composers'])}; {m['failed']} could not be rendered", "",
            f"### Closed set: {m['folds']}-fold cross-validation grouped by work", "",
            table([[name, f"{r['accuracy']:.3f}", f"{r['balanced_accuracy']:.3f}", f"{r['macro_f1']:.3f}", str(r["n"])]
@@ -91,7 +112,13 @@ def render(s: dict, command: str) -> str:
                        "recall " + " / ".join(s["track"]["labels"]), f"LOCO mean AUROC, {_views(s)} view"]), "",
                 f"The {front} run's other naming: "
                 + "; ".join(f"{n}: macro-F1 {v['macro_f1']:.3f}, balanced {v['balanced_accuracy']:.3f}"
-                            for n, v in r.get("track_by_naming", {}).items()) + ".", ""]
+                            for n, v in r.get("track_by_naming", {}).items()
+                            if n != r["track"].get("naming")) + ".", ""]
+        if "loco" in r:
+            out += [f"The {front} run, leave one composer out, {r['loco'].get('view')} view: "
+                    + ", ".join(f"{c} {v['auroc']:.2f}" for c, v in r["loco"]["per_composer"].items())
+                    + f" (mean {r['loco']['mean_auroc']:.3f}).", ""]
+        out += _targets([("audio (default)", s), (f"{front}", r)])
     views = s.get("loco_by_view") or ({s["loco"].get("view", "embedding"): s["loco"]} if "loco" in s else {})
     if views:
         out += ["### Open set: leave one composer out", "",

@@ -189,6 +189,7 @@ def evaluate(data_dir: str | Path, options: EvalOptions = EvalOptions(),
     done = 0
 
     naming = naming_for(b)
+    models_cached = 0  # of the fold and leave-one-composer-out models, how many the model cache held
     y_true: list[str] = []
     y_pred: dict[str, list[str]] = {n: [] for n in NAMINGS}
     clip_true: list[str] = []
@@ -199,7 +200,8 @@ def evaluate(data_dir: str | Path, options: EvalOptions = EvalOptions(),
         train_idx, test_idx = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
         if len({composers_of[i] for i in train_idx}) < 2 or not len(test_idx):
             raise TrainingError(f"fold {f} has too few composers or tracks; use fewer --folds")
-        model, _, _ = train_or_load(prepared, composers_of, train_idx, composers, b)
+        model, _, cached = train_or_load(prepared, composers_of, train_idx, composers, b)
+        models_cached += cached
         vectors = _embed_all(model, prepared)
         store = _store_for(prepared, composers_of, vectors, stats, train_idx, groups, composers, b)
         fold_true, fold_pred = [], []
@@ -233,7 +235,8 @@ def evaluate(data_dir: str | Path, options: EvalOptions = EvalOptions(),
         loco: dict[str, dict[str, Any]] = {view: {} for view in VIEWS}
         for c, (train_idx, calib_idx, known_test, novel_idx) in splits.items():
             known_composers = sorted({composers_of[i] for i in train_idx})
-            model, _, _ = train_or_load(prepared, composers_of, train_idx, known_composers, b)
+            model, _, cached = train_or_load(prepared, composers_of, train_idx, known_composers, b)
+            models_cached += cached
             vectors = _embed_all(model, prepared)
             store = _store_for(prepared, composers_of, vectors, stats, train_idx, groups, known_composers, b)
             for view in VIEWS:
@@ -259,7 +262,7 @@ def evaluate(data_dir: str | Path, options: EvalOptions = EvalOptions(),
     out["meta"] = {
         "data_dir": str(Path(data_dir).resolve()), "tracks": len(prepared), "composers": composers,
         "failed": len(results) - len(prepared), "folds": options.folds, "k": options.k,
-        "wall_seconds": round(time.monotonic() - t_start, 1),
+        "wall_seconds": round(time.monotonic() - t_start, 1), "models_from_cache": models_cached,
         "date": datetime.now(UTC).isoformat(timespec="seconds"), "musicid_version": __version__,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "settings": {"features": b.features.as_dict(), "dims": asdict(b.dims), "train": asdict(b.train),
