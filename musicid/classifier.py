@@ -46,13 +46,20 @@ class LinearHead:
         return p / p.sum()
 
 
+MAX_FIT = 200_000  # clips a head is fitted on at most: a fixed random sample above (memory and time bound)
+
+
 def fit_head(vectors: np.ndarray, labels: np.ndarray, n_classes: int, c: float = 1.0,
-             max_iter: int = 200) -> LinearHead:
+             max_iter: int = 200, max_fit: int = MAX_FIT) -> LinearHead:
     """Class-balanced multinomial logistic regression: minimise sum_i w_i CE_i + ||W||^2 / (2c),
-    w_i = n / (n_present_classes * n_{y_i}); classes absent from labels get a bias that never wins."""
+    w_i = n / (n_present_classes * n_{y_i}); classes absent from labels get a bias that never wins.
+    Above max_fit clips, a fixed random sample of max_fit is fitted on."""
     import torch
 
     labels = np.asarray(labels, dtype=np.int64)
+    if len(labels) > max_fit:
+        pick = np.sort(np.random.default_rng(0).choice(len(labels), max_fit, replace=False))
+        vectors, labels = np.asarray(vectors)[pick], labels[pick]
     counts = np.bincount(labels, minlength=n_classes)
     present = counts > 0
     if present.sum() < 2:  # nothing to tell apart: the one composer present always wins

@@ -49,3 +49,14 @@ def test_a_composer_without_clips_never_wins_and_one_composer_always_does() -> N
     assert set(head.log_proba(rng.normal(0.75, 3.0, (500, 2))).argmax(1)) <= {0, 2}
     alone = fit_head(x, np.ones(len(x), int), 3)
     assert set(alone.log_proba(x).argmax(1)) == {1}
+
+
+def test_a_large_index_is_fitted_on_a_bounded_sample() -> None:
+    rng = np.random.default_rng(3)
+    x, y = _blobs(rng, 3000, 3000)
+    small = fit_head(x, y, 2, max_fit=1000)
+    full = fit_head(x, y, 2)
+    assert not np.allclose(small.weights, full.weights)  # another fit...
+    agree = (small.log_proba(x).argmax(1) == full.log_proba(x).argmax(1)).mean()
+    assert agree > 0.95  # ...that names nearly every point the same way
+    assert np.array_equal(fit_head(x, y, 2, max_fit=1000).weights, small.weights)  # and the same sample each time
