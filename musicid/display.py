@@ -80,6 +80,7 @@ def print_index_info(console: Console, store: IndexStore) -> None:
         ("features", ", ".join(f"{k}={v}" for k, v in m["features"].items())),
         ("render", f"{m['render']['settings']['sample_rate']} Hz, SoundFont "
                    f"{m['render']['settings']['soundfont'] or 'TimGM6mb.sf2 (pretty_midi)'}"),
+        ("naming", "linear head (classifier.py)" if m.get("naming") == "head" else "k-NN vote over clips"),
         ("novelty", f"threshold {nov['threshold']} in the {nov.get('view', 'embedding')} view "
                     f"({nov['rule']}" + (f"; k={nov['k']})" if nov.get("view") != "track" else ")")),
         ("held-out accuracy", f"{nov['calibration']['accuracy']:.1%} on {nov['calibration']['tracks']} tracks"),

@@ -136,7 +136,7 @@ def score_vectors(store: IndexStore, vectors: np.ndarray, path: str, fingerprint
 
     stats: the clips' sound statistics (novelty.clip_stats), needed when the index scores
     novelty in the sound view. exclude_tracks: indexed track ids to ignore (leave-one-out
-    calibration).
+    calibration on tiny data); the linear head is not refitted without them.
     """
     composers = store.composers
     # in the embedding view one search serves the vote and the novelty score
