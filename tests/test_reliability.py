@@ -48,6 +48,12 @@ def assert_same_index(a: Path, b: Path, atol: float = 1e-5) -> None:
     for key in va:
         np.testing.assert_allclose(va[key], vb[key], atol=atol)
     np.testing.assert_allclose(sa.centroids, sb.centroids, atol=atol)
+    # the track view's vectors, by track, and the linear head (refitted by an edit) agree too
+    tv = [dict(zip(s.tracks["path"], s.track_vectors, strict=True)) for s in (sa, sb)]
+    for path in tv[0]:
+        np.testing.assert_allclose(tv[0][path], tv[1][path], atol=atol)
+    every = np.stack(list(va.values()))
+    np.testing.assert_allclose(sa.head.log_proba(every), sb.head.log_proba(every), atol=1e-3)
     for s in (sa, sb):  # the sound view holds exactly the indexed clips (its standardisation is kept by edits)
         ids, _ = store_vectors(s, "sound")
         assert sorted(ids.tolist()) == sorted(s.clips["clip_id"].tolist())
