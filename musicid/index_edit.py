@@ -20,12 +20,11 @@ import pandas as pd
 import torch
 
 from .cache import FeatureCache, default_cache_dir
-from .classifier import fit_head
 from .dataset import group_works, scan_labelled, work_key
 from .embedder import embed_clips
 from .errors import DataDirError
-from .index_store import IndexStore, load_store, make_faiss_index, publish, store_vectors, track_means
-from .indexer import composer_centroids
+from .index_store import IndexStore, load_store, make_faiss_index, publish, store_vectors
+from .indexer import derived_parts
 from .novelty import clip_stats
 from .prepare import Failure, Prepared, prepare_many
 from .query import QueryEngine
@@ -45,26 +44,22 @@ class EditReport:
 def _rebuild(store: IndexStore, tracks: pd.DataFrame, clips: pd.DataFrame, ids: np.ndarray,
              vectors: np.ndarray, sound: np.ndarray, note: str) -> IndexStore:
     """A store holding exactly these rows and vectors (embeddings and sound vectors, row for row),
-    with composers and centroids recomputed. The sound view keeps its standardisation, as the
-    threshold keeps its calibration."""
+    with composers, centroids, track vectors and the linear head recomputed. The sound view keeps
+    its standardisation, as the threshold keeps its calibration."""
     composers = sorted(tracks["composer"].unique())
     order = np.argsort(ids)
     ids, vectors, sound = ids[order], vectors[order], sound[order]
     clips = clips.sort_values("clip_id").reset_index(drop=True)
     assert np.array_equal(ids, clips["clip_id"].to_numpy()), "vectors and clip rows disagree"
-    per_track = [vectors[(clips["track_id"] == t).to_numpy()] for t in tracks["track_id"]]
-    centroids = composer_centroids(per_track, list(tracks["composer"]), composers)
+    tracks = tracks.reset_index(drop=True)
+    centroids, means, head = derived_parts(vectors, clips["track_id"].to_numpy(), tracks["track_id"].to_numpy(),
+                                           list(tracks["composer"]), composers)
     manifest = dict(store.manifest)
     manifest["composers"] = composers
     manifest["counts"] = {**manifest["counts"], "tracks": len(tracks), "clips": len(clips)}
     manifest["edits"] = [*manifest.get("edits", []),
                          {"at": datetime.now(UTC).isoformat(timespec="seconds"), "what": note}]
     kind = manifest.get("index", {}).get("kind", "auto")
-    tracks = tracks.reset_index(drop=True)
-    means = track_means(vectors, clips["track_id"].to_numpy(), tracks["track_id"].to_numpy())
-    composer_of = dict(zip(tracks["track_id"], tracks["composer"], strict=True))
-    labels = np.array([composers.index(composer_of[t]) for t in clips["track_id"]])
-    head = fit_head(vectors, labels, len(composers))
     return IndexStore(make_faiss_index(vectors, ids, kind), clips, tracks, centroids, manifest,
                       make_faiss_index(sound, ids, kind), store.sound_norm, means, head)
 

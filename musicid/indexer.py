@@ -23,7 +23,7 @@ import torch
 
 from . import __version__
 from .cache import FeatureCache, default_cache_dir, settings_digest, without_later_defaults
-from .classifier import fit_head
+from .classifier import LinearHead, fit_head
 from .dataset import group_works, holdout_split, scan_labelled, work_key
 from .embedder import (
     Embedder,
@@ -178,26 +178,40 @@ def make_store(prepared: list[Prepared], composers_of: list[str], vectors: list[
     all_stats = np.concatenate([stats[i] for i in idx]) if len(idx) else np.zeros((0, 1), np.float32)
     norm = SoundNorm.fit(all_stats)
     sound_index = make_faiss_index(norm.vectors(all_stats), clip_ids, index_kind)
-    centroids = composer_centroids([vectors[i] for i in idx], [composers_of[i] for i in idx], all_composers)
-    means = track_means(all_vecs, clips["track_id"].to_numpy(), tracks["track_id"].to_numpy()) if len(idx) else \
-        np.zeros((0, d), np.float32)
-    labels = np.concatenate([np.full(len(vectors[i]), all_composers.index(composers_of[i])) for i in idx]) \
-        if len(idx) else np.zeros(0, np.int64)
-    head = fit_head(all_vecs, labels, len(all_composers))
+    centroids, means, head = derived_parts(all_vecs, clips["track_id"].to_numpy(), np.arange(len(idx)),
+                                           [composers_of[i] for i in idx], all_composers)
     return IndexStore(index, clips, tracks, centroids, manifest, sound_index, norm, means, head)
 
 
-def composer_centroids(track_vectors: Sequence[np.ndarray], track_composers: Sequence[str],
+def composer_centroids(track_vectors: np.ndarray, track_composers: Sequence[str],
                        composers: Sequence[str]) -> np.ndarray:
-    """Unit mean of each composer's unit track means (every track weighs the same)."""
-    d = track_vectors[0].shape[1]
-    out = np.zeros((len(composers), d), dtype=np.float32)
+    """Unit mean of each composer's unit track means (every track weighs the same).
+
+    track_vectors: (n_tracks, d) unit mean clip vector per track (index_store.track_means)."""
+    out = np.zeros((len(composers), track_vectors.shape[1]), dtype=np.float32)
+    of = np.asarray(track_composers)
     for ci, c in enumerate(composers):
-        means = [v.mean(axis=0) for v, tc in zip(track_vectors, track_composers, strict=True) if tc == c]
-        if means:
-            m = np.mean([v / (np.linalg.norm(v) + 1e-12) for v in means], axis=0)
+        mine = track_vectors[of == c]
+        if len(mine):
+            m = mine.mean(axis=0)
             out[ci] = m / (np.linalg.norm(m) + 1e-12)
     return out
+
+
+def derived_parts(vectors: np.ndarray, clip_tracks: np.ndarray, track_ids: np.ndarray,
+                  track_composers: Sequence[str],
+                  composers: Sequence[str]) -> tuple[np.ndarray, np.ndarray, LinearHead]:
+    """What a store derives from its clip vectors (n_clips, d), clip_tracks (the track id of each
+    row) and its tracks: the composer centroids, the track vectors (the track view) and the
+    linear head (classifier.py), in `composers` order."""
+    track_ids = np.asarray(track_ids)
+    means = track_means(vectors, np.asarray(clip_tracks), track_ids)
+    centroids = composer_centroids(means, track_composers, composers)
+    track_label = np.array([list(composers).index(c) for c in track_composers], dtype=np.int64)
+    order = np.argsort(track_ids)
+    labels = track_label[order[np.searchsorted(track_ids[order], clip_tracks)]] if len(track_ids) else \
+        np.zeros(0, np.int64)
+    return centroids, means, fit_head(vectors, labels, len(composers))
 
 
 def _model_cache_path(options: BuildOptions, training_set: list[tuple[str, str]]) -> Path | None:
