@@ -31,7 +31,7 @@ from .indexer import BuildOptions, make_store, naming_for, train_or_load
 from .metrics import auroc, classification_report, fpr_at_tpr
 from .novelty import VIEWS, clip_stats
 from .prepare import Prepared, prepare_many
-from .query import DEFAULT_K, calibrate_threshold, track_novelty, vote_shares
+from .query import DEFAULT_K, calibrate_threshold, neighbour_composers, shares, track_novelty
 
 ProgressFn = Callable[[str, int, int], None]
 
@@ -59,11 +59,11 @@ def _name_both_ways(store: Any, vecs: np.ndarray, k: int) -> tuple[dict[str, str
     """One held-out track's composer by each naming (vote, head), and each clip's own k-NN vote
     winner, from one search."""
     _, ids = store.search(vecs, k)
-    tids = store.track_of(ids)
+    voters = neighbour_composers(store, store.track_of(ids)[:, :k])  # each neighbour's composer, looked up once
     composers = store.composers
-    named = {"vote": composers[int(np.argmax(vote_shares(store, tids, k)))],
+    named = {"vote": composers[int(np.argmax(shares(voters, len(composers))))],
              "head": composers[int(np.argmax(store.head.track_proba(vecs)))]}
-    clips = [composers[int(np.argmax(vote_shares(store, row[None], k)))] for row in tids]
+    clips = [composers[int(np.argmax(shares(row, len(composers))))] for row in voters]
     return named, clips
 
 
@@ -266,7 +266,7 @@ def evaluate(data_dir: str | Path, options: EvalOptions = EvalOptions(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"), "musicid_version": __version__,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "settings": {"features": b.features.as_dict(), "dims": asdict(b.dims), "train": asdict(b.train),
-                     "naming": naming_for(b),
+                     "naming": naming,
                      "novelty": {"view": b.novelty_view, "k": b.novelty_k, "keep": b.novelty_keep}},
     }
     return EvalResult(out, map_vectors, composers_of, [bool(fold[i] == 0) for i in range(len(prepared))])

@@ -91,13 +91,24 @@ def _search_excluding(search: Callable[[np.ndarray, int], tuple[np.ndarray, np.n
     return dist, ids, tids
 
 
+def neighbour_composers(store: IndexStore, neighbour_tracks: np.ndarray) -> np.ndarray:
+    """The composer (index in store.composers) of each neighbour track id, -1 where there is none."""
+    comp_idx = {c: i for i, c in enumerate(store.composers)}
+    out = np.full(neighbour_tracks.shape, -1, dtype=np.int64)
+    found = neighbour_tracks >= 0
+    out[found] = [comp_idx[store.track_field(t, "composer")] for t in neighbour_tracks[found]]
+    return out
+
+
 def vote_shares(store: IndexStore, neighbour_tracks: np.ndarray, k: int) -> np.ndarray:
     """Each composer's share of the votes cast by the tracks of every clip's k nearest indexed clips
     (neighbour_tracks: (n_clips, >= k) track ids, -1 where none), in store.composers order."""
-    comp_idx = {c: i for i, c in enumerate(store.composers)}
-    voters = neighbour_tracks[:, :k].ravel()
-    counts = np.bincount([comp_idx[store.track_field(t, "composer")] for t in voters if t >= 0],
-                         minlength=len(comp_idx)).astype(float)
+    return shares(neighbour_composers(store, neighbour_tracks[:, :k]), len(store.composers))
+
+
+def shares(voters: np.ndarray, n_composers: int) -> np.ndarray:
+    """Each composer's share of the votes (composer indices, -1 = no vote)."""
+    counts = np.bincount(voters[voters >= 0], minlength=n_composers).astype(float)
     return counts / max(counts.sum(), 1.0)
 
 
