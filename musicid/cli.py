@@ -81,18 +81,19 @@ def _index_dir(index: Path | None) -> Path:
 
 VIEWS = ("track", "embedding", "sound")  # novelty.VIEWS, without importing numpy for --help
 INDEX_KINDS = ("auto", "flat", "ivf", "ivfpq", "hnsw")
-FRONTS = ("audio", "pianoroll")  # features.FRONTS, without importing torch for --help
+FRONTS = ("audio", "pianoroll", "ensemble")  # features.FRONTS, without importing torch for --help
 FEATURES_OPT = typer.Option("audio", "--features",
-                            help="What the embedder hears: audio (log-mel of the FluidSynth rendering) or "
-                                 "pianoroll (the notes straight from the MIDI, no rendering).")
+                            help="What the embedder hears: audio (log-mel of the FluidSynth rendering), "
+                                 "pianoroll (the notes straight from the MIDI, no rendering) or ensemble "
+                                 "(the piano roll once per instrument family: keys, strings, voices, winds).")
 PITCH_SHIFT_OPT = typer.Option(2, "--pitch-shift", min=0,
                                help="Training augmentation: shift each batch by up to this many rows "
-                                    "(mel bins, or semitones with --features pianoroll).")
+                                    "(mel bins, or semitones with a piano roll).")
 NAMINGS = ("auto", "vote", "head")  # classifier.NAMINGS and auto
 NAMING_OPT = typer.Option("auto", "--naming",
                           help="How a track's composer is chosen: vote (its clips' nearest indexed clips vote), "
                                "head (a class-balanced linear classifier on the indexed clips), or auto: vote "
-                               "with audio, head with pianoroll (docs/RESULTS.md).")
+                               "with audio, head with the piano rolls (docs/RESULTS.md).")
 NOVELTY_VIEW_OPT = typer.Option("track", "--novelty-view",
                                 help="Score novelty as the distance from a track's mean embedding to the nearest "
                                      "indexed track's (track), from its clips to the nearest indexed clips "
@@ -101,9 +102,9 @@ NOVELTY_VIEW_OPT = typer.Option("track", "--novelty-view",
 
 
 def _feature_settings(front: str) -> Any:
-    from .features import FeatureSettings, pianoroll_settings
+    from .features import FeatureSettings, ensemble_settings, pianoroll_settings
 
-    return pianoroll_settings() if front == "pianoroll" else FeatureSettings()
+    return {"pianoroll": pianoroll_settings, "ensemble": ensemble_settings}.get(front, FeatureSettings)()
 
 
 def _check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:

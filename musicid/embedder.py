@@ -11,7 +11,7 @@ import io
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,8 @@ ProgressFn = Callable[[str, int, int], None]
 
 @dataclass(frozen=True)
 class EmbedderDims:
-    n_mels: int = 96
+    n_mels: int = 96  # rows of a clip, all planes together
+    in_channels: int = 1  # planes stacked in those rows (the ensemble roll's instrument families)
     width: int = 24  # channels of the first block; doubled at each of the next
     n_blocks: int = 4
     embed_dim: int = 128
@@ -52,12 +53,19 @@ class TrainSettings:
     pitch_shift: int = 2  # augmentation: rows (mel bins, or semitones of a piano roll) a batch may move
 
 
+def dims_for(dims: EmbedderDims, features: FeatureSettings) -> EmbedderDims:
+    """dims shaped for what the front end produces: its rows, and the planes stacked in them."""
+    return replace(dims, n_mels=features.n_mels, in_channels=features.channels)
+
+
 class Embedder(nn.Module):
     def __init__(self, dims: EmbedderDims):
         super().__init__()
+        if dims.n_mels % dims.in_channels:
+            raise ValueError(f"{dims.n_mels} rows do not split into {dims.in_channels} planes")
         self.dims = dims
         layers: list[nn.Module] = [
-            nn.Conv2d(1, dims.width, 5, stride=2, padding=2, bias=False),
+            nn.Conv2d(dims.in_channels, dims.width, 5, stride=2, padding=2, bias=False),
             nn.BatchNorm2d(dims.width),
             nn.ReLU(inplace=True),
         ]
@@ -78,7 +86,8 @@ class Embedder(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """x: (batch, n_mels, frames) log-mel clips -> (batch, embed_dim) unit vectors."""
         x = x - x.mean(dim=(-2, -1), keepdim=True)  # invariant to overall loudness
-        h = self.body(x.unsqueeze(1).contiguous(memory_format=torch.channels_last))
+        x = x.reshape(x.shape[0], self.dims.in_channels, -1, x.shape[-1])  # (batch, planes, rows, frames)
+        h = self.body(x.contiguous(memory_format=torch.channels_last))
         h = h.mean(dim=2)  # pool frequency: (batch, channels, time)
         h = torch.cat([h.mean(dim=-1), h.amax(dim=-1)], dim=1)
         return F.normalize(self.head(h), dim=-1)
@@ -135,11 +144,13 @@ class TrainReport:
     losses: list[float] = field(default_factory=list)
 
 
-def _augment(x: Tensor, gen: torch.Generator, max_shift: int = 2) -> Tensor:
-    """Random gain and a random shift of up to max_shift rows (a small pitch/timbre change)."""
+def _augment(x: Tensor, gen: torch.Generator, max_shift: int = 2, planes: int = 1) -> Tensor:
+    """Random gain and a random shift of up to max_shift rows (a small pitch/timbre change),
+    within each of the clip's stacked planes."""
     shift = int(torch.randint(-max_shift, max_shift + 1, (1,), generator=gen))
     if shift:
-        x = torch.roll(x, shift, dims=-2)
+        b, rows, frames = x.shape
+        x = torch.roll(x.reshape(b, planes, rows // planes, frames), shift, dims=-2).reshape(b, rows, frames)
     return x + (torch.rand(x.shape[0], 1, 1, generator=gen) - 0.5)
 
 
@@ -180,7 +191,7 @@ def train_embedder(
             ])
             starts = rng.integers(0, clips.shape[-1] - crop + 1, size=len(idx))
             batch = torch.stack([clips[i, :, s:s + crop] for i, s in zip(idx, starts, strict=True)]).float()
-            batch = _augment(batch, gen, settings.pitch_shift)
+            batch = _augment(batch, gen, settings.pitch_shift, dims.in_channels)
             y = torch.from_numpy(np.repeat(chosen, k))
             loss = LOSSES[settings.mining](model(batch), y, settings.margin)
             opt.zero_grad(set_to_none=True)

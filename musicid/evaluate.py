@@ -25,7 +25,7 @@ from . import __version__
 from .cache import FeatureCache
 from .classifier import NAMINGS
 from .dataset import group_works, holdout_split, kfold_groups, scan_labelled, work_key
-from .embedder import Embedder, embed_clips
+from .embedder import Embedder, dims_for, embed_clips
 from .errors import TrainingError
 from .indexer import BuildOptions, make_store, naming_for, train_or_load
 from .metrics import auroc, classification_report, fpr_at_tpr
@@ -174,7 +174,7 @@ def evaluate(data_dir: str | Path, options: EvalOptions = EvalOptions(),
     """Run every fold and every leave-one-composer-out split; return a JSON-ready result."""
     t_start = time.monotonic()
     b = options.build
-    b = replace(b, dims=replace(b.dims, n_mels=b.features.n_mels))  # the embedder takes the front end's rows
+    b = replace(b, dims=dims_for(b.dims, b.features))  # the embedder takes the front end's rows
     refs, _ = scan_labelled(data_dir, min_composers=2)
     cache = FeatureCache(b.cache_dir, {"render": b.render.identity(), "features": b.features.as_dict()})
     results = prepare_many([r.path for r in refs], b.render, b.features, cache, b.workers, progress)

@@ -5,7 +5,9 @@ torch.stft, log10 with a dynamic-range floor. No torchaudio, no file I/O.
 
 The "pianoroll" front end skips the audio: 128 pitch rows straight from the
 MIDI notes (velocity while a note sounds), 10 frames a second, cut into the same
-30-s clips for the same embedder.
+30-s clips for the same embedder. The "ensemble" front end is the same roll once
+per instrument family (keyboards and the rest, strings, voices, winds; by each
+channel's General MIDI program), stacked: the notes, and who plays them.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ HOP_LENGTH = 640  # 40 ms: 25 frames a second at 16 kHz
 N_MELS = 96
 CLIP_SECONDS = 30
 TOP_DB = 80.0  # dynamic range kept below each track's peak
-FRONTS = ("audio", "pianoroll")  # what the embedder is fed: the rendered audio, or the notes themselves
+FRONTS = ("audio", "pianoroll", "ensemble")  # the rendered audio; the notes; the notes per instrument family
+FAMILIES = ("keys", "strings", "voices", "winds")  # the ensemble roll's channels, in order
 
 
 def exact_div(x: int, y: int) -> int:
@@ -45,11 +48,21 @@ class FeatureSettings:
     clip_seconds: int = CLIP_SECONDS
     clip_hop_seconds: int = 15  # clips overlap by half
     max_clips: int = 40  # per track
-    front: str = "audio"  # "audio": log-mel of the rendered track; "pianoroll": notes straight from the MIDI
+    front: str = "audio"  # "audio": log-mel of the rendered track; "pianoroll"/"ensemble": notes from the MIDI
 
     def __post_init__(self) -> None:
         if self.front not in FRONTS:
             raise ValueError(f"unknown front end {self.front!r} ({', '.join(FRONTS)})")
+
+    @property
+    def from_notes(self) -> bool:
+        """The front end reads the notes: nothing is rendered."""
+        return self.front != "audio"
+
+    @property
+    def channels(self) -> int:
+        """Stacked planes of n_mels // channels rows each (one per instrument family for "ensemble")."""
+        return len(FAMILIES) if self.front == "ensemble" else 1
 
     @property
     def frames_per_second(self) -> float:
@@ -75,25 +88,49 @@ def pianoroll_settings() -> FeatureSettings:
     return FeatureSettings(n_mels=128, hop_length=1600, front="pianoroll")
 
 
+def ensemble_settings() -> FeatureSettings:
+    """The ensemble front end: the piano roll once per instrument family, 4 x 128 rows."""
+    return FeatureSettings(n_mels=128 * len(FAMILIES), hop_length=1600, front="ensemble")
+
+
+def program_family(program: int) -> int:
+    """General MIDI program (0-127) -> index into FAMILIES: strings 40-51 (solo and ensembles),
+    voices 52-54 (choir, voice, synth voice), winds 56-79 (brass, reeds, pipes); everything
+    else -- pianos, organs, guitars, harps' neighbours, synths -- is "keys"."""
+    if 40 <= program <= 51:
+        return 1
+    if 52 <= program <= 54:
+        return 2
+    if 56 <= program <= 79:
+        return 3
+    return 0
+
+
 def piano_roll(events: Any, duration: float, settings: FeatureSettings) -> torch.Tensor:
-    """(128, frames): each pitched note's velocity / 127 while it sounds (the louder of
-    overlapping notes); drums left out. events as midi.Midi.events."""
-    from .midi import DRUM_CHANNEL, NOTE_OFF, NOTE_ON
+    """(128 * channels, frames): each pitched note's velocity / 127 while it sounds (the louder
+    of overlapping notes); drums left out. With the ensemble front end, a note goes to the plane
+    of its channel's instrument family at the time it starts (program 0 until a program change).
+    events as midi.Midi.events."""
+    from .midi import DRUM_CHANNEL, NOTE_OFF, NOTE_ON, PROGRAM
 
     fps = settings.frames_per_second
     n = max(1, int(duration * fps) + 1)
-    roll = torch.zeros(128, n)
-    sounding: dict[tuple[int, int], list[tuple[float, int]]] = {}
+    by_family = settings.channels > 1
+    roll = torch.zeros(128 * settings.channels, n)
+    family = [0] * 16  # per MIDI channel
+    sounding: dict[tuple[int, int], list[tuple[float, int, int]]] = {}
     for t, kind, ch, pitch, vel in events:
         if ch == DRUM_CHANNEL:
             continue
-        if kind == NOTE_ON:
-            sounding.setdefault((ch, pitch), []).append((t, vel))
+        if kind == PROGRAM:
+            family[ch] = program_family(pitch) if by_family else 0
+        elif kind == NOTE_ON:
+            sounding.setdefault((ch, pitch), []).append((t, vel, 128 * family[ch] + pitch))
         elif kind == NOTE_OFF and sounding.get((ch, pitch)):
-            start, v = sounding[(ch, pitch)].pop(0)
+            start, v, row = sounding[(ch, pitch)].pop(0)
             i0 = min(int(start * fps), n - 1)
             i1 = min(max(i0 + 1, int(t * fps)), n)
-            roll[pitch, i0:i1] = torch.clamp(roll[pitch, i0:i1], min=v / 127.0)
+            roll[row, i0:i1] = torch.clamp(roll[row, i0:i1], min=v / 127.0)
     return roll
 
 

@@ -30,6 +30,7 @@ from .embedder import (
     EmbedderDims,
     TrainReport,
     TrainSettings,
+    dims_for,
     embed_clips,
     load_checkpoint,
     save_checkpoint,
@@ -72,7 +73,7 @@ def naming_for(options: BuildOptions) -> str:
     roll, the better of the two on each front end in docs/RESULTS.md (5 folds, same models)."""
     if options.naming != "auto":
         return options.naming
-    return "head" if options.features.front == "pianoroll" else "vote"
+    return "head" if options.features.from_notes else "vote"
 
 
 @dataclass
@@ -220,7 +221,8 @@ def _model_cache_path(options: BuildOptions, training_set: list[tuple[str, str]]
     if options.cache_dir is None:
         return None
     train = without_later_defaults(asdict(options.train), {"pitch_shift": 2})  # cached models keep their keys
-    key = settings_digest({"tracks": sorted(training_set), "dims": asdict(options.dims), "train": train,
+    dims = without_later_defaults(asdict(options.dims), {"in_channels": 1})
+    key = settings_digest({"tracks": sorted(training_set), "dims": dims, "train": train,
                            "features": options.features.as_dict(), "render": options.render.identity()})
     return options.cache_dir / "models" / f"{key}.pt"
 
@@ -260,7 +262,7 @@ def build_index(data_dir: str | Path, out: str | Path, options: BuildOptions = B
         model, model_features, _ = load_checkpoint(options.model_path)
         options = replace(options, features=model_features)
     else:
-        options = replace(options, dims=replace(options.dims, n_mels=options.features.n_mels))
+        options = replace(options, dims=dims_for(options.dims, options.features))
 
     cache = FeatureCache(options.cache_dir, {"render": options.render.identity(),
                                              "features": options.features.as_dict()})

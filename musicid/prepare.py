@@ -80,7 +80,7 @@ def prepare_track(path: Path, render_settings: RenderSettings, features: Feature
     if hit is not None:
         return _from_spec(path, sha, hit[0], hit[1], features, True)
     midi = parse_midi(data, path.name)
-    if features.front == "pianoroll":  # the notes themselves: nothing to render
+    if features.from_notes:  # the notes themselves: nothing to render
         seconds = min(midi.duration, render_settings.max_seconds)
         spec = piano_roll(midi.events, seconds, features)
     else:

@@ -19,6 +19,7 @@ STYLES = {
     "Highflute": (73, 72, 0.15, 1),
     "Strings": (48, 55, 1.00, 4),
     "Organ": (19, 48, 0.25, 2),
+    "Lowcello": (42, 36, 0.50, 3),  # Lowpiano's notes and rhythm, played by a cello
 }
 
 TINY_FEATURES = FeatureSettings(n_mels=32, clip_seconds=4, clip_hop_seconds=2, max_clips=8)

@@ -75,6 +75,17 @@ def test_batch_hard_loss_prefers_separated_embeddings() -> None:
         batch_hard_triplet_loss(apart, torch.tensor([0, 0, 0, 0]))
 
 
+def test_pitch_shift_augmentation_stays_inside_each_instrument_plane() -> None:
+    from musicid.embedder import _augment
+
+    x = torch.zeros(64, 4 * 16, 8)
+    x[:, 16 + 15] = 1.0  # the top row of the second plane: any upward shift wraps within that plane
+    out = _augment(x, torch.Generator().manual_seed(0), max_shift=2, planes=4)
+    planes = out.reshape(64, 4, 16, 8)
+    spread = planes.amax(dim=(2, 3)) - planes.amin(dim=(2, 3))  # a plane with no notes stays flat
+    assert torch.all(spread[:, [0, 2, 3]] == 0) and torch.allclose(spread[:, 1], torch.ones(64))
+
+
 def test_scan_reports_bad_layouts(tmp_path: Path) -> None:
     with pytest.raises(DataDirError, match="not found"):
         scan_labelled(tmp_path / "nope")
@@ -339,6 +350,50 @@ def test_piano_roll_is_the_notes_at_ten_frames_a_second() -> None:
     assert torch.all(roll[60, 10:20] == 1.0) and torch.allclose(roll[60, 20:30], torch.tensor(64 / 127))
     assert roll[60, :10].sum() == 0 and roll[60, 30:].sum() == 0 and roll[38].sum() == 0
     assert roll.sum() == pytest.approx(10 + 10 * 64 / 127)
+
+
+def test_ensemble_roll_puts_each_note_on_its_instrument_family_plane() -> None:
+    from musicid.features import ensemble_settings, piano_roll, pianoroll_settings
+    from musicid.midi import NOTE_OFF, NOTE_ON, PROGRAM
+
+    events = [(0.0, PROGRAM, 0, 42, 0), (0.0, NOTE_ON, 0, 48, 100),  # a cello
+              (0.0, NOTE_ON, 1, 60, 127),  # no program: a piano
+              (0.0, NOTE_ON, 9, 38, 100), (0.5, NOTE_OFF, 9, 38, 0),  # drums: left out
+              (1.0, NOTE_OFF, 0, 48, 0), (1.0, NOTE_OFF, 1, 60, 0),
+              (1.0, PROGRAM, 0, 73, 0), (1.0, NOTE_ON, 0, 72, 127),  # the cello's channel is now a flute
+              (1.0, PROGRAM, 2, 52, 0), (1.0, NOTE_ON, 2, 67, 127),  # a choir
+              (2.0, NOTE_OFF, 0, 72, 0), (2.0, NOTE_OFF, 2, 67, 0)]  # in file order, as midi.parse_midi lists them
+    roll = piano_roll(events, 2.0, ensemble_settings())
+    assert roll.shape == (512, 21)
+    keys, strings, voices, winds = roll.reshape(4, 128, -1)
+    assert torch.allclose(strings[48, :10], torch.tensor(100 / 127)) and strings.sum() == pytest.approx(10 * 100 / 127)
+    assert torch.all(keys[60, :10] == 1.0) and keys.sum() == 10
+    assert torch.all(winds[72, 10:20] == 1.0) and winds.sum() == 10
+    assert torch.all(voices[67, 10:20] == 1.0) and voices.sum() == 10
+    flat = piano_roll(events, 2.0, pianoroll_settings())  # the plain roll: every note, one plane
+    assert flat.shape == (128, 21) and torch.equal(flat, roll.reshape(4, 128, -1).amax(dim=0))
+
+
+def test_ensemble_front_end_tells_apart_composers_whose_notes_alike_are_played_by_different_instruments(
+        tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from musicid.features import ensemble_settings, piano_roll, pianoroll_settings
+    from musicid.midi import load_midi
+
+    corpus = make_corpus(tmp_path / "train", ["Lowpiano", "Lowcello"], per_composer=6)
+    piano = load_midi(write_piece(tmp_path / "p.mid", "Lowpiano", 7))
+    cello = load_midi(write_piece(tmp_path / "c.mid", "Lowcello", 7))  # the same notes
+    assert torch.equal(piano_roll(piano.events, 10, pianoroll_settings()),
+                       piano_roll(cello.events, 10, pianoroll_settings()))  # a plain roll cannot hear the difference
+
+    features = replace(ensemble_settings(), clip_seconds=4, clip_hop_seconds=2, max_clips=8)
+    build_index(corpus, tmp_path / "idx", tiny_options(tmp_path, features=features))
+    engine = QueryEngine.open(tmp_path / "idx")
+    assert engine.features.front == "ensemble" and engine.model.dims.in_channels == 4
+    assert engine.store.naming == "head"  # auto, on a piano roll
+    for style, seed in (("Lowpiano", 901), ("Lowcello", 901), ("Lowpiano", 902), ("Lowcello", 902)):
+        assert engine.query(write_piece(tmp_path / f"{style}{seed}.mid", style, seed)).composer == style
 
 
 def test_pianoroll_front_end_builds_and_names_composers_without_rendering(corpus: Path, tmp_path: Path) -> None:
