@@ -1,6 +1,6 @@
 """Regenerate the figures in docs/RESULTS.md from a real `musicid eval` run.
 
-    python bench/results_md.py eval-results [--baseline-run eval-baseline] [--front-end-run eval-pianoroll]
+    python bench/results_md.py eval-results [--baseline-run eval-baseline] [--front-end-run eval-pianoroll ...]
                                [--command "musicid eval ..."]
 
 Replaces what lies between the generated-section markers in docs/RESULTS.md, keeps the rest
@@ -31,7 +31,11 @@ def _closed_rows(s: dict) -> list[tuple[str, dict]]:
 
 
 def _cached(m: dict) -> str:
-    return f", {m['models_from_cache']} of them from the model cache" if "models_from_cache" in m else ""
+    return f", {m['models_from_cache']} of its models from the model cache" if "models_from_cache" in m else ""
+
+
+def _front(s: dict) -> str:
+    return str(s["meta"]["settings"]["features"].get("front", "audio"))
 
 
 def _views(s: dict) -> str:
@@ -95,30 +99,34 @@ def render(s: dict, command: str) -> str:
                     f"AUROC **{b['loco']['mean_auroc']:.3f}** ("
                     + ", ".join(f"{c} {v['auroc']:.2f}" for c, v in b["loco"]["per_composer"].items())
                     + f"); musicid ({s['loco'].get('view')} view): {s['loco']['mean_auroc']:.3f}.", ""]
-    if "front_end_run" in s:
-        r = s["front_end_run"]
-        front = r["meta"]["settings"]["features"].get("front", "audio")
-        rows = [[f"musicid, {s['meta']['settings']['features'].get('front', 'audio')} front end", s], [
-            f"musicid, {front} front end (`--features {front}`)", r]]
-        out += [f"### Side by side: the {front} front end, same {m['folds']} folds", "",
-                f"Run separately ({r['meta']['wall_seconds'] / 60:.1f} min, {r['meta']['date']}), same folds and "
-                "leave-one-composer-out splits.", "",
+    others = s.get("front_end_runs", [])
+    if others:
+        main_front = _front(s)
+        rows = [[f"musicid, {main_front} front end (default)", s]]
+        rows += [[f"musicid, {_front(r)} front end (`--features {_front(r)}`)", r] for r in others]
+        out += [f"### Side by side: the front ends, same {m['folds']} folds", "",
+                "The other front ends were run separately ("
+                + "; ".join(f"{_front(r)}: {r['meta']['wall_seconds'] / 60:.1f} min{_cached(r['meta'])}, "
+                            f"{r['meta']['date']}" for r in others)
+                + "), on the same folds and leave-one-composer-out splits.", "",
                 table([[f"{name}, {x['track'].get('naming', 'vote')}", f"{x['track']['accuracy']:.3f}",
                         f"{x['track']['balanced_accuracy']:.3f}", f"{x['track']['macro_f1']:.3f}",
                         " / ".join(f"{v['recall']:.2f}" for v in x["track"]["per_label"].values()),
                         " / ".join(f"{v['mean_auroc']:.3f}" for v in x.get("loco_by_view", {}).values())]
                        for name, x in rows],
                       ["track level (naming)", "accuracy", "balanced accuracy", "macro-F1",
-                       "recall " + " / ".join(s["track"]["labels"]), f"LOCO mean AUROC, {_views(s)} view"]), "",
-                f"The {front} run's other naming: "
-                + "; ".join(f"{n}: macro-F1 {v['macro_f1']:.3f}, balanced {v['balanced_accuracy']:.3f}"
-                            for n, v in r.get("track_by_naming", {}).items()
-                            if n != r["track"].get("naming")) + ".", ""]
-        if "loco" in r:
-            out += [f"The {front} run, leave one composer out, {r['loco'].get('view')} view: "
-                    + ", ".join(f"{c} {v['auroc']:.2f}" for c, v in r["loco"]["per_composer"].items())
-                    + f" (mean {r['loco']['mean_auroc']:.3f}).", ""]
-        out += _targets([("audio (default)", s), (f"{front}", r)])
+                       "recall " + " / ".join(s["track"]["labels"]), f"LOCO mean AUROC, {_views(s)} view"]), ""]
+        for _, x in rows:
+            other_namings = "; ".join(f"{n}: macro-F1 {v['macro_f1']:.3f}, balanced {v['balanced_accuracy']:.3f}"
+                                      for n, v in x.get("track_by_naming", {}).items()
+                                      if n != x["track"].get("naming"))
+            line = f"- {_front(x)}: other naming {other_namings}" if other_namings else f"- {_front(x)}"
+            if "loco" in x:
+                line += (f"; leave one composer out, {x['loco'].get('view')} view: "
+                         + ", ".join(f"{c} {v['auroc']:.2f}" for c, v in x["loco"]["per_composer"].items())
+                         + f" (mean {x['loco']['mean_auroc']:.3f})")
+            out.append(line + ".")
+        out += ["", *_targets([(f"{_front(x)}{' (default)' if x is s else ''}", x) for _, x in rows])]
     views = s.get("loco_by_view") or ({s["loco"].get("view", "embedding"): s["loco"]} if "loco" in s else {})
     if views:
         out += ["### Open set: leave one composer out", "",
@@ -144,7 +152,8 @@ def main() -> None:
     ap.add_argument("run_dir", type=Path)
     ap.add_argument("--command", default="musicid eval ../shared/data/sfl-challenge/train")
     ap.add_argument("--baseline-run", type=Path, help="take the `--baseline seed` figures from this run")
-    ap.add_argument("--front-end-run", type=Path, help="a run with another --features, shown side by side")
+    ap.add_argument("--front-end-run", type=Path, action="append", default=[],
+                    help="a run with another --features, shown side by side (repeatable)")
     args = ap.parse_args()
     summary = json.loads((args.run_dir / "eval.json").read_text())
     if args.baseline_run:  # the baseline from another run on the same folds
@@ -152,11 +161,11 @@ def main() -> None:
         if other["fold_of"] != summary["fold_of"]:
             raise SystemExit("the baseline run used other folds")
         summary["baseline"] = other["baseline"]
-    if args.front_end_run:  # another front end on the same folds
-        other = json.loads((args.front_end_run / "eval.json").read_text())
+    for run in args.front_end_run:  # other front ends on the same folds
+        other = json.loads((run / "eval.json").read_text())
         if other["fold_of"] != summary["fold_of"]:
-            raise SystemExit("the front-end run used other folds")
-        summary["front_end_run"] = other
+            raise SystemExit(f"the front-end run {run} used other folds")
+        summary.setdefault("front_end_runs", []).append(other)
     (DOCS / "img").mkdir(parents=True, exist_ok=True)
     for png in ("confusion.png", "embedding_map.png"):
         if (args.run_dir / png).exists():
