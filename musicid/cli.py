@@ -82,10 +82,11 @@ def _index_dir(index: Path | None) -> Path:
 VIEWS = ("track", "embedding", "sound")  # novelty.VIEWS, without importing numpy for --help
 INDEX_KINDS = ("auto", "flat", "ivf", "ivfpq", "hnsw")
 FRONTS = ("audio", "pianoroll", "ensemble")  # features.FRONTS, without importing torch for --help
-FEATURES_OPT = typer.Option("audio", "--features",
-                            help="What the embedder hears: audio (log-mel of the FluidSynth rendering), "
-                                 "pianoroll (the notes straight from the MIDI, no rendering) or ensemble "
-                                 "(the piano roll once per instrument family: keys, strings, voices, winds).")
+FEATURES_OPT = typer.Option("pianoroll", "--features",
+                            help="What the embedder is fed: pianoroll (the notes straight from the MIDI, no "
+                                 "rendering; the best on docs/RESULTS.md's benchmark), audio (log-mel of the "
+                                 "FluidSynth rendering: hears instrumentation too) or ensemble (the piano roll "
+                                 "once per instrument family: keys, strings, voices, winds).")
 PITCH_SHIFT_OPT = typer.Option(2, "--pitch-shift", min=0,
                                help="Training augmentation: shift each batch by up to this many rows "
                                     "(mel bins, or semitones with a piano roll).")
@@ -104,7 +105,7 @@ NOVELTY_VIEW_OPT = typer.Option("track", "--novelty-view",
 def _feature_settings(front: str) -> Any:
     from .features import FeatureSettings, ensemble_settings, pianoroll_settings
 
-    return {"pianoroll": pianoroll_settings, "ensemble": ensemble_settings}.get(front, FeatureSettings)()
+    return {"pianoroll": pianoroll_settings, "ensemble": ensemble_settings, "audio": FeatureSettings}[front]()
 
 
 def _check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:

@@ -49,13 +49,10 @@ class FeatureSettings:
     clip_hop_seconds: int = 15  # clips overlap by half
     max_clips: int = 40  # per track
     front: str = "audio"  # "audio": log-mel of the rendered track; "pianoroll"/"ensemble": notes from the MIDI
-    onsets: bool = False  # piano rolls: a second plane of each plane's note starts (velocity in the start frame)
 
     def __post_init__(self) -> None:
         if self.front not in FRONTS:
             raise ValueError(f"unknown front end {self.front!r} ({', '.join(FRONTS)})")
-        if self.onsets and not self.from_notes:
-            raise ValueError("onsets need a piano-roll front end")
 
     @property
     def from_notes(self) -> bool:
@@ -65,7 +62,7 @@ class FeatureSettings:
     @property
     def channels(self) -> int:
         """Stacked planes of n_mels // channels rows each (one per instrument family for "ensemble")."""
-        return (len(FAMILIES) if self.front == "ensemble" else 1) * (2 if self.onsets else 1)
+        return len(FAMILIES) if self.front == "ensemble" else 1
 
     @property
     def frames_per_second(self) -> float:
@@ -82,8 +79,7 @@ class FeatureSettings:
     def as_dict(self) -> dict[str, Any]:
         from .cache import without_later_defaults
 
-        # settings added later drop out while they keep the old behaviour: older caches keep their keys
-        return without_later_defaults(asdict(self), {"front": "audio", "onsets": False})
+        return without_later_defaults(asdict(self), {"front": "audio"})  # audio: as before the piano roll
 
 
 def pianoroll_settings() -> FeatureSettings:
@@ -119,8 +115,7 @@ def piano_roll(events: Any, duration: float, settings: FeatureSettings) -> torch
 
     fps = settings.frames_per_second
     n = max(1, int(duration * fps) + 1)
-    by_family = settings.front == "ensemble"
-    sustain_planes = settings.channels // 2 if settings.onsets else settings.channels
+    by_family = settings.channels > 1
     roll = torch.zeros(128 * settings.channels, n)
     family = [0] * 16  # per MIDI channel
     sounding: dict[tuple[int, int], list[tuple[float, int, int]]] = {}
@@ -136,9 +131,6 @@ def piano_roll(events: Any, duration: float, settings: FeatureSettings) -> torch
             i0 = min(int(start * fps), n - 1)
             i1 = min(max(i0 + 1, int(t * fps)), n)
             roll[row, i0:i1] = torch.clamp(roll[row, i0:i1], min=v / 127.0)
-            if settings.onsets:  # the onset planes follow the sustain planes
-                onset = row + 128 * sustain_planes
-                roll[onset, i0] = max(float(roll[onset, i0]), v / 127.0)
     return roll
 
 

@@ -37,7 +37,7 @@ from .embedder import (
     train_embedder,
 )
 from .errors import TrainingError
-from .features import FeatureSettings
+from .features import FeatureSettings, pianoroll_settings
 from .index_store import IndexStore, choose_index_kind, make_faiss_index, publish, track_means
 from .novelty import SoundNorm, clip_stats
 from .prepare import Failure, Prepared, prepare_many
@@ -50,7 +50,7 @@ ProgressFn = Callable[[str, int, int], None]
 @dataclass
 class BuildOptions:
     render: RenderSettings = field(default_factory=RenderSettings)
-    features: FeatureSettings = field(default_factory=FeatureSettings)
+    features: FeatureSettings = field(default_factory=pianoroll_settings)  # the best front end in docs/RESULTS.md
     dims: EmbedderDims = field(default_factory=EmbedderDims)
     train: TrainSettings = field(default_factory=TrainSettings)
     model_path: Path | None = None  # use this checkpoint instead of training
