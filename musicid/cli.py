@@ -33,7 +33,7 @@ app.add_typer(corpus_app, name="corpus")
 out = Console()
 err = Console(stderr=True)
 
-STAGES = {"export": "Exporting scores", "render": "Rendering + features", "train": "Training embedder",
+STAGES = {"export": "Exporting scores", "render": "Preparing tracks", "train": "Training embedder",
           "embed": "Embedding clips", "evaluate": "Folds and LOCO splits"}
 INDEX_OPT = typer.Option(None, "--index", "-i",
                          help="Index directory [default: $MUSICID_INDEX or ./musicid-index].")

@@ -29,7 +29,7 @@ def print_build_report(console: Console, r: BuildReport) -> None:
         for path, reason in r.failures:
             console.print(f"  {path}: {reason}", highlight=False, soft_wrap=True)
     else:
-        console.print(f"all {n_files} files rendered")
+        console.print(f"all {n_files} files used")
     t = Table(title=f"Index written to {r.out}")
     t.add_column("composer")
     t.add_column("tracks", justify="right")

@@ -173,12 +173,15 @@ def score_vectors(store: IndexStore, vectors: np.ndarray, path: str, fingerprint
         for t, (d, cid) in sorted(nearest.items(), key=lambda kv: kv[1][0])[:n_neighbours]
     ]
     known = None
+    composer, confidence = composers[best], float(votes[best])
     if fingerprint is not None:
         same = store.tracks[store.tracks.fingerprint == fingerprint]
-        if len(same):
+        same = same[~same.index.isin(list(exclude_tracks))]
+        if len(same):  # the same notes as an indexed track: the index knows who wrote it
             known = str(same.iloc[0]["path"])
+            composer, confidence = str(same.iloc[0]["composer"]), 1.0
     return TrackResult(
-        path=path, composer=composers[best], confidence=float(votes[best]),
+        path=path, composer=composer, confidence=confidence,
         votes={c: round(float(v), 4) for c, v in zip(composers, votes, strict=True)},
         centroid_distances={c: round(float(d), 4) for c, d in zip(composers, cdist, strict=True)},
         novelty=round(novelty, 4), threshold=store.threshold, novel=novelty > store.threshold,

@@ -137,6 +137,23 @@ def test_query_of_an_indexed_file_names_the_known_piece(built_index: Path, corpu
     assert r.neighbours[0].path == f"Strings/{track.name}" and r.neighbours[0].distance < 1e-3
 
 
+def test_a_known_piece_takes_its_indexed_composer_whatever_the_model_says(built_index: Path,
+                                                                         corpus: Path) -> None:
+    from dataclasses import replace
+
+    from musicid.midi import load_midi
+    from musicid.prepare import prepare_track
+
+    engine = QueryEngine.open(built_index)
+    strings = sorted((corpus / "Strings").glob("*.mid"))[0]
+    piano = prepare_track(sorted((corpus / "Lowpiano").glob("*.mid"))[0], engine.render_settings, engine.features)
+    assert engine.score(piano, "piano").composer == "Lowpiano"
+    # a piano's sound with the notes of an indexed Strings track: the model hears a piano, the index knows the piece
+    r = engine.score(replace(piano, fingerprint=load_midi(strings).fingerprint), "disguised")
+    assert r.known_piece == f"Strings/{strings.name}" and r.composer == "Strings" and r.confidence == 1.0
+    assert max(r.votes, key=r.votes.__getitem__) == "Lowpiano"  # the model's own view stays on show
+
+
 def test_unseen_style_is_more_novel_than_known(built_index: Path, tmp_path: Path) -> None:
     engine = QueryEngine.open(built_index)
     known = [engine.query(write_piece(tmp_path / f"k{i}.mid", "Lowpiano", 500 + i)).novelty for i in range(3)]
