@@ -226,7 +226,8 @@ class QueryEngine:
             raise IndexMismatch(f"{index_dir}: model makes {model.dims.embed_dim}-d vectors, "
                                 f"index holds {store.index.d}-d")
         render_settings = RenderSettings(**store.manifest["render"]["settings"])
-        if soundfont_digest(render_settings.resolved_soundfont()) != store.manifest["render"]["soundfont_sha"]:
+        if not features.from_notes and (  # a piano roll is never rendered: its SoundFont does not matter
+                soundfont_digest(render_settings.resolved_soundfont()) != store.manifest["render"]["soundfont_sha"]):
             raise IndexMismatch(f"{index_dir}: the SoundFont at {render_settings.resolved_soundfont()} "
                                 "is not the one this index was built with")
         return cls(store, model, features, render_settings)

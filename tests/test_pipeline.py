@@ -413,6 +413,21 @@ def test_ensemble_front_end_tells_apart_composers_whose_notes_alike_are_played_b
         assert engine.query(write_piece(tmp_path / f"{style}{seed}.mid", style, seed)).composer == style
 
 
+def test_only_an_audio_index_cares_which_soundfont_is_installed(built_index: Path, corpus: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import replace
+
+    import musicid.render
+    from musicid.features import pianoroll_settings
+
+    features = replace(pianoroll_settings(), clip_seconds=4, clip_hop_seconds=2, max_clips=8)
+    build_index(corpus, tmp_path / "roll", tiny_options(tmp_path, features=features))
+    monkeypatch.setattr(musicid.render, "soundfont_digest", lambda path: "another soundfont")
+    with pytest.raises(IndexMismatch, match="is not the one this index was built with"):
+        QueryEngine.open(built_index)  # audio: queries would sound different from the index
+    assert QueryEngine.open(tmp_path / "roll").features.front == "pianoroll"  # notes: nothing is rendered
+
+
 def test_pianoroll_front_end_builds_and_names_composers_without_rendering(corpus: Path, tmp_path: Path) -> None:
     from dataclasses import replace
 
