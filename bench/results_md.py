@@ -101,8 +101,7 @@ def render(s: dict, command: str) -> str:
                     + f"); musicid ({s['loco'].get('view')} view): {s['loco']['mean_auroc']:.3f}.", ""]
     others = s.get("front_end_runs", [])
     if others:
-        main_front = _front(s)
-        rows = [[f"musicid, {main_front} front end (default)", s]]
+        rows = [[f"musicid, {_front(s)} front end (default)", s]]
         rows += [[f"musicid, {_front(r)} front end (`--features {_front(r)}`)", r] for r in others]
         out += [f"### Side by side: the front ends, same {m['folds']} folds", "",
                 "The other front ends were run separately ("

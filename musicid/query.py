@@ -176,7 +176,7 @@ def score_vectors(store: IndexStore, vectors: np.ndarray, path: str, fingerprint
     composer, confidence = composers[best], float(votes[best])
     if fingerprint is not None:
         same = store.tracks[store.tracks.fingerprint == fingerprint]
-        same = same[~same.index.isin(list(exclude_tracks))]
+        same = same[~same["track_id"].isin(list(exclude_tracks))]  # track ids, not table rows
         if len(same):  # the same notes as an indexed track: the index knows who wrote it
             known = str(same.iloc[0]["path"])
             composer, confidence = str(same.iloc[0]["composer"]), 1.0
