@@ -79,7 +79,7 @@ def _index_dir(index: Path | None) -> Path:
     return index or default_index_dir()
 
 
-VIEWS = ("track", "embedding", "sound")  # novelty.VIEWS, without importing numpy for --help
+VIEWS = ("blend", "track", "score", "embedding", "sound")  # novelty.VIEWS, without importing numpy for --help
 INDEX_KINDS = ("auto", "flat", "ivf", "ivfpq", "hnsw")
 FRONTS = ("audio", "pianoroll", "ensemble")  # features.FRONTS, without importing torch for --help
 FEATURES_OPT = typer.Option("pianoroll", "--features",
@@ -95,11 +95,13 @@ NAMING_OPT = typer.Option("auto", "--naming",
                           help="How a track's composer is chosen: vote (its clips' nearest indexed clips vote), "
                                "head (a class-balanced linear classifier on the indexed clips), or auto: vote "
                                "with audio, head with the piano rolls (docs/RESULTS.md).")
-NOVELTY_VIEW_OPT = typer.Option("track", "--novelty-view",
+NOVELTY_VIEW_OPT = typer.Option("blend", "--novelty-view",
                                 help="Score novelty as the distance from a track's mean embedding to the nearest "
-                                     "indexed track's (track), from its clips to the nearest indexed clips "
-                                     "(embedding), or in the sound view (mel-band statistics, level removed); "
-                                     "docs/RESULTS.md compares them.")
+                                     "indexed track's (track), from its score statistics -- intervals, chords, "
+                                     "voices, rhythm -- to the nearest indexed track's (score), the larger of "
+                                     "those two, each scaled on held-out known tracks (blend), from its clips to "
+                                     "the nearest indexed clips (embedding), or in the sound view (mel-band "
+                                     "statistics, level removed); docs/RESULTS.md compares them.")
 
 
 def _feature_settings(front: str) -> Any:

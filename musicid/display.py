@@ -82,12 +82,15 @@ def print_index_info(console: Console, store: IndexStore) -> None:
                    f"{m['render']['settings']['soundfont'] or 'TimGM6mb.sf2 (pretty_midi)'}"),
         ("naming", "linear head (classifier.py)" if m.get("naming") == "head" else "k-NN vote over clips"),
         ("novelty", f"threshold {nov['threshold']} in the {nov.get('view', 'embedding')} view "
-                    f"({nov['rule']}" + (f"; k={nov['k']})" if nov.get("view") != "track" else ")")),
+                    f"({nov['rule']}" + (f"; k={nov['k']})" if nov.get("view") in ("embedding", "sound") else ")")),
         ("held-out accuracy", f"{nov['calibration']['accuracy']:.1%} on {nov['calibration']['tracks']} tracks"),
         ("skipped files", str(m["counts"]["failed"])),
     ]
     for k, v in rows:
         console.print(f"[b]{k:>18}[/b]  {v}", highlight=False)
+
+
+PART_NAMES = {"track": "embedding distance", "score": "score-statistics distance"}  # the blend view's parts
 
 
 def print_query(console: Console, r: TrackResult) -> None:
@@ -99,6 +102,9 @@ def print_query(console: Console, r: TrackResult) -> None:
                   f"({how} over {r.n_clips} clip{'s' if r.n_clips != 1 else ''})", highlight=False)
     console.print(f"  novelty {r.novelty:.4f} (threshold {r.threshold:.4f}) -> "
                   f"{'flagged novel' if r.novel else 'known composer'}", highlight=False)
+    if r.novelty_parts:
+        parts = ", ".join(f"{PART_NAMES.get(v, v)} {x:.4f}" for v, x in r.novelty_parts.items())
+        console.print(f"  (the larger, each on its held-out scale, of: {parts})", highlight=False)
     if r.known_piece:
         console.print(f"  [yellow]known piece:[/yellow] same notes as indexed track {r.known_piece}", highlight=False)
     t = Table(title="composers")

@@ -106,7 +106,7 @@ def _prepare_batch(batch: dict[str, np.ndarray], render_settings: RenderSettings
                                            "features": features.as_dict()}) if cache_dir else None
     node = ray.get_runtime_context().get_node_id()
     rows: dict[str, list[Any]] = {k: [] for k in ("pos", "ok", "reason", "sha", "fingerprint", "duration",
-                                                  "rendered", "offsets", "clips", "shape", "node")}
+                                                  "rendered", "offsets", "clips", "shape", "score", "node")}
     for pos, path in zip(batch["pos"], batch["path"], strict=True):
         r = _prepare_or_fail(Path(str(path)), render_settings, features, cache)
         rows["pos"].append(int(pos))
@@ -115,11 +115,11 @@ def _prepare_batch(batch: dict[str, np.ndarray], render_settings: RenderSettings
             for k, v in (("reason", ""), ("sha", r.sha256), ("fingerprint", r.fingerprint),
                          ("duration", r.duration), ("rendered", r.rendered_seconds),
                          ("offsets", ",".join(map(str, r.offsets))), ("clips", r.clips.tobytes()),
-                         ("shape", _shape(r.clips))):
+                         ("shape", _shape(r.clips)), ("score", r.score.astype(np.float32).tobytes())):
                 rows[k].append(v)
         else:
             for k, v in (("reason", r.reason), ("sha", ""), ("fingerprint", ""), ("duration", 0.0),
-                         ("rendered", 0.0), ("offsets", ""), ("clips", b""), ("shape", "")):
+                         ("rendered", 0.0), ("offsets", ""), ("clips", b""), ("shape", ""), ("score", b"")):
                 rows[k].append(v)
         rows["node"].append(node)
     return {k: np.asarray(v, dtype=object) for k, v in rows.items()}
@@ -133,7 +133,8 @@ def _from_row(row: dict[str, Any], path: Path, keep_clips: bool) -> Prepared | F
     else:  # embedded where it was rendered: no clips held here (Prepared.clips says so)
         clips = np.zeros((0, *_dims(row["shape"])[1:]), np.float16)
     return Prepared(path, str(row["sha"]), str(row["fingerprint"]), float(row["duration"]), float(row["rendered"]),
-                    clips, [float(o) for o in str(row["offsets"]).split(",") if o], False)
+                    clips, [float(o) for o in str(row["offsets"]).split(",") if o],
+                    np.frombuffer(row["score"], dtype=np.float32).copy(), False)
 
 
 def _tracks(ray: Any, paths: Sequence[Path], positions: list[int]) -> Any:

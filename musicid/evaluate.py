@@ -31,7 +31,16 @@ from .indexer import BuildOptions, make_store, naming_for, train_or_load
 from .metrics import auroc, classification_report, fpr_at_tpr
 from .novelty import VIEWS, clip_stats
 from .prepare import Prepared, prepare_many
-from .query import DEFAULT_K, calibrate_threshold, neighbour_composers, shares, track_novelty
+from .query import (
+    BLEND_PARTS,
+    DEFAULT_K,
+    blend_novelty,
+    blend_scales,
+    calibrate_threshold,
+    neighbour_composers,
+    shares,
+    track_novelty,
+)
 
 ProgressFn = Callable[[str, int, int], None]
 
@@ -239,13 +248,22 @@ def evaluate(data_dir: str | Path, options: EvalOptions = EvalOptions(),
             models_cached += cached
             vectors = _embed_all(model, prepared)
             store = _store_for(prepared, composers_of, vectors, stats, train_idx, groups, known_composers, b)
+            raw: dict[str, dict[str, list[float]]] = {}  # view -> split part -> scores
             for view in VIEWS:
-                def novelty(idx: np.ndarray, store: Any = store, vectors: list[np.ndarray] = vectors,
-                            view: str = view) -> list[float]:
-                    return [track_novelty(store, vectors[i], stats[i], view) for i in idx]
-
-                threshold = calibrate_threshold(novelty(calib_idx), b.novelty_keep)
-                loco[view][c] = _open_set(novelty(novel_idx), novelty(known_test), threshold, len(calib_idx))
+                if view == "blend":
+                    continue
+                raw[view] = {part: [track_novelty(store, vectors[i], stats[i], view, score=prepared[i].score)
+                                    for i in idx]
+                             for part, idx in (("calib", calib_idx), ("known", known_test), ("novel", novel_idx))}
+            if "blend" in VIEWS:  # the parts' scales from the calibration tracks, as index build does
+                parts = {part: [dict(zip(BLEND_PARTS, p, strict=True))
+                                for p in zip(*(raw[v][part] for v in BLEND_PARTS), strict=True)]
+                         for part in ("calib", "known", "novel")}
+                scales = blend_scales(parts["calib"])
+                raw["blend"] = {part: [blend_novelty(p, scales) for p in ps] for part, ps in parts.items()}
+            for view, r in raw.items():
+                threshold = calibrate_threshold(r["calib"], b.novelty_keep)
+                loco[view][c] = _open_set(r["novel"], r["known"], threshold, len(calib_idx))
             done += 1
             if progress:
                 progress("evaluate", done, steps)

@@ -44,8 +44,8 @@ class EditReport:
 def _rebuild(store: IndexStore, tracks: pd.DataFrame, clips: pd.DataFrame, ids: np.ndarray,
              vectors: np.ndarray, sound: np.ndarray, note: str) -> IndexStore:
     """A store holding exactly these rows and vectors (embeddings and sound vectors, row for row),
-    with composers, centroids, track vectors and the linear head recomputed. The sound view keeps
-    its standardisation, as the threshold keeps its calibration."""
+    with composers, centroids, track vectors and the linear head recomputed. The sound and score
+    views keep their standardisation, as the threshold keeps its calibration."""
     composers = sorted(tracks["composer"].unique())
     order = np.argsort(ids)
     ids, vectors, sound = ids[order], vectors[order], sound[order]
@@ -120,7 +120,8 @@ def add_tracks(index_dir: str | Path, data_dir: str | Path, cache_dir: Path | No
         tid = next_track + n
         new_tracks.append({"track_id": tid, "path": path, "composer": ref.composer, "work": work,
                            "group": int(group), "split": "added", "fingerprint": p.fingerprint,
-                           "sha256": p.sha256, "duration": round(p.duration, 3), "n_clips": len(v)})
+                           "sha256": p.sha256, "duration": round(p.duration, 3), "n_clips": len(v),
+                           "score_stats": p.score.astype(np.float32)})
         for off in p.offsets:
             new_clips.append({"clip_id": next_clip, "track_id": tid, "offset": off})
             next_clip += 1

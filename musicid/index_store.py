@@ -4,7 +4,8 @@
       manifest.json   what is inside: settings, composers, threshold, sha256 of every file
       index.faiss     clip vectors (unit length, inner product), ids = clips.clip_id
       clips.parquet   clip_id, track_id, offset (s)
-      tracks.parquet  track_id, path, composer, work, split, fingerprint, sha256, ...
+      tracks.parquet  track_id, path, composer, work, split, fingerprint, sha256, ..., score_stats
+                      (the notes' statistics, descriptors.py: the score view of novelty)
       centroids.npy   one unit vector per composer, in manifest["composers"] order
       sound.faiss     each clip in the sound view (novelty.py), same ids as index.faiss
       sound_norm.npy  the sound view's standardisation: mean and std per dimension
@@ -34,11 +35,12 @@ import numpy as np
 import pandas as pd
 
 from .classifier import LinearHead
+from .descriptors import N_SCORE_STATS, standardiser
 from .errors import IndexCorrupt, IndexMismatch, IndexNotFound
 from .novelty import SoundNorm
 
 FORMAT = "musicid-index"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4  # 4: tracks carry score_stats
 DATA_FILES = ("index.faiss", "clips.parquet", "tracks.parquet", "centroids.npy", "sound.faiss", "sound_norm.npy",
               "track_vectors.npy", "head.npy", "model.pt")
 
@@ -185,6 +187,8 @@ class IndexStore:
     _clip_track: np.ndarray = field(init=False, repr=False)
     _clip_offset: np.ndarray = field(init=False, repr=False)
     _track_row: dict[int, int] = field(init=False, repr=False)
+    _score_z: np.ndarray = field(init=False, repr=False)  # indexed tracks' standardised score statistics
+    _score_norm: tuple[np.ndarray, np.ndarray] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         # dense lookups built once per load, so that queries never re-index the tables
@@ -195,6 +199,18 @@ class IndexStore:
         self._clip_offset = np.zeros(n, dtype=np.float64)
         self._clip_offset[ids] = self.clips["offset"].to_numpy()
         self._track_row = {int(t): i for i, t in enumerate(self.tracks["track_id"])} if len(self.tracks) else {}
+        scores = self.score_stats
+        norm = self.manifest.get("novelty", {}).get("score_norm")
+        self._score_norm = ((np.asarray(norm["mean"], np.float32), np.asarray(norm["std"], np.float32)) if norm
+                            else standardiser(scores))
+        self._score_z = ((scores - self._score_norm[0]) / self._score_norm[1]).astype(np.float32)
+
+    @property
+    def score_stats(self) -> np.ndarray:
+        """(n_tracks, N_SCORE_STATS) each indexed track's score statistics, tracks-table row order."""
+        if not len(self.tracks):
+            return np.zeros((0, N_SCORE_STATS), np.float32)
+        return np.stack(self.tracks["score_stats"].to_numpy()).astype(np.float32)
 
     @property
     def composers(self) -> list[str]:
@@ -246,6 +262,19 @@ class IndexStore:
             ip, ids = ip[keep], ids[keep]
         top = np.argsort(-ip, kind="stable")[:k]
         return ip_to_distance(ip[top]), ids[top]
+
+    def search_scores(self, score: np.ndarray, k: int,
+                      exclude_tracks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Distances and track ids of the k indexed tracks nearest to one track's score statistics
+        (descriptors.py), each statistic standardised over the indexed tracks; exact."""
+        z = (np.asarray(score, np.float32) - self._score_norm[0]) / self._score_norm[1]
+        dist = np.sqrt(((self._score_z - z) ** 2).sum(axis=1))
+        ids = self.tracks["track_id"].to_numpy()
+        if exclude_tracks is not None and len(exclude_tracks):
+            keep = ~np.isin(ids, exclude_tracks)
+            dist, ids = dist[keep], ids[keep]
+        top = np.argsort(dist, kind="stable")[:k]
+        return dist[top], ids[top]
 
 
 def _search(index: Any, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -426,6 +455,8 @@ def load_store(path: str | Path, verify: bool = True) -> IndexStore:
         raise IndexCorrupt(f"{path}: centroids do not match composers and vector size")
     if track_vectors.shape != (len(tracks), index.d):
         raise IndexCorrupt(f"{path}: track_vectors.npy does not match the tracks and vector size")
+    if len(tracks) and ("score_stats" not in tracks or any(len(v) != N_SCORE_STATS for v in tracks["score_stats"])):
+        raise IndexCorrupt(f"{path}: tracks.parquet lacks the score statistics of {N_SCORE_STATS} values")
     if head.weights.shape != centroids.shape:
         raise IndexCorrupt(f"{path}: head.npy does not match composers and vector size")
     return IndexStore(index, clips, tracks, centroids, manifest, sound_index, sound_norm, track_vectors, head, path)

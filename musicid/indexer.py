@@ -25,6 +25,7 @@ from . import __version__
 from .cache import FeatureCache, default_cache_dir, settings_digest, without_later_defaults
 from .classifier import LinearHead, fit_head
 from .dataset import group_works, holdout_split, scan_labelled, work_key
+from .descriptors import standardiser
 from .embedder import (
     Embedder,
     EmbedderDims,
@@ -41,7 +42,15 @@ from .features import FeatureSettings, pianoroll_settings
 from .index_store import IndexStore, choose_index_kind, make_faiss_index, publish, track_means
 from .novelty import SoundNorm, clip_stats
 from .prepare import Failure, Prepared, prepare_many
-from .query import DEFAULT_K, DEFAULT_NOVELTY_K, NOVELTY_SCORES, calibrate_threshold, score_vectors
+from .query import (
+    DEFAULT_K,
+    DEFAULT_NOVELTY_K,
+    NOVELTY_SCORES,
+    blend_novelty,
+    blend_scales,
+    calibrate_threshold,
+    score_vectors,
+)
 from .render import RenderSettings, check_soundfont, soundfont_digest
 
 ProgressFn = Callable[[str, int, int], None]
@@ -58,7 +67,7 @@ class BuildOptions:
     novelty_keep: float = 0.95  # share of held-out known tracks under the threshold
     novelty_k: int = DEFAULT_NOVELTY_K
     naming: str = "auto"  # "vote", "head" (classifier.py), or auto: the better one per front end (naming_for)
-    novelty_view: str = "track"  # or "embedding", "sound" (query.py, novelty.py); docs/RESULTS.md compares them
+    novelty_view: str = "blend"  # or "track", "score", "embedding", "sound" (query.py); docs/RESULTS.md compares them
     index_kind: str = "auto"  # FAISS index: auto, flat, ivf, ivfpq, hnsw (index_store.make_faiss_index)
     group_by: str | None = None
     cache_dir: Path | None = field(default_factory=default_cache_dir)
@@ -103,7 +112,8 @@ def _rel(path: Path, root: Path) -> str:
 def _calibrate(prepared: list[Prepared], composers_of: list[str], vectors: list[np.ndarray],
                stats: list[np.ndarray], held: np.ndarray, groups: np.ndarray, all_composers: list[str],
                options: BuildOptions) -> tuple[float, dict[str, Any]]:
-    """Threshold and accuracy from held-out tracks scored against an index of the others.
+    """Threshold and accuracy from held-out tracks scored against an index of the others (and in
+    the blend view, the scale of each part: info["scales"]).
 
     Without held-out tracks (tiny data), each work is left out in turn instead.
     """
@@ -119,7 +129,7 @@ def _calibrate(prepared: list[Prepared], composers_of: list[str], vectors: list[
                                   "novelty": {"k": options.novelty_k, "view": options.novelty_view,
                                               "threshold": float("inf")}},
                         root=Path("/"))
-    scores, correct, y_true, y_pred = [], [], [], []
+    scores, parts, correct, y_true, y_pred = [], [], [], [], []
     for i in eval_idx:
         exclude = [int(j) for j in train_idx if groups[j] == groups[i]] if rule != "held-out works" else []
         if len(exclude) == len(train_idx):
@@ -127,25 +137,32 @@ def _calibrate(prepared: list[Prepared], composers_of: list[str], vectors: list[
         # track ids in the calibration store are positions in train_idx
         excl_ids = [int(np.flatnonzero(train_idx == j)[0]) for j in exclude]
         r = score_vectors(store, vectors[i], prepared[i].path.name, k=DEFAULT_K, exclude_tracks=excl_ids,
-                          stats=stats[i])
+                          stats=stats[i], score=prepared[i].score)
         scores.append(r.novelty)
+        parts.append(r.novelty_parts)
         y_true.append(composers_of[i])
         y_pred.append(r.composer)
         correct.append(r.composer == composers_of[i])
     if not scores:
         raise TrainingError("no track could be scored to calibrate the novelty threshold")
+    scales = None
+    if options.novelty_view == "blend":  # the parts' scales first, then the blend's threshold
+        scales = blend_scales(parts)
+        scores = [blend_novelty(p, scales) for p in parts]
     threshold = calibrate_threshold(scores, options.novelty_keep)
     per = {}
     for c in all_composers:
         mask = np.array(y_true) == c
         if mask.any():
             per[c] = {"tracks": int(mask.sum()), "recall": round(float(np.mean(np.array(correct)[mask])), 3)}
-    info = {
+    info: dict[str, Any] = {
         "rule": rule, "tracks": len(scores), "accuracy": round(float(np.mean(correct)), 4),
         "per_composer": per,
         "novelty_scores": {"median": round(float(np.median(scores)), 4),
                            "max": round(float(np.max(scores)), 4)},
     }
+    if scales:
+        info["scales"] = scales
     return threshold, info
 
 
@@ -154,7 +171,7 @@ def make_store(prepared: list[Prepared], composers_of: list[str], vectors: list[
                 all_composers: list[str], manifest: dict[str, Any], root: Path, works: list[str] | None = None,
                 index_kind: str = "auto") -> IndexStore:
     """An in-memory store of the tracks at positions idx (track ids 0..len(idx)-1), with the
-    sound view standardised on those tracks' clips."""
+    sound view standardised on those tracks' clips and the score view on those tracks."""
     track_rows, clip_rows, vecs = [], [], []
     clip_id = 0
     for tid, i in enumerate(idx):
@@ -165,6 +182,7 @@ def make_store(prepared: list[Prepared], composers_of: list[str], vectors: list[
             "work": works[i] if works else "", "group": int(groups[i]),
             "split": "heldout" if held[i] else "train", "fingerprint": p.fingerprint,
             "sha256": p.sha256, "duration": round(p.duration, 3), "n_clips": n,
+            "score_stats": p.score.astype(np.float32),
         })
         for off in p.offsets:
             clip_rows.append({"clip_id": clip_id, "track_id": tid, "offset": off})
@@ -181,6 +199,10 @@ def make_store(prepared: list[Prepared], composers_of: list[str], vectors: list[
     sound_index = make_faiss_index(norm.vectors(all_stats), clip_ids, index_kind)
     centroids, means, head = derived_parts(all_vecs, clips["track_id"].to_numpy(), np.arange(len(idx)),
                                            [composers_of[i] for i in idx], all_composers)
+    mean, std = standardiser(np.stack([prepared[i].score for i in idx]) if len(idx) else np.zeros((0, 1)))
+    manifest = {**manifest, "novelty": {**manifest.get("novelty", {}),  # the score view's standardisation
+                                        "score_norm": {"mean": np.round(mean, 6).tolist(),
+                                                       "std": np.round(std, 6).tolist()}}}
     return IndexStore(index, clips, tracks, centroids, manifest, sound_index, norm, means, head)
 
 
@@ -353,7 +375,8 @@ def build_index(data_dir: str | Path, out: str | Path, options: BuildOptions = B
                     "k": options.novelty_k,
                     "rule": f"{options.novelty_keep:.0%} of held-out known-composer tracks "
                             "score at or below the threshold",
-                    "threshold": round(threshold, 4), "calibration": heldout},
+                    "threshold": round(threshold, 4), "calibration": heldout,
+                    **({"scales": heldout["scales"]} if "scales" in heldout else {})},
         "index": {"kind": options.index_kind if options.index_kind != "auto"
                   else choose_index_kind(int(sum(len(v) for v in vectors)))},
         "counts": {"tracks": len(prepared), "clips": int(sum(len(v) for v in vectors)),

@@ -7,8 +7,9 @@ spread over time of every mel band, the clip's overall level removed --
 standardised with statistics of the indexed clips and compared by cosine
 distance, like the embeddings. The learned embedding still names the composer.
 Chosen with `index build --novelty-view sound`; docs/RESULTS.md has the measured
-comparison of the views (the default, "track", compares whole tracks' mean
-embeddings: query.py).
+comparison of the views (the default, "blend", takes the larger of the "track"
+view, whole tracks' mean embeddings, and the "score" view, statistics of the
+notes: query.py, descriptors.py).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-VIEWS = ("track", "embedding", "sound")  # query.track_novelty scores each; docs/RESULTS.md compares them
+VIEWS = ("blend", "track", "score", "embedding", "sound")  # query.track_novelty scores each; RESULTS.md compares them
 
 
 def clip_stats(clips: np.ndarray) -> np.ndarray:

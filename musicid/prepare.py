@@ -20,9 +20,10 @@ import numpy as np
 import torch
 
 from .cache import FeatureCache
+from .descriptors import SCORE_STATS_VERSION, score_stats_of
 from .errors import MidiError, MusicIdError, RenderError
 from .features import FeatureSettings, cut_clips, log_mel, piano_roll
-from .midi import parse_midi, read_midi_bytes
+from .midi import Midi, parse_midi, read_midi_bytes
 from .render import RenderSettings, render
 
 ProgressFn = Callable[[str, int, int], None]
@@ -41,6 +42,7 @@ class Prepared:
     # and only its vectors came back (distributed.embed_tracks_on_ray)
     clips: np.ndarray
     offsets: list[float]  # clip start times in seconds
+    score: np.ndarray  # the notes' statistics (descriptors.py): the score view of novelty
     cached: bool = False
 
 
@@ -50,13 +52,21 @@ class Failure:
     reason: str
 
 
+def _score_meta(midi: Midi) -> dict[str, Any]:
+    return {"score": score_stats_of(midi.events).tolist(), "score_version": SCORE_STATS_VERSION}
+
+
 def _from_spec(path: Path, sha: str, spec_np: np.ndarray, meta: dict[str, Any], features: FeatureSettings,
-               cached: bool) -> Prepared:
+               cached: bool, data: bytes, cache: FeatureCache | None = None) -> Prepared:
+    if meta.get("score_version") != SCORE_STATS_VERSION:  # cached before the score view, or by another version
+        meta = {**meta, **_score_meta(parse_midi(data, path.name))}
+        if cache:
+            cache.put(sha, spec_np, meta)
     clips, starts = cut_clips(torch.from_numpy(spec_np), features)
     fps = features.frames_per_second
     return Prepared(path, sha, meta["fingerprint"], float(meta["duration"]),
                     float(meta["rendered_seconds"]), clips.numpy(),
-                    [round(s / fps, 3) for s in starts], cached)
+                    [round(s / fps, 3) for s in starts], np.asarray(meta["score"], dtype=np.float32), cached)
 
 
 def cached_track(path: Path, features: FeatureSettings, cache: FeatureCache) -> Prepared | None:
@@ -68,7 +78,7 @@ def cached_track(path: Path, features: FeatureSettings, cache: FeatureCache) -> 
         return None
     sha = hashlib.sha256(data).hexdigest()
     hit = cache.get(sha)
-    return None if hit is None else _from_spec(path, sha, hit[0], hit[1], features, True)
+    return None if hit is None else _from_spec(path, sha, hit[0], hit[1], features, True, data, cache)
 
 
 def prepare_track(path: Path, render_settings: RenderSettings, features: FeatureSettings,
@@ -78,7 +88,7 @@ def prepare_track(path: Path, render_settings: RenderSettings, features: Feature
     sha = hashlib.sha256(data).hexdigest()
     hit = cache.get(sha) if cache else None
     if hit is not None:
-        return _from_spec(path, sha, hit[0], hit[1], features, True)
+        return _from_spec(path, sha, hit[0], hit[1], features, True, data, cache)
     midi = parse_midi(data, path.name)
     if features.from_notes:  # the notes themselves: nothing to render
         seconds = min(midi.duration, render_settings.max_seconds)
@@ -88,10 +98,11 @@ def prepare_track(path: Path, render_settings: RenderSettings, features: Feature
         seconds = len(audio) / render_settings.sample_rate
         spec = log_mel(torch.from_numpy(audio), features)
     spec_np = spec.numpy().astype(np.float16)
-    meta = {"fingerprint": midi.fingerprint, "duration": midi.duration, "rendered_seconds": seconds}
+    meta = {"fingerprint": midi.fingerprint, "duration": midi.duration, "rendered_seconds": seconds,
+            **_score_meta(midi)}
     if cache:
         cache.put(sha, spec_np, meta)
-    return _from_spec(path, sha, spec_np, meta, features, False)
+    return _from_spec(path, sha, spec_np, meta, features, False, data)
 
 
 def _init_worker() -> None:

@@ -12,8 +12,12 @@ For a track cut into clips and embedded:
   nearest indexed track's mean vector -- a whole piece against whole pieces;
   "embedding": the mean, over the track's clips, of the mean distance to the
   `novelty_k` nearest indexed clips; "sound": the same in the sound view
-  (novelty.py). Flagged novel above the threshold the index calibrated on
-  held-out tracks.
+  (novelty.py); "score": the distance from the track's score statistics
+  (descriptors.py) to the nearest indexed track's; "blend": the larger of the
+  track and score views, each put on one scale by its median and interquartile
+  range over held-out known tracks (so 0 is a typical known track, 1 one
+  interquartile range above). Flagged novel above the threshold the index
+  calibrated on held-out tracks.
 - known piece: an indexed track with exactly the same notes.
 """
 
@@ -39,7 +43,12 @@ NOVELTY_SCORES = {  # what the novelty score is, per view (written into the mani
     "embedding": "mean distance of each clip to its k nearest indexed clips, averaged over the track's clips",
     "sound": "mean distance of each clip to its k nearest indexed clips in the sound view (mel-band statistics), "
              "averaged over the track's clips",
+    "score": "distance from the track's score statistics (descriptors.py) to the nearest indexed track's, "
+             "each statistic standardised over the indexed tracks",
+    "blend": "the larger of the track and score views, each as (score - median) / interquartile range "
+             "of held-out known tracks (manifest novelty.scales)",
 }
+BLEND_PARTS = ("track", "score")  # the views the blend view combines
 
 
 @dataclass
@@ -64,6 +73,7 @@ class TrackResult:
     known_piece: str | None = None  # indexed track with the same notes
     neighbours: list[Neighbour] = field(default_factory=list)
     naming: str = "vote"  # how the composer was chosen: "vote" or "head"
+    novelty_parts: dict[str, float] = field(default_factory=dict)  # blend view: each part's own score
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -123,12 +133,22 @@ def mean_vector(vectors: np.ndarray) -> np.ndarray:
 
 
 def track_novelty(store: IndexStore, vectors: np.ndarray, stats: np.ndarray | None, view: str | None = None,
-                  exclude_tracks: Sequence[int] = ()) -> float:
-    """A track's novelty score in one view (default: the index's own)."""
+                  exclude_tracks: Sequence[int] = (), score: np.ndarray | None = None) -> float:
+    """A track's novelty score in one view (default: the index's own).
+
+    stats: the clips' sound statistics (the sound view); score: the track's score statistics
+    (the score and blend views)."""
     view = view or store.novelty_view
+    excluded = np.asarray(list(exclude_tracks), dtype=np.int64)
+    if view == "blend":
+        return blend_novelty(novelty_parts(store, vectors, stats, exclude_tracks, score), _scales(store))
     if view == "track":
-        dist, _ = store.search_tracks(mean_vector(vectors), TRACK_NOVELTY_K,
-                                      np.asarray(list(exclude_tracks), dtype=np.int64))
+        dist, _ = store.search_tracks(mean_vector(vectors), TRACK_NOVELTY_K, excluded)
+        return float(dist.mean()) if len(dist) else float("inf")
+    if view == "score":
+        if score is None:
+            raise ValueError("the score view needs the track's score statistics (descriptors.py)")
+        dist, _ = store.search_scores(score, TRACK_NOVELTY_K, excluded)
         return float(dist.mean()) if len(dist) else float("inf")
     novelty_k = _novelty_k(store)
     if view == "sound":
@@ -140,14 +160,52 @@ def track_novelty(store: IndexStore, vectors: np.ndarray, stats: np.ndarray | No
     return novelty_scores(dist, novelty_k)
 
 
+def novelty_parts(store: IndexStore, vectors: np.ndarray, stats: np.ndarray | None,
+                  exclude_tracks: Sequence[int] = (), score: np.ndarray | None = None) -> dict[str, float]:
+    """The blend view's parts: the track's own score in each of BLEND_PARTS."""
+    return {v: track_novelty(store, vectors, stats, v, exclude_tracks, score) for v in BLEND_PARTS}
+
+
+def blend_scales(parts: Sequence[dict[str, float]]) -> dict[str, list[float]]:
+    """Each part's median and interquartile range over held-out known tracks' novelty_parts.
+
+    The range is floored at a tenth of the median, so that a handful of near-identical
+    calibration tracks cannot make every later track look infinitely far."""
+    if not len(parts):
+        raise ValueError("no held-out scores to scale the blend on")
+    out = {}
+    for v in BLEND_PARTS:
+        x = np.asarray([p[v] for p in parts], dtype=float)
+        x = x[np.isfinite(x)]
+        med = float(np.median(x)) if len(x) else 0.0
+        iqr = float(np.subtract(*np.percentile(x, [75, 25]))) if len(x) else 1.0
+        out[v] = [med, max(iqr, 0.1 * abs(med), 1e-6)]
+    return out
+
+
+def blend_novelty(parts: dict[str, float], scales: dict[str, list[float]]) -> float:
+    """The blend view's score: the largest part, each on its held-out known tracks' scale."""
+    return float(max((parts[v] - med) / iqr for v, (med, iqr) in scales.items()))
+
+
+def _scales(store: IndexStore) -> dict[str, list[float]]:
+    scales = store.manifest["novelty"].get("scales")
+    if not scales:
+        raise ValueError("the blend view needs its scales (calibrated at build time)")
+    return {str(v): [float(a), float(b)] for v, (a, b) in scales.items()}
+
+
 def score_vectors(store: IndexStore, vectors: np.ndarray, path: str, fingerprint: str | None = None,
                   k: int = DEFAULT_K, exclude_tracks: Sequence[int] = (),
-                  n_neighbours: int = 5, stats: np.ndarray | None = None) -> TrackResult:
+                  n_neighbours: int = 5, stats: np.ndarray | None = None,
+                  score: np.ndarray | None = None) -> TrackResult:
     """Score one track's clip vectors (n_clips, d) against the index.
 
     stats: the clips' sound statistics (novelty.clip_stats), needed when the index scores
-    novelty in the sound view. exclude_tracks: indexed track ids to ignore (leave-one-out
-    calibration on tiny data); the linear head is not refitted without them.
+    novelty in the sound view; score: the track's score statistics (descriptors.py), needed
+    in the score and blend views. exclude_tracks: indexed track ids to ignore (leave-one-out
+    calibration on tiny data); the linear head is not refitted without them. In the blend
+    view an index not yet calibrated (no scales) gives novelty NaN and the parts alone.
     """
     composers = store.composers
     # in the embedding view one search serves the vote and the novelty score
@@ -159,8 +217,15 @@ def score_vectors(store: IndexStore, vectors: np.ndarray, path: str, fingerprint
     best = int(np.argmax(votes))
 
     cdist = ip_to_distance(store.centroids @ mean_vector(vectors))
-    novelty = (novelty_scores(dist, novelty_k) if in_embedding
-               else track_novelty(store, vectors, stats, store.novelty_view, exclude_tracks))
+    parts: dict[str, float] = {}
+    if in_embedding:
+        novelty = novelty_scores(dist, novelty_k)
+    elif store.novelty_view == "blend":
+        parts = novelty_parts(store, vectors, stats, exclude_tracks, score)
+        scales = store.manifest["novelty"].get("scales")
+        novelty = blend_novelty(parts, _scales(store)) if scales else float("nan")
+    else:
+        novelty = track_novelty(store, vectors, stats, store.novelty_view, exclude_tracks, score)
 
     # nearest tracks: best clip distance per track
     nearest: dict[int, tuple[float, int]] = {}
@@ -186,6 +251,7 @@ def score_vectors(store: IndexStore, vectors: np.ndarray, path: str, fingerprint
         centroid_distances={c: round(float(d), 4) for c, d in zip(composers, cdist, strict=True)},
         novelty=round(novelty, 4), threshold=store.threshold, novel=novelty > store.threshold,
         n_clips=len(vectors), known_piece=known, neighbours=neighbours, naming=store.naming,
+        novelty_parts={v: round(x, 4) for v, x in parts.items()},
     )
 
 
@@ -240,7 +306,7 @@ class QueryEngine:
 
         vectors = embed_clips(self.model, torch.from_numpy(prepared.clips))
         stats = clip_stats(prepared.clips) if self.store.novelty_view == "sound" else None
-        return score_vectors(self.store, vectors, name, prepared.fingerprint, k, stats=stats)
+        return score_vectors(self.store, vectors, name, prepared.fingerprint, k, stats=stats, score=prepared.score)
 
     def query(self, path: str | Path, k: int = DEFAULT_K) -> TrackResult:
         """Render, embed and score one MIDI file; raises MidiError/RenderError on a bad file."""

@@ -58,7 +58,7 @@ def test_index_info(built_index: Path) -> None:
     code, out, _ = run("index", "info", "--index", built_index)
     assert code == 0
     assert "Lowpiano" in out and "threshold" in out and "held-out accuracy" in out
-    assert "in the track view" in out and "(IndexFlatIP)" in out and "k-NN vote over clips" in out
+    assert "in the blend view" in out and "(IndexFlatIP)" in out and "k-NN vote over clips" in out
 
 
 def test_query_prints_composer_confidence_novelty(built_index: Path, tmp_path: Path) -> None:

@@ -57,7 +57,8 @@ def test_grouped_cross_validation_runs_end_to_end(tmp_path: Path) -> None:
     assert s["track"]["naming"] == "vote" and set(s["track_by_naming"]) == {"vote", "head"}
     assert s["track_by_naming"]["vote"]["accuracy"] == s["track"]["accuracy"]
     assert s["track_by_naming"]["head"]["n"] == 18
-    assert set(s["loco_by_view"]) == {"track", "embedding", "sound"} and s["loco"]["view"] == "track"
+    assert set(s["loco_by_view"]) == {"blend", "track", "score", "embedding", "sound"}
+    assert s["loco"]["view"] == "blend"
     # no work straddles folds: both movements of each toy work share a fold
     by_work: dict[str, set[int]] = {}
     for path, f in s["fold_of"].items():

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pretty_midi
 import pytest
 import torch
 
@@ -106,7 +107,8 @@ def test_build_writes_a_self_describing_index(built_index: Path, corpus: Path) -
     assert m["composers"] == ["Highflute", "Lowpiano", "Strings"]
     assert set(m["files"]) == {"index.faiss", "clips.parquet", "tracks.parquet", "centroids.npy", "sound.faiss",
                                "sound_norm.npy", "track_vectors.npy", "head.npy", "model.pt"}
-    assert m["novelty"]["view"] == "track" and m["index"]["kind"] == "flat"
+    assert m["novelty"]["view"] == "blend" and m["index"]["kind"] == "flat"
+    assert set(m["novelty"]["scales"]) == {"track", "score"} and len(m["novelty"]["score_norm"]["std"]) == 119
     assert m["naming"] == "vote"  # auto, on the audio front end
     assert store.index.ntotal == len(store.clips) == m["counts"]["clips"]
     assert len(store.tracks) == 18 and set(store.tracks.split) == {"train", "heldout"}
@@ -293,19 +295,30 @@ def test_novelty_view_and_index_type_are_chosen_recorded_and_used(built_index: P
     assert b.novelty == pytest.approx(track_novelty(snd.store, vecs, clip_stats(p.clips)), abs=1e-4)
     assert abs(a.novelty - b.novelty) > 1e-3
 
-    # the default view: the query's mean vector against every indexed track's mean clip vector
+    # the default view, the blend of two parts, each scaled by the held-out known tracks' median and
+    # interquartile range: the track view (the query's mean vector against every indexed track's mean
+    # clip vector) and the score view (its score statistics against every indexed track's, standardised)
     trk = QueryEngine.open(built_index)
     c = trk.query(track)
-    assert trk.store.manifest["novelty"]["view"] == "track" and c.votes == a.votes
+    nov = trk.store.manifest["novelty"]
+    assert nov["view"] == "blend" and c.votes == a.votes
     ids, clip_vecs = store_vectors(trk.store)
     tids = trk.store.track_of(ids)
     q = vecs.mean(0) / np.linalg.norm(vecs.mean(0))
-    by_hand = min(np.linalg.norm(q - clip_vecs[tids == t].mean(0) / np.linalg.norm(clip_vecs[tids == t].mean(0)))
-                  for t in trk.store.tracks.track_id)
-    assert c.novelty == pytest.approx(by_hand, abs=1e-4)
+    track_part = min(np.linalg.norm(q - clip_vecs[tids == t].mean(0) / np.linalg.norm(clip_vecs[tids == t].mean(0)))
+                     for t in trk.store.tracks.track_id)
+    mean, std = np.array(nov["score_norm"]["mean"]), np.array(nov["score_norm"]["std"])
+    indexed = np.stack(trk.store.tracks.score_stats.to_numpy())
+    score_part = np.linalg.norm((indexed - p.score) / std, axis=1).min()
+    assert c.novelty_parts == pytest.approx({"track": track_part, "score": score_part}, abs=1e-3)
+    (tm, ti), (sm, si) = nov["scales"]["track"], nov["scales"]["score"]
+    assert c.novelty == pytest.approx(max((track_part - tm) / ti, (score_part - sm) / si), abs=1e-3)
+    assert np.allclose(mean, indexed.mean(0), atol=1e-5)  # standardised over the indexed tracks
     assert len({round(x, 3) for x in (a.novelty, b.novelty, c.novelty)}) == 3
     with pytest.raises(ValueError, match="statistics"):
         track_novelty(snd.store, vecs, None)
+    with pytest.raises(ValueError, match="score statistics"):
+        track_novelty(trk.store, vecs, None, "score")
 
 
 def test_sound_vectors_are_standardised_statistics_that_round_trip() -> None:
@@ -445,3 +458,20 @@ def test_pianoroll_front_end_builds_and_names_composers_without_rendering(corpus
         assert r.composer == style, (style, r.votes)
         assert sum(r.votes.values()) == pytest.approx(1.0, abs=1e-3)
         assert r.confidence == pytest.approx(max(r.votes.values()), abs=1e-4)
+
+
+def test_the_score_view_sees_a_piece_written_differently_on_a_known_instrument(built_index: Path,
+                                                                                tmp_path: Path) -> None:
+    # a new piece in a known style, and one on that style's piano and register but written as a single
+    # line of quick chromatic steps: the notes' statistics tell them apart, whatever the embedding hears
+    engine = QueryEngine.open(built_index)
+    known = engine.query(write_piece(tmp_path / "known.mid", "Lowpiano", 4242))
+    pm = pretty_midi.PrettyMIDI()
+    inst = pretty_midi.Instrument(program=0)
+    inst.notes += [pretty_midi.Note(90, 40 + i % 7, 0.2 * i, 0.2 * i + 0.18) for i in range(50)]
+    pm.instruments.append(inst)
+    pm.write(str(tmp_path / "other.mid"))
+    other = engine.query(tmp_path / "other.mid")
+    assert other.novelty_parts["score"] > 3 * known.novelty_parts["score"]
+    assert other.novel and not known.novel
+    assert other.novelty > known.novelty
