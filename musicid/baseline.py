@@ -100,12 +100,21 @@ def train_seed(inputs: Tensor, labels: Sequence[str], anchors: dict[str, int],
                 a.append(anchors[c])
                 p.append(int(rng.choice(mine)) if len(mine) else anchors[c])
                 n.append(int(rng.choice(others)))
-            loss = loss_fn(model(inputs[a]), model(inputs[p]), model(inputs[n]))
+            loss = triplet_batch_loss(model, inputs, a, p, n, loss_fn)
             opt.zero_grad()
             loss.backward()
             opt.step()
     model.eval()
     return model
+
+
+def triplet_batch_loss(model: nn.Module, inputs: Tensor, a: Sequence[int], p: Sequence[int], n: Sequence[int],
+                       loss_fn: nn.Module) -> Tensor:
+    """The published loss(model(inputs[a]), model(inputs[p]), model(inputs[n])), with each distinct
+    anchor file embedded once: the anchors are only as many as the composers, so this saves
+    nearly a third of the work and changes nothing (the net has no batch statistics)."""
+    anchors, which = np.unique(np.asarray(a), return_inverse=True)
+    return loss_fn(model(inputs[anchors])[torch.from_numpy(which)], model(inputs[list(p)]), model(inputs[list(n)]))
 
 
 @torch.inference_mode()

@@ -104,7 +104,8 @@ def print_query(console: Console, r: TrackResult) -> None:
                   f"{'flagged novel' if r.novel else 'known composer'}", highlight=False)
     if r.novelty_parts:
         parts = ", ".join(f"{PART_NAMES.get(v, v)} {x:.4f}" for v, x in r.novelty_parts.items())
-        console.print(f"  (the larger, each on its held-out scale, of: {parts})", highlight=False)
+        console.print(f"  from {parts}: the larger of the two, each counted in interquartile ranges above "
+                      "held-out known tracks' median", highlight=False, soft_wrap=True)
     if r.known_piece:
         console.print(f"  [yellow]known piece:[/yellow] same notes as indexed track {r.known_piece}", highlight=False)
     t = Table(title="composers")

@@ -96,3 +96,25 @@ def test_seed_baseline_wiring(tmp_path: Path) -> None:
     base = result.summary["baseline"]
     assert base["track"]["n"] == 8 and base["skipped_tracks"] == 0
     assert set(base["track"]["labels"]) == {"Lowpiano", "Strings"}
+
+
+def test_seed_loss_with_each_anchor_embedded_once_is_the_published_loss() -> None:
+    import torch
+    from torch import nn
+
+    from musicid.baseline import triplet_batch_loss
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 5), nn.ReLU())
+    inputs = torch.randn(7, 3, 4)
+    a, p, n = [2, 5, 2, 2, 5], [0, 1, 3, 0, 6], [4, 4, 1, 6, 0]
+    loss_fn = nn.TripletMarginLoss(margin=1.0, p=2)
+    published = loss_fn(model(inputs[a]), model(inputs[p]), model(inputs[n]))
+    published.backward()
+    grads = [q.grad.clone() for q in model.parameters()]
+    model.zero_grad()
+    ours = triplet_batch_loss(model, inputs, a, p, n, loss_fn)
+    ours.backward()
+    assert float(ours) == pytest.approx(float(published), rel=1e-6)
+    for q, g in zip(model.parameters(), grads, strict=True):
+        torch.testing.assert_close(q.grad, g)
