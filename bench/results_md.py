@@ -111,7 +111,8 @@ def render(s: dict, command: str) -> str:
                 table([[f"{name}, {x['track'].get('naming', 'vote')}", f"{x['track']['accuracy']:.3f}",
                         f"{x['track']['balanced_accuracy']:.3f}", f"{x['track']['macro_f1']:.3f}",
                         " / ".join(f"{v['recall']:.2f}" for v in x["track"]["per_label"].values()),
-                        " / ".join(f"{v['mean_auroc']:.3f}" for v in x.get("loco_by_view", {}).values())]
+                        " / ".join(f"{x['loco_by_view'][v]['mean_auroc']:.3f}" if v in x.get("loco_by_view", {})
+                                   else "-" for v in s.get("loco_by_view", {}))]
                        for name, x in rows],
                       ["track level (naming)", "accuracy", "balanced accuracy", "macro-F1",
                        "recall " + " / ".join(s["track"]["labels"]), f"LOCO mean AUROC, {_views(s)} view"]), ""]

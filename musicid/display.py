@@ -83,6 +83,8 @@ def print_index_info(console: Console, store: IndexStore) -> None:
         ("naming", "linear head (classifier.py)" if m.get("naming") == "head" else "k-NN vote over clips"),
         ("novelty", f"threshold {nov['threshold']} in the {nov.get('view', 'embedding')} view "
                     f"({nov['rule']}" + (f"; k={nov['k']})" if nov.get("view") in ("embedding", "sound") else ")")),
+        *([("blend parts", "; ".join(f"{PART_NAMES.get(v, v)}: median {a:.4g}, interquartile range {b:.4g}"
+                                     for v, (a, b) in nov["scales"].items()))] if nov.get("scales") else []),
         ("held-out accuracy", f"{nov['calibration']['accuracy']:.1%} on {nov['calibration']['tracks']} tracks"),
         ("skipped files", str(m["counts"]["failed"])),
     ]

@@ -58,7 +58,8 @@ def test_index_info(built_index: Path) -> None:
     code, out, _ = run("index", "info", "--index", built_index)
     assert code == 0
     assert "Lowpiano" in out and "threshold" in out and "held-out accuracy" in out
-    assert "in the blend view" in out and "(IndexFlatIP)" in out and "k-NN vote over clips" in out
+    assert "in the blend view" in out and "blend parts" in out
+    assert "(IndexFlatIP)" in out and "k-NN vote over clips" in out
 
 
 def test_query_prints_composer_confidence_novelty(built_index: Path, tmp_path: Path) -> None:
@@ -66,11 +67,12 @@ def test_query_prints_composer_confidence_novelty(built_index: Path, tmp_path: P
     code, out, _ = run("query", track, "--index", built_index)
     assert code == 0
     assert "new.mid: Lowpiano" in out and "confidence" in out and "-> known composer" in out
+    assert "embedding distance" in out and "score-statistics distance" in out  # the blend's two parts
     code, out, _ = run("query", track, "--index", built_index, "--json", "-k", "3")
     r = json.loads(out)
     assert code == 0 and r["composer"] == "Lowpiano" and r["novel"] is False
     assert set(r["votes"]) == {"Highflute", "Lowpiano", "Strings"}
-    assert r["novelty"] <= r["threshold"]
+    assert r["novelty"] <= r["threshold"] and set(r["novelty_parts"]) == {"track", "score"}
 
 
 def test_query_flags_an_unseen_style(built_index: Path, tmp_path: Path) -> None:
