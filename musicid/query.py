@@ -8,13 +8,13 @@ For a track cut into clips and embedded:
   winner's).
 - centroid distances: the track's mean vector against each composer centroid.
 - novelty, in the index's novelty view (docs/RESULTS.md compares them):
-  "track" (the default): the distance from the track's mean vector to the
+  "track": the distance from the track's mean vector to the
   nearest indexed track's mean vector -- a whole piece against whole pieces;
   "embedding": the mean, over the track's clips, of the mean distance to the
   `novelty_k` nearest indexed clips; "sound": the same in the sound view
   (novelty.py); "score": the distance from the track's score statistics
-  (descriptors.py) to the nearest indexed track's; "blend": the larger of the
-  track and score views, each put on one scale by its median and interquartile
+  (descriptors.py) to the nearest indexed track's; "blend" (the default): the
+  larger of the track and score views, each put on one scale by its median and interquartile
   range over held-out known tracks (so 0 is a typical known track, 1 one
   interquartile range above). Flagged novel above the threshold the index
   calibrated on held-out tracks.
