@@ -170,6 +170,27 @@ def test_half_written_cache_entry_is_not_read(tmp_path: Path) -> None:
     assert cache.get("ab" * 32) is None and not entry.exists()
 
 
+def test_a_cache_made_before_the_score_view_is_filled_in_not_thrown_away(tmp_path: Path) -> None:
+    from musicid.cache import FeatureCache
+    from musicid.features import pianoroll_settings
+    from musicid.prepare import prepare_track
+    from musicid.render import RenderSettings
+
+    track = write_piece(tmp_path / "a.mid", "Lowpiano", 1)
+    cache = FeatureCache(tmp_path / "cache", {"x": 1})
+    fresh = prepare_track(track, RenderSettings(), pianoroll_settings(), cache)
+    entry = next((tmp_path / "cache").rglob("*.npz"))
+    with np.load(entry) as z:
+        spec, meta = z["spec"], json.loads(str(z["meta"]))
+    old = {k: v for k, v in meta.items() if k not in ("score", "score_version")}  # as an older musicid wrote it
+    cache.put(entry.stem, spec, old)
+    again = prepare_track(track, RenderSettings(), pianoroll_settings(), cache)
+    assert again.cached and np.array_equal(again.clips, fresh.clips)  # the spectrogram is reused
+    np.testing.assert_array_equal(again.score, fresh.score)  # the statistics are computed from the file
+    hit = cache.get(entry.stem)
+    assert hit is not None and hit[1]["score_version"] == meta["score_version"]  # and stored for next time
+
+
 _KILLED_MID_WRITE = """
 import sys, time
 from pathlib import Path
