@@ -249,18 +249,16 @@ def evaluate(data_dir: str | Path, options: EvalOptions = EvalOptions(),
             vectors = _embed_all(model, prepared)
             store = _store_for(prepared, composers_of, vectors, stats, train_idx, groups, known_composers, b)
             raw: dict[str, dict[str, list[float]]] = {}  # view -> split part -> scores
-            for view in VIEWS:
-                if view == "blend":
-                    continue
+            for view in (v for v in VIEWS if v != "blend"):  # the blend is made from its parts' scores
                 raw[view] = {part: [track_novelty(store, vectors[i], stats[i], view, score=prepared[i].score)
                                     for i in idx]
                              for part, idx in (("calib", calib_idx), ("known", known_test), ("novel", novel_idx))}
-            if "blend" in VIEWS:  # the parts' scales from the calibration tracks, as index build does
-                parts = {part: [dict(zip(BLEND_PARTS, p, strict=True))
-                                for p in zip(*(raw[v][part] for v in BLEND_PARTS), strict=True)]
-                         for part in ("calib", "known", "novel")}
-                scales = blend_scales(parts["calib"])
-                raw["blend"] = {part: [blend_novelty(p, scales) for p in ps] for part, ps in parts.items()}
+            # the parts' scales from the calibration tracks, as index build does
+            parts = {part: [dict(zip(BLEND_PARTS, p, strict=True))
+                            for p in zip(*(raw[v][part] for v in BLEND_PARTS), strict=True)]
+                     for part in ("calib", "known", "novel")}
+            scales = blend_scales(parts["calib"])
+            raw["blend"] = {part: [blend_novelty(p, scales) for p in ps] for part, ps in parts.items()}
             for view, r in raw.items():
                 threshold = calibrate_threshold(r["calib"], b.novelty_keep)
                 loco[view][c] = _open_set(r["novel"], r["known"], threshold, len(calib_idx))

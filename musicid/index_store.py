@@ -256,12 +256,8 @@ class IndexStore:
         """Distances and track ids of the k indexed tracks whose mean vectors are nearest to one
         track's (unit) mean vector; exact (one vector per track, not per clip)."""
         ip = self.track_vectors @ track_vector.astype(np.float32)
-        ids = self.tracks["track_id"].to_numpy()
-        if exclude_tracks is not None and len(exclude_tracks):
-            keep = ~np.isin(ids, exclude_tracks)
-            ip, ids = ip[keep], ids[keep]
-        top = np.argsort(-ip, kind="stable")[:k]
-        return ip_to_distance(ip[top]), ids[top]
+        rows = self._nearest_rows(-ip, k, exclude_tracks)
+        return ip_to_distance(ip[rows]), self.tracks["track_id"].to_numpy()[rows]
 
     def search_scores(self, score: np.ndarray, k: int,
                       exclude_tracks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -269,13 +265,16 @@ class IndexStore:
         (descriptors.py), each statistic standardised over the indexed tracks; exact."""
         z = (np.asarray(score, np.float32) - self._score_norm[0]) / self._score_norm[1]
         dist = np.sqrt(((self._score_z - z) ** 2).sum(axis=1))
-        ids = self.tracks["track_id"].to_numpy()
-        if exclude_tracks is not None and len(exclude_tracks):
-            keep = ~np.isin(ids, exclude_tracks)
-            dist, ids = dist[keep], ids[keep]
-        top = np.argsort(dist, kind="stable")[:k]
-        return dist[top], ids[top]
+        rows = self._nearest_rows(dist, k, exclude_tracks)
+        return dist[rows], self.tracks["track_id"].to_numpy()[rows]
 
+    def _nearest_rows(self, farness: np.ndarray, k: int, exclude_tracks: np.ndarray | None) -> np.ndarray:
+        """Tracks-table rows of the k tracks with the smallest `farness` (one value per row),
+        the excluded track ids skipped; ties keep table order."""
+        rows = np.arange(len(self.tracks))
+        if exclude_tracks is not None and len(exclude_tracks):
+            rows = rows[~np.isin(self.tracks["track_id"].to_numpy(), exclude_tracks)]
+        return rows[np.argsort(farness[rows], kind="stable")[:k]]
 
 def _search(index: Any, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     ip, ids = index.search(np.ascontiguousarray(vectors, dtype=np.float32), min(k, index.ntotal))

@@ -222,8 +222,7 @@ def score_vectors(store: IndexStore, vectors: np.ndarray, path: str, fingerprint
         novelty = novelty_scores(dist, novelty_k)
     elif store.novelty_view == "blend":
         parts = novelty_parts(store, vectors, stats, exclude_tracks, score)
-        scales = store.manifest["novelty"].get("scales")
-        novelty = blend_novelty(parts, _scales(store)) if scales else float("nan")
+        novelty = blend_novelty(parts, _scales(store)) if store.manifest["novelty"].get("scales") else float("nan")
     else:
         novelty = track_novelty(store, vectors, stats, store.novelty_view, exclude_tracks, score)
 
