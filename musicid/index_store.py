@@ -276,6 +276,7 @@ class IndexStore:
             rows = rows[~np.isin(self.tracks["track_id"].to_numpy(), exclude_tracks)]
         return rows[np.argsort(farness[rows], kind="stable")[:k]]
 
+
 def _search(index: Any, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     ip, ids = index.search(np.ascontiguousarray(vectors, dtype=np.float32), min(k, index.ntotal))
     return ip_to_distance(ip), ids

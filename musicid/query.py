@@ -141,7 +141,10 @@ def track_novelty(store: IndexStore, vectors: np.ndarray, stats: np.ndarray | No
     view = view or store.novelty_view
     excluded = np.asarray(list(exclude_tracks), dtype=np.int64)
     if view == "blend":
-        return blend_novelty(novelty_parts(store, vectors, stats, exclude_tracks, score), _scales(store))
+        scales = _scales(store)
+        if scales is None:
+            raise ValueError("the blend view needs its scales (calibrated at build time)")
+        return blend_novelty(novelty_parts(store, vectors, stats, exclude_tracks, score), scales)
     if view == "track":
         dist, _ = store.search_tracks(mean_vector(vectors), TRACK_NOVELTY_K, excluded)
         return float(dist.mean()) if len(dist) else float("inf")
@@ -188,11 +191,10 @@ def blend_novelty(parts: dict[str, float], scales: dict[str, list[float]]) -> fl
     return float(max((parts[v] - med) / iqr for v, (med, iqr) in scales.items()))
 
 
-def _scales(store: IndexStore) -> dict[str, list[float]]:
+def _scales(store: IndexStore) -> dict[str, list[float]] | None:
+    """The blend parts' scales from the manifest; None before index build has calibrated them."""
     scales = store.manifest["novelty"].get("scales")
-    if not scales:
-        raise ValueError("the blend view needs its scales (calibrated at build time)")
-    return {str(v): [float(a), float(b)] for v, (a, b) in scales.items()}
+    return {str(v): [float(a), float(b)] for v, (a, b) in scales.items()} if scales else None
 
 
 def score_vectors(store: IndexStore, vectors: np.ndarray, path: str, fingerprint: str | None = None,
@@ -222,7 +224,8 @@ def score_vectors(store: IndexStore, vectors: np.ndarray, path: str, fingerprint
         novelty = novelty_scores(dist, novelty_k)
     elif store.novelty_view == "blend":
         parts = novelty_parts(store, vectors, stats, exclude_tracks, score)
-        novelty = blend_novelty(parts, _scales(store)) if store.manifest["novelty"].get("scales") else float("nan")
+        scales = _scales(store)
+        novelty = blend_novelty(parts, scales) if scales else float("nan")
     else:
         novelty = track_novelty(store, vectors, stats, store.novelty_view, exclude_tracks, score)
 
