@@ -14,6 +14,8 @@ import json
 import shutil
 from pathlib import Path
 
+from musicid.display import interval_text
+
 START, END = "<!-- generated:start -->", "<!-- generated:end -->"
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -21,6 +23,13 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 def table(rows: list[list[str]], header: list[str]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def _with_ci(r: dict, key: str, bold: bool = False) -> str:
+    """A figure and, where the run computed one, its 95% interval: `0.873 (0.83-0.91)`."""
+    text = f"**{r[key]:.3f}**" if bold else f"{r[key]:.3f}"
+    ci = interval_text(r, key)
+    return f"{text} ({ci})" if ci else text
 
 
 def _closed_rows(s: dict) -> list[tuple[str, dict]]:
@@ -52,11 +61,27 @@ def _targets(runs: list[tuple[str, dict]]) -> list[str]:
         t = x["track"]
         low = min(v["recall"] for v in t["per_label"].values())
         lo = x.get("loco", {}).get("mean_auroc")
-        rows.append([name, mark(t["macro_f1"] >= 0.90, f"{t['macro_f1']:.3f}"), mark(low >= 0.80, f"{low:.2f}"),
-                     mark(lo is not None and lo >= 0.90, f"{lo:.3f}" if lo is not None else "-")])
+        rows.append([name, mark(t["macro_f1"] >= 0.90, _with_ci(t, "macro_f1")), mark(low >= 0.80, f"{low:.2f}"),
+                     mark(lo is not None and lo >= 0.90, _with_ci(x["loco"], "mean_auroc") if lo is not None else "-")])
     return ["Against the targets (macro-F1 >= 0.90, every recall >= 0.80, leave-one-composer-out mean AUROC "
             ">= 0.90):", "",
             table(rows, ["front end", "macro-F1", "lowest recall", "LOCO mean AUROC"]), ""]
+
+
+def _interval_note(s: dict) -> list[str]:
+    iv = s.get("intervals")
+    if not iv:
+        return []
+    return [f"Intervals (here and below) are {iv['level']:.0%} percentile intervals over {iv['draws']} draws of "
+            f"{iv['resampled']}, scored with the same models: how much the figure rests on which works happen "
+            "to be in the data set.", ""]
+
+
+def _versus(s: dict) -> list[str]:
+    names = {"macro_f1": "track macro-F1", "loco_mean_auroc": "leave-one-composer-out mean AUROC"}
+    lines = [f"musicid minus seed, {names[k]}: **{d['difference']:+.3f}** (95% interval {d['ci'][0]:+.3f} to "
+             f"{d['ci'][1]:+.3f}, both judged on each draw's works)  " for k, d in s.get("vs_baseline", {}).items()]
+    return [*lines, ""] if lines else []
 
 
 def render(s: dict, command: str) -> str:
@@ -70,9 +95,10 @@ def render(s: dict, command: str) -> str:
            f"models{_cached(m)}{' + the seed baseline' if 'baseline' in s else ''})  ",
            f"Data: {m['tracks']} tracks by {', '.join(m['composers'])}; {m['failed']} could not be rendered", "",
            f"### Closed set: {m['folds']}-fold cross-validation grouped by work", "",
-           table([[name, f"{r['accuracy']:.3f}", f"{r['balanced_accuracy']:.3f}", f"{r['macro_f1']:.3f}", str(r["n"])]
+           table([[name, f"{r['accuracy']:.3f}", f"{r['balanced_accuracy']:.3f}", _with_ci(r, "macro_f1"), str(r["n"])]
                   for name, r in _closed_rows(s)],
-                 ["level (naming)", "accuracy", "balanced accuracy", "macro-F1", "n"]), "",
+                 ["level (naming)", "accuracy", "balanced accuracy", "macro-F1 (95% interval)", "n"]), "",
+           *_interval_note(s),
            f"Per composer and confusion matrix: track level, {naming} naming (the run's).", "",
            table([[c, f"{v['precision']:.2f}", f"{v['recall']:.2f}", f"{v['f1']:.2f}", str(v["support"])]
                   for c, v in s["track"]["per_label"].items()],
@@ -87,18 +113,19 @@ def render(s: dict, command: str) -> str:
                 "First 30 s only, 44.1 kHz stereo, 64 mels, random triplets against one anchor file per "
                 f"composer, nearest anchor ({b['skipped_tracks']} tracks could not be rendered).", "",
                 table([["musicid", f"{s['track']['accuracy']:.3f}", f"{s['track']['balanced_accuracy']:.3f}",
-                        f"{s['track']['macro_f1']:.3f}"],
+                        _with_ci(s["track"], "macro_f1")],
                        ["seed (published)", f"{b['track']['accuracy']:.3f}", f"{b['track']['balanced_accuracy']:.3f}",
-                        f"{b['track']['macro_f1']:.3f}"]],
-                      ["track level", "accuracy", "balanced accuracy", "macro-F1"]), "",
+                        _with_ci(b["track"], "macro_f1")]],
+                      ["track level", "accuracy", "balanced accuracy", "macro-F1 (95% interval)"]), "",
+                *_versus(s),
                 table([[c, *map(str, row)] for c, row in zip(b["track"]["labels"], b["track"]["confusion"],
                                                               strict=True)],
                       ["seed: true \\ predicted", *b["track"]["labels"]]), ""]
         if "loco" in b:
             out += ["Seed, leave one composer out (distance to the nearest anchor as the novelty score): mean "
-                    f"AUROC **{b['loco']['mean_auroc']:.3f}** ("
+                    f"AUROC {_with_ci(b['loco'], 'mean_auroc', bold=True)}: "
                     + ", ".join(f"{c} {v['auroc']:.2f}" for c, v in b["loco"]["per_composer"].items())
-                    + f"); musicid ({s['loco'].get('view')} view): {s['loco']['mean_auroc']:.3f}.", ""]
+                    + f". musicid ({s['loco'].get('view')} view): {_with_ci(s['loco'], 'mean_auroc')}.", ""]
     others = s.get("front_end_runs", [])
     if others:
         rows = [[f"musicid, {_front(s)} front end (default)", s]]
@@ -136,13 +163,13 @@ def render(s: dict, command: str) -> str:
                 f"was {s['loco'].get('view', 'embedding')}).", ""]
         for view, lo in views.items():
             out += [f"Novelty in the **{view}** view:", "",
-                    table([[c, f"{v['auroc']:.3f}", f"{v['fpr_at_95_tpr']:.2f}", f"{v['flagged_novel']:.2f}",
+                    table([[c, _with_ci(v, "auroc"), f"{v['fpr_at_95_tpr']:.2f}", f"{v['flagged_novel']:.2f}",
                             f"{v['flagged_known']:.2f}", f"{v['novel_tracks']} / {v['known_tracks']}"]
                            for c, v in lo["per_composer"].items()]
-                          + [["**mean**", f"**{lo['mean_auroc']:.3f}**", f"{lo['mean_fpr_at_95_tpr']:.2f}", "", "",
-                              ""]],
-                          ["held-out composer", "AUROC", "FPR at 95% TPR", "flagged (novel)", "flagged (known)",
-                           "tracks novel / known"]), ""]
+                          + [["**mean**", _with_ci(lo, "mean_auroc", bold=True), f"{lo['mean_fpr_at_95_tpr']:.2f}",
+                              "", "", ""]],
+                          ["held-out composer", "AUROC (95% interval)", "FPR at 95% TPR", "flagged (novel)",
+                           "flagged (known)", "tracks novel / known"]), ""]
     out.append(END)
     return "\n".join(out)
 

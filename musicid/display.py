@@ -166,11 +166,17 @@ def write_csv(path: Path, results: Sequence[TrackResult], failures: Sequence[Any
         tmp.unlink(missing_ok=True)
 
 
+def interval_text(r: dict[str, Any], key: str) -> str:
+    """A figure's 95% interval from eval's resampling of works, or '' where none was computed."""
+    lo_hi = r.get(f"{key}_ci")
+    return f"{lo_hi[0]:.2f}-{lo_hi[1]:.2f}" if lo_hi else ""
+
+
 def print_eval(console: Console, summary: dict[str, Any], paths: Sequence[Path]) -> None:
     meta = summary["meta"]
     t = Table(title=f"{meta['folds']}-fold cross-validation grouped by work ({meta['tracks']} tracks)")
     t.add_column("method, level")
-    for col in ("accuracy", "balanced acc.", "macro-F1"):
+    for col in ("accuracy", "balanced acc.", "macro-F1", "95% interval"):
         t.add_column(col, justify="right")
     naming = summary["track"].get("naming", "vote")
     rows = [(f"musicid, track ({naming})", summary["track"])]
@@ -179,7 +185,8 @@ def print_eval(console: Console, summary: dict[str, Any], paths: Sequence[Path])
     if "baseline" in summary:
         rows.append(("seed (published), track", summary["baseline"]["track"]))
     for name, r in rows:
-        t.add_row(name, f"{r['accuracy']:.3f}", f"{r['balanced_accuracy']:.3f}", f"{r['macro_f1']:.3f}")
+        t.add_row(name, f"{r['accuracy']:.3f}", f"{r['balanced_accuracy']:.3f}", f"{r['macro_f1']:.3f}",
+                  interval_text(r, "macro_f1"))
     console.print(t)
     p = Table(title=f"per composer (track level, {naming})")
     for col in ("composer", "precision", "recall", "F1", "tracks"):
@@ -189,20 +196,29 @@ def print_eval(console: Console, summary: dict[str, Any], paths: Sequence[Path])
     console.print(p)
     if "loco" in summary:
         lo = Table(title=f"leave-one-composer-out novelty ({summary['loco'].get('view', 'embedding')} view)")
-        for col in ("held-out composer", "AUROC", "FPR@95%TPR", "flagged novel", "flagged known"):
+        for col in ("held-out composer", "AUROC", "95% interval", "FPR@95%TPR", "flagged novel", "flagged known"):
             lo.add_column(col, justify="left" if col.startswith("held") else "right")
         for c, v in summary["loco"]["per_composer"].items():
-            lo.add_row(c, f"{v['auroc']:.3f}", f"{v['fpr_at_95_tpr']:.2f}", f"{v['flagged_novel']:.2f}",
-                       f"{v['flagged_known']:.2f}")
-        lo.add_row("[b]mean[/b]", f"{summary['loco']['mean_auroc']:.3f}",
+            lo.add_row(c, f"{v['auroc']:.3f}", interval_text(v, "auroc"), f"{v['fpr_at_95_tpr']:.2f}",
+                       f"{v['flagged_novel']:.2f}", f"{v['flagged_known']:.2f}")
+        lo.add_row("[b]mean[/b]", f"{summary['loco']['mean_auroc']:.3f}", interval_text(summary["loco"], "mean_auroc"),
                    f"{summary['loco']['mean_fpr_at_95_tpr']:.2f}", "", "")
         for view, other in summary.get("loco_by_view", {}).items():
             if view != summary["loco"].get("view"):
-                lo.add_row(f"{view} view, mean", f"{other['mean_auroc']:.3f}", f"{other['mean_fpr_at_95_tpr']:.2f}",
-                           "", "")
+                lo.add_row(f"{view} view, mean", f"{other['mean_auroc']:.3f}", interval_text(other, "mean_auroc"),
+                           f"{other['mean_fpr_at_95_tpr']:.2f}", "", "")
         if "loco" in summary.get("baseline", {}):
             bl = summary["baseline"]["loco"]
-            lo.add_row("seed (published), mean", f"{bl['mean_auroc']:.3f}", f"{bl['mean_fpr_at_95_tpr']:.2f}", "", "")
+            lo.add_row("seed (published), mean", f"{bl['mean_auroc']:.3f}", interval_text(bl, "mean_auroc"),
+                       f"{bl['mean_fpr_at_95_tpr']:.2f}", "", "")
         console.print(lo)
+    for key, what in (("macro_f1", "track macro-F1"), ("loco_mean_auroc", "novelty mean AUROC")):
+        d = summary.get("vs_baseline", {}).get(key)
+        if d:
+            console.print(f"musicid - seed, {what}: {d['difference']:+.3f} (95% interval {d['ci'][0]:+.3f} to "
+                          f"{d['ci'][1]:+.3f}, same resampled works)", highlight=False)
+    if "intervals" in summary:
+        console.print(f"intervals: {summary['intervals']['draws']} draws of {summary['intervals']['resampled']}",
+                      highlight=False, soft_wrap=True)
     console.print(f"wall time {meta['wall_seconds'] / 60:.1f} min; wrote " + ", ".join(str(p) for p in paths),
                   highlight=False, soft_wrap=True)

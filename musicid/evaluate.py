@@ -28,7 +28,7 @@ from .dataset import group_works, holdout_split, kfold_groups, scan_labelled, wo
 from .embedder import Embedder, dims_for, embed_clips
 from .errors import TrainingError
 from .indexer import BuildOptions, make_store, naming_for, train_or_load
-from .metrics import auroc, classification_report, fpr_at_tpr
+from .metrics import auroc, classification_report, fpr_at_tpr, group_bootstrap, percentile_interval
 from .novelty import VIEWS, clip_stats
 from .prepare import Prepared, prepare_many
 from .query import (
@@ -52,6 +52,7 @@ class EvalOptions:
     loco: bool = True  # leave-one-composer-out novelty
     baseline: str | None = None  # "seed": also run the published method on the same splits
     seed_epochs: int = 10  # the published method's; fewer only to test the wiring
+    bootstrap: int = 1000  # resamplings of whole works for the 95% intervals; 0: none
     build: BuildOptions = field(default_factory=BuildOptions)
 
 
@@ -77,6 +78,8 @@ def _name_both_ways(store: Any, vecs: np.ndarray, k: int) -> tuple[dict[str, str
 
 
 Split = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # train, calibration, known-test, novel
+# per left-out composer: novel track indices, their scores, known-test track indices, their scores
+LocoScores = dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
 
 
 def loco_splits(composers_of: Sequence[str], groups: np.ndarray, seed: int) -> dict[str, Split]:
@@ -111,8 +114,10 @@ def _loco_summary(per: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def _seed_baseline(prepared: list[Prepared], composers_of: list[str], composers: list[str], fold: np.ndarray,
-                   folds: int, splits: dict[str, Split], epochs: int = 10) -> dict[str, Any]:
-    """The published method on the same folds and leave-one-composer-out splits."""
+                   folds: int, splits: dict[str, Split], epochs: int = 10,
+                   ) -> tuple[dict[str, Any], tuple[np.ndarray, list[str], LocoScores]]:
+    """The published method on the same folds and leave-one-composer-out splits: its figures, and
+    per track what they were computed from (tested tracks, their names, the novelty scores)."""
     from .baseline import (
         SEED_THRESHOLD,
         SeedSettings,
@@ -144,16 +149,18 @@ def _seed_baseline(prepared: list[Prepared], composers_of: list[str], composers:
         anchor_emb = seed_embed(model, inputs[[row[anchors[c]] for c in names]])
         return nearest_anchor(emb, anchor_emb, names)
 
-    y_true: list[str] = []
+    tested: list[int] = []
     y_pred: list[str] = []
     for f in range(folds):
         model, anchors = fit(np.flatnonzero(fold != f))
         test = np.flatnonzero((fold == f) & usable)
         pred, _ = scores(model, anchors, test)
-        y_true += [composers_of[i] for i in test]
+        tested += test.tolist()
         y_pred += pred
+    y_true = [composers_of[i] for i in tested]
     result: dict[str, Any] = {"method": "seed (published attempt)", "skipped_tracks": int((~usable).sum()),
                               "track": classification_report(y_true, y_pred, composers)}
+    loco_scores: LocoScores = {}
     if splits:
         per = {}
         for c, (train_idx, _calib, known_test, novel_idx) in splits.items():
@@ -161,8 +168,68 @@ def _seed_baseline(prepared: list[Prepared], composers_of: list[str], composers:
             _, nov = scores(model, anchors, novel_idx)
             _, kn = scores(model, anchors, known_test)
             per[c] = _open_set(nov.tolist(), kn.tolist(), SEED_THRESHOLD, 0)
+            loco_scores[c] = (novel_idx[usable[novel_idx]], nov, known_test[usable[known_test]], kn)
         result["loco"] = _loco_summary(per)
-    return result
+    return result, (np.asarray(tested, dtype=np.int64), y_pred, loco_scores)
+
+
+def _macro_f1_draws(draws: np.ndarray, tested: np.ndarray, y_pred: Sequence[str], composers_of: Sequence[str],
+                    labels: Sequence[str]) -> np.ndarray:
+    """Track-level macro-F1 under each draw's multiplicities (rows: tracks)."""
+    true = np.asarray(composers_of)[tested]
+    pred = np.asarray(y_pred)
+    return np.array([classification_report(np.repeat(true, d[tested]), np.repeat(pred, d[tested]), labels)["macro_f1"]
+                     for d in draws])
+
+
+def _auroc_draws(draws: np.ndarray, scores: LocoScores) -> dict[str, np.ndarray]:
+    """Each left-out composer's AUROC under each draw's multiplicities."""
+    return {c: np.array([auroc(np.repeat(ns, d[ni]), np.repeat(ks, d[ki])) for d in draws])
+            for c, (ni, ns, ki, ks) in scores.items()}
+
+
+def _mean_over(per: dict[str, np.ndarray]) -> np.ndarray:
+    stacked = np.stack(list(per.values()))
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isfinite(stacked).any(axis=0), np.nansum(stacked, axis=0) / np.isfinite(stacked).sum(0),
+                        np.nan)
+
+
+def _add_intervals(out: dict[str, Any], draws: np.ndarray, composers_of: Sequence[str], labels: Sequence[str],
+                   tested: np.ndarray, y_pred: dict[str, list[str]], naming: str, view: str,
+                   loco: dict[str, LocoScores], seed: tuple[np.ndarray, list[str], LocoScores] | None) -> None:
+    """95% intervals beside each headline figure, from the same draws of whole works; and the
+    differences to the seed baseline, paired (both methods judged on each draw's works)."""
+    f1 = {n: _macro_f1_draws(draws, tested, p, composers_of, labels) for n, p in y_pred.items()}
+    for n, values in f1.items():
+        out["track_by_naming"][n]["macro_f1_ci"] = percentile_interval(values)
+    out["track"]["macro_f1_ci"] = out["track_by_naming"][naming]["macro_f1_ci"]
+    means = {}
+    for v, scores in loco.items():
+        per = _auroc_draws(draws, scores)
+        means[v] = _mean_over(per)
+        out["loco_by_view"][v]["mean_auroc_ci"] = percentile_interval(means[v])
+        for c, values in per.items():
+            out["loco_by_view"][v]["per_composer"][c]["auroc_ci"] = percentile_interval(values)
+    if view in loco:
+        out["loco"]["mean_auroc_ci"] = out["loco_by_view"][view]["mean_auroc_ci"]
+    out["intervals"] = {"level": 0.95, "draws": len(draws),
+                        "resampled": "whole works with replacement, each composer keeping its number of works"}
+    if seed is None:
+        return
+    seed_tested, seed_pred, seed_loco = seed
+    base = out["baseline"]
+    seed_f1 = _macro_f1_draws(draws, seed_tested, seed_pred, composers_of, labels)
+    base["track"]["macro_f1_ci"] = percentile_interval(seed_f1)
+    vs: dict[str, Any] = {"macro_f1": {"difference": out["track"]["macro_f1"] - base["track"]["macro_f1"],
+                                       "ci": percentile_interval(f1[naming] - seed_f1)}}
+    if seed_loco:
+        seed_mean = _mean_over(_auroc_draws(draws, seed_loco))
+        base["loco"]["mean_auroc_ci"] = percentile_interval(seed_mean)
+        if view in means:
+            vs["loco_mean_auroc"] = {"difference": out["loco"]["mean_auroc"] - base["loco"]["mean_auroc"],
+                                     "ci": percentile_interval(means[view] - seed_mean)}
+    out["vs_baseline"] = vs
 
 
 def _embed_all(model: Embedder, prepared: list[Prepared]) -> list[np.ndarray]:
@@ -200,6 +267,7 @@ def evaluate(data_dir: str | Path, options: EvalOptions = EvalOptions(),
     naming = naming_for(b)
     models_cached = 0  # of the fold and leave-one-composer-out models, how many the model cache held
     y_true: list[str] = []
+    tested: list[int] = []  # track index of each y_true entry
     y_pred: dict[str, list[str]] = {n: [] for n in NAMINGS}
     clip_true: list[str] = []
     clip_pred: list[str] = []
@@ -223,6 +291,7 @@ def evaluate(data_dir: str | Path, options: EvalOptions = EvalOptions(),
             clip_true += [composers_of[i]] * len(votes)
             clip_pred += votes
         y_true += fold_true
+        tested += test_idx.tolist()
         per_fold.append({"fold": f, "tracks": len(test_idx),
                          "accuracy": float(np.mean(np.array(fold_true) == np.array(fold_pred)))})
         if f == 0:
@@ -240,6 +309,7 @@ def evaluate(data_dir: str | Path, options: EvalOptions = EvalOptions(),
     }
 
     splits = loco_splits(composers_of, groups, b.seed) if options.loco else {}
+    loco_scores: dict[str, LocoScores] = {view: {} for view in VIEWS}
     if options.loco:
         loco: dict[str, dict[str, Any]] = {view: {} for view in VIEWS}
         for c, (train_idx, calib_idx, known_test, novel_idx) in splits.items():
@@ -262,18 +332,24 @@ def evaluate(data_dir: str | Path, options: EvalOptions = EvalOptions(),
             for view, r in raw.items():
                 threshold = calibrate_threshold(r["calib"], b.novelty_keep)
                 loco[view][c] = _open_set(r["novel"], r["known"], threshold, len(calib_idx))
+                loco_scores[view][c] = (novel_idx, np.asarray(r["novel"]), known_test, np.asarray(r["known"]))
             done += 1
             if progress:
                 progress("evaluate", done, steps)
         out["loco"] = {**_loco_summary(loco[b.novelty_view]), "view": b.novelty_view}
         out["loco_by_view"] = {view: _loco_summary(per) for view, per in loco.items()}
 
+    seed_rows = None
     if options.baseline == "seed":
-        out["baseline"] = _seed_baseline(prepared, composers_of, composers, fold, options.folds, splits,
-                                         options.seed_epochs)
+        out["baseline"], seed_rows = _seed_baseline(prepared, composers_of, composers, fold, options.folds, splits,
+                                                    options.seed_epochs)
         done += 1
         if progress:
             progress("evaluate", done, steps)
+    if options.bootstrap:
+        draws = group_bootstrap(groups, composers_of, options.bootstrap, b.seed)
+        _add_intervals(out, draws, composers_of, composers, np.asarray(tested, dtype=np.int64), y_pred, naming,
+                       b.novelty_view, {v: s for v, s in loco_scores.items() if s}, seed_rows)
 
     out["meta"] = {
         "data_dir": str(Path(data_dir).resolve()), "tracks": len(prepared), "composers": composers,

@@ -7,8 +7,11 @@ from typing import Any
 
 import numpy as np
 
+Labels = Sequence[str] | np.ndarray
+Scores = Sequence[float] | np.ndarray
 
-def confusion_matrix(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]) -> np.ndarray:
+
+def confusion_matrix(y_true: Labels, y_pred: Labels, labels: Sequence[str]) -> np.ndarray:
     """Counts, rows = true label, columns = predicted label, in `labels` order."""
     index = {c: i for i, c in enumerate(labels)}
     m = np.zeros((len(labels), len(labels)), dtype=int)
@@ -17,7 +20,7 @@ def confusion_matrix(y_true: Sequence[str], y_pred: Sequence[str], labels: Seque
     return m
 
 
-def classification_report(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]) -> dict[str, Any]:
+def classification_report(y_true: Labels, y_pred: Labels, labels: Sequence[str]) -> dict[str, Any]:
     """Accuracy, balanced accuracy, macro-F1 and per-label precision/recall/F1/support.
 
     Labels with no true examples are left out of the balanced accuracy and macro-F1.
@@ -43,7 +46,7 @@ def classification_report(y_true: Sequence[str], y_pred: Sequence[str], labels: 
     }
 
 
-def auroc(novel_scores: Sequence[float], known_scores: Sequence[float]) -> float:
+def auroc(novel_scores: Scores, known_scores: Scores) -> float:
     """Probability that a novel item scores above a known one (ties count half)."""
     n = np.asarray(novel_scores, dtype=float)
     k = np.asarray(known_scores, dtype=float)
@@ -63,3 +66,35 @@ def fpr_at_tpr(novel_scores: Sequence[float], known_scores: Sequence[float], tpr
     # the highest threshold that still flags at least tpr of the novel items (score >= t)
     t = n[int(np.floor((1 - tpr) * len(n) + 1e-9))]
     return float((k >= t).mean())
+
+
+def group_bootstrap(groups: Sequence[Any] | np.ndarray, strata: Sequence[Any] | np.ndarray, draws: int,
+                    seed: int = 0) -> np.ndarray:
+    """(draws, n_rows) multiplicities: each draw resamples whole groups with replacement, as many
+    per stratum as the stratum has, and counts how often each row comes back.
+
+    With works as groups and composers as strata, every draw keeps each composer's number of works
+    and never splits a work, so the spread of a figure over the draws is what another set of works
+    of the same composers might give."""
+    groups, strata = np.asarray(groups), np.asarray(strata)
+    rng = np.random.default_rng(seed)
+    out = np.zeros((draws, len(groups)), dtype=np.int64)
+    by_stratum = []
+    for s in sorted(set(strata.tolist()), key=str):
+        names, rows_of = np.unique(groups[strata == s], return_inverse=True)
+        by_stratum.append((np.flatnonzero(strata == s), len(names), rows_of))
+    for d in range(draws):
+        for rows, n_groups, group_of_row in by_stratum:
+            times = np.bincount(rng.integers(0, n_groups, n_groups), minlength=n_groups)
+            out[d, rows] = times[group_of_row]
+    return out
+
+
+def percentile_interval(values: Scores, level: float = 0.95) -> list[float]:
+    """The central `level` share of the finite values: [low, high]."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if not len(v):
+        return [float("nan"), float("nan")]
+    tail = 100 * (1 - level) / 2
+    return [float(x) for x in np.percentile(v, [tail, 100 - tail])]

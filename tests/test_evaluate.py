@@ -11,7 +11,14 @@ from typer.testing import CliRunner
 
 from musicid.cli import app
 from musicid.evaluate import EvalOptions, evaluate, save_results
-from musicid.metrics import auroc, classification_report, confusion_matrix, fpr_at_tpr
+from musicid.metrics import (
+    auroc,
+    classification_report,
+    confusion_matrix,
+    fpr_at_tpr,
+    group_bootstrap,
+    percentile_interval,
+)
 
 from .conftest import make_corpus, tiny_options
 
@@ -47,6 +54,22 @@ def test_auroc_and_fpr_by_hand() -> None:
     assert fpr_at_tpr([5.0], [1.0, 6.0], 0.95) == 0.5
 
 
+def test_bootstrap_draws_whole_works_and_keeps_each_composers_count() -> None:
+    # composer A: work w1 (3 tracks), w2 (1 track); composer B: w3 (2 tracks)
+    groups = ["w1", "w1", "w2", "w3", "w1", "w3"]
+    strata = ["A", "A", "A", "B", "A", "B"]
+    draws = group_bootstrap(groups, strata, draws=200, seed=1)
+    assert draws.shape == (200, 6)
+    # a work's tracks always come back together, the same number of times
+    assert (draws[:, 0] == draws[:, 1]).all() and (draws[:, 0] == draws[:, 4]).all()
+    # A has 2 works, so 2 are drawn: w1 0-2 times, w2 the rest; B's only work exactly once
+    assert (draws[:, 0] + draws[:, 2] == 2).all() and set(draws[:, 0].tolist()) == {0, 1, 2}
+    assert (draws[:, 3] == 1).all() and (draws[:, 5] == 1).all()
+    assert (group_bootstrap(groups, strata, 200, seed=1) == draws).all()  # reproducible
+    assert percentile_interval(np.arange(101.0), level=0.9) == pytest.approx([5.0, 95.0])
+    assert percentile_interval([1.0, float("nan"), 1.0]) == [1.0, 1.0]
+
+
 def test_grouped_cross_validation_runs_end_to_end(tmp_path: Path) -> None:
     data = make_corpus(tmp_path / "data", ["Lowpiano", "Highflute", "Strings"], per_composer=6, seconds=8)
     result = evaluate(data, EvalOptions(folds=3, build=tiny_options(tmp_path)))
@@ -67,6 +90,12 @@ def test_grouped_cross_validation_runs_end_to_end(tmp_path: Path) -> None:
     assert set(s["loco"]["per_composer"]) == {"Highflute", "Lowpiano", "Strings"}
     for v in s["loco"]["per_composer"].values():
         assert 0.0 <= v["auroc"] <= 1.0 and v["novel_tracks"] == 6
+    # 95% intervals from resampled works around the headline figures
+    lo, hi = s["track"]["macro_f1_ci"]
+    assert 0.0 <= lo <= s["track"]["macro_f1"] <= hi <= 1.0
+    lo, hi = s["loco"]["mean_auroc_ci"]
+    assert 0.0 <= lo <= hi <= 1.0 and s["intervals"]["draws"] == 1000
+    assert all(len(v["auroc_ci"]) == 2 for v in s["loco"]["per_composer"].values())
     paths = save_results(result, tmp_path / "out")
     assert sorted(p.name for p in paths) == ["confusion.png", "embedding_map.png", "eval.json"]
     assert json.loads((tmp_path / "out" / "eval.json").read_text())["meta"]["folds"] == 3
@@ -96,6 +125,10 @@ def test_seed_baseline_wiring(tmp_path: Path) -> None:
     base = result.summary["baseline"]
     assert base["track"]["n"] == 8 and base["skipped_tracks"] == 0
     assert set(base["track"]["labels"]) == {"Lowpiano", "Strings"}
+    # judged on the same resampled works as musicid, and the difference interval is paired
+    vs = result.summary["vs_baseline"]["macro_f1"]
+    assert vs["difference"] == pytest.approx(result.summary["track"]["macro_f1"] - base["track"]["macro_f1"])
+    assert len(base["track"]["macro_f1_ci"]) == 2 and vs["ci"][0] <= vs["ci"][1]
 
 
 def test_seed_loss_with_each_anchor_embedded_once_is_the_published_loss() -> None:
