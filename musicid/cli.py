@@ -314,6 +314,8 @@ def eval_cmd(
     naming: str = NAMING_OPT,
     novelty_view: str = NOVELTY_VIEW_OPT,
     pitch_shift: int = PITCH_SHIFT_OPT,
+    bootstrap: int = typer.Option(1000, "--bootstrap", min=0,
+                                  help="Draws of whole works for the 95% intervals; 0: no intervals."),
     as_json: bool = typer.Option(False, "--json", help="Print eval.json to stdout."),
 ) -> None:
     """Cross-validate by work (both namings) and measure leave-one-composer-out novelty (every view)."""
@@ -333,8 +335,9 @@ def eval_cmd(
                          naming=naming, features=_feature_settings(features))
         b.train = replace(b.train, epochs=epochs or b.train.epochs,
                           steps_per_epoch=steps_per_epoch or b.train.steps_per_epoch, pitch_shift=pitch_shift)
+        options = EvalOptions(folds=folds, loco=loco, baseline=baseline, bootstrap=bootstrap, build=b)
         with _progress(not as_json) as progress:
-            result = evaluate(data_dir, EvalOptions(folds=folds, loco=loco, baseline=baseline, build=b), progress)
+            result = evaluate(data_dir, options, progress)
         paths = save_results(result, out_dir)
     if as_json:
         _echo_json(result.summary)

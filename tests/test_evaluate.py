@@ -151,3 +151,19 @@ def test_seed_loss_with_each_anchor_embedded_once_is_the_published_loss() -> Non
     assert float(ours) == pytest.approx(float(published), rel=1e-6)
     for q, g in zip(model.parameters(), grads, strict=True):
         torch.testing.assert_close(q.grad, g)
+
+
+def test_eval_cli_prints_intervals_unless_told_not_to(tmp_path: Path) -> None:
+    data = make_corpus(tmp_path / "data", ["Lowpiano", "Strings"], per_composer=4, seconds=6)
+    args = ["eval", str(data), "--folds", "2", "--no-loco", "--epochs", "1", "--steps-per-epoch", "2",
+            "--cache-dir", str(tmp_path / "cache")]
+    r = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "a")])
+    assert r.exit_code == 0, r.output
+    assert "95% interval" in r.output and "1000 draws of whole works" in r.output
+    lo, hi = json.loads((tmp_path / "a" / "eval.json").read_text())["track"]["macro_f1_ci"]
+    assert f"{lo:.2f}-{hi:.2f}" in r.output
+    r = CliRunner().invoke(app, [*args, "--bootstrap", "0", "--out", str(tmp_path / "b")])
+    assert r.exit_code == 0, r.output
+    summary = json.loads((tmp_path / "b" / "eval.json").read_text())
+    assert "intervals" not in summary and "macro_f1_ci" not in summary["track"]
+    assert "draws of whole works" not in r.output
