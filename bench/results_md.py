@@ -54,7 +54,7 @@ def _views(s: dict) -> str:
 def _targets(runs: list[tuple[str, dict]]) -> list[str]:
     """The issue's targets against each run: met or not, with the figure."""
     def mark(ok: bool, text: str) -> str:
-        return f"{text} {'(met)' if ok else '(not met)'}"
+        return f"{text}, {'met' if ok else 'not met'}"
 
     rows = []
     for name, x in runs:

@@ -189,10 +189,12 @@ def _auroc_draws(draws: np.ndarray, scores: LocoScores) -> dict[str, np.ndarray]
 
 
 def _mean_over(per: dict[str, np.ndarray]) -> np.ndarray:
+    """Each draw's mean over the left-out composers, leaving out a composer whose draw held no novel
+    or no known track (AUROC undefined); NaN where every composer's was."""
     stacked = np.stack(list(per.values()))
+    finite = np.isfinite(stacked)
     with np.errstate(invalid="ignore"):
-        return np.where(np.isfinite(stacked).any(axis=0), np.nansum(stacked, axis=0) / np.isfinite(stacked).sum(0),
-                        np.nan)
+        return np.where(finite, stacked, 0.0).sum(axis=0) / finite.sum(axis=0)
 
 
 def _add_intervals(out: dict[str, Any], draws: np.ndarray, composers_of: Sequence[str], labels: Sequence[str],
