@@ -268,8 +268,7 @@ def evaluate(data_dir: str | Path, options: EvalOptions = EvalOptions(),
 
     naming = naming_for(b)
     models_cached = 0  # of the fold and leave-one-composer-out models, how many the model cache held
-    y_true: list[str] = []
-    tested: list[int] = []  # track index of each y_true entry
+    tested: list[int] = []  # held-out track indices, fold after fold
     y_pred: dict[str, list[str]] = {n: [] for n in NAMINGS}
     clip_true: list[str] = []
     clip_pred: list[str] = []
@@ -292,7 +291,6 @@ def evaluate(data_dir: str | Path, options: EvalOptions = EvalOptions(),
                 y_pred[n].append(named[n])
             clip_true += [composers_of[i]] * len(votes)
             clip_pred += votes
-        y_true += fold_true
         tested += test_idx.tolist()
         per_fold.append({"fold": f, "tracks": len(test_idx),
                          "accuracy": float(np.mean(np.array(fold_true) == np.array(fold_pred)))})
@@ -302,6 +300,7 @@ def evaluate(data_dir: str | Path, options: EvalOptions = EvalOptions(),
         if progress:
             progress("evaluate", done, steps)
 
+    y_true = [composers_of[i] for i in tested]
     out: dict[str, Any] = {
         "track": {**classification_report(y_true, y_pred[naming], composers), "naming": naming},
         "track_by_naming": {n: classification_report(y_true, y_pred[n], composers) for n in NAMINGS},
@@ -311,7 +310,7 @@ def evaluate(data_dir: str | Path, options: EvalOptions = EvalOptions(),
     }
 
     splits = loco_splits(composers_of, groups, b.seed) if options.loco else {}
-    loco_scores: dict[str, LocoScores] = {view: {} for view in VIEWS}
+    loco_scores: dict[str, LocoScores] = {}  # view -> what its figures were computed from
     if options.loco:
         loco: dict[str, dict[str, Any]] = {view: {} for view in VIEWS}
         for c, (train_idx, calib_idx, known_test, novel_idx) in splits.items():
@@ -334,7 +333,8 @@ def evaluate(data_dir: str | Path, options: EvalOptions = EvalOptions(),
             for view, r in raw.items():
                 threshold = calibrate_threshold(r["calib"], b.novelty_keep)
                 loco[view][c] = _open_set(r["novel"], r["known"], threshold, len(calib_idx))
-                loco_scores[view][c] = (novel_idx, np.asarray(r["novel"]), known_test, np.asarray(r["known"]))
+                loco_scores.setdefault(view, {})[c] = (novel_idx, np.asarray(r["novel"]),
+                                                       known_test, np.asarray(r["known"]))
             done += 1
             if progress:
                 progress("evaluate", done, steps)
@@ -351,7 +351,7 @@ def evaluate(data_dir: str | Path, options: EvalOptions = EvalOptions(),
     if options.bootstrap:
         draws = group_bootstrap(groups, composers_of, options.bootstrap, b.seed)
         _add_intervals(out, draws, composers_of, composers, np.asarray(tested, dtype=np.int64), y_pred, naming,
-                       b.novelty_view, {v: s for v, s in loco_scores.items() if s}, seed_rows)
+                       b.novelty_view, loco_scores, seed_rows)
 
     out["meta"] = {
         "data_dir": str(Path(data_dir).resolve()), "tracks": len(prepared), "composers": composers,
