@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from .atomic import write_with
+
 CACHE_VERSION = 1
 
 
@@ -69,9 +71,4 @@ class FeatureCache:
             return
         path = self._path(file_sha)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-        try:
-            np.savez(tmp, spec=spec, meta=np.array(json.dumps(meta)))
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        write_with(path, lambda tmp: np.savez(tmp, spec=spec, meta=np.array(json.dumps(meta))))

@@ -1,14 +1,15 @@
-"""A linear composer head over the indexed clip vectors: the other way to name a composer.
+"""The composer classifiers over indexed clip vectors: a k-NN vote, or a linear probe.
 
-The k-NN vote (query.py) lets every indexed clip speak, so a composer with six
-times the clips of another wins most close calls. The head is a multinomial
+"knn": each clip's k nearest indexed clips vote for their composer (query.py).
+It lets every indexed clip speak, so a composer with six times the clips of
+another wins most close calls. "linear": a linear probe, a multinomial
 logistic regression fitted on the same indexed vectors with each composer's
 clips weighted to the same total (class-balanced, L2-regularised, as
 scikit-learn's `LogisticRegression(C=1, class_weight="balanced")`), and a track
 is named by the sum of its clips' log-probabilities. Fitted in a second on
 thousands of clips (L-BFGS, float64: the same vectors always give the same
-head). `index build --naming head` chooses it; docs/RESULTS.md has the figures
-for both.
+probe). `index build --classifier linear` chooses it (the default with piano
+rolls); docs/RESULTS.md has the figures for both.
 """
 
 from __future__ import annotations
@@ -17,20 +18,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-NAMINGS = ("vote", "head")
+from .choices import Classifier, values
+
+CLASSIFIERS = values(Classifier, skip=("auto",))  # k-NN vote over clips; linear probe (LinearProbe)
 
 
 @dataclass(frozen=True)
-class LinearHead:
+class LinearProbe:
     weights: np.ndarray  # (n_composers, d)
     bias: np.ndarray  # (n_composers,)
 
     def as_array(self) -> np.ndarray:
-        """(n_composers, d + 1): the weights with the bias as the last column (head.npy)."""
+        """(n_composers, d + 1): the weights with the bias as the last column (linear_probe.npy)."""
         return np.concatenate([self.weights, self.bias[:, None]], axis=1).astype(np.float32)
 
     @classmethod
-    def from_array(cls, a: np.ndarray) -> LinearHead:
+    def from_array(cls, a: np.ndarray) -> LinearProbe:
         return cls(np.asarray(a[:, :-1], np.float32), np.asarray(a[:, -1], np.float32))
 
     def log_proba(self, vectors: np.ndarray) -> np.ndarray:
@@ -46,11 +49,11 @@ class LinearHead:
         return p / p.sum()
 
 
-MAX_FIT = 200_000  # clips a head is fitted on at most: a fixed random sample above (memory and time bound)
+MAX_FIT = 200_000  # clips a probe is fitted on at most: a fixed random sample above (memory and time bound)
 
 
-def fit_head(vectors: np.ndarray, labels: np.ndarray, n_classes: int, c: float = 1.0,
-             max_iter: int = 200, max_fit: int = MAX_FIT) -> LinearHead:
+def fit_linear_probe(vectors: np.ndarray, labels: np.ndarray, n_classes: int, c: float = 1.0,
+             max_iter: int = 200, max_fit: int = MAX_FIT) -> LinearProbe:
     """Class-balanced multinomial logistic regression: minimise sum_i w_i CE_i + ||W||^2 / (2c),
     w_i = n / (n_present_classes * n_{y_i}); classes absent from labels get a bias that never wins.
     Above max_fit clips, a fixed random sample of max_fit is fitted on."""
@@ -63,7 +66,7 @@ def fit_head(vectors: np.ndarray, labels: np.ndarray, n_classes: int, c: float =
     counts = np.bincount(labels, minlength=n_classes)
     present = counts > 0
     if present.sum() < 2:  # nothing to tell apart: the one composer present always wins
-        return LinearHead(np.zeros((n_classes, np.shape(vectors)[1]), np.float32),
+        return LinearProbe(np.zeros((n_classes, np.shape(vectors)[1]), np.float32),
                           np.where(present, 0.0, -1e4).astype(np.float32))
     x = torch.from_numpy(np.asarray(vectors, dtype=np.float64))
     y = torch.from_numpy(labels)
@@ -83,4 +86,4 @@ def fit_head(vectors: np.ndarray, labels: np.ndarray, n_classes: int, c: float =
 
     opt.step(closure)  # type: ignore[no-untyped-call]
     bias = b.detach().numpy() + mask.numpy()
-    return LinearHead(w.detach().numpy().astype(np.float32), np.maximum(bias, -1e4).astype(np.float32))
+    return LinearProbe(w.detach().numpy().astype(np.float32), np.maximum(bias, -1e4).astype(np.float32))

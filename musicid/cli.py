@@ -20,10 +20,13 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from .choices import Baseline, Classifier, IndexKind, NoveltyMethod, Representation
 from .corpus import DEFAULT_COMPOSERS
 from .errors import MusicIdError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+# rich_markup_mode=None: click's plain usage errors ("Error: Invalid value for '--features': ..."), one line
+# a script can read, instead of a boxed panel
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Tell who composed a MIDI file, or that it is by nobody the index knows.")
 index_app = typer.Typer(no_args_is_help=True, help="Build and inspect an index.")
 app.add_typer(index_app, name="index")
@@ -79,49 +82,59 @@ def _index_dir(index: Path | None) -> Path:
     return index or default_index_dir()
 
 
-VIEWS = ("blend", "track", "score", "embedding", "sound")  # novelty.VIEWS, without importing numpy for --help
-INDEX_KINDS = ("auto", "flat", "ivf", "ivfpq", "hnsw")
-FRONTS = ("audio", "pianoroll", "ensemble")  # features.FRONTS, without importing torch for --help
-FEATURES_OPT = typer.Option("pianoroll", "--features",
-                            help="What the embedder is fed: pianoroll (the notes straight from the MIDI, no "
-                                 "rendering; the best on docs/RESULTS.md's benchmark), audio (log-mel of the "
-                                 "FluidSynth rendering: hears instrumentation too) or ensemble (the piano roll "
-                                 "once per instrument family: keys, strings, voices, winds).")
-PITCH_SHIFT_OPT = typer.Option(2, "--pitch-shift", min=0,
-                               help="Training augmentation: shift each batch by up to this many rows "
-                                    "(mel bins, or semitones with a piano roll).")
-NAMINGS = ("auto", "vote", "head")  # classifier.NAMINGS and auto
-NAMING_OPT = typer.Option("auto", "--naming",
-                          help="How a track's composer is chosen: vote (its clips' nearest indexed clips vote), "
-                               "head (a class-balanced linear classifier on the indexed clips), or auto: vote "
-                               "with audio, head with the piano rolls (docs/RESULTS.md).")
-NOVELTY_VIEW_OPT = typer.Option("blend", "--novelty-view",
-                                help="Score novelty as the distance from a track's mean embedding to the nearest "
-                                     "indexed track's (track), from its score statistics -- intervals, chords, "
-                                     "voices, rhythm -- to the nearest indexed track's (score), the larger of "
-                                     "those two, each scaled on held-out known tracks (blend), from its clips to "
-                                     "the nearest indexed clips (embedding), or in the sound view (mel-band "
-                                     "statistics, level removed); docs/RESULTS.md compares them.")
-
-
-def _feature_settings(front: str) -> Any:
-    from .features import FeatureSettings, ensemble_settings, pianoroll_settings
-
-    return {"pianoroll": pianoroll_settings, "ensemble": ensemble_settings, "audio": FeatureSettings}[front]()
-
-
-def _check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        _fail(f"{option} must be one of {', '.join(choices)}, not '{value}'", 2)
-
-
 def _echo_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
 
 
+FEATURES_OPT = typer.Option(Representation.pianoroll, "--features",
+                            help="What the embedder is fed: pianoroll (the notes straight from the MIDI, no "
+                                 "rendering; the best on docs/RESULTS.md's benchmark), audio (log-mel of the "
+                                 "FluidSynth rendering: hears instrumentation too) or family-rolls (the piano roll "
+                                 "once per instrument family: keys, strings, voices, winds).")
+PITCH_SHIFT_OPT = typer.Option(2, "--pitch-shift", min=0,
+                               help="Training augmentation: shift each batch by up to this many rows "
+                                    "(mel bins, or semitones with a piano roll).")
+CLASSIFIER_OPT = typer.Option(Classifier.auto, "--classifier",
+                              help="How a track's composer is chosen: knn (its clips' nearest indexed clips vote), "
+                                   "linear (a class-balanced linear probe on the indexed clips), or auto: knn "
+                                   "with audio, linear with piano rolls (docs/RESULTS.md).")
+NOVELTY_OPT = typer.Option(NoveltyMethod.fused, "--novelty",
+                           help="The novelty score: track-knn (distance from the track's mean embedding to the "
+                                "nearest indexed track's), symbolic-knn (the same for its symbolic features: "
+                                "intervals, chords, voices, rhythm), fused (the larger of those two as robust "
+                                "z-scores on held-out known tracks), clip-knn (its clips to their k nearest "
+                                "indexed clips) or spectral-knn (the same in spectral statistics); "
+                                "docs/RESULTS.md compares them.")
+# the flags of musicid 0.1, hidden, for one release
+LEGACY_NAMING_OPT = typer.Option(None, "--naming", hidden=True, help="Old name of --classifier (vote, head).")
+LEGACY_VIEW_OPT = typer.Option(None, "--novelty-view", hidden=True, help="Old name of --novelty.")
+
+
+def _legacy(new: str, old: str | None, convert: Callable[[str], str]) -> str:
+    """The value of a renamed option: the old flag's (translated) where given, else the new one's."""
+    if old is None:
+        return new
+    try:
+        return convert(old)
+    except ValueError as e:
+        _fail(str(e), 2)
+        raise  # unreachable: _fail exits
+
+
+def _options(features: Representation, classifier: Classifier, naming: str | None, novelty: NoveltyMethod,
+             novelty_view: str | None, **flags: Any) -> Any:
+    """BuildOptions from the flags index build and eval share (indexer.build_options)."""
+    from .indexer import build_options
+    from .manifest import classifier_name
+    from .novelty import method_name
+
+    return build_options(features.value, _legacy(classifier.value, naming, classifier_name),
+                         _legacy(novelty.value, novelty_view, method_name), **flags)
+
+
 @index_app.command("build")
 def index_build(
-    data_dir: Path = typer.Argument(..., help="Folder of <Composer>/*.mid subfolders."),
+    data_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="Folder of <Composer>/*.mid subfolders."),
     out_dir: Path | None = typer.Option(None, "--out", "-o",
                                         help="Index directory to write [default: ./musicid-index]."),
     soundfont: Path | None = typer.Option(None, "--soundfont",
@@ -136,40 +149,29 @@ def index_build(
     cache_dir: Path | None = typer.Option(None, "--cache-dir",
                                           help="Render cache [default: $MUSICID_CACHE or ~/.cache/musicid]."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the render cache."),
-    features: str = FEATURES_OPT,
-    naming: str = NAMING_OPT,
-    novelty_view: str = NOVELTY_VIEW_OPT,
+    features: Representation = FEATURES_OPT,
+    classifier: Classifier = CLASSIFIER_OPT,
+    novelty: NoveltyMethod = NOVELTY_OPT,
     pitch_shift: int = PITCH_SHIFT_OPT,
-    index_type: str = typer.Option("auto", "--index-type",
-                                   help="FAISS index: auto (exact below 100k clips, IVF to 20M, IVF-PQ above), "
-                                        "flat, ivf, ivfpq, hnsw."),
+    index_type: IndexKind = typer.Option(IndexKind.auto, "--index-type",
+                                         help="FAISS index: auto (exact below 100k clips, IVF to 20M, IVF-PQ "
+                                              "above), flat, ivf, ivfpq, hnsw."),
     ray_address: str | None = typer.Option(None, "--ray", metavar="[ADDRESS]",
                                            help="Render and embed on a Ray cluster: --ray alone starts a local "
                                                 "one, --ray HOST:PORT (or auto) attaches to a running one. "
-                                                "Needs pip install 'musicid\\[ray]'."),
+                                                "Needs pip install 'musicid[ray]'."),
     as_json: bool = typer.Option(False, "--json", help="Print the build summary as JSON."),
+    naming: str | None = LEGACY_NAMING_OPT,
+    novelty_view: str | None = LEGACY_VIEW_OPT,
 ) -> None:
     """Render, train the embedder, embed every clip and write the index."""
-    from dataclasses import replace
+    from .indexer import build_index
 
-    from .cache import default_cache_dir
-    from .indexer import BuildOptions, build_index
-    from .render import RenderSettings
-
-    _check_choice("--novelty-view", novelty_view, VIEWS)
-    _check_choice("--naming", naming, NAMINGS)
-    _check_choice("--index-type", index_type, INDEX_KINDS)
-    _check_choice("--features", features, FRONTS)
     with _errors():
-        opts = BuildOptions(render=RenderSettings(soundfont=str(soundfont.resolve()) if soundfont else ""),
-                            model_path=model, workers=workers, group_by=group_by,
-                            cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
-                            naming=naming, novelty_view=novelty_view, index_kind=index_type,
-                            ray=ray_address is not None,
-                            ray_address=None if ray_address in (None, "local") else ray_address,
-                            features=_feature_settings(features))
-        opts.train = replace(opts.train, epochs=epochs or opts.train.epochs,
-                             steps_per_epoch=steps_per_epoch or opts.train.steps_per_epoch, pitch_shift=pitch_shift)
+        opts = _options(features, classifier, naming, novelty, novelty_view, index_kind=index_type.value,
+                        group_by=group_by, soundfont=soundfont, model=model, epochs=epochs,
+                        steps_per_epoch=steps_per_epoch, pitch_shift=pitch_shift, cache_dir=cache_dir,
+                        no_cache=no_cache, workers=workers, ray_address=ray_address)
         with _progress(not as_json) as progress:
             report = build_index(data_dir, _index_dir(out_dir), opts, progress)
     if as_json:
@@ -180,23 +182,33 @@ def index_build(
     print_build_report(out, report)
 
 
+def _print_edit(rep: Any, as_json: bool) -> None:
+    if as_json:
+        _echo_json(rep.as_dict())
+        return
+    for path, reason in rep.failures:
+        out.print(f"  skipped {path}: {reason}", highlight=False, soft_wrap=True)
+    done = (f"added {', '.join(f'{n} {c}' for c, n in rep.added.items())}" if rep.added
+            else f"removed {', '.join(f'{n} {c}' for c, n in rep.removed.items())}")
+    out.print(f"{done} tracks; the index now holds {rep.tracks} tracks by {', '.join(rep.composers)}",
+              highlight=False, soft_wrap=True)
+
+
 @index_app.command("add")
 def index_add(
-    data_dir: Path = typer.Argument(..., help="Folder of <Composer>/*.mid subfolders to add."),
+    data_dir: Path = typer.Argument(..., exists=True, file_okay=False,
+                                    help="Folder of <Composer>/*.mid subfolders to add."),
     index: Path | None = INDEX_OPT,
     workers: int = typer.Option(0, "--workers", min=0, help="Render processes [default: one per core]."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Render cache [default: as for build]."),
+    as_json: bool = typer.Option(False, "--json", help="Print what was added as JSON."),
 ) -> None:
     """Add tracks (a new composer, say) to an index, embedded with its own model."""
     from .index_edit import add_tracks
 
-    with _errors():
-        with _progress() as progress:
-            rep = add_tracks(_index_dir(index), data_dir, cache_dir, workers, progress)
-    for path, reason in rep.failures:
-        out.print(f"  skipped {path}: {reason}", highlight=False, soft_wrap=True)
-    out.print(f"added {', '.join(f'{n} {c}' for c, n in rep.added.items())} tracks; the index now holds "
-              f"{rep.tracks} tracks by {', '.join(rep.composers)}", highlight=False, soft_wrap=True)
+    with _errors(), _progress(not as_json) as progress:
+        rep = add_tracks(_index_dir(index), data_dir, cache_dir, workers, progress)
+    _print_edit(rep, as_json)
 
 
 @index_app.command("remove")
@@ -204,14 +216,14 @@ def index_remove(
     index: Path | None = INDEX_OPT,
     composer: str | None = typer.Option(None, "--composer", help="Remove every track by this composer."),
     track: str | None = typer.Option(None, "--track", help="Remove this track (its path in the index)."),
+    as_json: bool = typer.Option(False, "--json", help="Print what was removed as JSON."),
 ) -> None:
     """Remove a composer's tracks, or one track, from an index."""
     from .index_edit import remove_tracks
 
     with _errors():
         rep = remove_tracks(_index_dir(index), composer, track)
-    out.print(f"removed {', '.join(f'{n} {c}' for c, n in rep.removed.items())} tracks; the index now holds "
-              f"{rep.tracks} tracks by {', '.join(rep.composers)}", highlight=False, soft_wrap=True)
+    _print_edit(rep, as_json)
 
 
 @index_app.command("info")
@@ -223,7 +235,7 @@ def index_info(index: Path | None = INDEX_OPT,
     with _errors():
         store = load_store(_index_dir(index))
     if as_json:
-        _echo_json(store.manifest)
+        _echo_json(store.manifest.as_dict())
         return
     from .display import print_index_info
     print_index_info(out, store)
@@ -240,8 +252,7 @@ def query(
     from .query import QueryEngine
 
     with _errors():
-        engine = QueryEngine.open(_index_dir(index))
-        result = engine.query(track, k)
+        result = QueryEngine.open(_index_dir(index)).query(track, k)
     if as_json:
         _echo_json(result.as_dict())
         return
@@ -284,13 +295,17 @@ def corpus_export(
                                   help="Comma-separated music21 corpus composers."),
     max_works: int = typer.Option(40, "--max-works", min=1, help="At most this many works per composer."),
     workers: int = typer.Option(0, "--workers", min=0, help="Parse processes [default: one per core]."),
+    as_json: bool = typer.Option(False, "--json", help="Print what was written as JSON."),
 ) -> None:
     """Export a starter corpus from music21's bundled scores, in the layout index build reads."""
     from .corpus import export_corpus
 
-    with _errors(), _progress() as progress:
+    with _errors(), _progress(not as_json) as progress:
         rep = export_corpus(out_dir, [c.strip() for c in composers.split(",") if c.strip()],
                             max_works, workers, progress)
+    if as_json:
+        _echo_json(rep.as_dict())
+        return
     for work, reason in rep.failures:
         out.print(f"  skipped {work}: {reason}", highlight=False, soft_wrap=True)
     total = sum(rep.written.values())
@@ -300,42 +315,35 @@ def corpus_export(
 
 @app.command("eval")
 def eval_cmd(
-    data_dir: Path = typer.Argument(..., help="Folder of <Composer>/*.mid subfolders."),
+    data_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="Folder of <Composer>/*.mid subfolders."),
     folds: int = typer.Option(5, "--folds", min=2, help="Cross-validation folds, grouped by work."),
     out_dir: Path = typer.Option(Path("eval-results"), "--out", "-o", help="Where eval.json and the PNGs go."),
     group_by: str | None = typer.Option(None, "--group-by", help="Regex whose first group names the work."),
     loco: bool = typer.Option(True, "--loco/--no-loco", help="Leave-one-composer-out novelty figures."),
-    baseline: str | None = typer.Option(None, "--baseline",
-                                        help="Also run this method on the same splits: 'seed' (published)."),
+    baseline: Baseline | None = typer.Option(None, "--baseline",
+                                             help="Also run this method on the same splits: published (the "
+                                                  "published attempt at the challenge set)."),
     epochs: int | None = typer.Option(None, "--epochs", min=1, help="Training epochs per fold [default: 12]."),
     steps_per_epoch: int | None = typer.Option(None, "--steps-per-epoch", min=1, help="Batches per epoch."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Render and model cache."),
-    features: str = FEATURES_OPT,
-    naming: str = NAMING_OPT,
-    novelty_view: str = NOVELTY_VIEW_OPT,
+    features: Representation = FEATURES_OPT,
+    classifier: Classifier = CLASSIFIER_OPT,
+    novelty: NoveltyMethod = NOVELTY_OPT,
     pitch_shift: int = PITCH_SHIFT_OPT,
     bootstrap: int = typer.Option(1000, "--bootstrap", min=0,
                                   help="Draws of whole works for the 95% intervals; 0: no intervals."),
     as_json: bool = typer.Option(False, "--json", help="Print eval.json to stdout."),
+    naming: str | None = LEGACY_NAMING_OPT,
+    novelty_view: str | None = LEGACY_VIEW_OPT,
 ) -> None:
-    """Cross-validate by work (both namings) and measure leave-one-composer-out novelty (every view)."""
-    from dataclasses import replace
-
-    from .cache import default_cache_dir
+    """Cross-validate by work (both classifiers) and measure leave-one-composer-out novelty (every method)."""
     from .evaluate import EvalOptions, evaluate, save_results
-    from .indexer import BuildOptions
 
-    if baseline not in (None, "seed"):
-        _fail(f"unknown baseline '{baseline}' (known: seed)", 2)
-    _check_choice("--novelty-view", novelty_view, VIEWS)
-    _check_choice("--naming", naming, NAMINGS)
-    _check_choice("--features", features, FRONTS)
     with _errors():
-        b = BuildOptions(group_by=group_by, cache_dir=cache_dir or default_cache_dir(), novelty_view=novelty_view,
-                         naming=naming, features=_feature_settings(features))
-        b.train = replace(b.train, epochs=epochs or b.train.epochs,
-                          steps_per_epoch=steps_per_epoch or b.train.steps_per_epoch, pitch_shift=pitch_shift)
-        options = EvalOptions(folds=folds, loco=loco, baseline=baseline, bootstrap=bootstrap, build=b)
+        b = _options(features, classifier, naming, novelty, novelty_view, group_by=group_by, epochs=epochs,
+                     steps_per_epoch=steps_per_epoch, pitch_shift=pitch_shift, cache_dir=cache_dir)
+        options = EvalOptions(folds=folds, loco=loco, baseline=baseline.value if baseline else None,
+                              bootstrap=bootstrap, build=b)
         with _progress(not as_json) as progress:
             result = evaluate(data_dir, options, progress)
         paths = save_results(result, out_dir)

@@ -12,16 +12,17 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .atomic import write_with
 from .errors import MusicIdError
+from .progress import ProgressFn
 
-ProgressFn = Callable[[str, int, int], None]
 DEFAULT_COMPOSERS = ("bach", "palestrina", "monteverdi", "trecento", "josquin", "mozart", "haydn")
 SCORE_SUFFIXES = {".mxl", ".xml", ".musicxml", ".krn", ".abc", ".mid"}
 MAX_SECONDS = 900.0  # a work longer than this is cut
@@ -48,6 +49,10 @@ class ExportReport:
     written: dict[str, int]  # composer -> works written (including ones already there)
     reused: int
     failures: list[tuple[str, str]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"out": str(self.out), "written": self.written, "reused": self.reused,
+                "failures": [{"work": w, "reason": r} for w, r in self.failures]}
 
 
 def program_for(part_name: str, instrument_program: int | None, sung: bool = False) -> int:
@@ -128,12 +133,7 @@ def score_to_midi(score: Any, out: Path) -> int:
     if not n_notes:
         raise CorpusError("no notes")
     # pretty_midi gives each instrument its own channel, skipping the drum channel
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        pm.write(str(tmp))
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_with(out, lambda tmp: pm.write(str(tmp)))
     return n_notes
 
 

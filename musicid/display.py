@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import csv
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from .atomic import atomic_path
 from .index_store import IndexStore
 from .indexer import BuildReport
 from .query import TrackResult
@@ -61,6 +62,7 @@ def _index_kind(index: Any) -> str:
 
 def print_index_info(console: Console, store: IndexStore) -> None:
     m = store.manifest
+    settings, about = m.settings, m.about
     t = Table(title=f"musicid index {store.path}")
     t.add_column("composer")
     t.add_column("tracks", justify="right")
@@ -70,36 +72,40 @@ def print_index_info(console: Console, store: IndexStore) -> None:
     for c in store.composers:
         t.add_row(c, str(int(tracks_per.get(c, 0))), str(int(clips_per.get(c, 0))))
     console.print(t)
-    nov = m["novelty"]
-    model = m["model"]
+    nov = settings.novelty
+    model = about.get("model", {})
+    heldout = about.get("novelty", {}).get("heldout", {})
     rows = [
-        ("created", m["created"]),
-        ("musicid", m["musicid_version"]),
+        ("created", about.get("created", "")),
+        ("musicid", about.get("musicid_version", "")),
         ("vectors", f"{store.index.ntotal} x {store.index.d} ({_index_kind(store.index)})"),
-        ("model", f"{model['dims']} sha256 {model['sha256'][:12]}"),
-        ("features", ", ".join(f"{k}={v}" for k, v in m["features"].items())),
-        ("render", f"{m['render']['settings']['sample_rate']} Hz, SoundFont "
-                   f"{m['render']['settings']['soundfont'] or 'TimGM6mb.sf2 (pretty_midi)'}"),
-        ("naming", "linear head (classifier.py)" if m.get("naming") == "head" else "k-NN vote over clips"),
-        ("novelty", f"threshold {nov['threshold']} in the {nov.get('view', 'embedding')} view "
-                    f"({nov['rule']}" + (f"; k={nov['k']})" if nov.get("view") in ("embedding", "sound") else ")")),
-        *([("blend parts", "; ".join(f"{PART_NAMES.get(v, v)}: median {a:.4g}, interquartile range {b:.4g}"
-                                     for v, (a, b) in nov["scales"].items()))] if nov.get("scales") else []),
-        ("held-out accuracy", f"{nov['calibration']['accuracy']:.1%} on {nov['calibration']['tracks']} tracks"),
-        ("skipped files", str(m["counts"]["failed"])),
+        ("model", f"{model.get('dims')} sha256 {str(model.get('sha256', ''))[:12]}"),
+        ("features", ", ".join(f"{k}={v}" for k, v in settings.features.as_dict().items())),
+        ("render", f"{settings.render.sample_rate} Hz, SoundFont "
+                   f"{settings.render.soundfont or 'TimGM6mb.sf2 (pretty_midi)'}"),
+        ("classifier", "linear probe (classifier.py)" if settings.classifier == "linear" else "k-NN vote over clips"),
+        ("novelty", f"{nov.method}, threshold {m.calibration.threshold:.4f} "
+                    f"({about.get('novelty', {}).get('rule', '')}"
+                    + (f"; k={nov.k})" if nov.method in ("clip-knn", "spectral-knn") else ")")),
+        *([("fused parts", "; ".join(f"{PART_NAMES.get(v, v)}: median {a:.4g}, interquartile range {b:.4g}"
+                                     for v, (a, b) in m.calibration.scales.items()))] if m.calibration.scales else []),
+        *([("held-out accuracy", f"{heldout['accuracy']:.1%} on {heldout['tracks']} tracks")] if heldout else []),
+        ("works grouped by", settings.group_by or "catalog number or file name (dataset.work_key)"),
+        ("skipped files", str(about.get("counts", {}).get("failed", 0))),
+        *([("edits", str(len(about["edits"])))] if about.get("edits") else []),
     ]
     for k, v in rows:
         console.print(f"[b]{k:>18}[/b]  {v}", highlight=False)
 
 
-PART_NAMES = {"track": "embedding distance", "score": "score-statistics distance"}  # the blend view's parts
+PART_NAMES = {"track-knn": "embedding distance", "symbolic-knn": "symbolic-feature distance"}  # the fused parts
 
 
 def print_query(console: Console, r: TrackResult) -> None:
     verdict = (f"[red]NOVEL[/red] (nearest composer {r.composer})" if r.novel
                else f"[green]{r.composer}[/green]")
     console.print(f"[b]{r.path}[/b]: {verdict}", highlight=False, soft_wrap=True)
-    how = "linear head" if r.naming == "head" else "k-NN vote"
+    how = "linear probe" if r.classifier == "linear" else "k-NN vote"
     console.print(f"  composer {r.composer}, confidence {r.confidence:.2f} "
                   f"({how} over {r.n_clips} clip{'s' if r.n_clips != 1 else ''})", highlight=False)
     console.print(f"  novelty {r.novelty:.4f} (threshold {r.threshold:.4f}) -> "
@@ -112,10 +118,10 @@ def print_query(console: Console, r: TrackResult) -> None:
         console.print(f"  [yellow]known piece:[/yellow] same notes as indexed track {r.known_piece}", highlight=False)
     t = Table(title="composers")
     t.add_column("composer")
-    t.add_column("probability" if r.naming == "head" else "vote", justify="right")
+    t.add_column("probability" if r.classifier == "linear" else "vote share", justify="right")
     t.add_column("centroid distance", justify="right")
-    for c in sorted(r.votes, key=lambda c: -r.votes[c]):
-        t.add_row(c, f"{r.votes[c]:.2f}", f"{r.centroid_distances[c]:.4f}")
+    for c in sorted(r.probabilities, key=lambda c: -r.probabilities[c]):
+        t.add_row(c, f"{r.probabilities[c]:.2f}", f"{r.centroid_distances[c]:.4f}")
     console.print(t)
     n = Table(title="nearest indexed tracks")
     n.add_column("track")
@@ -150,20 +156,15 @@ def print_report(console: Console, results: Sequence[TrackResult], failures: Seq
 
 def write_csv(path: Path, results: Sequence[TrackResult], failures: Sequence[Any]) -> None:
     """One row per file, ranked as printed; skipped files last with their reason. Atomic."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["rank", "file", "composer", "confidence", "novelty", "threshold", "flagged",
-                        "known_piece", "error"])
-            for i, r in enumerate(results, 1):
-                w.writerow([i, r.path, r.composer, f"{r.confidence:.4f}", f"{r.novelty:.4f}",
-                            f"{r.threshold:.4f}", int(r.novel), r.known_piece or "", ""])
-            for f in failures:
-                w.writerow(["", str(f.path), "", "", "", "", "", "", f.reason])
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["rank", "file", "composer", "confidence", "novelty", "threshold", "flagged",
+                    "known_piece", "error"])
+        for i, r in enumerate(results, 1):
+            w.writerow([i, r.path, r.composer, f"{r.confidence:.4f}", f"{r.novelty:.4f}",
+                        f"{r.threshold:.4f}", int(r.novel), r.known_piece or "", ""])
+        for f in failures:
+            w.writerow(["", str(f.path), "", "", "", "", "", "", f.reason])
 
 
 def interval_text(r: dict[str, Any], key: str) -> str:
@@ -178,24 +179,25 @@ def print_eval(console: Console, summary: dict[str, Any], paths: Sequence[Path])
     t.add_column("method, level")
     for col in ("accuracy", "balanced acc.", "macro-F1", "95% interval"):
         t.add_column(col, justify="right")
-    naming = summary["track"].get("naming", "vote")
-    rows = [(f"musicid, track ({naming})", summary["track"])]
-    rows += [(f"musicid, track ({n})", r) for n, r in summary.get("track_by_naming", {}).items() if n != naming]
-    rows.append(("musicid, clip (vote)", summary["clip"]))
+    classifier = summary["track"]["classifier"]
+    rows = [(f"musicid, track ({classifier})", summary["track"])]
+    rows += [(f"musicid, track ({n})", r) for n, r in summary.get("track_by_classifier", {}).items()
+             if n != classifier]
+    rows.append(("musicid, clip (knn)", summary["clip"]))
     if "baseline" in summary:
-        rows.append(("seed (published), track", summary["baseline"]["track"]))
+        rows.append(("published attempt, track", summary["baseline"]["track"]))
     for name, r in rows:
         t.add_row(name, f"{r['accuracy']:.3f}", f"{r['balanced_accuracy']:.3f}", f"{r['macro_f1']:.3f}",
                   interval_text(r, "macro_f1"))
     console.print(t)
-    p = Table(title=f"per composer (track level, {naming})")
+    p = Table(title=f"per composer (track level, {classifier})")
     for col in ("composer", "precision", "recall", "F1", "tracks"):
         p.add_column(col, justify="left" if col == "composer" else "right")
     for c, v in summary["track"]["per_label"].items():
         p.add_row(c, f"{v['precision']:.2f}", f"{v['recall']:.2f}", f"{v['f1']:.2f}", str(v["support"]))
     console.print(p)
     if "loco" in summary:
-        lo = Table(title=f"leave-one-composer-out novelty ({summary['loco'].get('view', 'embedding')} view)")
+        lo = Table(title=f"leave-one-composer-out novelty ({summary['loco']['method']})")
         for col in ("held-out composer", "AUROC", "95% interval", "FPR@95%TPR", "flagged novel", "flagged known"):
             lo.add_column(col, justify="left" if col.startswith("held") else "right")
         for c, v in summary["loco"]["per_composer"].items():
@@ -203,22 +205,80 @@ def print_eval(console: Console, summary: dict[str, Any], paths: Sequence[Path])
                        f"{v['flagged_novel']:.2f}", f"{v['flagged_known']:.2f}")
         lo.add_row("[b]mean[/b]", f"{summary['loco']['mean_auroc']:.3f}", interval_text(summary["loco"], "mean_auroc"),
                    f"{summary['loco']['mean_fpr_at_95_tpr']:.2f}", "", "")
-        for view, other in summary.get("loco_by_view", {}).items():
-            if view != summary["loco"].get("view"):
-                lo.add_row(f"{view} view, mean", f"{other['mean_auroc']:.3f}", interval_text(other, "mean_auroc"),
+        for method, other in summary.get("loco_by_method", {}).items():
+            if method != summary["loco"]["method"]:
+                lo.add_row(f"{method}, mean", f"{other['mean_auroc']:.3f}", interval_text(other, "mean_auroc"),
                            f"{other['mean_fpr_at_95_tpr']:.2f}", "", "")
         if "loco" in summary.get("baseline", {}):
             bl = summary["baseline"]["loco"]
-            lo.add_row("seed (published), mean", f"{bl['mean_auroc']:.3f}", interval_text(bl, "mean_auroc"),
+            lo.add_row("published attempt, mean", f"{bl['mean_auroc']:.3f}", interval_text(bl, "mean_auroc"),
                        f"{bl['mean_fpr_at_95_tpr']:.2f}", "", "")
         console.print(lo)
     for key, what in (("macro_f1", "track macro-F1"), ("loco_mean_auroc", "novelty mean AUROC")):
         d = summary.get("vs_baseline", {}).get(key)
         if d:
-            console.print(f"musicid - seed, {what}: {d['difference']:+.3f} (95% interval {d['ci'][0]:+.3f} to "
+            console.print(f"musicid - published, {what}: {d['difference']:+.3f} (95% interval {d['ci'][0]:+.3f} to "
                           f"{d['ci'][1]:+.3f}, same resampled works)", highlight=False)
     if "intervals" in summary:
         console.print(f"intervals: {summary['intervals']['draws']} draws of {summary['intervals']['resampled']}",
                       highlight=False, soft_wrap=True)
     console.print(f"wall time {meta['wall_seconds'] / 60:.1f} min; wrote " + ", ".join(str(p) for p in paths),
                   highlight=False, soft_wrap=True)
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_confusion(summary: dict[str, Any], path: Path) -> Path:
+    """eval's track-level confusion matrix (rows: true composer), as a PNG at path."""
+    plt = _pyplot()
+    rep = summary["track"]
+    m = np.array(rep["confusion"])
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    ax.imshow(m / np.maximum(m.sum(axis=1, keepdims=True), 1), cmap="Blues", vmin=0, vmax=1)
+    labels = rep["labels"]
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            ax.text(j, i, str(m[i, j]), ha="center", va="center",
+                    color="white" if m[i, j] > m[i].sum() / 2 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"{summary['meta']['folds']}-fold by work, track level: macro-F1 {rep['macro_f1']:.2f}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_embedding_map(map_vectors: dict[int, np.ndarray], composers_of: Sequence[str], held: Sequence[bool],
+                       path: Path) -> Path:
+    """A 2-D PCA of clip vectors (track index -> (n_clips, d)) coloured by composer, held-out tracks'
+    clips marked x, as a PNG at path."""
+    plt = _pyplot()
+    order = sorted(map_vectors)
+    x = np.concatenate([map_vectors[i] for i in order])
+    who = np.concatenate([[composers_of[i]] * len(map_vectors[i]) for i in order])
+    out_fold = np.concatenate([[held[i]] * len(map_vectors[i]) for i in order])
+    xc = x - x.mean(axis=0)
+    _, _, vt = np.linalg.svd(xc, full_matrices=False)
+    xy = xc @ vt[:2].T
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    for n, c in enumerate(sorted(set(who))):
+        sel = who == c
+        a, b = sel & ~out_fold, sel & out_fold
+        ax.scatter(xy[a, 0], xy[a, 1], s=4, alpha=0.3, color=f"C{n}", label=f"{c} (trained on)")
+        ax.scatter(xy[b, 0], xy[b, 1], s=16, marker="x", color=f"C{n}", label=f"{c} (held out, x)")
+    ax.set_title("clip embeddings, fold 0 model (PCA)")
+    ax.legend(fontsize=7, markerscale=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -31,9 +31,9 @@ import numpy as np
 from .errors import MusicIdError
 from .features import FeatureSettings
 from .prepare import Failure, Prepared, _prepare_or_fail
+from .progress import ProgressFn
 from .render import RenderSettings
 
-ProgressFn = Callable[[str, int, int], None]
 TASK_RETRIES = 4
 
 
@@ -105,21 +105,21 @@ def _prepare_batch(batch: dict[str, np.ndarray], render_settings: RenderSettings
     cache = FeatureCache(Path(cache_dir), {"render": render_settings.identity(),
                                            "features": features.as_dict()}) if cache_dir else None
     node = ray.get_runtime_context().get_node_id()
-    rows: dict[str, list[Any]] = {k: [] for k in ("pos", "ok", "reason", "sha", "fingerprint", "duration",
-                                                  "rendered", "offsets", "clips", "shape", "score", "node")}
+    rows: dict[str, list[Any]] = {k: [] for k in ("pos", "ok", "reason", "sha", "notes_hash", "duration",
+                                                  "rendered", "offsets", "clips", "shape", "symbolic", "node")}
     for pos, path in zip(batch["pos"], batch["path"], strict=True):
         r = _prepare_or_fail(Path(str(path)), render_settings, features, cache)
         rows["pos"].append(int(pos))
         rows["ok"].append(isinstance(r, Prepared))
         if isinstance(r, Prepared):
-            for k, v in (("reason", ""), ("sha", r.sha256), ("fingerprint", r.fingerprint),
+            for k, v in (("reason", ""), ("sha", r.sha256), ("notes_hash", r.notes_hash),
                          ("duration", r.duration), ("rendered", r.rendered_seconds),
                          ("offsets", ",".join(map(str, r.offsets))), ("clips", r.clips.tobytes()),
-                         ("shape", _shape(r.clips)), ("score", r.score.astype(np.float32).tobytes())):
+                         ("shape", _shape(r.clips)), ("symbolic", r.symbolic.astype(np.float32).tobytes())):
                 rows[k].append(v)
         else:
-            for k, v in (("reason", r.reason), ("sha", ""), ("fingerprint", ""), ("duration", 0.0),
-                         ("rendered", 0.0), ("offsets", ""), ("clips", b""), ("shape", ""), ("score", b"")):
+            for k, v in (("reason", r.reason), ("sha", ""), ("notes_hash", ""), ("duration", 0.0),
+                         ("rendered", 0.0), ("offsets", ""), ("clips", b""), ("shape", ""), ("symbolic", b"")):
                 rows[k].append(v)
         rows["node"].append(node)
     return {k: np.asarray(v, dtype=object) for k, v in rows.items()}
@@ -132,9 +132,9 @@ def _from_row(row: dict[str, Any], path: Path, keep_clips: bool) -> Prepared | F
         clips = _array(row["clips"], row["shape"], np.float16)
     else:  # embedded where it was rendered: no clips held here (Prepared.clips says so)
         clips = np.zeros((0, *_dims(row["shape"])[1:]), np.float16)
-    return Prepared(path, str(row["sha"]), str(row["fingerprint"]), float(row["duration"]), float(row["rendered"]),
+    return Prepared(path, str(row["sha"]), str(row["notes_hash"]), float(row["duration"]), float(row["rendered"]),
                     clips, [float(o) for o in str(row["offsets"]).split(",") if o],
-                    np.frombuffer(row["score"], dtype=np.float32).copy(), False)
+                    np.frombuffer(row["symbolic"], dtype=np.float32).copy(), False)
 
 
 def _tracks(ray: Any, paths: Sequence[Path], positions: list[int]) -> Any:
@@ -232,13 +232,13 @@ def _worker_model(state: list[Any], dims: Any, key: str) -> Any:
 
 
 def _embed_batch(batch: dict[str, np.ndarray], state: list[Any], dims: Any, key: str) -> dict[str, np.ndarray]:
-    """Add each track's vectors and sound statistics to its row and drop the clips; other columns
+    """Add each track's vectors and spectral statistics to its row and drop the clips; other columns
     pass through."""
     import ray
     import torch
 
     from .embedder import embed_clips
-    from .novelty import clip_stats
+    from .spectral_stats import spectral_stats
 
     model = _worker_model(state, dims, key)
     node = ray.get_runtime_context().get_node_id()
@@ -250,7 +250,7 @@ def _embed_batch(batch: dict[str, np.ndarray], state: list[Any], dims: Any, key:
             continue
         clips = _array(raw, shape, np.float16)
         v = embed_clips(model, torch.from_numpy(clips.copy()))
-        st = clip_stats(clips)
+        st = spectral_stats(clips)
         cols["vectors"].append(v.tobytes())
         cols["vshape"].append(_shape(v))
         cols["stats"].append(st.tobytes())
@@ -263,7 +263,7 @@ def _embed_batch(batch: dict[str, np.ndarray], state: list[Any], dims: Any, key:
 
 def embed_on_ray(model: Any, prepared: Sequence[Prepared], address: str | None,
                  progress: ProgressFn | None = None) -> tuple[list[np.ndarray], list[np.ndarray], dict[str, int]]:
-    """Every track's clip vectors and sound statistics, computed by tasks whose worker processes
+    """Every track's clip vectors and spectral statistics, computed by tasks whose worker processes
     load the model once; and tracks embedded per node."""
     ray = connect(address)
 
@@ -282,7 +282,7 @@ def embed_on_ray(model: Any, prepared: Sequence[Prepared], address: str | None,
 class Embedded:
     """What comes back for one track from a build with a given model: no clips, just the results."""
 
-    results: list[Prepared | Failure]  # Prepared with no clips (shape (0, n_mels, frames))
+    results: list[Prepared | Failure]  # Prepared with no clips (shape (0, n_bins, frames))
     vectors: list[np.ndarray | None]  # per result; None for a failure
     stats: list[np.ndarray | None]
     run: RayRun
@@ -291,7 +291,7 @@ class Embedded:
 def embed_tracks_on_ray(paths: Sequence[Path], render_settings: RenderSettings, features: FeatureSettings,
                         cache_dir: Path | None, model: Any, address: str | None,
                         progress: ProgressFn | None = None) -> Embedded:
-    """render -> log-mel -> clips -> vectors in one pipeline: only vectors, sound statistics and
+    """render -> log-mel -> clips -> vectors in one pipeline: only vectors, spectral statistics and
     metadata reach the driver (about 1.3 kB a clip instead of 144 kB of spectrogram), so the
     driver's memory bounds the index, not the audio."""
     ray = connect(address)

@@ -1,4 +1,5 @@
-"""The clip embedder: a small CNN over log-mel clips, trained with a batch-hard triplet loss.
+"""The clip embedder: a small CNN over 30-s clips (piano roll or log-mel), trained with a triplet loss
+(FaceNet, Schroff et al. 2015; batch-all / batch-hard mining, Hermans et al. 2017).
 
 Sizes live in EmbedderDims; a checkpoint is {"dims", "features", "state_dict",
 "composers", "meta"} and loads with torch.load(weights_only=True).
@@ -8,9 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -20,16 +19,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .atomic import write_bytes
 from .errors import IndexMismatch, TrainingError
 from .features import FeatureSettings
-
-ProgressFn = Callable[[str, int, int], None]
+from .progress import ProgressFn
 
 
 @dataclass(frozen=True)
 class EmbedderDims:
-    n_mels: int = 96  # rows of a clip, all planes together
-    in_channels: int = 1  # planes stacked in those rows (the ensemble roll's instrument families)
+    n_bins: int = 96  # rows of a clip, all planes together
+    in_channels: int = 1  # planes stacked in those rows (the family rolls' instrument families)
     width: int = 24  # channels of the first block; doubled at each of the next
     n_blocks: int = 4
     embed_dim: int = 128
@@ -54,15 +53,15 @@ class TrainSettings:
 
 
 def dims_for(dims: EmbedderDims, features: FeatureSettings) -> EmbedderDims:
-    """dims shaped for what the front end produces: its rows, and the planes stacked in them."""
-    return replace(dims, n_mels=features.n_mels, in_channels=features.channels)
+    """dims shaped for what the input representation produces: its rows, and the planes stacked in them."""
+    return replace(dims, n_bins=features.n_bins, in_channels=features.channels)
 
 
 class Embedder(nn.Module):
     def __init__(self, dims: EmbedderDims):
         super().__init__()
-        if dims.n_mels % dims.in_channels:
-            raise ValueError(f"{dims.n_mels} rows do not split into {dims.in_channels} planes")
+        if dims.n_bins % dims.in_channels:
+            raise ValueError(f"{dims.n_bins} rows do not split into {dims.in_channels} planes")
         self.dims = dims
         layers: list[nn.Module] = [
             nn.Conv2d(dims.in_channels, dims.width, 5, stride=2, padding=2, bias=False),
@@ -84,7 +83,7 @@ class Embedder(nn.Module):
         self.head = nn.Linear(2 * c, dims.embed_dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        """x: (batch, n_mels, frames) log-mel clips -> (batch, embed_dim) unit vectors."""
+        """x: (batch, n_bins, frames) clips (log-mel or piano roll) -> (batch, embed_dim) unit vectors."""
         x = x - x.mean(dim=(-2, -1), keepdim=True)  # invariant to overall loudness
         x = x.reshape(x.shape[0], self.dims.in_channels, -1, x.shape[-1])  # (batch, planes, rows, frames)
         h = self.body(x.contiguous(memory_format=torch.channels_last))
@@ -161,7 +160,7 @@ def train_embedder(
     settings: TrainSettings = TrainSettings(),
     progress: ProgressFn | None = None,
 ) -> tuple[Embedder, TrainReport]:
-    """Train on clips (n, n_mels, frames) with integer composer labels (n,)."""
+    """Train on clips (n, n_bins, frames) with integer composer labels (n,)."""
     labels = np.asarray(labels)
     classes = np.unique(labels)
     if len(classes) < 2:
@@ -215,7 +214,7 @@ LOSSES = {"batch-all": batch_all_triplet_loss, "batch-hard": batch_hard_triplet_
 
 @torch.inference_mode()
 def embed_clips(model: Embedder, clips: Tensor, batch_size: int = 64) -> np.ndarray:
-    """(n, n_mels, frames) clips -> (n, embed_dim) float32 unit vectors."""
+    """(n, n_bins, frames) clips -> (n, embed_dim) float32 unit vectors."""
     model.eval()
     out = [model(clips[i:i + batch_size].float()) for i in range(0, len(clips), batch_size)]
     if not out:
@@ -234,12 +233,7 @@ def save_checkpoint(path: Path, model: Embedder, features: FeatureSettings,
         "meta": meta or {},
     }, buf)
     data = buf.getvalue()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_bytes(path, data)
     return hashlib.sha256(data).hexdigest()
 
 
@@ -247,8 +241,8 @@ def load_checkpoint(path: Path) -> tuple[Embedder, FeatureSettings, dict[str, An
     """Load a checkpoint without unpickling arbitrary objects."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        dims = EmbedderDims(**ckpt["dims"])
-        features = FeatureSettings(**ckpt["features"])
+        dims = EmbedderDims(**{("n_bins" if k == "n_mels" else k): v for k, v in ckpt["dims"].items()})
+        features = FeatureSettings.from_dict(ckpt["features"])
         model = Embedder(dims)
         model.load_state_dict(ckpt["state_dict"])
     except FileNotFoundError:

@@ -3,16 +3,18 @@
 No work (all movements of one catalog number, every file with identical notes)
 ever has tracks on both sides of a split. Each fold trains its own embedder on
 the other folds, indexes them, and queries the held-out fold exactly as
-`musicid query` would.
+`musicid query` would; each left-out composer's split calibrates every novelty
+method (novelty.calibrate, as index build does) on known works and scores the
+composer's tracks against known held-out ones. 95% intervals come from
+resampling whole works (metrics.group_bootstrap).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,64 +24,62 @@ import numpy as np
 import torch
 
 from . import __version__
-from .cache import FeatureCache
-from .classifier import NAMINGS
-from .dataset import group_works, holdout_split, kfold_groups, scan_labelled, work_key
+from .atomic import write_json
+from .baseline import LocoScores, Split, run_published
+from .choices import Baseline
+from .classifier import CLASSIFIERS
+from .dataset import holdout_split, kfold_groups
 from .embedder import Embedder, dims_for, embed_clips
 from .errors import TrainingError
-from .indexer import BuildOptions, make_store, naming_for, train_or_load
-from .metrics import auroc, classification_report, fpr_at_tpr, group_bootstrap, percentile_interval
-from .novelty import VIEWS, clip_stats
-from .prepare import Prepared, prepare_many
-from .query import (
-    BLEND_PARTS,
-    DEFAULT_K,
-    blend_novelty,
-    blend_scales,
-    calibrate_threshold,
-    neighbour_composers,
-    shares,
-    track_novelty,
+from .faiss_index import search
+from .indexer import (
+    BuildOptions,
+    Corpus,
+    Embedding,
+    classifier_for,
+    index_settings,
+    make_store,
+    prepare_corpus,
+    train_or_load,
 )
+from .metrics import auroc, classification_report, group_bootstrap, loco_summary, open_set_figures, percentile_interval
+from .novelty import METHODS, SCORERS, NoveltySettings, TrackQuery, calibrate, final_score, raw_scores
+from .progress import ProgressFn
+from .query import DEFAULT_K, neighbour_composers, shares
+from .spectral_stats import spectral_stats
 
-ProgressFn = Callable[[str, int, int], None]
+BASELINES = tuple(b.value for b in Baseline)
+LEGACY_BASELINES = {"seed": "published"}  # the name before 0.2
 
 
-@dataclass
+@dataclass(frozen=True)
 class EvalOptions:
     folds: int = 5
     k: int = DEFAULT_K
     loco: bool = True  # leave-one-composer-out novelty
-    baseline: str | None = None  # "seed": also run the published method on the same splits
-    seed_epochs: int = 10  # the published method's; fewer only to test the wiring
+    baseline: str | None = None  # "published": also run the published method on the same splits
+    baseline_epochs: int = 10  # the published method's; fewer only to test the wiring
     bootstrap: int = 1000  # resamplings of whole works for the 95% intervals; 0: none
     build: BuildOptions = field(default_factory=BuildOptions)
 
-
-def _store_for(prepared: list[Prepared], composers_of: list[str], vectors: list[np.ndarray],
-               stats: list[np.ndarray], idx: np.ndarray, groups: np.ndarray, composers: list[str],
-               build: BuildOptions) -> Any:
-    return make_store(prepared, composers_of, vectors, stats, idx, groups, np.zeros(len(prepared), bool), composers,
-                      {"composers": composers, "naming": naming_for(build),
-                       "novelty": {"k": build.novelty_k, "view": build.novelty_view, "threshold": float("inf")}},
-                      root=Path("/"))
+    def __post_init__(self) -> None:
+        if self.baseline is not None:
+            name = LEGACY_BASELINES.get(self.baseline, self.baseline)
+            if name not in BASELINES:
+                raise ValueError(f"unknown baseline {self.baseline!r} ({', '.join(BASELINES)})")
+            object.__setattr__(self, "baseline", name)
 
 
-def _name_both_ways(store: Any, vecs: np.ndarray, k: int) -> tuple[dict[str, str], list[str]]:
-    """One held-out track's composer by each naming (vote, head), and each clip's own k-NN vote
+def _classify_both_ways(store: Any, vecs: np.ndarray, k: int) -> tuple[dict[str, str], list[str]]:
+    """One held-out track's composer by each classifier (knn, linear), and each clip's own k-NN vote
     winner, from one search."""
-    _, ids = store.search(vecs, k)
+    _, ids = search(store.index, vecs, k)
     voters = neighbour_composers(store, store.track_of(ids)[:, :k])  # each neighbour's composer, looked up once
     composers = store.composers
-    named = {"vote": composers[int(np.argmax(shares(voters, len(composers))))],
-             "head": composers[int(np.argmax(store.head.track_proba(vecs)))]}
+    named = {"knn": composers[int(np.argmax(shares(voters, len(composers))))],
+             "linear": composers[int(np.argmax(store.probe.track_proba(vecs)))]}
     clips = [composers[int(np.argmax(shares(row, len(composers))))] for row in voters]
     return named, clips
-
-
-Split = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # train, calibration, known-test, novel
-# per left-out composer: novel track indices, their scores, known-test track indices, their scores
-LocoScores = dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
 
 
 def loco_splits(composers_of: Sequence[str], groups: np.ndarray, seed: int) -> dict[str, Split]:
@@ -98,79 +98,6 @@ def loco_splits(composers_of: Sequence[str], groups: np.ndarray, seed: int) -> d
         novel = np.flatnonzero(labels == c)
         out[c] = (rest[~calib_mask], rest[calib_mask], known_idx[test_mask], novel)
     return out
-
-
-def _open_set(novel: Sequence[float], known: Sequence[float], threshold: float, n_calib: int) -> dict[str, Any]:
-    return {"auroc": auroc(novel, known), "fpr_at_95_tpr": fpr_at_tpr(novel, known, 0.95),
-            "threshold": float(threshold), "novel_tracks": len(novel), "known_tracks": len(known),
-            "calibration_tracks": n_calib,
-            "flagged_novel": float(np.mean(np.asarray(novel) > threshold)),
-            "flagged_known": float(np.mean(np.asarray(known) > threshold))}
-
-
-def _loco_summary(per: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    return {"per_composer": per, "mean_auroc": float(np.mean([v["auroc"] for v in per.values()])),
-            "mean_fpr_at_95_tpr": float(np.mean([v["fpr_at_95_tpr"] for v in per.values()]))}
-
-
-def _seed_baseline(prepared: list[Prepared], composers_of: list[str], composers: list[str], fold: np.ndarray,
-                   folds: int, splits: dict[str, Split], epochs: int = 10,
-                   ) -> tuple[dict[str, Any], tuple[np.ndarray, list[str], LocoScores]]:
-    """The published method on the same folds and leave-one-composer-out splits: its figures, and
-    per track what they were computed from (tested tracks, their names, the novelty scores)."""
-    from .baseline import (
-        SEED_THRESHOLD,
-        SeedSettings,
-        anchor_files,
-        nearest_anchor,
-        prepare_seed_inputs,
-        seed_embed,
-        train_seed,
-    )
-
-    paths = [p.path for p in prepared]
-    inputs, ok = prepare_seed_inputs(paths)
-    row = {i: r for r, i in enumerate(ok)}  # track index -> row of inputs
-    usable = np.array([i in row for i in range(len(prepared))])
-
-    def fit(train_idx: np.ndarray) -> tuple[Any, dict[str, int]]:
-        train_idx = train_idx[usable[train_idx]]
-        rows = [row[i] for i in train_idx]
-        anchors = anchor_files(paths, composers_of, list(train_idx))
-        model = train_seed(inputs[rows], [composers_of[i] for i in train_idx],
-                           {c: list(train_idx).index(i) for c, i in anchors.items()},  # positions in the subset
-                           SeedSettings(epochs=epochs))
-        return model, anchors
-
-    def scores(model: Any, anchors: dict[str, int], idx: np.ndarray) -> tuple[list[str], np.ndarray]:
-        idx = idx[usable[idx]]
-        names = sorted(anchors)
-        emb = seed_embed(model, inputs[[row[i] for i in idx]])
-        anchor_emb = seed_embed(model, inputs[[row[anchors[c]] for c in names]])
-        return nearest_anchor(emb, anchor_emb, names)
-
-    tested: list[int] = []
-    y_pred: list[str] = []
-    for f in range(folds):
-        model, anchors = fit(np.flatnonzero(fold != f))
-        test = np.flatnonzero((fold == f) & usable)
-        pred, _ = scores(model, anchors, test)
-        tested += test.tolist()
-        y_pred += pred
-    y_true = [composers_of[i] for i in tested]
-    result: dict[str, Any] = {"method": "seed (published attempt)", "skipped_tracks": int((~usable).sum()),
-                              "track": classification_report(y_true, y_pred, composers)}
-    loco_scores: LocoScores = {}
-    if splits:
-        per = {}
-        for c, (train_idx, _calib, known_test, novel_idx) in splits.items():
-            model, anchors = fit(train_idx)
-            _, nov = scores(model, anchors, novel_idx)
-            _, kn = scores(model, anchors, known_test)
-            per[c] = _open_set(nov.tolist(), kn.tolist(), SEED_THRESHOLD, 0)
-            loco_scores[c] = (novel_idx[usable[novel_idx]], nov, known_test[usable[known_test]], kn)
-        result["loco"] = _loco_summary(per)
-    return result, (np.asarray(tested, dtype=np.int64), y_pred, loco_scores)
 
 
 def _macro_f1_draws(draws: np.ndarray, tested: np.ndarray, y_pred: Sequence[str], composers_of: Sequence[str],
@@ -198,45 +125,46 @@ def _mean_over(per: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def _add_intervals(out: dict[str, Any], draws: np.ndarray, composers_of: Sequence[str], labels: Sequence[str],
-                   tested: np.ndarray, y_pred: dict[str, list[str]], naming: str, view: str,
-                   loco: dict[str, LocoScores], seed: tuple[np.ndarray, list[str], LocoScores] | None) -> None:
+                   tested: np.ndarray, y_pred: dict[str, list[str]], classifier: str, method: str,
+                   loco: dict[str, LocoScores], published: tuple[np.ndarray, list[str], LocoScores] | None) -> None:
     """95% intervals beside each headline figure, from the same draws of whole works; and the
-    differences to the seed baseline, paired (both methods judged on each draw's works)."""
+    differences to the published baseline, paired (both methods judged on each draw's works)."""
     f1 = {n: _macro_f1_draws(draws, tested, p, composers_of, labels) for n, p in y_pred.items()}
     for n, values in f1.items():
-        out["track_by_naming"][n]["macro_f1_ci"] = percentile_interval(values)
-    out["track"]["macro_f1_ci"] = out["track_by_naming"][naming]["macro_f1_ci"]
+        out["track_by_classifier"][n]["macro_f1_ci"] = percentile_interval(values)
+    out["track"]["macro_f1_ci"] = out["track_by_classifier"][classifier]["macro_f1_ci"]
     means = {}
     for v, scores in loco.items():
         per = _auroc_draws(draws, scores)
         means[v] = _mean_over(per)
-        out["loco_by_view"][v]["mean_auroc_ci"] = percentile_interval(means[v])
+        out["loco_by_method"][v]["mean_auroc_ci"] = percentile_interval(means[v])
         for c, values in per.items():
-            out["loco_by_view"][v]["per_composer"][c]["auroc_ci"] = percentile_interval(values)
-    if view in loco:
-        out["loco"]["mean_auroc_ci"] = out["loco_by_view"][view]["mean_auroc_ci"]
+            out["loco_by_method"][v]["per_composer"][c]["auroc_ci"] = percentile_interval(values)
+    if method in loco:
+        out["loco"]["mean_auroc_ci"] = out["loco_by_method"][method]["mean_auroc_ci"]
     out["intervals"] = {"level": 0.95, "draws": len(draws),
                         "resampled": "whole works with replacement, each composer keeping its number of works"}
-    if seed is None:
+    if published is None:
         return
-    seed_tested, seed_pred, seed_loco = seed
+    base_tested, base_pred, base_loco = published
     base = out["baseline"]
-    seed_f1 = _macro_f1_draws(draws, seed_tested, seed_pred, composers_of, labels)
-    base["track"]["macro_f1_ci"] = percentile_interval(seed_f1)
+    base_f1 = _macro_f1_draws(draws, base_tested, base_pred, composers_of, labels)
+    base["track"]["macro_f1_ci"] = percentile_interval(base_f1)
     vs: dict[str, Any] = {"macro_f1": {"difference": out["track"]["macro_f1"] - base["track"]["macro_f1"],
-                                       "ci": percentile_interval(f1[naming] - seed_f1)}}
-    if seed_loco:
-        seed_mean = _mean_over(_auroc_draws(draws, seed_loco))
-        base["loco"]["mean_auroc_ci"] = percentile_interval(seed_mean)
-        if view in means:
+                                       "ci": percentile_interval(f1[classifier] - base_f1)}}
+    if base_loco:
+        base_mean = _mean_over(_auroc_draws(draws, base_loco))
+        base["loco"]["mean_auroc_ci"] = percentile_interval(base_mean)
+        if method in means:
             vs["loco_mean_auroc"] = {"difference": out["loco"]["mean_auroc"] - base["loco"]["mean_auroc"],
-                                     "ci": percentile_interval(means[view] - seed_mean)}
+                                     "ci": percentile_interval(means[method] - base_mean)}
     out["vs_baseline"] = vs
 
 
-def _embed_all(model: Embedder, prepared: list[Prepared]) -> list[np.ndarray]:
-    """Every track's clip vectors under one model, in track order."""
-    return [embed_clips(model, torch.from_numpy(p.clips)) for p in prepared]
+def _embed_all(model: Embedder, corpus: Corpus, spectral: list[np.ndarray]) -> Embedding:
+    """Every track's clip vectors under one model, in corpus order (the spectral statistics do not
+    depend on the model: computed once, passed in)."""
+    return Embedding([embed_clips(model, torch.from_numpy(p.clips)) for p in corpus.prepared], spectral)
 
 
 @dataclass
@@ -247,47 +175,33 @@ class EvalResult:
     map_held_out: list[bool]  # track was in fold 0's test fold
 
 
-def evaluate(data_dir: str | Path, options: EvalOptions = EvalOptions(),
-             progress: ProgressFn | None = None) -> EvalResult:
-    """Run every fold and every leave-one-composer-out split; return a JSON-ready result."""
-    t_start = time.monotonic()
-    b = options.build
-    b = replace(b, dims=dims_for(b.dims, b.features))  # the embedder takes the front end's rows
-    refs, _ = scan_labelled(data_dir, min_composers=2)
-    cache = FeatureCache(b.cache_dir, {"render": b.render.identity(), "features": b.features.as_dict()})
-    results = prepare_many([r.path for r in refs], b.render, b.features, cache, b.workers, progress)
-    prepared = [p for p in results if isinstance(p, Prepared)]
-    composers_of = [str(r.composer) for r, p in zip(refs, results, strict=True) if isinstance(p, Prepared)]
-    composers = sorted(set(composers_of))
-    groups = group_works([work_key(p.path, c, b.group_by) for p, c in zip(prepared, composers_of, strict=True)],
-                         [p.fingerprint for p in prepared])
-    fold = kfold_groups(composers_of, groups, options.folds, b.seed)
-    stats = [clip_stats(p.clips) for p in prepared]
-    steps = options.folds + (len(composers) if options.loco else 0) + (options.baseline == "seed")
-    done = 0
-
-    naming = naming_for(b)
-    models_cached = 0  # of the fold and leave-one-composer-out models, how many the model cache held
+def _cross_validate(corpus: Corpus, spectral: list[np.ndarray], fold: np.ndarray, options: EvalOptions,
+                    b: BuildOptions, step: Any
+                    ) -> tuple[dict[str, Any], dict[str, list[str]], list[int], dict[int, np.ndarray], int]:
+    """k folds grouped by work: each trains on the others, indexes them and names its own tracks."""
+    composers, composers_of = corpus.composers, corpus.composers_of
+    classifier = classifier_for(b)
     tested: list[int] = []  # held-out track indices, fold after fold
-    y_pred: dict[str, list[str]] = {n: [] for n in NAMINGS}
+    y_pred: dict[str, list[str]] = {n: [] for n in CLASSIFIERS}
     clip_true: list[str] = []
     clip_pred: list[str] = []
     per_fold = []
+    cached = 0
     map_vectors: dict[int, np.ndarray] = {}
     for f in range(options.folds):
         train_idx, test_idx = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
         if len({composers_of[i] for i in train_idx}) < 2 or not len(test_idx):
             raise TrainingError(f"fold {f} has too few composers or tracks; use fewer --folds")
-        model, _, cached = train_or_load(prepared, composers_of, train_idx, composers, b)
-        models_cached += cached
-        vectors = _embed_all(model, prepared)
-        store = _store_for(prepared, composers_of, vectors, stats, train_idx, groups, composers, b)
+        model, _, from_cache = train_or_load(corpus.prepared, composers_of, train_idx, composers, b)
+        cached += from_cache
+        emb = _embed_all(model, corpus, spectral)
+        store = make_store(corpus, emb, train_idx, index_settings(b, 0), composers)
         fold_true, fold_pred = [], []
         for i in test_idx:
-            named, votes = _name_both_ways(store, vectors[i], options.k)
+            named, votes = _classify_both_ways(store, emb.vectors[i], options.k)
             fold_true.append(composers_of[i])
-            fold_pred.append(named[naming])
-            for n in NAMINGS:
+            fold_pred.append(named[classifier])
+            for n in CLASSIFIERS:
                 y_pred[n].append(named[n])
             clip_true += [composers_of[i]] * len(votes)
             clip_pred += votes
@@ -295,132 +209,108 @@ def evaluate(data_dir: str | Path, options: EvalOptions = EvalOptions(),
         per_fold.append({"fold": f, "tracks": len(test_idx),
                          "accuracy": float(np.mean(np.array(fold_true) == np.array(fold_pred)))})
         if f == 0:
-            map_vectors = dict(enumerate(vectors))
-        done += 1
-        if progress:
-            progress("evaluate", done, steps)
-
+            map_vectors = dict(enumerate(emb.vectors))
+        step()
     y_true = [composers_of[i] for i in tested]
     out: dict[str, Any] = {
-        "track": {**classification_report(y_true, y_pred[naming], composers), "naming": naming},
-        "track_by_naming": {n: classification_report(y_true, y_pred[n], composers) for n in NAMINGS},
+        "track": {**classification_report(y_true, y_pred[classifier], composers), "classifier": classifier},
+        "track_by_classifier": {n: classification_report(y_true, y_pred[n], composers) for n in CLASSIFIERS},
         "clip": classification_report(clip_true, clip_pred, composers),
         "folds": per_fold,
-        "fold_of": {str(p.path.relative_to(data_dir)): int(fold[i]) for i, p in enumerate(prepared)},
+        "fold_of": {str(p.path.relative_to(corpus.root)): int(fold[i]) for i, p in enumerate(corpus.prepared)},
     }
+    return out, y_pred, tested, map_vectors, cached
 
-    splits = loco_splits(composers_of, groups, b.seed) if options.loco else {}
-    loco_scores: dict[str, LocoScores] = {}  # view -> what its figures were computed from
-    if options.loco:
-        loco: dict[str, dict[str, Any]] = {view: {} for view in VIEWS}
-        for c, (train_idx, calib_idx, known_test, novel_idx) in splits.items():
-            known_composers = sorted({composers_of[i] for i in train_idx})
-            model, _, cached = train_or_load(prepared, composers_of, train_idx, known_composers, b)
-            models_cached += cached
-            vectors = _embed_all(model, prepared)
-            store = _store_for(prepared, composers_of, vectors, stats, train_idx, groups, known_composers, b)
-            raw: dict[str, dict[str, list[float]]] = {}  # view -> split part -> scores
-            for view in (v for v in VIEWS if v != "blend"):  # the blend is made from its parts' scores
-                raw[view] = {part: [track_novelty(store, vectors[i], stats[i], view, score=prepared[i].score)
-                                    for i in idx]
-                             for part, idx in (("calib", calib_idx), ("known", known_test), ("novel", novel_idx))}
-            # the parts' scales from the calibration tracks, as index build does
-            parts = {part: [dict(zip(BLEND_PARTS, p, strict=True))
-                            for p in zip(*(raw[v][part] for v in BLEND_PARTS), strict=True)]
-                     for part in ("calib", "known", "novel")}
-            scales = blend_scales(parts["calib"])
-            raw["blend"] = {part: [blend_novelty(p, scales) for p in ps] for part, ps in parts.items()}
-            for view, r in raw.items():
-                threshold = calibrate_threshold(r["calib"], b.novelty_keep)
-                loco[view][c] = _open_set(r["novel"], r["known"], threshold, len(calib_idx))
-                loco_scores.setdefault(view, {})[c] = (novel_idx, np.asarray(r["novel"]),
-                                                       known_test, np.asarray(r["known"]))
-            done += 1
-            if progress:
-                progress("evaluate", done, steps)
-        out["loco"] = {**_loco_summary(loco[b.novelty_view]), "view": b.novelty_view}
-        out["loco_by_view"] = {view: _loco_summary(per) for view, per in loco.items()}
 
-    seed_rows = None
-    if options.baseline == "seed":
-        out["baseline"], seed_rows = _seed_baseline(prepared, composers_of, composers, fold, options.folds, splits,
-                                                    options.seed_epochs)
-        done += 1
+def _leave_composers_out(corpus: Corpus, spectral: list[np.ndarray], splits: dict[str, Split], b: BuildOptions,
+                         step: Any) -> tuple[dict[str, Any], dict[str, LocoScores], int]:
+    """Each composer left out of training and index in turn: every novelty method calibrated on known
+    works and judged on the composer's tracks against known held-out ones."""
+    composers_of = corpus.composers_of
+    per_method: dict[str, dict[str, Any]] = {m: {} for m in METHODS}
+    loco_scores: dict[str, LocoScores] = {}  # method -> what its figures were computed from
+    cached = 0
+    raw_methods = tuple(SCORERS)
+    for c, (train_idx, calib_idx, known_test, novel_idx) in splits.items():
+        known_composers = sorted({composers_of[i] for i in train_idx})
+        model, _, from_cache = train_or_load(corpus.prepared, composers_of, train_idx, known_composers, b)
+        cached += from_cache
+        emb = _embed_all(model, corpus, spectral)
+        store = make_store(corpus, emb, train_idx, index_settings(b, 0), known_composers)
+        raw = {part: [raw_scores(store, TrackQuery(emb.vectors[i], emb.spectral[i], corpus.prepared[i].symbolic),
+                                 raw_methods, b.novelty.k) for i in idx]
+               for part, idx in (("calib", calib_idx), ("known", known_test), ("novel", novel_idx))}
+        for method in METHODS:
+            settings = NoveltySettings(method, b.novelty.k, b.novelty.keep)
+            cal = calibrate(raw["calib"], settings)
+            scores = {part: np.asarray([final_score(p, method, cal.scales) for p in ps]) for part, ps in raw.items()}
+            per_method[method][c] = open_set_figures(scores["novel"], scores["known"], cal.threshold, len(calib_idx))
+            loco_scores.setdefault(method, {})[c] = (novel_idx, scores["novel"], known_test, scores["known"])
+        step()
+    out = {"loco": {**loco_summary(per_method[b.novelty.method]), "method": b.novelty.method},
+           "loco_by_method": {m: loco_summary(per) for m, per in per_method.items()}}
+    return out, loco_scores, cached
+
+
+def evaluate(data_dir: str | Path, options: EvalOptions = EvalOptions(),
+             progress: ProgressFn | None = None) -> EvalResult:
+    """Run every fold and every leave-one-composer-out split; return a JSON-ready result.
+    Raises DataDirError or TrainingError when the folder cannot be split so."""
+    t_start = time.monotonic()
+    b = options.build
+    b = replace(b, dims=dims_for(b.dims, b.features), ray=False)  # the embedder takes the representation's rows
+    corpus, _, _ = prepare_corpus(Path(data_dir), b, None, progress)
+    composers_of, composers, groups = corpus.composers_of, corpus.composers, corpus.groups
+    fold = kfold_groups(composers_of, groups, options.folds, b.seed)
+    spectral = [spectral_stats(p.clips) for p in corpus.prepared]
+    steps = options.folds + (len(composers) if options.loco else 0) + (options.baseline is not None)
+    done = [0]
+
+    def step() -> None:
+        done[0] += 1
         if progress:
-            progress("evaluate", done, steps)
+            progress("evaluate", done[0], steps)
+
+    out, y_pred, tested, map_vectors, models_cached = _cross_validate(corpus, spectral, fold, options, b, step)
+    splits = loco_splits(composers_of, groups, b.seed) if options.loco else {}
+    loco_scores: dict[str, LocoScores] = {}
+    if options.loco:
+        loco, loco_scores, cached = _leave_composers_out(corpus, spectral, splits, b, step)
+        out.update(loco)
+        models_cached += cached
+    baseline_rows = None
+    if options.baseline == "published":
+        out["baseline"], baseline_rows = run_published([p.path for p in corpus.prepared], composers_of, composers,
+                                                       fold, options.folds, splits, options.baseline_epochs)
+        step()
+    classifier = classifier_for(b)
     if options.bootstrap:
         draws = group_bootstrap(groups, composers_of, options.bootstrap, b.seed)
-        _add_intervals(out, draws, composers_of, composers, np.asarray(tested, dtype=np.int64), y_pred, naming,
-                       b.novelty_view, loco_scores, seed_rows)
+        _add_intervals(out, draws, composers_of, composers, np.asarray(tested, dtype=np.int64), y_pred, classifier,
+                       b.novelty.method, loco_scores, baseline_rows)
 
     out["meta"] = {
-        "data_dir": str(Path(data_dir).resolve()), "tracks": len(prepared), "composers": composers,
-        "failed": len(results) - len(prepared), "folds": options.folds, "k": options.k,
+        "data_dir": str(Path(data_dir).resolve()), "tracks": len(corpus.prepared), "composers": composers,
+        "failed": len(corpus.failures), "folds": options.folds, "k": options.k,
         "wall_seconds": round(time.monotonic() - t_start, 1), "models_from_cache": models_cached,
         "date": datetime.now(UTC).isoformat(timespec="seconds"), "musicid_version": __version__,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "settings": {"features": b.features.as_dict(), "dims": asdict(b.dims), "train": asdict(b.train),
-                     "naming": naming,
-                     "novelty": {"view": b.novelty_view, "k": b.novelty_k, "keep": b.novelty_keep}},
+                     "classifier": classifier, "novelty": asdict(b.novelty)},
     }
-    return EvalResult(out, map_vectors, composers_of, [bool(fold[i] == 0) for i in range(len(prepared))])
+    return EvalResult(out, map_vectors, composers_of, [bool(f == 0) for f in fold])
 
 
 def save_results(result: EvalResult, out_dir: str | Path) -> list[Path]:
-    """Write eval.json, confusion.png and embedding_map.png; return the paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Write confusion.png, embedding_map.png (display.py draws them) and eval.json; return the paths."""
+    from .display import plot_confusion, plot_embedding_map
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    summary = result.summary
-    map_vectors, composers_of, held = result.map_vectors, result.map_composers, result.map_held_out
-    paths = []
-
-    rep = summary["track"]
-    m = np.array(rep["confusion"])
-    fig, ax = plt.subplots(figsize=(5.5, 4.5))
-    ax.imshow(m / np.maximum(m.sum(axis=1, keepdims=True), 1), cmap="Blues", vmin=0, vmax=1)
-    labels = rep["labels"]
-    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
-    ax.set_yticks(range(len(labels)), labels)
-    for i in range(len(labels)):
-        for j in range(len(labels)):
-            ax.text(j, i, str(m[i, j]), ha="center", va="center",
-                    color="white" if m[i, j] > m[i].sum() / 2 else "black")
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(f"{summary['meta']['folds']}-fold by work, track level: macro-F1 {rep['macro_f1']:.2f}")
-    fig.tight_layout()
-    paths.append(out_dir / "confusion.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
-
-    if map_vectors:
-        order = sorted(map_vectors)
-        x = np.concatenate([map_vectors[i] for i in order])
-        who = np.concatenate([[composers_of[i]] * len(map_vectors[i]) for i in order])
-        out_fold = np.concatenate([[held[i]] * len(map_vectors[i]) for i in order])
-        xc = x - x.mean(axis=0)
-        _, _, vt = np.linalg.svd(xc, full_matrices=False)
-        xy = xc @ vt[:2].T
-        fig, ax = plt.subplots(figsize=(6.5, 5))
-        for n, c in enumerate(sorted(set(who))):
-            sel = who == c
-            a, b = sel & ~out_fold, sel & out_fold
-            ax.scatter(xy[a, 0], xy[a, 1], s=4, alpha=0.3, color=f"C{n}", label=f"{c} (trained on)")
-            ax.scatter(xy[b, 0], xy[b, 1], s=16, marker="x", color=f"C{n}", label=f"{c} (held out, x)")
-        ax.set_title("clip embeddings, fold 0 model (PCA)")
-        ax.legend(fontsize=7, markerscale=2)
-        fig.tight_layout()
-        paths.append(out_dir / "embedding_map.png")
-        fig.savefig(paths[-1], dpi=120)
-        plt.close(fig)
-
+    paths = [plot_confusion(result.summary, out_dir / "confusion.png")]
+    if result.map_vectors:
+        paths.append(plot_embedding_map(result.map_vectors, result.map_composers, result.map_held_out,
+                                        out_dir / "embedding_map.png"))
     paths.append(out_dir / "eval.json")
-    tmp = paths[-1].with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    os.replace(tmp, paths[-1])
+    write_json(paths[-1], result.summary)
     return paths

@@ -1,13 +1,15 @@
-"""Log-mel spectrograms (or piano rolls) and 30-second clips: pure functions of tensors.
+"""The embedder's input representations, and 30-second clips of them: pure functions of tensors.
 
-Mirrors openai/whisper's audio.py: a mel filterbank computed once and cached,
-torch.stft, log10 with a dynamic-range floor. No torchaudio, no file I/O.
+- "pianoroll" (the default): 128 pitch rows straight from the MIDI notes
+  (velocity while a note sounds), 10 frames a second; nothing is rendered.
+- "audio": the log-mel spectrogram of the FluidSynth rendering. Mirrors openai/whisper's
+  audio.py: a mel filterbank computed once and cached, torch.stft, log10 with a
+  dynamic-range floor. No torchaudio, no file I/O.
+- "family-rolls": the piano roll once per instrument family (keyboards and the rest,
+  strings, voices, winds; by each channel's General MIDI program), stacked as
+  planes: the notes, and who plays them.
 
-The "pianoroll" front end skips the audio: 128 pitch rows straight from the
-MIDI notes (velocity while a note sounds), 10 frames a second, cut into the same
-30-s clips for the same embedder. The "ensemble" front end is the same roll once
-per instrument family (keyboards and the rest, strings, voices, winds; by each
-channel's General MIDI program), stacked: the notes, and who plays them.
+A representation is (n_bins, frames): mel bands, or pitch rows (per plane).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .choices import Representation, values
 from .render import SAMPLE_RATE
 
 N_FFT = 2048
@@ -26,8 +29,9 @@ HOP_LENGTH = 640  # 40 ms: 25 frames a second at 16 kHz
 N_MELS = 96
 CLIP_SECONDS = 30
 TOP_DB = 80.0  # dynamic range kept below each track's peak
-FRONTS = ("audio", "pianoroll", "ensemble")  # the rendered audio; the notes; the notes per instrument family
-FAMILIES = ("keys", "strings", "voices", "winds")  # the ensemble roll's channels, in order
+REPRESENTATIONS = values(Representation)  # the notes; rendered audio; the notes per instrument family
+LEGACY_REPRESENTATIONS = {"ensemble": "family-rolls"}  # the name before 0.2
+FAMILIES = ("keys", "strings", "voices", "winds")  # the family rolls' planes, in order
 
 
 def exact_div(x: int, y: int) -> int:
@@ -37,32 +41,34 @@ def exact_div(x: int, y: int) -> int:
 
 @dataclass(frozen=True)
 class FeatureSettings:
-    """Spectrogram and clipping settings; an index refuses a model made with others."""
+    """Input representation and clipping settings; an index refuses a model made with others."""
 
     sample_rate: int = SAMPLE_RATE
     n_fft: int = N_FFT
     hop_length: int = HOP_LENGTH
-    n_mels: int = N_MELS
+    n_bins: int = N_MELS
     f_min: float = 30.0
     f_max: float = 8000.0
     clip_seconds: int = CLIP_SECONDS
     clip_hop_seconds: int = 15  # clips overlap by half
     max_clips: int = 40  # per track
-    front: str = "audio"  # "audio": log-mel of the rendered track; "pianoroll"/"ensemble": notes from the MIDI
+    representation: str = "audio"  # "audio": log-mel of the rendering; "pianoroll"/"family-rolls": the notes
 
     def __post_init__(self) -> None:
-        if self.front not in FRONTS:
-            raise ValueError(f"unknown front end {self.front!r} ({', '.join(FRONTS)})")
+        object.__setattr__(self, "representation",
+                           LEGACY_REPRESENTATIONS.get(self.representation, self.representation))
+        if self.representation not in REPRESENTATIONS:
+            raise ValueError(f"unknown input representation {self.representation!r} ({', '.join(REPRESENTATIONS)})")
 
     @property
     def from_notes(self) -> bool:
-        """The front end reads the notes: nothing is rendered."""
-        return self.front != "audio"
+        """The representation is read from the notes: nothing is rendered."""
+        return self.representation != "audio"
 
     @property
     def channels(self) -> int:
-        """Stacked planes of n_mels // channels rows each (one per instrument family for "ensemble")."""
-        return len(FAMILIES) if self.front == "ensemble" else 1
+        """Stacked planes of n_bins // channels rows each (one per instrument family for "family-rolls")."""
+        return len(FAMILIES) if self.representation == "family-rolls" else 1
 
     @property
     def frames_per_second(self) -> float:
@@ -77,20 +83,25 @@ class FeatureSettings:
         return exact_div(self.clip_hop_seconds * self.sample_rate, self.hop_length)
 
     def as_dict(self) -> dict[str, Any]:
-        from .cache import without_later_defaults
+        return asdict(self)
 
-        return without_later_defaults(asdict(self), {"front": "audio"})  # audio: as before the piano roll
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FeatureSettings:
+        """From as_dict's keys, or those written before 0.2 (n_mels, front), so older checkpoints load.
+        ValueError or TypeError for anything else."""
+        legacy = {"n_mels": "n_bins", "front": "representation"}
+        return cls(**{legacy.get(k, k): v for k, v in d.items()})
 
 
 def pianoroll_settings() -> FeatureSettings:
-    """The piano-roll front end: 128 pitch rows ("mels"), 10 frames a second (a 1600-sample hop
-    at the nominal 16 kHz keeps the clip arithmetic of the audio front end)."""
-    return FeatureSettings(n_mels=128, hop_length=1600, front="pianoroll")
+    """The piano-roll representation: 128 pitch rows, 10 frames a second (a 1600-sample hop
+    at the nominal 16 kHz keeps the clip arithmetic of the audio representation)."""
+    return FeatureSettings(n_bins=128, hop_length=1600, representation="pianoroll")
 
 
-def ensemble_settings() -> FeatureSettings:
-    """The ensemble front end: the piano roll once per instrument family, 4 x 128 rows."""
-    return FeatureSettings(n_mels=128 * len(FAMILIES), hop_length=1600, front="ensemble")
+def family_rolls_settings() -> FeatureSettings:
+    """The family-rolls representation: the piano roll once per instrument family, 4 x 128 rows."""
+    return FeatureSettings(n_bins=128 * len(FAMILIES), hop_length=1600, representation="family-rolls")
 
 
 def program_family(program: int) -> int:
@@ -108,7 +119,7 @@ def program_family(program: int) -> int:
 
 def piano_roll(events: Any, duration: float, settings: FeatureSettings) -> torch.Tensor:
     """(128 * channels, frames): each pitched note's velocity / 127 while it sounds (the louder
-    of overlapping notes); drums left out. With the ensemble front end, a note goes to the plane
+    of overlapping notes); drums left out. With family rolls, a note goes to the plane
     of its channel's instrument family at the time it starts (program 0 until a program change).
     events as midi.Midi.events."""
     from .midi import DRUM_CHANNEL, NOTE_OFF, NOTE_ON, PROGRAM
@@ -143,10 +154,10 @@ def _mel_to_hz(m: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=8)
-def mel_filters(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float) -> torch.Tensor:
-    """Triangular HTK-mel filterbank, area-normalised, shape (n_mels, n_fft // 2 + 1)."""
+def mel_filters(sample_rate: int, n_fft: int, n_bins: int, f_min: float, f_max: float) -> torch.Tensor:
+    """Triangular HTK-mel filterbank, area-normalised, shape (n_bins, n_fft // 2 + 1)."""
     fft_freqs = np.linspace(0.0, sample_rate / 2, n_fft // 2 + 1)
-    mel_pts = np.linspace(_hz_to_mel(np.array(f_min)), _hz_to_mel(np.array(f_max)), n_mels + 2)
+    mel_pts = np.linspace(_hz_to_mel(np.array(f_min)), _hz_to_mel(np.array(f_max)), n_bins + 2)
     hz = _mel_to_hz(mel_pts)
     # never narrower than two FFT bins, or low filters would fall between bins
     min_width = 2.0 * sample_rate / n_fft
@@ -164,7 +175,7 @@ def log_mel(audio: torch.Tensor, settings: FeatureSettings = FeatureSettings()) 
     """Log-mel spectrogram in dB-like log10 units.
 
     audio: (..., samples) float waveform at settings.sample_rate.
-    returns: (..., n_mels, frames) with frames = samples // hop_length + 1,
+    returns: (..., n_bins, frames) with frames = samples // hop_length + 1,
     floored TOP_DB below the maximum of each leading-dimension entry.
     """
     lead = audio.shape[:-1]
@@ -172,7 +183,7 @@ def log_mel(audio: torch.Tensor, settings: FeatureSettings = FeatureSettings()) 
     window = torch.hann_window(settings.n_fft, device=x.device)
     spec = torch.stft(x, settings.n_fft, settings.hop_length, window=window, return_complex=True)
     power = spec.real ** 2 + spec.imag ** 2  # |X|^2 without the sqrt abs() would take
-    fb = mel_filters(settings.sample_rate, settings.n_fft, settings.n_mels, settings.f_min, settings.f_max)
+    fb = mel_filters(settings.sample_rate, settings.n_fft, settings.n_bins, settings.f_min, settings.f_max)
     mel = fb.to(x.device) @ power
     logm = torch.clamp(mel, min=1e-10).log10()
     floor = logm.amax(dim=(-2, -1), keepdim=True) - TOP_DB / 10.0
@@ -193,7 +204,7 @@ def clip_offsets(n_frames: int, settings: FeatureSettings = FeatureSettings()) -
 
 
 def cut_clips(spec: torch.Tensor, settings: FeatureSettings = FeatureSettings()) -> tuple[torch.Tensor, list[int]]:
-    """Cut (n_mels, frames) into (n_clips, n_mels, clip_frames) and their start frames.
+    """Cut (n_bins, frames) into (n_clips, n_bins, clip_frames) and their start frames.
 
     A track shorter than one clip is padded with its quietest value.
     """

@@ -98,3 +98,19 @@ def percentile_interval(values: Scores, level: float = 0.95) -> list[float]:
         return [float("nan"), float("nan")]
     tail = 100 * (1 - level) / 2
     return [float(x) for x in np.percentile(v, [tail, 100 - tail])]
+
+
+def open_set_figures(novel: Scores, known: Scores, threshold: float, n_calib: int) -> dict[str, Any]:
+    """One open-set split's figures: AUROC and FPR at 95% TPR of the novelty scores (novel tracks
+    the positives), and the shares the threshold flagged of each."""
+    return {"auroc": auroc(novel, known), "fpr_at_95_tpr": fpr_at_tpr(list(novel), list(known), 0.95),
+            "threshold": float(threshold), "novel_tracks": len(novel), "known_tracks": len(known),
+            "calibration_tracks": n_calib,
+            "flagged_novel": float(np.mean(np.asarray(novel) > threshold)),
+            "flagged_known": float(np.mean(np.asarray(known) > threshold))}
+
+
+def loco_summary(per: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Leave-one-composer-out figures (open_set_figures per left-out composer) and their means."""
+    return {"per_composer": per, "mean_auroc": float(np.mean([v["auroc"] for v in per.values()])),
+            "mean_fpr_at_95_tpr": float(np.mean([v["fpr_at_95_tpr"] for v in per.values()]))}

@@ -1,55 +1,198 @@
-"""The sound view: what a clip sounds like, for telling known composers from unknown ones.
+"""Novelty scores for open-set recognition, and the one calibration that index build and eval share.
 
-An embedder trained to separate the composers it knows maps anything new onto
-one of them: a Haydn quartet lands inside the nearest known cluster. Novelty is
-therefore scored in a second, untrained view of each clip -- the mean and the
-spread over time of every mel band, the clip's overall level removed --
-standardised with statistics of the indexed clips and compared by cosine
-distance, like the embeddings. The learned embedding still names the composer.
-Chosen with `index build --novelty-view sound`; docs/RESULTS.md has the measured
-comparison of the views (the default, "blend", takes the larger of the "track"
-view, whole tracks' mean embeddings, and the "score" view, statistics of the
-notes: query.py, descriptors.py).
+A track is *novel* (by a composer the index does not hold) when its novelty score
+lies above a threshold calibrated on held-out tracks by known composers. Each
+score is a k-nearest-neighbour distance in one space (distance-based open-set
+recognition; cf. Bendale and Boult, "Towards Open Set Deep Networks", CVPR 2016,
+and the k-NN out-of-distribution score of Sun et al., ICML 2022):
+
+- ``track-knn``: from the track's mean clip embedding (unit length) to the
+  nearest indexed track's -- a whole piece against whole pieces;
+- ``clip-knn``: the mean over the track's clips of the mean distance to each
+  clip's k nearest indexed clips;
+- ``symbolic-knn``: from the track's symbolic features (symbolic_features.py),
+  each standardised over the indexed tracks, to the nearest indexed track's;
+- ``spectral-knn``: ``clip-knn`` in the space of spectral statistics
+  (spectral_stats.py), an untrained view of the clips;
+- ``fused`` (the default): the maximum of the ``track-knn`` and
+  ``symbolic-knn`` scores, each as a robust z-score -- (score - median) /
+  interquartile range over held-out known tracks -- so 0 is a typical known
+  track and 1 one interquartile range above.
+
+docs/RESULTS.md compares them by left-out composer.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-VIEWS = ("blend", "track", "score", "embedding", "sound")  # query.track_novelty scores each; RESULTS.md compares them
+from .choices import NoveltyMethod, values
+
+if TYPE_CHECKING:
+    from .index_store import IndexStore
+
+METHODS = values(NoveltyMethod)  # fused, track-knn, clip-knn, symbolic-knn, spectral-knn
+LEGACY_METHODS = {"blend": "fused", "track": "track-knn", "embedding": "clip-knn", "score": "symbolic-knn",
+                  "sound": "spectral-knn"}  # the names before 0.2 ("views"), still accepted on the command line
+FUSED_PARTS = ("track-knn", "symbolic-knn")
+DEFAULT_K = 5  # neighbours of each clip for clip-knn and spectral-knn; track-knn and symbolic-knn take the nearest
+DESCRIPTIONS = {  # what each score is, written into the manifest
+    "track-knn": "distance from the track's mean embedding to the nearest indexed track's mean embedding",
+    "clip-knn": "mean distance of each clip to its k nearest indexed clips, averaged over the track's clips",
+    "spectral-knn": "mean distance of each clip to its k nearest indexed clips in the space of spectral "
+                    "statistics (spectral_stats.py), averaged over the track's clips",
+    "symbolic-knn": "distance from the track's symbolic features (symbolic_features.py) to the nearest indexed "
+                    "track's, each feature standardised over the indexed tracks",
+    "fused": "the larger of track-knn and symbolic-knn, each as a robust z-score: (score - median) / "
+             "interquartile range of held-out known tracks (calibration.scales)",
+}
 
 
-def clip_stats(clips: np.ndarray) -> np.ndarray:
-    """(n_clips, n_mels, frames) log-mel clips -> (n_clips, 2 * n_mels): each band's mean, then std,
-    with the clip's overall level removed first (how loud a file is played is not who wrote it)."""
-    x = np.asarray(clips, dtype=np.float32)
-    x = x - x.mean(axis=(1, 2), keepdims=True)
-    return np.concatenate([x.mean(axis=2), x.std(axis=2)], axis=1)
+def method_name(name: str) -> str:
+    """A novelty method's name, from its current or its legacy name; ValueError for an unknown one."""
+    name = LEGACY_METHODS.get(name, name)
+    if name not in METHODS:
+        raise ValueError(f"unknown novelty score {name!r} ({', '.join(METHODS)})")
+    return name
 
 
 @dataclass(frozen=True)
-class SoundNorm:
-    """Per-dimension mean and standard deviation of the indexed clips' statistics."""
+class NoveltySettings:
+    """How novelty is scored and where its threshold goes."""
 
-    mean: np.ndarray
-    std: np.ndarray
+    method: str = "fused"  # one of METHODS
+    k: int = DEFAULT_K  # neighbours per clip (clip-knn, spectral-knn)
+    keep: float = 0.95  # share of held-out known tracks at or under the threshold
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "method", method_name(self.method))
+        if self.k < 1:
+            raise ValueError(f"novelty k must be at least 1, not {self.k}")
+        if not 0.0 < self.keep < 1.0:
+            raise ValueError(f"novelty keep must lie between 0 and 1, not {self.keep}")
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        """The raw scores this method is made from."""
+        return FUSED_PARTS if self.method == "fused" else (self.method,)
+
+
+Scales = dict[str, tuple[float, float]]  # fused: each part's (median, interquartile range)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Where a method's threshold lies, from held-out known tracks (and the fused score's scales)."""
+
+    threshold: float
+    scales: Scales | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"threshold": round(self.threshold, 4),
+                "scales": {k: [float(a), float(b)] for k, (a, b) in self.scales.items()} if self.scales else None}
 
     @classmethod
-    def fit(cls, stats: np.ndarray) -> SoundNorm:
-        if not len(stats):
-            raise ValueError("no clips to fit the sound view on")
-        return cls(stats.mean(axis=0).astype(np.float32), (stats.std(axis=0) + 1e-6).astype(np.float32))
+    def from_dict(cls, d: dict[str, Any]) -> Calibration:
+        scales = d.get("scales")
+        return cls(float(d["threshold"]),
+                   {str(k): (float(a), float(b)) for k, (a, b) in scales.items()} if scales else None)
 
-    @classmethod
-    def from_array(cls, a: np.ndarray) -> SoundNorm:
-        return cls(a[0].astype(np.float32), a[1].astype(np.float32))
 
-    def as_array(self) -> np.ndarray:
-        return np.stack([self.mean, self.std]).astype(np.float32)
+@dataclass(frozen=True)
+class TrackQuery:
+    """What one track brings to be scored."""
 
-    def vectors(self, stats: np.ndarray) -> np.ndarray:
-        """Standardised, unit-length sound vectors, searchable by inner product."""
-        z = (stats - self.mean) / self.std
-        return (z / (np.linalg.norm(z, axis=1, keepdims=True) + 1e-12)).astype(np.float32)
+    vectors: np.ndarray  # (n_clips, d) unit clip embeddings
+    spectral: np.ndarray | None = None  # (n_clips, 2 * n_bins) spectral_stats.spectral_stats; spectral-knn only
+    symbolic: np.ndarray | None = None  # (N_SYMBOLIC,) symbolic_features.symbolic_features_of
+
+
+def mean_vector(vectors: np.ndarray) -> np.ndarray:
+    """(n_clips, d) -> (d,): a track's mean clip vector, unit length (track-knn, centroids)."""
+    mean = vectors.mean(axis=0)
+    return mean / (np.linalg.norm(mean) + 1e-12)
+
+
+def _nearest_track(dist: np.ndarray) -> float:
+    return float(dist.mean()) if len(dist) else float("inf")
+
+
+def _track_knn(store: IndexStore, q: TrackQuery, k: int, exclude: np.ndarray) -> float:
+    return _nearest_track(store.search_tracks(mean_vector(q.vectors), 1, exclude)[0])
+
+
+def _symbolic_knn(store: IndexStore, q: TrackQuery, k: int, exclude: np.ndarray) -> float:
+    if q.symbolic is None:
+        raise ValueError("symbolic-knn needs the track's symbolic features")
+    return _nearest_track(store.search_symbolic(q.symbolic, 1, exclude)[0])
+
+
+def _clip_knn(store: IndexStore, q: TrackQuery, k: int, exclude: np.ndarray) -> float:
+    return float(store.search_clips(q.vectors, k, exclude)[0][:, :k].mean())
+
+
+def _spectral_knn(store: IndexStore, q: TrackQuery, k: int, exclude: np.ndarray) -> float:
+    if q.spectral is None:
+        raise ValueError("spectral-knn needs the clips' spectral statistics")
+    return float(store.search_clips(q.spectral, k, exclude, space="spectral")[0][:, :k].mean())
+
+
+Scorer = Callable[["IndexStore", TrackQuery, int, np.ndarray], float]
+SCORERS: dict[str, Scorer] = {"track-knn": _track_knn, "clip-knn": _clip_knn, "symbolic-knn": _symbolic_knn,
+                              "spectral-knn": _spectral_knn}
+
+
+def raw_scores(store: IndexStore, q: TrackQuery, methods: Sequence[str], k: int = DEFAULT_K,
+               exclude_tracks: Sequence[int] = ()) -> dict[str, float]:
+    """Each raw (uncalibrated) score of one track, by method name (fused excepted: see fuse).
+
+    exclude_tracks: indexed track ids to act as if absent (leave-one-work-out calibration)."""
+    excluded = np.asarray(list(exclude_tracks), dtype=np.int64)
+    return {m: SCORERS[m](store, q, k, excluded) for m in methods}
+
+
+def fuse(parts: dict[str, float], scales: Scales) -> float:
+    """The fused score: the largest part, each as a robust z-score on its own scale."""
+    return float(max((parts[m] - med) / iqr for m, (med, iqr) in scales.items()))
+
+
+def final_score(parts: dict[str, float], method: str, scales: Scales | None) -> float:
+    """A track's novelty score under `method` from its raw scores; NaN for the fused score
+    before its scales exist (an index being calibrated)."""
+    if method != "fused":
+        return parts[method]
+    return fuse(parts, scales) if scales else float("nan")
+
+
+def robust_scales(parts: Sequence[dict[str, float]]) -> Scales:
+    """Each fused part's median and interquartile range over held-out known tracks' raw scores.
+
+    The range is floored at a tenth of the median, so that a handful of near-identical
+    calibration tracks cannot make every later track look infinitely far."""
+    if not len(parts):
+        raise ValueError("no held-out scores to scale the fused score on")
+    out = {}
+    for m in FUSED_PARTS:
+        x = np.asarray([p[m] for p in parts], dtype=float)
+        x = x[np.isfinite(x)]
+        med = float(np.median(x)) if len(x) else 0.0
+        iqr = float(np.subtract(*np.percentile(x, [75, 25]))) if len(x) else 1.0
+        out[m] = (med, max(iqr, 0.1 * abs(med), 1e-6))
+    return out
+
+
+def calibrate(held_out: Sequence[dict[str, float]], settings: NoveltySettings) -> Calibration:
+    """The threshold under which `settings.keep` of held-out known tracks score (and, for the fused
+    score, its parts' scales, fitted first on the same tracks).
+
+    held_out: each held-out known track's raw scores (raw_scores), holding settings.parts.
+    Raises ValueError when there are none."""
+    if not len(held_out):
+        raise ValueError("no held-out scores to calibrate on")
+    scales = robust_scales(held_out) if settings.method == "fused" else None
+    scores = [final_score(p, settings.method, scales) for p in held_out]
+    return Calibration(float(np.quantile(np.asarray(scores, dtype=float), settings.keep)), scales)

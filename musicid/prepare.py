@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing as mp
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,13 +20,12 @@ import numpy as np
 import torch
 
 from .cache import FeatureCache
-from .descriptors import SCORE_STATS_VERSION, score_stats_of
 from .errors import MidiError, MusicIdError, RenderError
 from .features import FeatureSettings, cut_clips, log_mel, piano_roll
 from .midi import Midi, parse_midi, read_midi_bytes
+from .progress import ProgressFn
 from .render import RenderSettings, render
-
-ProgressFn = Callable[[str, int, int], None]
+from .symbolic_features import SYMBOLIC_VERSION, symbolic_features_of
 
 
 @dataclass
@@ -35,14 +34,14 @@ class Prepared:
 
     path: Path
     sha256: str
-    fingerprint: str
+    notes_hash: str  # midi.Midi.fingerprint: the same notes give the same hash
     duration: float  # of the piece
     rendered_seconds: float
-    # (n_clips, n_mels, clip_frames) float16; no rows when the track was embedded on a Ray cluster
+    # (n_clips, n_bins, clip_frames) float16; no rows when the track was embedded on a Ray cluster
     # and only its vectors came back (distributed.embed_tracks_on_ray)
     clips: np.ndarray
     offsets: list[float]  # clip start times in seconds
-    score: np.ndarray  # the notes' statistics (descriptors.py): the score view of novelty
+    symbolic: np.ndarray  # (N_SYMBOLIC,) the notes' symbolic features (symbolic_features.py)
     cached: bool = False
 
 
@@ -52,21 +51,21 @@ class Failure:
     reason: str
 
 
-def _score_meta(midi: Midi) -> dict[str, Any]:
-    return {"score": score_stats_of(midi.events).tolist(), "score_version": SCORE_STATS_VERSION}
+def _symbolic_meta(midi: Midi) -> dict[str, Any]:
+    return {"symbolic": symbolic_features_of(midi.events).tolist(), "symbolic_version": SYMBOLIC_VERSION}
 
 
 def _from_spec(path: Path, sha: str, spec_np: np.ndarray, meta: dict[str, Any], features: FeatureSettings,
                cached: bool, data: bytes, cache: FeatureCache | None = None) -> Prepared:
-    if meta.get("score_version") != SCORE_STATS_VERSION:  # cached before the score view, or by another version
-        meta = {**meta, **_score_meta(parse_midi(data, path.name))}
+    if meta.get("symbolic_version") != SYMBOLIC_VERSION:  # cached before these features, or by another version
+        meta = {**meta, **_symbolic_meta(parse_midi(data, path.name))}
         if cache:
             cache.put(sha, spec_np, meta)
     clips, starts = cut_clips(torch.from_numpy(spec_np), features)
     fps = features.frames_per_second
-    return Prepared(path, sha, meta["fingerprint"], float(meta["duration"]),
+    return Prepared(path, sha, meta["notes_hash"], float(meta["duration"]),
                     float(meta["rendered_seconds"]), clips.numpy(),
-                    [round(s / fps, 3) for s in starts], np.asarray(meta["score"], dtype=np.float32), cached)
+                    [round(s / fps, 3) for s in starts], np.asarray(meta["symbolic"], dtype=np.float32), cached)
 
 
 def cached_track(path: Path, features: FeatureSettings, cache: FeatureCache) -> Prepared | None:
@@ -98,8 +97,8 @@ def prepare_track(path: Path, render_settings: RenderSettings, features: Feature
         seconds = len(audio) / render_settings.sample_rate
         spec = log_mel(torch.from_numpy(audio), features)
     spec_np = spec.numpy().astype(np.float16)
-    meta = {"fingerprint": midi.fingerprint, "duration": midi.duration, "rendered_seconds": seconds,
-            **_score_meta(midi)}
+    meta = {"notes_hash": midi.fingerprint, "duration": midi.duration, "rendered_seconds": seconds,
+            **_symbolic_meta(midi)}
     if cache:
         cache.put(sha, spec_np, meta)
     return _from_spec(path, sha, spec_np, meta, features, False, data)

@@ -11,7 +11,6 @@ import contextlib
 import ctypes
 import hashlib
 import io
-import os
 import time
 import wave
 from dataclasses import asdict, dataclass
@@ -21,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from .atomic import atomic_path
 from .errors import RenderError, SoundFontError
 from .midi import CONTROL, DRUM_CHANNEL, NOTE_OFF, NOTE_ON, PITCH, PROGRAM, Midi
 
@@ -215,13 +215,8 @@ def write_wav(path: str | Path, audio: np.ndarray, sample_rate: int) -> None:
     """Write mono float audio as 16-bit PCM WAV, atomically."""
     path = Path(path)
     pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with wave.open(str(tmp), "wb") as w:
-            w.setnchannels(1)
-            w.setsampwidth(2)
-            w.setframerate(sample_rate)
-            w.writeframes(pcm.tobytes())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, wave.open(str(tmp), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sample_rate)
+        w.writeframes(pcm.tobytes())

@@ -22,8 +22,8 @@ STYLES = {
     "Lowcello": (42, 36, 0.50, 3),  # Lowpiano's notes and rhythm, played by a cello
 }
 
-TINY_FEATURES = FeatureSettings(n_mels=32, clip_seconds=4, clip_hop_seconds=2, max_clips=8)
-TINY_DIMS = EmbedderDims(n_mels=32, width=8, n_blocks=3, embed_dim=16)
+TINY_FEATURES = FeatureSettings(n_bins=32, clip_seconds=4, clip_hop_seconds=2, max_clips=8)
+TINY_DIMS = EmbedderDims(n_bins=32, width=8, n_blocks=3, embed_dim=16)
 TINY_TRAIN = TrainSettings(epochs=3, steps_per_epoch=8, clips_per_composer=6, crop_frames=64)
 
 

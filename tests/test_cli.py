@@ -21,11 +21,20 @@ def run(*args: str) -> tuple[int, str, str]:
     return r.exit_code, r.stdout, r.stderr
 
 
-def test_help_lists_commands() -> None:
+def test_help_lists_every_command_and_imports_no_heavy_library() -> None:
+    import subprocess
+    import sys
+
     code, out, _ = run("--help")
-    assert code == 0
-    for cmd in ("query", "report", "render", "index"):
-        assert cmd in out
+    commands = {line.split()[0] for line in out.split("Commands:")[1].splitlines() if line.strip()}
+    assert code == 0 and commands == {"index", "corpus", "query", "report", "eval", "render"}
+    code, out, _ = run("index", "--help")
+    assert {line.split()[0] for line in out.split("Commands:")[1].splitlines() if line.strip()} == {
+        "build", "add", "remove", "info"}
+    # --help stays instant: the CLI module imports neither torch nor faiss nor numpy
+    probe = "import sys, musicid.cli; print(sorted({'torch', 'faiss', 'numpy'} & set(sys.modules)))"
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert r.stdout.strip() == "[]", r.stderr
 
 
 def test_index_build_through_the_cli(tmp_path: Path) -> None:
@@ -43,14 +52,20 @@ def test_index_build_through_the_cli(tmp_path: Path) -> None:
 
 def test_index_build_errors_are_one_line(tmp_path: Path) -> None:
     code, _, err = run("index", "build", tmp_path / "missing", "--out", tmp_path / "idx")
-    assert code == 1 and err.strip() == f"error: data folder not found: {tmp_path / 'missing'}"
+    assert code == 2 and err.strip().splitlines()[-1] == (
+        f"Error: Invalid value for 'data_dir': dir '{tmp_path / 'missing'}' does not exist.")
     data = make_corpus(tmp_path / "data", ["Organ", "Strings"], per_composer=2, seconds=4)
     code, _, err = run("index", "build", data, "--soundfont", tmp_path / "none.sf2", "--out", tmp_path / "i")
     assert code == 1 and err.strip() == f"error: SoundFont not found: {tmp_path / 'none.sf2'}"
     assert not (tmp_path / "i").exists()
-    for opt, bad in (("--index-type", "annoy"), ("--novelty-view", "vibes"), ("--naming", "astrology")):
+    for opt, bad in (("--index-type", "annoy"), ("--novelty", "vibes"), ("--classifier", "astrology"),
+                     ("--features", "ensemble")):
         code, _, err = run("index", "build", data, opt, bad, "--out", tmp_path / "i")
-        assert code == 2 and len(err.strip().splitlines()) == 1 and f"not '{bad}'" in err
+        assert code == 2 and err.strip().splitlines()[-1].startswith(f"Error: Invalid value for '{opt}'")
+        assert f"'{bad}' is not one of" in err
+    for opt, bad, known in (("--novelty-view", "vibes", "fused"), ("--naming", "astrology", "knn")):  # old names
+        code, _, err = run("index", "build", data, opt, bad, "--out", tmp_path / "i")
+        assert code == 2 and len(err.strip().splitlines()) == 1 and f"'{bad}'" in err and known in err
     assert not (tmp_path / "i").exists()
 
 
@@ -58,7 +73,7 @@ def test_index_info(built_index: Path) -> None:
     code, out, _ = run("index", "info", "--index", built_index)
     assert code == 0
     assert "Lowpiano" in out and "threshold" in out and "held-out accuracy" in out
-    assert "in the blend view" in out and "blend parts" in out
+    assert "fused, threshold" in out and "fused parts" in out
     assert "(IndexFlatIP)" in out and "k-NN vote over clips" in out
 
 
@@ -67,12 +82,12 @@ def test_query_prints_composer_confidence_novelty(built_index: Path, tmp_path: P
     code, out, _ = run("query", track, "--index", built_index)
     assert code == 0
     assert "new.mid: Lowpiano" in out and "confidence" in out and "-> known composer" in out
-    assert "embedding distance" in out and "score-statistics distance" in out  # the blend's two parts
+    assert "embedding distance" in out and "symbolic-feature distance" in out  # the fused score's two parts
     code, out, _ = run("query", track, "--index", built_index, "--json", "-k", "3")
     r = json.loads(out)
     assert code == 0 and r["composer"] == "Lowpiano" and r["novel"] is False
-    assert set(r["votes"]) == {"Highflute", "Lowpiano", "Strings"}
-    assert r["novelty"] <= r["threshold"] and set(r["novelty_parts"]) == {"track", "score"}
+    assert set(r["probabilities"]) == {"Highflute", "Lowpiano", "Strings"} and r["classifier"] == "knn"
+    assert r["novelty"] <= r["threshold"] and set(r["novelty_parts"]) == {"track-knn", "symbolic-knn"}
 
 
 def test_query_flags_an_unseen_style(built_index: Path, tmp_path: Path) -> None:
@@ -167,3 +182,33 @@ def test_ray_takes_an_optional_address() -> None:
                                                                            "--json"]
     assert optional_values(["index", "build", "d", "--ray", "10.0.0.5:6380"]) == ["index", "build", "d", "--ray",
                                                                                   "10.0.0.5:6380"]
+
+
+def test_index_add_and_remove_through_the_cli(built_index: Path, tmp_path: Path) -> None:
+    import shutil
+
+    idx = tmp_path / "idx"
+    shutil.copytree(built_index, idx)
+    new = make_corpus(tmp_path / "new", ["Organ"], per_composer=2, seconds=8, seed=4)
+    code, out, err = run("index", "add", new, "--index", idx, "--cache-dir", tmp_path / "cache")
+    assert code == 0, err
+    assert out.strip() == "added 2 Organ tracks; the index now holds 20 tracks by Highflute, Lowpiano, Organ, Strings"
+    code, out, _ = run("index", "remove", "--index", idx, "--composer", "Organ", "--json")
+    assert code == 0 and json.loads(out) == {"added": {}, "removed": {"Organ": 2}, "failures": [],
+                                             "composers": ["Highflute", "Lowpiano", "Strings"], "tracks": 18}
+    code, _, err = run("index", "remove", "--index", idx, "--composer", "Nobody")
+    assert code == 1 and err.strip() == "error: no composer 'Nobody' in the index (Highflute, Lowpiano, Strings)"
+
+
+def test_corpus_export_through_the_cli(tmp_path: Path) -> None:
+    code, out, err = run("corpus", "export", tmp_path / "c", "--composers", "schubert", "--max-works", "1",
+                         "--workers", "1", "--json")
+    assert code == 0, err
+    rep = json.loads(out)
+    assert rep["written"] == {"Schubert": 1} and rep["failures"] == [] and rep["reused"] == 0
+    assert len(list((tmp_path / "c" / "Schubert").glob("*.mid"))) == 1
+    code, out, _ = run("corpus", "export", tmp_path / "c", "--composers", "schubert", "--max-works", "1",
+                       "--workers", "1")
+    assert code == 0 and out.strip() == f"1 works in {tmp_path / 'c'} (Schubert 1); 1 already there, 0 skipped"
+    code, _, err = run("corpus", "export", tmp_path / "c", "--composers", "nobody")
+    assert code == 1 and err.strip() == "error: music21 has no scores for composer 'nobody'"

@@ -110,17 +110,17 @@ def test_eval_cli_needs_two_composers(tmp_path: Path) -> None:
 def test_seed_baseline_wiring(tmp_path: Path) -> None:
     """The published method on the same folds: 44.1 kHz stereo, first 30 s, 2 x 64 x 2584, 25-d."""
 
-    from musicid.baseline import SEED_FRAMES, SeedNet, anchor_files, seed_input
+    from musicid.baseline import PUBLISHED_FRAMES, PublishedNet, anchor_files, published_input
 
     data = make_corpus(tmp_path / "data", ["Lowpiano", "Strings"], per_composer=4, seconds=6)
-    x = seed_input(sorted((data / "Strings").glob("*.mid"))[0])
-    assert x.shape == (2, 64, SEED_FRAMES) and SEED_FRAMES == 2584
-    net = SeedNet()
+    x = published_input(sorted((data / "Strings").glob("*.mid"))[0])
+    assert x.shape == (2, 64, PUBLISHED_FRAMES) and PUBLISHED_FRAMES == 2584
+    net = PublishedNet()
     assert sum(p.numel() for p in net.parameters()) == 13_389_373
     assert net(x[None]).shape == (1, 25) and bool((net(x[None]) >= 0).all())
     paths = [Path("b.mid"), Path("a.mid"), Path("c.mid")]
     assert anchor_files(paths, ["X", "X", "X"], [0, 1, 2]) == {"X": 0}  # second in directory order: b.mid
-    result = evaluate(data, EvalOptions(folds=2, loco=False, baseline="seed", seed_epochs=1,
+    result = evaluate(data, EvalOptions(folds=2, loco=False, baseline="seed", baseline_epochs=1,
                                         build=tiny_options(tmp_path)))
     base = result.summary["baseline"]
     assert base["track"]["n"] == 8 and base["skipped_tracks"] == 0

@@ -115,10 +115,10 @@ def test_log_mel_shape_range_and_batching() -> None:
     t = torch.arange(s.sample_rate * 2) / s.sample_rate
     a440 = 0.3 * torch.sin(2 * torch.pi * 440 * t)
     spec = log_mel(a440, s)
-    assert spec.shape == (s.n_mels, 2 * s.sample_rate // s.hop_length + 1)
+    assert spec.shape == (s.n_bins, 2 * s.sample_rate // s.hop_length + 1)
     assert float(spec.max() - spec.min()) <= 8.0 + 1e-4  # floored 80 dB under the peak
     # the loudest band contains 440 Hz
-    fb = mel_filters(s.sample_rate, s.n_fft, s.n_mels, s.f_min, s.f_max)
+    fb = mel_filters(s.sample_rate, s.n_fft, s.n_bins, s.f_min, s.f_max)
     bin440 = round(440 * s.n_fft / s.sample_rate)
     assert int(spec.mean(-1).argmax()) == int(fb[:, bin440].argmax())
     batch = log_mel(torch.stack([a440, 0.5 * a440]), s)
@@ -139,5 +139,5 @@ def test_clips_cover_track_and_are_capped() -> None:
     assert clip_offsets(s.clip_frames + 2 * s.clip_hop_frames, s) == [0, s.clip_hop_frames, 2 * s.clip_hop_frames]
     long = clip_offsets(s.clip_frames * 100, s)
     assert len(long) == s.max_clips and long[0] == 0 and long[-1] == s.clip_frames * 99
-    clips, starts = cut_clips(torch.zeros(s.n_mels, 10), s)
-    assert clips.shape == (1, s.n_mels, s.clip_frames) and starts == [0]
+    clips, starts = cut_clips(torch.zeros(s.n_bins, 10), s)
+    assert clips.shape == (1, s.n_bins, s.clip_frames) and starts == [0]

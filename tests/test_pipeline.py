@@ -214,7 +214,7 @@ def test_damaged_index_is_refused(built_index: Path, tmp_path: Path) -> None:
     shutil.rmtree(bad)
     shutil.copytree(built_index, bad)
     manifest = json.loads((bad / "manifest.json").read_text())
-    manifest["features"]["n_mels"] = 64
+    manifest["features"]["n_bins"] = 64
     (bad / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(IndexMismatch, match="feature settings differ"):
         QueryEngine.open(bad)
@@ -383,7 +383,7 @@ def test_piano_roll_is_the_notes_at_ten_frames_a_second() -> None:
 
 
 def test_ensemble_roll_puts_each_note_on_its_instrument_family_plane() -> None:
-    from musicid.features import ensemble_settings, piano_roll, pianoroll_settings
+    from musicid.features import family_rolls_settings, piano_roll, pianoroll_settings
     from musicid.midi import NOTE_OFF, NOTE_ON, PROGRAM
 
     events = [(0.0, PROGRAM, 0, 42, 0), (0.0, NOTE_ON, 0, 48, 100),  # a cello
@@ -393,7 +393,7 @@ def test_ensemble_roll_puts_each_note_on_its_instrument_family_plane() -> None:
               (1.0, PROGRAM, 0, 73, 0), (1.0, NOTE_ON, 0, 72, 127),  # the cello's channel is now a flute
               (1.0, PROGRAM, 2, 52, 0), (1.0, NOTE_ON, 2, 67, 127),  # a choir
               (2.0, NOTE_OFF, 0, 72, 0), (2.0, NOTE_OFF, 2, 67, 0)]  # in file order, as midi.parse_midi lists them
-    roll = piano_roll(events, 2.0, ensemble_settings())
+    roll = piano_roll(events, 2.0, family_rolls_settings())
     assert roll.shape == (512, 21)
     keys, strings, voices, winds = roll.reshape(4, 128, -1)
     assert torch.allclose(strings[48, :10], torch.tensor(100 / 127)) and strings.sum() == pytest.approx(10 * 100 / 127)
@@ -408,7 +408,7 @@ def test_ensemble_front_end_tells_apart_composers_whose_notes_alike_are_played_b
         tmp_path: Path) -> None:
     from dataclasses import replace
 
-    from musicid.features import ensemble_settings, piano_roll, pianoroll_settings
+    from musicid.features import family_rolls_settings, piano_roll, pianoroll_settings
     from musicid.midi import load_midi
 
     corpus = make_corpus(tmp_path / "train", ["Lowpiano", "Lowcello"], per_composer=6)
@@ -417,10 +417,10 @@ def test_ensemble_front_end_tells_apart_composers_whose_notes_alike_are_played_b
     assert torch.equal(piano_roll(piano.events, 10, pianoroll_settings()),
                        piano_roll(cello.events, 10, pianoroll_settings()))  # a plain roll cannot hear the difference
 
-    features = replace(ensemble_settings(), clip_seconds=4, clip_hop_seconds=2, max_clips=8)
+    features = replace(family_rolls_settings(), clip_seconds=4, clip_hop_seconds=2, max_clips=8)
     build_index(corpus, tmp_path / "idx", tiny_options(tmp_path, features=features))
     engine = QueryEngine.open(tmp_path / "idx")
-    assert engine.features.front == "ensemble" and engine.model.dims.in_channels == 4
+    assert engine.features.representation == "ensemble" and engine.model.dims.in_channels == 4
     assert engine.store.naming == "head"  # auto, on a piano roll
     for style, seed in (("Lowpiano", 901), ("Lowcello", 901), ("Lowpiano", 902), ("Lowcello", 902)):
         assert engine.query(write_piece(tmp_path / f"{style}{seed}.mid", style, seed)).composer == style
@@ -438,7 +438,7 @@ def test_only_an_audio_index_cares_which_soundfont_is_installed(built_index: Pat
     monkeypatch.setattr(musicid.render, "soundfont_digest", lambda path: "another soundfont")
     with pytest.raises(IndexMismatch, match="is not the one this index was built with"):
         QueryEngine.open(built_index)  # audio: queries would sound different from the index
-    assert QueryEngine.open(tmp_path / "roll").features.front == "pianoroll"  # notes: nothing is rendered
+    assert QueryEngine.open(tmp_path / "roll").features.representation == "pianoroll"  # notes: nothing is rendered
 
 
 def test_pianoroll_front_end_builds_and_names_composers_without_rendering(corpus: Path, tmp_path: Path) -> None:
@@ -448,10 +448,10 @@ def test_pianoroll_front_end_builds_and_names_composers_without_rendering(corpus
 
     features = replace(pianoroll_settings(), clip_seconds=4, clip_hop_seconds=2, max_clips=8)
     report = build_index(corpus, tmp_path / "idx", tiny_options(tmp_path, features=features,
-                                                                 dims=replace(TINY_DIMS, n_mels=128)))
+                                                                 dims=replace(TINY_DIMS, n_bins=128)))
     assert report.failures == []
     engine = QueryEngine.open(tmp_path / "idx")
-    assert engine.features.front == "pianoroll" and engine.model.dims.n_mels == 128
+    assert engine.features.representation == "pianoroll" and engine.model.dims.n_bins == 128
     assert engine.store.naming == "head"  # auto, on the piano roll
     for style in ("Lowpiano", "Highflute", "Strings"):
         r = engine.query(write_piece(tmp_path / f"{style}.mid", style, 900))

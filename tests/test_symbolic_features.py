@@ -8,10 +8,10 @@ import numpy as np
 import pretty_midi
 import pytest
 
-from musicid.descriptors import N_SCORE_STATS, note_table, score_statistics, score_stats_of, standardiser
+from musicid.symbolic_features import N_SYMBOLIC, note_table, standardiser, symbolic_features, symbolic_features_of
 from musicid.midi import NOTE_OFF, NOTE_ON, load_midi
 
-# where each statistic sits in the vector (descriptors.score_statistics)
+# where each statistic sits in the vector (symbolic_features.symbolic_features)
 PCS, TOP, BASS, VERT, VOICES, CHORDS, IOI, LENGTHS, REGISTER, RATES = (
     slice(0, 12), slice(12, 39), slice(39, 66), slice(66, 78), slice(78, 86), slice(86, 92),
     slice(92, 102), slice(102, 112), slice(112, 117), slice(117, 119))
@@ -23,8 +23,8 @@ def notes(*rows: tuple[float, float, int]) -> np.ndarray:
 
 def test_a_rising_scale_by_hand() -> None:
     # C D E F G, half a second each, one voice
-    s = score_statistics(notes(*((0.5 * i, 0.5 * i + 0.5, p) for i, p in enumerate([60, 62, 64, 65, 67]))))
-    assert s.shape == (N_SCORE_STATS,) and s.dtype == np.float32
+    s = symbolic_features(notes(*((0.5 * i, 0.5 * i + 0.5, p) for i, p in enumerate([60, 62, 64, 65, 67]))))
+    assert s.shape == (N_SYMBOLIC,) and s.dtype == np.float32
     np.testing.assert_allclose(s[PCS][[0, 2, 4, 5, 7]], 0.2, rtol=1e-6)  # rotated to C, the first most used
     assert s[PCS].sum() == pytest.approx(1.0)
     top = s[TOP]
@@ -37,7 +37,7 @@ def test_a_rising_scale_by_hand() -> None:
 
 
 def test_a_held_triad_by_hand() -> None:
-    s = score_statistics(notes((0, 1, 60), (0, 1, 64), (0, 1, 67)))
+    s = symbolic_features(notes((0, 1, 60), (0, 1, 64), (0, 1, 67)))
     vert = s[VERT]
     assert vert[[3, 4, 7]] == pytest.approx([1 / 3] * 3)  # E-G, C-E, C-G
     assert s[VOICES][3] == pytest.approx(1.0) and s[CHORDS][2] == pytest.approx(1.0)
@@ -49,16 +49,16 @@ def test_key_does_not_count_and_tempo_only_moves_the_timing() -> None:
     starts = np.cumsum(rng.choice([0.25, 0.5], 40))
     tune = [(t, t + 0.4, int(p)) for t, p in zip(starts, rng.integers(55, 75, 40), strict=True)]
     piece = notes((0, starts[-1], 48), *tune)  # a held low C: the most used pitch class
-    base = score_statistics(piece)
-    up = score_statistics(piece + np.array([0, 0, 5]))  # a fourth higher
+    base = symbolic_features(piece)
+    up = symbolic_features(piece + np.array([0, 0, 5]))  # a fourth higher
     np.testing.assert_allclose(up[:92], base[:92], atol=1e-6)  # pitch classes, intervals, voices
     assert not np.allclose(up[REGISTER], base[REGISTER])
-    slow = score_statistics(piece * np.array([2, 2, 1]))  # twice as slow
+    slow = symbolic_features(piece * np.array([2, 2, 1]))  # twice as slow
     np.testing.assert_allclose(slow[:92], base[:92], atol=1e-6)  # same notes and chords
     np.testing.assert_allclose(slow[RATES], base[RATES] - np.log(2), atol=1e-5)
     assert not np.allclose(slow[IOI], base[IOI])
     with pytest.raises(ValueError, match="no notes"):
-        score_statistics(notes())
+        symbolic_features(notes())
 
 
 def test_note_table_skips_drums_and_closes_notes_left_open() -> None:
@@ -75,8 +75,8 @@ def test_a_file_and_its_statistics(tmp_path: Path) -> None:
     inst.notes += [pretty_midi.Note(80, p, 0.5 * i, 0.5 * i + 0.5) for i, p in enumerate([60, 62, 64, 65, 67])]
     pm.instruments.append(inst)
     pm.write(str(tmp_path / "scale.mid"))
-    direct = score_statistics(notes(*((0.5 * i, 0.5 * i + 0.5, p) for i, p in enumerate([60, 62, 64, 65, 67]))))
-    np.testing.assert_allclose(score_stats_of(load_midi(tmp_path / "scale.mid").events), direct, atol=1e-3)
+    direct = symbolic_features(notes(*((0.5 * i, 0.5 * i + 0.5, p) for i, p in enumerate([60, 62, 64, 65, 67]))))
+    np.testing.assert_allclose(symbolic_features_of(load_midi(tmp_path / "scale.mid").events), direct, atol=1e-3)
 
 
 def test_standardiser_floors_statistics_that_never_vary() -> None:

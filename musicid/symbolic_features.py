@@ -1,17 +1,15 @@
-"""The score view: statistics of the notes themselves, for telling known composers from unknown ones.
+"""Symbolic features: statistics of the notes themselves (MIR's "global features" of a score).
 
-An embedder trained on three composers learns what separates those three and
-nothing else: left out of training, Bach's solo string suites land among the
-known composers' tracks (leave-one-composer-out AUROC 0.62 in the track view).
-Plain statistics of the notes -- which pitch classes, which melodic and vertical
-intervals, how many voices sound at once, how fast and how long the notes are --
-tell the same suites apart almost perfectly (0.98), while the embedding is the
-better judge among the romantics. The "blend" novelty view (query.py) takes the
-larger of the two, each scaled on held-out known tracks. docs/RESULTS.md has
-the measured comparison.
+Which pitch classes, which melodic and vertical intervals, how many voices sound
+at once, how fast and how long the notes are: a fixed-length vector per piece,
+for the `symbolic-knn` novelty score and its part in the `fused` score
+(novelty.py). An embedder trained on a few composers learns only what separates
+them; these plain statistics describe any piece the same way, and the measured
+comparison of the two is in docs/RESULTS.md (novelty scores by left-out composer).
 
-Every statistic is a share or a normalised summary, so a track's length does not
+Every feature is a share or a normalised summary, so a track's length does not
 enter; key does not either (pitch classes are rotated to the most used one).
+Close to the global features of jSymbolic (McKay and Fujinaga, 2006), much reduced.
 """
 
 from __future__ import annotations
@@ -22,7 +20,7 @@ import numpy as np
 
 from .midi import DRUM_CHANNEL, NOTE_OFF, NOTE_ON
 
-SCORE_STATS_VERSION = 1  # bump when the statistics change: cached ones are then recomputed
+SYMBOLIC_VERSION = 1  # bump when the features change: cached ones are then recomputed
 CHORD_SECONDS = 0.03  # onsets closer than this sound as one
 POLYPHONY_STEP = 0.05  # seconds between samples of how many notes sound
 MAX_INTERVAL = 13  # melodic steps beyond an octave share the outermost bins
@@ -57,8 +55,8 @@ def _shares(counts: np.ndarray) -> np.ndarray:
     return counts / total if total > 0 else np.zeros_like(counts, dtype=np.float64)
 
 
-def score_statistics(notes: np.ndarray) -> np.ndarray:
-    """(n, 3) note table (note_table) -> N_SCORE_STATS float32 statistics of the piece.
+def symbolic_features(notes: np.ndarray) -> np.ndarray:
+    """(n, 3) note table (note_table) -> N_SYMBOLIC float32 features of the piece.
 
     pitch classes rotated to the most used (12); top-voice and bass melodic steps (27 each);
     intervals within chords, mod 12 (12); voices sounding at once (8); notes per onset (6);
@@ -110,19 +108,19 @@ def score_statistics(notes: np.ndarray) -> np.ndarray:
     ]).astype(np.float32)
 
 
-N_SCORE_STATS = 12 + 27 + 27 + 12 + 8 + 6 + 10 + 10 + 5 + 2
+N_SYMBOLIC = 12 + 27 + 27 + 12 + 8 + 6 + 10 + 10 + 5 + 2
 
 
-def score_stats_of(events: Sequence[tuple[float, int, int, int, int]]) -> np.ndarray:
-    """A MIDI file's events (midi.Midi.events) -> its score statistics."""
-    return score_statistics(note_table(events))
+def symbolic_features_of(events: Sequence[tuple[float, int, int, int, int]]) -> np.ndarray:
+    """A MIDI file's events (midi.Midi.events) -> its symbolic features (N_SYMBOLIC,) float32."""
+    return symbolic_features(note_table(events))
 
 
-STD_FLOOR = 0.01  # a statistic (nearly) constant over the indexed tracks must not dominate the distance
+STD_FLOOR = 0.01  # a feature (nearly) constant over the indexed tracks must not dominate the distance
 
 
 def standardiser(indexed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and floored spread of each statistic over the indexed tracks' (n, N_SCORE_STATS) rows."""
+    """Mean and floored spread of each feature over the indexed tracks' (n, N_SYMBOLIC) rows."""
     if not len(indexed):
-        return np.zeros(N_SCORE_STATS, np.float32), np.ones(N_SCORE_STATS, np.float32)
+        return np.zeros(N_SYMBOLIC, np.float32), np.ones(N_SYMBOLIC, np.float32)
     return indexed.mean(axis=0), np.maximum(indexed.std(axis=0), STD_FLOOR)

@@ -1,0 +1,54 @@
+"""The named choices of musicid's settings, as str Enums: one list the library checks against and
+the command line offers (Typer validates an Enum-typed option). Importing this is free: no numpy,
+torch or FAISS, so `musicid --help` stays instant."""
+
+from __future__ import annotations
+
+from enum import Enum, StrEnum
+
+
+class Representation(StrEnum):
+    """The embedder's input (features.py)."""
+
+    pianoroll = "pianoroll"  # the notes straight from the MIDI, nothing rendered
+    audio = "audio"  # log-mel spectrogram of the FluidSynth rendering
+    family_rolls = "family-rolls"  # the piano roll once per instrument family, stacked
+
+
+class Classifier(StrEnum):
+    """How a track's composer is chosen (classifier.py)."""
+
+    auto = "auto"  # linear with piano rolls, knn with audio
+    knn = "knn"  # each clip's k nearest indexed clips vote
+    linear = "linear"  # a class-balanced linear probe on the indexed clip vectors
+
+
+class NoveltyMethod(StrEnum):
+    """The novelty score (novelty.py)."""
+
+    fused = "fused"
+    track_knn = "track-knn"
+    clip_knn = "clip-knn"
+    symbolic_knn = "symbolic-knn"
+    spectral_knn = "spectral-knn"
+
+
+class IndexKind(StrEnum):
+    """The FAISS index (faiss_index.py)."""
+
+    auto = "auto"
+    flat = "flat"
+    hnsw = "hnsw"
+    ivf = "ivf"
+    ivfpq = "ivfpq"
+
+
+class Baseline(StrEnum):
+    """A method eval also runs on the same splits."""
+
+    published = "published"  # the published attempt at the challenge set (baseline.py)
+
+
+def values(choice: type[Enum], skip: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The values of a choice, in declaration order, without those in skip."""
+    return tuple(str(c.value) for c in choice if c.value not in skip)
