@@ -1,6 +1,6 @@
 """Regenerate the figures in docs/RESULTS.md from a real `musicid eval` run.
 
-    python bench/results_md.py eval-results [--baseline-run eval-baseline] [--front-end-run eval-pianoroll ...]
+    python bench/results_md.py eval-results [--baseline-run eval-baseline] [--front-end-run eval-audio ...]
                                [--command "musicid eval ..."]
 
 Replaces what lies between the generated-section markers in docs/RESULTS.md, keeps the rest
@@ -33,10 +33,10 @@ def _with_ci(r: dict, key: str, bold: bool = False) -> str:
 
 
 def _closed_rows(s: dict) -> list[tuple[str, dict]]:
-    naming = s["track"].get("naming", "vote")
-    rows = [(f"track ({naming})", s["track"])]
-    rows += [(f"track ({n})", r) for n, r in s.get("track_by_naming", {}).items() if n != naming]
-    return rows + [("clip (vote)", s["clip"])]
+    classifier = s["track"]["classifier"]
+    rows = [(f"track ({classifier})", s["track"])]
+    rows += [(f"track ({n})", r) for n, r in s.get("track_by_classifier", {}).items() if n != classifier]
+    return rows + [("clip (knn)", s["clip"])]
 
 
 def _cached(m: dict) -> str:
@@ -44,11 +44,11 @@ def _cached(m: dict) -> str:
 
 
 def _front(s: dict) -> str:
-    return str(s["meta"]["settings"]["features"].get("front", "audio"))
+    return str(s["meta"]["settings"]["features"]["representation"])
 
 
-def _views(s: dict) -> str:
-    return " / ".join(s.get("loco_by_view", {}))
+def _methods(s: dict) -> str:
+    return " / ".join(s.get("loco_by_method", {}))
 
 
 def _targets(runs: list[tuple[str, dict]]) -> list[str]:
@@ -65,7 +65,7 @@ def _targets(runs: list[tuple[str, dict]]) -> list[str]:
                      mark(lo is not None and lo >= 0.90, _with_ci(x["loco"], "mean_auroc") if lo is not None else "-")])
     return ["Against the targets (macro-F1 >= 0.90, every recall >= 0.80, leave-one-composer-out mean AUROC "
             ">= 0.90):", "",
-            table(rows, ["front end", "macro-F1", "lowest recall", "LOCO mean AUROC"]), ""]
+            table(rows, ["input representation", "macro-F1", "lowest recall", "LOCO mean AUROC"]), ""]
 
 
 def _interval_note(s: dict) -> list[str]:
@@ -79,27 +79,28 @@ def _interval_note(s: dict) -> list[str]:
 
 def _versus(s: dict) -> list[str]:
     names = {"macro_f1": "track macro-F1", "loco_mean_auroc": "leave-one-composer-out mean AUROC"}
-    lines = [f"musicid minus seed, {names[k]}: **{d['difference']:+.3f}** (95% interval {d['ci'][0]:+.3f} to "
-             f"{d['ci'][1]:+.3f}, both judged on each draw's works)  " for k, d in s.get("vs_baseline", {}).items()]
+    lines = [f"musicid minus the published attempt, {names[k]}: **{d['difference']:+.3f}** "
+             f"(95% interval {d['ci'][0]:+.3f} to {d['ci'][1]:+.3f}, both judged on each draw's works)  "
+             for k, d in s.get("vs_baseline", {}).items()]
     return [*lines, ""] if lines else []
 
 
 def render(s: dict, command: str) -> str:
     m = s["meta"]
-    naming = s["track"].get("naming", "vote")
+    classifier = s["track"]["classifier"]
     out = [START, "",
            f"Command: `{command}`  ",
            f"Machine: {m['machine']['platform']}, {m['machine']['cpus']} CPUs  ",
            f"Date: {m['date']}; musicid {m['musicid_version']}; wall time {m['wall_seconds'] / 60:.1f} min "
            f"({m['folds']} folds + {len(s.get('loco', {}).get('per_composer', {}))} leave-one-composer-out "
-           f"models{_cached(m)}{' + the seed baseline' if 'baseline' in s else ''})  ",
+           f"models{_cached(m)}{' + the published baseline' if 'baseline' in s else ''})  ",
            f"Data: {m['tracks']} tracks by {', '.join(m['composers'])}; {m['failed']} could not be rendered", "",
            f"### Closed set: {m['folds']}-fold cross-validation grouped by work", "",
            table([[name, f"{r['accuracy']:.3f}", f"{r['balanced_accuracy']:.3f}", _with_ci(r, "macro_f1"), str(r["n"])]
                   for name, r in _closed_rows(s)],
-                 ["level (naming)", "accuracy", "balanced accuracy", "macro-F1 (95% interval)", "n"]), "",
+                 ["level (classifier)", "accuracy", "balanced accuracy", "macro-F1 (95% interval)", "n"]), "",
            *_interval_note(s),
-           f"Per composer and confusion matrix: track level, {naming} naming (the run's).", "",
+           f"Per composer and confusion matrix: track level, {classifier} classifier (the run's).", "",
            table([[c, f"{v['precision']:.2f}", f"{v['recall']:.2f}", f"{v['f1']:.2f}", str(v["support"])]
                   for c, v in s["track"]["per_label"].items()],
                  ["composer (track level)", "precision", "recall", "F1", "tracks"]), "",
@@ -109,60 +110,61 @@ def render(s: dict, command: str) -> str:
            "![confusion matrix](img/confusion.png) ![embedding map](img/embedding_map.png)", ""]
     if "baseline" in s:
         b = s["baseline"]
-        out += [f"### Side by side: the published method (`--baseline seed`), same {m['folds']} folds", "",
+        out += [f"### Side by side: the published method (`--baseline published`), same {m['folds']} folds", "",
                 "First 30 s only, 44.1 kHz stereo, 64 mels, random triplets against one anchor file per "
                 f"composer, nearest anchor ({b['skipped_tracks']} tracks could not be rendered).", "",
                 table([["musicid", f"{s['track']['accuracy']:.3f}", f"{s['track']['balanced_accuracy']:.3f}",
                         _with_ci(s["track"], "macro_f1")],
-                       ["seed (published)", f"{b['track']['accuracy']:.3f}", f"{b['track']['balanced_accuracy']:.3f}",
+                       ["published attempt", f"{b['track']['accuracy']:.3f}", f"{b['track']['balanced_accuracy']:.3f}",
                         _with_ci(b["track"], "macro_f1")]],
                       ["track level", "accuracy", "balanced accuracy", "macro-F1 (95% interval)"]), "",
                 *_versus(s),
                 table([[c, *map(str, row)] for c, row in zip(b["track"]["labels"], b["track"]["confusion"],
                                                               strict=True)],
-                      ["seed: true \\ predicted", *b["track"]["labels"]]), ""]
+                      ["published: true \\ predicted", *b["track"]["labels"]]), ""]
         if "loco" in b:
-            out += ["Seed, leave one composer out (distance to the nearest anchor as the novelty score): mean "
+            out += ["The published attempt, leave one composer out (distance to the nearest anchor as the "
+                    "novelty score): mean "
                     f"AUROC {_with_ci(b['loco'], 'mean_auroc', bold=True)}: "
                     + ", ".join(f"{c} {v['auroc']:.2f}" for c, v in b["loco"]["per_composer"].items())
-                    + f". musicid ({s['loco'].get('view')} view): {_with_ci(s['loco'], 'mean_auroc')}.", ""]
+                    + f". musicid ({s['loco']['method']}): {_with_ci(s['loco'], 'mean_auroc')}.", ""]
     others = s.get("front_end_runs", [])
     if others:
-        rows = [[f"musicid, {_front(s)} front end (default)", s]]
-        rows += [[f"musicid, {_front(r)} front end (`--features {_front(r)}`)", r] for r in others]
-        out += [f"### Side by side: the front ends, same {m['folds']} folds", "",
-                "The other front ends were run separately ("
+        rows = [[f"musicid, {_front(s)} (default)", s]]
+        rows += [[f"musicid, {_front(r)} (`--features {_front(r)}`)", r] for r in others]
+        out += [f"### Side by side: the input representations, same {m['folds']} folds", "",
+                "The other representations were run separately ("
                 + "; ".join(f"{_front(r)}: {r['meta']['wall_seconds'] / 60:.1f} min{_cached(r['meta'])}, "
                             f"{r['meta']['date']}" for r in others)
                 + "), on the same folds and leave-one-composer-out splits.", "",
-                table([[f"{name}, {x['track'].get('naming', 'vote')}", f"{x['track']['accuracy']:.3f}",
+                table([[f"{name}, {x['track']['classifier']}", f"{x['track']['accuracy']:.3f}",
                         f"{x['track']['balanced_accuracy']:.3f}", f"{x['track']['macro_f1']:.3f}",
                         " / ".join(f"{v['recall']:.2f}" for v in x["track"]["per_label"].values()),
-                        " / ".join(f"{x['loco_by_view'][v]['mean_auroc']:.3f}" if v in x.get("loco_by_view", {})
-                                   else "-" for v in s.get("loco_by_view", {}))]
+                        " / ".join(f"{x['loco_by_method'][v]['mean_auroc']:.3f}" if v in x.get("loco_by_method", {})
+                                   else "-" for v in s.get("loco_by_method", {}))]
                        for name, x in rows],
-                      ["track level (naming)", "accuracy", "balanced accuracy", "macro-F1",
-                       "recall " + " / ".join(s["track"]["labels"]), f"LOCO mean AUROC, {_views(s)} view"]), ""]
+                      ["track level (classifier)", "accuracy", "balanced accuracy", "macro-F1",
+                       "recall " + " / ".join(s["track"]["labels"]), f"LOCO mean AUROC, {_methods(s)}"]), ""]
         for _, x in rows:
-            other_namings = "; ".join(f"{n}: macro-F1 {v['macro_f1']:.3f}, balanced {v['balanced_accuracy']:.3f}"
-                                      for n, v in x.get("track_by_naming", {}).items()
-                                      if n != x["track"].get("naming"))
-            line = f"- {_front(x)}: other naming {other_namings}" if other_namings else f"- {_front(x)}"
+            others_ = "; ".join(f"{n}: macro-F1 {v['macro_f1']:.3f}, balanced {v['balanced_accuracy']:.3f}"
+                                for n, v in x.get("track_by_classifier", {}).items()
+                                if n != x["track"]["classifier"])
+            line = f"- {_front(x)}: other classifier {others_}" if others_ else f"- {_front(x)}"
             if "loco" in x:
-                line += (f"; leave one composer out, {x['loco'].get('view')} view: "
+                line += (f"; leave one composer out, {x['loco']['method']}: "
                          + ", ".join(f"{c} {v['auroc']:.2f}" for c, v in x["loco"]["per_composer"].items())
                          + f" (mean {x['loco']['mean_auroc']:.3f})")
             out.append(line + ".")
         out += ["", *_targets([(f"{_front(x)}{' (default)' if x is s else ''}", x) for _, x in rows])]
-    views = s.get("loco_by_view") or ({s["loco"].get("view", "embedding"): s["loco"]} if "loco" in s else {})
-    if views:
+    methods = s.get("loco_by_method") or ({s["loco"]["method"]: s["loco"]} if "loco" in s else {})
+    if methods:
         out += ["### Open set: leave one composer out", "",
                 "Train and index without one composer; score its tracks for novelty against held-out tracks of "
                 "the others; the threshold is calibrated on a third, separate set of known-composer tracks "
-                "(95% kept). The same models and splits score novelty in every view (the run's `--novelty-view` "
-                f"was {s['loco'].get('view', 'embedding')}).", ""]
-        for view, lo in views.items():
-            out += [f"Novelty in the **{view}** view:", "",
+                "(95% kept). The same models and splits score every novelty method (the run's `--novelty` "
+                f"was {s['loco']['method']}).", ""]
+        for method, lo in methods.items():
+            out += [f"Novelty score **{method}**:", "",
                     table([[c, _with_ci(v, "auroc"), f"{v['fpr_at_95_tpr']:.2f}", f"{v['flagged_novel']:.2f}",
                             f"{v['flagged_known']:.2f}", f"{v['novel_tracks']} / {v['known_tracks']}"]
                            for c, v in lo["per_composer"].items()]
@@ -178,9 +180,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("run_dir", type=Path)
     ap.add_argument("--command", default="musicid eval ../shared/data/sfl-challenge/train")
-    ap.add_argument("--baseline-run", type=Path, help="take the `--baseline seed` figures from this run")
+    ap.add_argument("--baseline-run", type=Path, help="take the `--baseline published` figures from this run")
     ap.add_argument("--front-end-run", type=Path, action="append", default=[],
-                    help="a run with another --features, shown side by side (repeatable)")
+                    help="a run with another --features (input representation), shown side by side (repeatable)")
     args = ap.parse_args()
     summary = json.loads((args.run_dir / "eval.json").read_text())
     if args.baseline_run:  # the baseline from another run on the same folds
@@ -188,7 +190,7 @@ def main() -> None:
         if other["fold_of"] != summary["fold_of"]:
             raise SystemExit("the baseline run used other folds")
         summary["baseline"] = other["baseline"]
-    for run in args.front_end_run:  # other front ends on the same folds
+    for run in args.front_end_run:  # other input representations on the same folds
         other = json.loads((run / "eval.json").read_text())
         if other["fold_of"] != summary["fold_of"]:
             raise SystemExit(f"the front-end run {run} used other folds")

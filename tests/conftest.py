@@ -11,6 +11,7 @@ import pytest
 
 from musicid.embedder import EmbedderDims, TrainSettings
 from musicid.features import FeatureSettings
+from musicid.index_store import load_store
 from musicid.indexer import BuildOptions
 
 # Each style: (GM program, lowest pitch, note length s, chord size)
@@ -74,3 +75,40 @@ def built_index(tmp_path_factory: pytest.TempPathFactory, corpus: Path) -> Path:
     out = tmp / "index"
     build_index(corpus, out, tiny_options(tmp))
     return out
+
+
+def vectors_by_clip(index_dir: Path) -> dict[tuple[str, float], np.ndarray]:
+    store = load_store(index_dir)
+    ids, vecs = store.clips["clip_id"].to_numpy(), store.vectors  # the raw vectors, clips row order
+    path_of = store.tracks.set_index("track_id")["path"]
+    clips = store.clips.set_index("clip_id")
+    return {(str(path_of[clips.at[i, "track_id"]]), float(clips.at[i, "offset"])): v
+            for i, v in zip(ids, vecs, strict=True)}
+
+
+def assert_same_index(a: Path, b: Path, atol: float = 2e-3) -> None:
+    """The same tracks, clips and vectors. Vectors are kept as float16 (relative error under 1e-3),
+    and an edit derives centroids, track vectors and the probe from those, a build from float32."""
+    sa, sb = load_store(a), load_store(b)
+    assert sa.composers == sb.composers
+    cols = ["path", "composer", "work", "notes_hash", "n_clips"]
+    ta = sa.tracks[cols].sort_values("path").reset_index(drop=True)
+    tb = sb.tracks[cols].sort_values("path").reset_index(drop=True)
+    assert ta.equals(tb)
+    va, vb = vectors_by_clip(a), vectors_by_clip(b)
+    assert va.keys() == vb.keys()
+    for key in va:
+        np.testing.assert_allclose(va[key], vb[key], atol=atol)
+    np.testing.assert_allclose(sa.centroids, sb.centroids, atol=atol)
+    # the tracks' mean vectors and the linear probe (refitted by an edit) agree too
+    tv = [dict(zip(s.tracks["path"], s.track_vectors, strict=True)) for s in (sa, sb)]
+    for path in tv[0]:
+        np.testing.assert_allclose(tv[0][path], tv[1][path], atol=atol)
+    every = np.stack(list(va.values()))
+    assert sa.probe is not None and sb.probe is not None
+    np.testing.assert_allclose(sa.probe.log_proba(every), sb.probe.log_proba(every), atol=1e-2)
+    import faiss
+
+    for s in (sa, sb):  # FAISS holds exactly the indexed clips, in both spaces
+        for index in (s.index, s.spectral_index):
+            assert sorted(faiss.vector_to_array(index.id_map).tolist()) == sorted(s.clips["clip_id"].tolist())

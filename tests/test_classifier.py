@@ -1,11 +1,11 @@
-"""The linear composer head: why it exists (a minority composer) and its edge cases."""
+"""The linear composer probe: why it exists (a minority composer) and its edge cases."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from musicid.classifier import LinearHead, fit_head
+from musicid.classifier import LinearProbe, fit_linear_probe
 
 
 def _blobs(rng: np.random.Generator, n_major: int, n_minor: int) -> tuple[np.ndarray, np.ndarray]:
@@ -18,45 +18,46 @@ def test_head_finds_the_minority_composer_that_a_vote_outnumbers() -> None:
     x, y = _blobs(rng, 500, 25)
     test_minor = rng.normal([1.5, 0.0], 1.0, (400, 2))
     test_major = rng.normal([0.0, 0.0], 1.0, (400, 2))
-    head = fit_head(x, y, 2)
+    probe = fit_linear_probe(x, y, 2)
 
     def vote(q: np.ndarray) -> np.ndarray:  # the plain 10-NN vote over the same points
         d = ((q[:, None, :] - x[None]) ** 2).sum(-1)
         return (y[np.argsort(d, axis=1)[:, :10]].mean(1) > 0.5).astype(int)
 
-    head_recall = (head.log_proba(test_minor).argmax(1) == 1).mean()
+    head_recall = (probe.log_proba(test_minor).argmax(1) == 1).mean()
     assert (vote(test_minor) == 1).mean() < 0.4 < 0.65 < head_recall
-    assert (head.log_proba(test_major).argmax(1) == 0).mean() > 0.65  # the majority is not given away
+    assert (probe.log_proba(test_major).argmax(1) == 0).mean() > 0.65  # the majority is not given away
 
 
 def test_track_probabilities_pool_clips_and_round_trip() -> None:
     rng = np.random.default_rng(1)
     x, y = _blobs(rng, 200, 200)
-    head = fit_head(x, y, 2)
+    probe = fit_linear_probe(x, y, 2)
     clips = rng.normal([1.5, 0.0], 1.0, (12, 2))
-    p = head.track_proba(clips)
+    p = probe.track_proba(clips)
     assert p.sum() == pytest.approx(1.0) and p[1] > 0.5
-    mean = head.log_proba(clips).mean(0)  # the clips' geometric mean, renormalised
+    mean = probe.log_proba(clips).mean(0)  # the clips' geometric mean, renormalised
     assert p == pytest.approx(np.exp(mean) / np.exp(mean).sum())
-    again = LinearHead.from_array(head.as_array())
-    assert np.allclose(again.log_proba(x), head.log_proba(x), atol=1e-5)
+    again = LinearProbe.from_array(probe.as_array())
+    assert np.allclose(again.log_proba(x), probe.log_proba(x), atol=1e-5)
 
 
 def test_a_composer_without_clips_never_wins_and_one_composer_always_does() -> None:
     rng = np.random.default_rng(2)
     x, y = _blobs(rng, 100, 100)
-    head = fit_head(x, y * 2, 3)  # labels 0 and 2; composer 1 has no clips
-    assert set(head.log_proba(rng.normal(0.75, 3.0, (500, 2))).argmax(1)) <= {0, 2}
-    alone = fit_head(x, np.ones(len(x), int), 3)
+    probe = fit_linear_probe(x, y * 2, 3)  # labels 0 and 2; composer 1 has no clips
+    assert set(probe.log_proba(rng.normal(0.75, 3.0, (500, 2))).argmax(1)) <= {0, 2}
+    alone = fit_linear_probe(x, np.ones(len(x), int), 3)
     assert set(alone.log_proba(x).argmax(1)) == {1}
 
 
 def test_a_large_index_is_fitted_on_a_bounded_sample() -> None:
     rng = np.random.default_rng(3)
     x, y = _blobs(rng, 3000, 3000)
-    small = fit_head(x, y, 2, max_fit=1000)
-    full = fit_head(x, y, 2)
+    small = fit_linear_probe(x, y, 2, max_fit=1000)
+    full = fit_linear_probe(x, y, 2)
     assert not np.allclose(small.weights, full.weights)  # another fit...
     agree = (small.log_proba(x).argmax(1) == full.log_proba(x).argmax(1)).mean()
     assert agree > 0.95  # ...that names nearly every point the same way
-    assert np.array_equal(fit_head(x, y, 2, max_fit=1000).weights, small.weights)  # and the same sample each time
+    # and the same sample each time
+    assert np.array_equal(fit_linear_probe(x, y, 2, max_fit=1000).weights, small.weights)

@@ -76,12 +76,12 @@ def test_grouped_cross_validation_runs_end_to_end(tmp_path: Path) -> None:
     s = result.summary
     assert s["track"]["n"] == 18 and s["clip"]["n"] > 18
     assert s["track"]["accuracy"] >= 0.8  # three clearly different toy styles
-    # both namings from the same models; the run's own (auto: vote on audio) is the headline
-    assert s["track"]["naming"] == "vote" and set(s["track_by_naming"]) == {"vote", "head"}
-    assert s["track_by_naming"]["vote"]["accuracy"] == s["track"]["accuracy"]
-    assert s["track_by_naming"]["head"]["n"] == 18
-    assert set(s["loco_by_view"]) == {"blend", "track", "score", "embedding", "sound"}
-    assert s["loco"]["view"] == "blend"
+    # both classifiers from the same models; the run's own (auto: knn on audio) is the headline
+    assert s["track"]["classifier"] == "knn" and set(s["track_by_classifier"]) == {"knn", "linear"}
+    assert s["track_by_classifier"]["knn"]["accuracy"] == s["track"]["accuracy"]
+    assert s["track_by_classifier"]["linear"]["n"] == 18
+    assert set(s["loco_by_method"]) == {"fused", "track-knn", "clip-knn", "symbolic-knn", "spectral-knn"}
+    assert s["loco"]["method"] == "fused" and s["loco"]["mean_auroc"] == s["loco_by_method"]["fused"]["mean_auroc"]
     # no work straddles folds: both movements of each toy work share a fold
     by_work: dict[str, set[int]] = {}
     for path, f in s["fold_of"].items():
@@ -107,7 +107,7 @@ def test_eval_cli_needs_two_composers(tmp_path: Path) -> None:
     assert r.exit_code == 1 and "training needs at least 2" in r.stderr
 
 
-def test_seed_baseline_wiring(tmp_path: Path) -> None:
+def test_published_baseline_wiring(tmp_path: Path) -> None:
     """The published method on the same folds: 44.1 kHz stereo, first 30 s, 2 x 64 x 2584, 25-d."""
 
     from musicid.baseline import PUBLISHED_FRAMES, PublishedNet, anchor_files, published_input
@@ -120,7 +120,7 @@ def test_seed_baseline_wiring(tmp_path: Path) -> None:
     assert net(x[None]).shape == (1, 25) and bool((net(x[None]) >= 0).all())
     paths = [Path("b.mid"), Path("a.mid"), Path("c.mid")]
     assert anchor_files(paths, ["X", "X", "X"], [0, 1, 2]) == {"X": 0}  # second in directory order: b.mid
-    result = evaluate(data, EvalOptions(folds=2, loco=False, baseline="seed", baseline_epochs=1,
+    result = evaluate(data, EvalOptions(folds=2, loco=False, baseline="published", baseline_epochs=1,
                                         build=tiny_options(tmp_path)))
     base = result.summary["baseline"]
     assert base["track"]["n"] == 8 and base["skipped_tracks"] == 0
@@ -131,7 +131,7 @@ def test_seed_baseline_wiring(tmp_path: Path) -> None:
     assert len(base["track"]["macro_f1_ci"]) == 2 and vs["ci"][0] <= vs["ci"][1]
 
 
-def test_seed_loss_with_each_anchor_embedded_once_is_the_published_loss() -> None:
+def test_published_loss_with_each_anchor_embedded_once_is_the_same_loss() -> None:
     import torch
     from torch import nn
 

@@ -14,11 +14,11 @@ from musicid.dataset import group_works, holdout_split, kfold_groups, scan_label
 from musicid.embedder import Embedder, batch_hard_triplet_loss, load_checkpoint
 from musicid.errors import DataDirError, IndexCorrupt, IndexMismatch, IndexNotFound, TrainingError
 from musicid.features import FeatureSettings
-from musicid.index_store import load_store, store_vectors, track_means
+from musicid.index_store import load_store, track_means
 from musicid.indexer import build_index
 from musicid.query import QueryEngine
 
-from .conftest import TINY_DIMS, make_corpus, tiny_options, write_piece
+from .conftest import TINY_DIMS, TINY_FEATURES, make_corpus, tiny_options, write_piece
 
 
 def test_work_keys_from_catalog_ids_and_stems() -> None:
@@ -103,22 +103,29 @@ def test_scan_reports_bad_layouts(tmp_path: Path) -> None:
 
 def test_build_writes_a_self_describing_index(built_index: Path, corpus: Path) -> None:
     store = load_store(built_index)
-    m = store.manifest
-    assert m["composers"] == ["Highflute", "Lowpiano", "Strings"]
-    assert set(m["files"]) == {"index.faiss", "clips.parquet", "tracks.parquet", "centroids.npy", "sound.faiss",
-                               "sound_norm.npy", "track_vectors.npy", "head.npy", "model.pt"}
-    assert m["novelty"]["view"] == "blend" and m["index"]["kind"] == "flat"
-    assert set(m["novelty"]["scales"]) == {"track", "score"} and len(m["novelty"]["score_norm"]["std"]) == 119
-    assert m["naming"] == "vote"  # auto, on the audio front end
-    assert store.index.ntotal == len(store.clips) == m["counts"]["clips"]
+    m = json.loads((built_index / "manifest.json").read_text())
+    assert m["format_version"] == 5 and m["composers"] == ["Highflute", "Lowpiano", "Strings"]
+    assert set(m["files"]) == {"vectors.npy", "spectral_vectors.npy", "clips.parquet", "tracks.parquet",
+                               "spectral_norm.npy", "symbolic_norm.npy", "index.faiss", "spectral.faiss",
+                               "centroids.npy", "track_vectors.npy", "linear_probe.npy", "model.pt"}
+    settings = m["settings"]
+    assert settings["novelty"] == {"method": "fused", "k": 5, "keep": 0.95} and settings["index_kind"] == "flat"
+    assert set(m["calibration"]["scales"]) == {"track-knn", "symbolic-knn"} and store.symbolic_norm.shape == (2, 119)
+    assert settings["classifier"] == "knn" and settings["group_by"] is None  # auto, on the audio representation
+    assert store.manifest.settings.features == TINY_FEATURES  # the file serialises the settings it was built with
+    assert store.index.ntotal == len(store.clips) == len(store.vectors) == m["counts"]["clips"]
+    # the raw vectors are kept beside FAISS (float16): what FAISS holds is derived from them
+    assert store.vectors.dtype == np.float32 and np.load(built_index / "vectors.npy").dtype == np.float16
+    _, nearest = store.index.search(store.vectors[:5], 1)
+    assert nearest[:, 0].tolist() == store.clips.clip_id[:5].tolist()
     assert len(store.tracks) == 18 and set(store.tracks.split) == {"train", "heldout"}
     # every held-out work is whole
     for work, rows in store.tracks.groupby("work"):
         assert rows.split.nunique() == 1, work
-    assert m["novelty"]["threshold"] > 0 and m["novelty"]["calibration"]["tracks"] >= 2
+    assert m["calibration"]["threshold"] > 0 and m["novelty"]["heldout"]["tracks"] >= 2
     assert np.allclose(np.linalg.norm(store.centroids, axis=1), 1.0, atol=1e-5)
     model, features, _ = load_checkpoint(built_index / "model.pt")
-    assert model.dims == TINY_DIMS and features.as_dict() == m["features"]
+    assert model.dims == TINY_DIMS and features.as_dict() == settings["features"]
 
 
 def test_tiny_composers_are_told_apart(built_index: Path, tmp_path: Path) -> None:
@@ -126,7 +133,7 @@ def test_tiny_composers_are_told_apart(built_index: Path, tmp_path: Path) -> Non
     for style in ["Lowpiano", "Highflute", "Strings"]:
         new = write_piece(tmp_path / f"{style}.mid", style, seed=999, seconds=10)
         r = engine.query(new)
-        assert r.composer == style, (style, r.votes)
+        assert r.composer == style, (style, r.probabilities)
         assert r.known_piece is None
 
 
@@ -151,9 +158,9 @@ def test_a_known_piece_takes_its_indexed_composer_whatever_the_model_says(built_
     piano = prepare_track(sorted((corpus / "Lowpiano").glob("*.mid"))[0], engine.render_settings, engine.features)
     assert engine.score(piano, "piano").composer == "Lowpiano"
     # a piano's sound with the notes of an indexed Strings track: the model hears a piano, the index knows the piece
-    r = engine.score(replace(piano, fingerprint=load_midi(strings).fingerprint), "disguised")
+    r = engine.score(replace(piano, notes_hash=load_midi(strings).fingerprint), "disguised")
     assert r.known_piece == f"Strings/{strings.name}" and r.composer == "Strings" and r.confidence == 1.0
-    assert max(r.votes, key=r.votes.__getitem__) == "Lowpiano"  # the model's own view stays on show
+    assert max(r.probabilities, key=r.probabilities.__getitem__) == "Lowpiano"  # the model's own view stays on show
 
 
 def test_unseen_style_is_more_novel_than_known(built_index: Path, tmp_path: Path) -> None:
@@ -171,7 +178,7 @@ def test_build_skips_bad_files_and_says_why(tmp_path: Path) -> None:
     assert sorted(report.failures) == [("Highflute/silent.mid", "empty file"),
                                        ("Lowpiano/broken.mid", "not a MIDI file (no MThd header)")]
     assert report.tracks_per_composer == {"Highflute": 4, "Lowpiano": 4}
-    assert [f["path"] for f in load_store(tmp_path / "idx").manifest["failures"]] == [
+    assert [f["path"] for f in load_store(tmp_path / "idx").manifest.about["failures"]] == [
         "Highflute/silent.mid", "Lowpiano/broken.mid"]  # in folder order
 
 
@@ -181,9 +188,9 @@ def test_second_build_reads_the_render_cache(tmp_path: Path) -> None:
     second = build_index(data, tmp_path / "b", tiny_options(tmp_path))
     assert first.cached_tracks == 0 and second.cached_tracks == 8
     assert not first.model_from_cache and second.model_from_cache and "train" not in second.timings
-    assert (load_store(tmp_path / "a").manifest["model"]["sha256"]
-            == load_store(tmp_path / "b").manifest["model"]["sha256"])
-    assert load_store(tmp_path / "a").manifest["counts"] == load_store(tmp_path / "b").manifest["counts"]
+    assert (load_store(tmp_path / "a").manifest.about["model"]["sha256"]
+            == load_store(tmp_path / "b").manifest.about["model"]["sha256"])
+    assert load_store(tmp_path / "a").manifest.about["counts"] == load_store(tmp_path / "b").manifest.about["counts"]
 
 
 def test_build_with_given_model_reuses_it_and_its_features(built_index: Path, tmp_path: Path) -> None:
@@ -191,7 +198,7 @@ def test_build_with_given_model_reuses_it_and_its_features(built_index: Path, tm
     report = build_index(data, tmp_path / "idx", tiny_options(tmp_path, model_path=built_index / "model.pt"))
     assert not report.trained and report.composers == ["Organ"]
     store = load_store(tmp_path / "idx")
-    assert store.manifest["model"]["sha256"] == load_store(built_index).manifest["model"]["sha256"]
+    assert store.manifest.about["model"]["sha256"] == load_store(built_index).manifest.about["model"]["sha256"]
 
 
 def test_single_composer_cannot_train(tmp_path: Path) -> None:
@@ -214,7 +221,7 @@ def test_damaged_index_is_refused(built_index: Path, tmp_path: Path) -> None:
     shutil.rmtree(bad)
     shutil.copytree(built_index, bad)
     manifest = json.loads((bad / "manifest.json").read_text())
-    manifest["features"]["n_bins"] = 64
+    manifest["settings"]["features"]["n_bins"] = 64
     (bad / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(IndexMismatch, match="feature settings differ"):
         QueryEngine.open(bad)
@@ -237,7 +244,7 @@ def test_untrained_model_checkpoint_loads_weights_only(tmp_path: Path) -> None:
 def test_every_index_kind_finds_the_same_neighbours_and_round_trips(kind: str, tmp_path: Path) -> None:
     import faiss
 
-    from musicid.index_store import choose_index_kind, make_faiss_index
+    from musicid.faiss_index import choose_index_kind, make_faiss_index
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2000, 16)).astype(np.float32)
@@ -252,47 +259,50 @@ def test_every_index_kind_finds_the_same_neighbours_and_round_trips(kind: str, t
     assert choose_index_kind(5_000) == "flat" and choose_index_kind(5_000_000) == "ivf"
 
 
-def test_track_view_finds_an_indexed_track_unless_it_is_left_out(built_index: Path) -> None:
-    from musicid.query import track_novelty
+def test_track_knn_finds_an_indexed_track_unless_it_is_left_out(built_index: Path) -> None:
+    from musicid.novelty import TrackQuery, raw_scores
 
     store = load_store(built_index)
-    ids, vecs = store_vectors(store)
-    tids = store.track_of(ids)
-    assert np.allclose(track_means(vecs, tids, store.tracks.track_id.to_numpy()), store.track_vectors, atol=1e-5)
+    vecs = store.vectors
+    tids = store.track_of(store.clips.clip_id.to_numpy())
+    assert np.allclose(track_means(vecs, tids, store.tracks.track_id.to_numpy()), store.track_vectors, atol=1e-3)
     t = int(store.tracks.track_id.iloc[3])
-    own = vecs[tids == t]
-    assert track_novelty(store, own, None, "track") == pytest.approx(0.0, abs=1e-3)
-    assert track_novelty(store, own, None, "track", exclude_tracks=[t]) > 0.01
+    own = TrackQuery(vecs[tids == t])
+    assert raw_scores(store, own, ["track-knn"])["track-knn"] == pytest.approx(0.0, abs=1e-3)
+    assert raw_scores(store, own, ["track-knn"], exclude_tracks=[t])["track-knn"] > 0.01
     with pytest.raises(ValueError, match="without clips"):
         track_means(vecs, tids, np.array([10_000]))
 
 
-def test_novelty_view_and_index_type_are_chosen_recorded_and_used(built_index: Path, corpus: Path,
-                                                                  tmp_path: Path) -> None:
+def test_novelty_method_and_index_type_are_chosen_recorded_and_used(built_index: Path, corpus: Path,
+                                                                    tmp_path: Path) -> None:
     import faiss
 
     from musicid.embedder import embed_clips
-    from musicid.novelty import clip_stats
+    from musicid.novelty import NoveltySettings, TrackQuery, raw_scores
     from musicid.prepare import prepare_track
-    from musicid.query import track_novelty
+    from musicid.spectral_stats import spectral_stats
 
     model = built_index / "model.pt"
-    build_index(corpus, tmp_path / "emb", tiny_options(tmp_path, model_path=model, novelty_view="embedding",
-                                                          index_kind="hnsw"))
-    build_index(corpus, tmp_path / "snd", tiny_options(tmp_path, model_path=model, novelty_view="sound"))
+    build_index(corpus, tmp_path / "emb", tiny_options(tmp_path, model_path=model,
+                                                          novelty=NoveltySettings("clip-knn"), index_kind="hnsw"))
+    build_index(corpus, tmp_path / "snd", tiny_options(tmp_path, model_path=model,
+                                                          novelty=NoveltySettings("spectral-knn")))
     emb, snd = QueryEngine.open(tmp_path / "emb"), QueryEngine.open(tmp_path / "snd")
-    assert emb.store.manifest["novelty"]["view"] == "embedding" and emb.store.manifest["index"]["kind"] == "hnsw"
+    assert emb.store.manifest.settings.novelty.method == "clip-knn"
+    assert emb.store.manifest.settings.index_kind == "hnsw"
     assert isinstance(faiss.downcast_index(emb.store.index.index), faiss.IndexHNSWFlat)
     assert isinstance(faiss.downcast_index(snd.store.index.index), faiss.IndexFlatIP)
 
     track = write_piece(tmp_path / "q.mid", "Organ", 700)
     a, b = emb.query(track), snd.query(track)
-    assert a.composer == b.composer and a.votes == b.votes  # the same model names the composer the same way
+    assert a.composer == b.composer and a.probabilities == b.probabilities  # the same model, the same names
     # each index scores novelty in its own view, and the two views give different numbers
     p = prepare_track(track, snd.render_settings, snd.features)
     vecs = embed_clips(emb.model, torch.from_numpy(p.clips))
-    assert a.novelty == pytest.approx(track_novelty(emb.store, vecs, None), abs=1e-4)
-    assert b.novelty == pytest.approx(track_novelty(snd.store, vecs, clip_stats(p.clips)), abs=1e-4)
+    assert a.novelty == pytest.approx(raw_scores(emb.store, TrackQuery(vecs), ["clip-knn"])["clip-knn"], abs=1e-4)
+    spectral = TrackQuery(vecs, spectral_stats(p.clips))
+    assert b.novelty == pytest.approx(raw_scores(snd.store, spectral, ["spectral-knn"])["spectral-knn"], abs=1e-4)
     assert abs(a.novelty - b.novelty) > 1e-3
 
     # the default view, the blend of two parts, each scaled by the held-out known tracks' median and
@@ -300,44 +310,45 @@ def test_novelty_view_and_index_type_are_chosen_recorded_and_used(built_index: P
     # clip vector) and the score view (its score statistics against every indexed track's, standardised)
     trk = QueryEngine.open(built_index)
     c = trk.query(track)
-    nov = trk.store.manifest["novelty"]
-    assert nov["view"] == "blend" and c.votes == a.votes
-    ids, clip_vecs = store_vectors(trk.store)
-    tids = trk.store.track_of(ids)
+    cal = trk.store.manifest.calibration
+    assert trk.store.manifest.settings.novelty.method == "fused" and c.probabilities == a.probabilities
+    clip_vecs = trk.store.vectors
+    tids = trk.store.track_of(trk.store.clips.clip_id.to_numpy())
     q = vecs.mean(0) / np.linalg.norm(vecs.mean(0))
     track_part = min(np.linalg.norm(q - clip_vecs[tids == t].mean(0) / np.linalg.norm(clip_vecs[tids == t].mean(0)))
                      for t in trk.store.tracks.track_id)
-    mean, std = np.array(nov["score_norm"]["mean"]), np.array(nov["score_norm"]["std"])
-    indexed = np.stack(trk.store.tracks.score_stats.to_numpy())
-    score_part = np.linalg.norm((indexed - p.score) / std, axis=1).min()
-    assert c.novelty_parts == pytest.approx({"track": track_part, "score": score_part}, abs=1e-3)
-    (tm, ti), (sm, si) = nov["scales"]["track"], nov["scales"]["score"]
+    mean, std = trk.store.symbolic_norm
+    indexed = np.stack(trk.store.tracks.symbolic.to_numpy())
+    score_part = np.linalg.norm((indexed - p.symbolic) / std, axis=1).min()
+    assert c.novelty_parts == pytest.approx({"track-knn": track_part, "symbolic-knn": score_part}, abs=1e-3)
+    assert cal.scales is not None
+    (tm, ti), (sm, si) = cal.scales["track-knn"], cal.scales["symbolic-knn"]
     assert c.novelty == pytest.approx(max((track_part - tm) / ti, (score_part - sm) / si), abs=1e-3)
     assert np.allclose(mean, indexed.mean(0), atol=1e-5)  # standardised over the indexed tracks
     assert len({round(x, 3) for x in (a.novelty, b.novelty, c.novelty)}) == 3
-    with pytest.raises(ValueError, match="statistics"):
-        track_novelty(snd.store, vecs, None)
-    with pytest.raises(ValueError, match="score statistics"):
-        track_novelty(trk.store, vecs, None, "score")
+    with pytest.raises(ValueError, match="spectral statistics"):
+        raw_scores(snd.store, TrackQuery(vecs), ["spectral-knn"])
+    with pytest.raises(ValueError, match="symbolic features"):
+        raw_scores(trk.store, TrackQuery(vecs), ["symbolic-knn"])
 
 
-def test_sound_vectors_are_standardised_statistics_that_round_trip() -> None:
-    from musicid.index_store import ip_to_distance
-    from musicid.novelty import SoundNorm, clip_stats
+def test_spectral_vectors_are_standardised_statistics_that_round_trip() -> None:
+    from musicid.faiss_index import ip_to_distance
+    from musicid.spectral_stats import SpectralNorm, spectral_stats
 
     rng = np.random.default_rng(1)
     clips = rng.standard_normal((6, 8, 50)).astype(np.float32) + np.linspace(-3, 3, 8)[None, :, None]
-    stats = clip_stats(clips)
+    stats = spectral_stats(clips)
     assert stats.shape == (6, 16)
     level = clips.mean(axis=(1, 2))[:, None]
     np.testing.assert_allclose(stats[:, :8], clips.mean(axis=2) - level, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(stats[:, 8:], clips.std(axis=2), rtol=1e-5)
-    np.testing.assert_allclose(clip_stats(clips + 7.0), stats, atol=1e-4)  # a louder rendering: same sound
-    norm = SoundNorm.fit(stats)
+    np.testing.assert_allclose(spectral_stats(clips + 7.0), stats, atol=1e-4)  # a louder rendering: same sound
+    norm = SpectralNorm.fit(stats)
     np.testing.assert_allclose(((stats - norm.mean) / norm.std).mean(axis=0), 0, atol=1e-5)
     v = norm.vectors(stats)
     np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, rtol=1e-5)
-    np.testing.assert_array_equal(SoundNorm.from_array(norm.as_array()).vectors(stats), v)
+    np.testing.assert_array_equal(SpectralNorm.from_array(norm.as_array()).vectors(stats), v)
     assert np.allclose(np.diag(ip_to_distance(v @ v.T)), 0, atol=1e-3)
 
 
@@ -345,7 +356,7 @@ def test_sound_vectors_are_standardised_statistics_that_round_trip() -> None:
 def test_shards_built_apart_merge_into_the_index_built_whole(kind: str) -> None:
     import faiss
 
-    from musicid.index_store import choose_index_kind, empty_index, make_faiss_index, merge_shards
+    from musicid.faiss_index import choose_index_kind, empty_index, make_faiss_index, merge_shards
 
     rng = np.random.default_rng(2)
     x = rng.standard_normal((12_000, 32)).astype(np.float32)
@@ -366,12 +377,15 @@ def test_shards_built_apart_merge_into_the_index_built_whole(kind: str) -> None:
 
 
 def test_piano_roll_is_the_notes_at_ten_frames_a_second() -> None:
-    from musicid.features import piano_roll, pianoroll_settings
+    from musicid.features import family_rolls_settings, piano_roll, pianoroll_settings
     from musicid.midi import NOTE_OFF, NOTE_ON
 
     s = pianoroll_settings()
-    assert s.frames_per_second == 10 and s.clip_frames == 300 and s.as_dict()["front"] == "pianoroll"
-    assert "front" not in FeatureSettings().as_dict()  # audio settings keep the keys caches were made with
+    assert s.frames_per_second == 10 and s.clip_frames == 300 and s.as_dict()["representation"] == "pianoroll"
+    # a checkpoint written before 0.2 (keys n_mels and front, the family rolls called "ensemble") still loads
+    old = {**{k: v for k, v in s.as_dict().items() if k not in ("n_bins", "representation")}, "n_mels": 512,
+           "front": "ensemble"}
+    assert FeatureSettings.from_dict(old) == family_rolls_settings()
     events = [(1.0, NOTE_ON, 0, 60, 127), (2.0, NOTE_OFF, 0, 60, 0),
               (1.5, NOTE_ON, 1, 60, 64), (3.0, NOTE_OFF, 1, 60, 0),  # overlaps: the louder wins
               (0.0, NOTE_ON, 9, 38, 100), (0.5, NOTE_OFF, 9, 38, 0)]  # drums: left out
@@ -382,7 +396,7 @@ def test_piano_roll_is_the_notes_at_ten_frames_a_second() -> None:
     assert roll.sum() == pytest.approx(10 + 10 * 64 / 127)
 
 
-def test_ensemble_roll_puts_each_note_on_its_instrument_family_plane() -> None:
+def test_family_rolls_put_each_note_on_its_instrument_family_plane() -> None:
     from musicid.features import family_rolls_settings, piano_roll, pianoroll_settings
     from musicid.midi import NOTE_OFF, NOTE_ON, PROGRAM
 
@@ -404,7 +418,7 @@ def test_ensemble_roll_puts_each_note_on_its_instrument_family_plane() -> None:
     assert flat.shape == (128, 21) and torch.equal(flat, roll.reshape(4, 128, -1).amax(dim=0))
 
 
-def test_ensemble_front_end_tells_apart_composers_whose_notes_alike_are_played_by_different_instruments(
+def test_family_rolls_tell_apart_composers_whose_notes_alike_are_played_by_different_instruments(
         tmp_path: Path) -> None:
     from dataclasses import replace
 
@@ -420,8 +434,8 @@ def test_ensemble_front_end_tells_apart_composers_whose_notes_alike_are_played_b
     features = replace(family_rolls_settings(), clip_seconds=4, clip_hop_seconds=2, max_clips=8)
     build_index(corpus, tmp_path / "idx", tiny_options(tmp_path, features=features))
     engine = QueryEngine.open(tmp_path / "idx")
-    assert engine.features.representation == "ensemble" and engine.model.dims.in_channels == 4
-    assert engine.store.naming == "head"  # auto, on a piano roll
+    assert engine.features.representation == "family-rolls" and engine.model.dims.in_channels == 4
+    assert engine.store.manifest.settings.classifier == "linear"  # auto, on a piano roll
     for style, seed in (("Lowpiano", 901), ("Lowcello", 901), ("Lowpiano", 902), ("Lowcello", 902)):
         assert engine.query(write_piece(tmp_path / f"{style}{seed}.mid", style, seed)).composer == style
 
@@ -441,7 +455,7 @@ def test_only_an_audio_index_cares_which_soundfont_is_installed(built_index: Pat
     assert QueryEngine.open(tmp_path / "roll").features.representation == "pianoroll"  # notes: nothing is rendered
 
 
-def test_pianoroll_front_end_builds_and_names_composers_without_rendering(corpus: Path, tmp_path: Path) -> None:
+def test_pianoroll_builds_and_names_composers_without_rendering(corpus: Path, tmp_path: Path) -> None:
     from dataclasses import replace
 
     from musicid.features import pianoroll_settings
@@ -452,15 +466,15 @@ def test_pianoroll_front_end_builds_and_names_composers_without_rendering(corpus
     assert report.failures == []
     engine = QueryEngine.open(tmp_path / "idx")
     assert engine.features.representation == "pianoroll" and engine.model.dims.n_bins == 128
-    assert engine.store.naming == "head"  # auto, on the piano roll
+    assert engine.store.manifest.settings.classifier == "linear"  # auto, on the piano roll
     for style in ("Lowpiano", "Highflute", "Strings"):
         r = engine.query(write_piece(tmp_path / f"{style}.mid", style, 900))
-        assert r.composer == style, (style, r.votes)
-        assert sum(r.votes.values()) == pytest.approx(1.0, abs=1e-3)
-        assert r.confidence == pytest.approx(max(r.votes.values()), abs=1e-4)
+        assert r.composer == style, (style, r.probabilities)
+        assert sum(r.probabilities.values()) == pytest.approx(1.0, abs=1e-3)
+        assert r.confidence == pytest.approx(max(r.probabilities.values()), abs=1e-4)
 
 
-def test_the_score_view_sees_a_piece_written_differently_on_a_known_instrument(built_index: Path,
+def test_symbolic_features_see_a_piece_written_differently_on_a_known_instrument(built_index: Path,
                                                                                 tmp_path: Path) -> None:
     # a new piece in a known style, and one on that style's piano and register but written as a single
     # line of quick chromatic steps: the notes' statistics tell them apart, whatever the embedding hears
@@ -472,6 +486,6 @@ def test_the_score_view_sees_a_piece_written_differently_on_a_known_instrument(b
     pm.instruments.append(inst)
     pm.write(str(tmp_path / "other.mid"))
     other = engine.query(tmp_path / "other.mid")
-    assert other.novelty_parts["score"] > 3 * known.novelty_parts["score"]
+    assert other.novelty_parts["symbolic-knn"] > 3 * known.novelty_parts["symbolic-knn"]
     assert other.novel and not known.novel
     assert other.novelty > known.novelty

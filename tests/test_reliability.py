@@ -16,47 +16,15 @@ import pytest
 
 from musicid.errors import DataDirError, IndexCorrupt
 from musicid.index_edit import add_tracks, remove_tracks
-from musicid.index_store import load_store, store_vectors
+from musicid.index_store import load_store
 from musicid.indexer import build_index
 from musicid.query import QueryEngine
 
-from .conftest import make_corpus, tiny_options, write_piece
+from .conftest import assert_same_index, make_corpus, tiny_options, write_piece
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, bytes]]:
     return {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(folder.iterdir())}
-
-
-def vectors_by_clip(index_dir: Path) -> dict[tuple[str, float], np.ndarray]:
-    store = load_store(index_dir)
-    ids, vecs = store_vectors(store)
-    path_of = store.tracks.set_index("track_id")["path"]
-    clips = store.clips.set_index("clip_id")
-    return {(str(path_of[clips.at[i, "track_id"]]), float(clips.at[i, "offset"])): v
-            for i, v in zip(ids, vecs, strict=True)}
-
-
-def assert_same_index(a: Path, b: Path, atol: float = 1e-5) -> None:
-    sa, sb = load_store(a), load_store(b)
-    assert sa.composers == sb.composers
-    cols = ["path", "composer", "fingerprint", "n_clips"]
-    ta = sa.tracks[cols].sort_values("path").reset_index(drop=True)
-    tb = sb.tracks[cols].sort_values("path").reset_index(drop=True)
-    assert ta.equals(tb)
-    va, vb = vectors_by_clip(a), vectors_by_clip(b)
-    assert va.keys() == vb.keys()
-    for key in va:
-        np.testing.assert_allclose(va[key], vb[key], atol=atol)
-    np.testing.assert_allclose(sa.centroids, sb.centroids, atol=atol)
-    # the track view's vectors, by track, and the linear head (refitted by an edit) agree too
-    tv = [dict(zip(s.tracks["path"], s.track_vectors, strict=True)) for s in (sa, sb)]
-    for path in tv[0]:
-        np.testing.assert_allclose(tv[0][path], tv[1][path], atol=atol)
-    every = np.stack(list(va.values()))
-    np.testing.assert_allclose(sa.head.log_proba(every), sb.head.log_proba(every), atol=1e-3)
-    for s in (sa, sb):  # the sound view holds exactly the indexed clips (its standardisation is kept by edits)
-        ids, _ = store_vectors(s, "sound")
-        assert sorted(ids.tolist()) == sorted(s.clips["clip_id"].tolist())
 
 
 def test_add_and_remove_equal_fresh_builds(built_index: Path, tmp_path: Path) -> None:
@@ -156,7 +124,7 @@ def test_killed_build_leaves_old_index_and_resumes_from_cache(built_index: Path,
     stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr.decode()
     assert json.loads(stdout)["cached_tracks"] == 8
-    assert load_store(out).manifest["counts"]["tracks"] == 8
+    assert load_store(out).manifest.about["counts"]["tracks"] == 8
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".index.staging")] == []
 
 
@@ -164,13 +132,13 @@ def test_half_written_cache_entry_is_not_read(tmp_path: Path) -> None:
     from musicid.cache import FeatureCache
 
     cache = FeatureCache(tmp_path, {"x": 1})
-    cache.put("ab" * 32, np.ones((4, 5), np.float16), {"fingerprint": "f", "duration": 1.0})
+    cache.put("ab" * 32, np.ones((4, 5), np.float16), {"notes_hash": "f", "duration": 1.0})
     entry = next(tmp_path.rglob("*.npz"))
     entry.write_bytes(entry.read_bytes()[:40])  # as if the writer died mid-file
     assert cache.get("ab" * 32) is None and not entry.exists()
 
 
-def test_a_cache_made_before_the_score_view_is_filled_in_not_thrown_away(tmp_path: Path) -> None:
+def test_a_cache_made_before_the_symbolic_features_is_filled_in_not_thrown_away(tmp_path: Path) -> None:
     from musicid.cache import FeatureCache
     from musicid.features import pianoroll_settings
     from musicid.prepare import prepare_track
@@ -182,13 +150,13 @@ def test_a_cache_made_before_the_score_view_is_filled_in_not_thrown_away(tmp_pat
     entry = next((tmp_path / "cache").rglob("*.npz"))
     with np.load(entry) as z:
         spec, meta = z["spec"], json.loads(str(z["meta"]))
-    old = {k: v for k, v in meta.items() if k not in ("score", "score_version")}  # as an older musicid wrote it
+    old = {k: v for k, v in meta.items() if k not in ("symbolic", "symbolic_version")}  # as older musicids wrote it
     cache.put(entry.stem, spec, old)
     again = prepare_track(track, RenderSettings(), pianoroll_settings(), cache)
     assert again.cached and np.array_equal(again.clips, fresh.clips)  # the spectrogram is reused
-    np.testing.assert_array_equal(again.score, fresh.score)  # the statistics are computed from the file
+    np.testing.assert_array_equal(again.symbolic, fresh.symbolic)  # the features are computed from the file
     hit = cache.get(entry.stem)
-    assert hit is not None and hit[1]["score_version"] == meta["score_version"]  # and stored for next time
+    assert hit is not None and hit[1]["symbolic_version"] == meta["symbolic_version"]  # and stored for next time
 
 
 _KILLED_MID_WRITE = """
@@ -219,7 +187,7 @@ def test_kill_while_writing_leaves_old_index(built_index: Path, tmp_path: Path) 
     assert snapshot(out) == before
     staged = [p for p in tmp_path.iterdir() if p.name.startswith(".index.staging")]
     assert len(staged) == 1 and (staged[0] / "model.pt").read_bytes() == b"half a model"
-    from musicid.index_store import staging_dir
+    from musicid.atomic import staging_dir
     fresh = staging_dir(out)  # the next writer sweeps what the dead one left
     assert not staged[0].exists() and fresh.exists()
 

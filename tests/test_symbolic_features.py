@@ -1,4 +1,4 @@
-"""The score view's statistics, against examples worked by hand."""
+"""The symbolic features, against examples worked by hand."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pretty_midi
 import pytest
 
-from musicid.symbolic_features import N_SYMBOLIC, note_table, standardiser, symbolic_features, symbolic_features_of
 from musicid.midi import NOTE_OFF, NOTE_ON, load_midi
+from musicid.symbolic_features import N_SYMBOLIC, note_table, standardiser, symbolic_features, symbolic_features_of
 
 # where each statistic sits in the vector (symbolic_features.symbolic_features)
 PCS, TOP, BASS, VERT, VOICES, CHORDS, IOI, LENGTHS, REGISTER, RATES = (
