@@ -37,6 +37,7 @@ import pandas as pd
 from .classifier import LinearHead
 from .descriptors import N_SCORE_STATS, standardiser
 from .errors import IndexCorrupt, IndexMismatch, IndexNotFound
+from .midi import READER_VERSION
 from .novelty import SoundNorm
 
 FORMAT = "musicid-index"
@@ -365,6 +366,7 @@ def write_store(staging: Path, store: IndexStore) -> dict[str, Any]:
     manifest = dict(store.manifest)
     manifest["format"] = FORMAT
     manifest["format_version"] = FORMAT_VERSION
+    manifest["midi_reader"] = READER_VERSION
     manifest["files"] = {name: file_sha256(staging / name) for name in DATA_FILES}
     if isinstance(manifest.get("model"), dict):
         manifest["model"] = {**manifest["model"], "sha256": manifest["files"]["model.pt"]}
@@ -413,6 +415,10 @@ def read_manifest(path: Path) -> dict[str, Any]:
     if manifest.get("format_version") != FORMAT_VERSION:
         raise IndexMismatch(f"{path}: index format {manifest.get('format_version')}, "
                             f"this musicid reads {FORMAT_VERSION}; rebuild the index")
+    reader = manifest.get("midi_reader", 1)  # its fingerprints and features would not match ours
+    if reader != READER_VERSION:
+        raise IndexMismatch(f"{path}: built with an {'older' if reader < READER_VERSION else 'newer'} MIDI reader; "
+                            "rebuild with musicid index build")
     return manifest
 
 

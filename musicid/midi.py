@@ -100,7 +100,7 @@ def unwrap_riff(data: bytes, name: str) -> bytes:
     """The Standard MIDI File inside a RIFF `RMID` file (.rmi): the payload of its `data` chunk
     (RIFF chunks: 4-byte id, 4-byte little-endian size, payload padded to even length)."""
     if data[8:12] != b"RMID":
-        raise MidiError(f"{name}: a RIFF file of type {data[8:12]!r}, not MIDI (RMID)")
+        raise MidiError(f"{name}: not a MIDI file (no MThd header)")  # RIFF, but WAVE or the like
     pos = 12
     while pos + 8 <= len(data):
         size = int.from_bytes(data[pos + 4:pos + 8], "little")
@@ -131,7 +131,8 @@ def split_chunks(data: bytes, name: str = "<bytes>") -> SmfChunks:
         raise MidiError(f"{name}: not a MIDI file (no MThd header)")
     head_len = int.from_bytes(data[4:8], "big")
     if head_len < 6 or len(data) < 14:
-        raise MidiError(f"{name}: MIDI header too short ({min(head_len, len(data) - 8)} of 6 bytes)")
+        raise MidiError(f"{name}: unreadable MIDI (the header is cut short: "
+                        f"{min(head_len, max(0, len(data) - 8))} of its 6 bytes)")
     fmt = int.from_bytes(data[8:10], "big")
     division = int.from_bytes(data[12:14], "big")
     if division == 0:
@@ -159,12 +160,17 @@ _SYSTEM_BYTES = {0xF1: 1, 0xF2: 2, 0xF3: 1, 0xF6: 0, 0xF8: 0, 0xFA: 0, 0xFB: 0, 
 TickEvent = tuple[int, int, int, int, int]  # (tick, kind, channel, a, b)
 
 
+class TrackError(ValueError):
+    """A track's bytes stop being MIDI: cut short inside an event, or a data byte with no status."""
+
+
 def read_track(body: bytes) -> tuple[list[TickEvent], list[tuple[int, int]], int]:
     """One MTrk body -> (channel events, tempo changes (tick, microseconds a beat), last tick).
 
-    Ticks are absolute within the track. Reading stops at End-of-Track (FF 2F), at the end of
-    the bytes, or at an event cut short (a truncated track keeps what came before it). Meta and
-    sysex events are skipped by their length; data bytes over 127 are clipped to 127."""
+    Ticks are absolute within the track. Reading stops at End-of-Track (FF 2F) or where the
+    bytes end between two events (End-of-Track missing is tolerated). Bytes that end inside an
+    event (a truncated file) or a data byte with no status raise TrackError. Meta and sysex
+    events are skipped by their length, whatever they hold; data bytes over 127 are clipped."""
     events: list[TickEvent] = []
     tempos: list[tuple[int, int]] = []
     n = len(body)
@@ -173,7 +179,7 @@ def read_track(body: bytes) -> tuple[list[TickEvent], list[tuple[int, int]], int
         delta = 0
         for _ in range(4):  # variable-length quantity, at most 4 bytes
             if pos >= n:
-                return events, tempos, tick
+                raise TrackError(f"cut short at byte {pos}")
             byte = body[pos]
             pos += 1
             delta = (delta << 7) | (byte & 0x7F)
@@ -181,7 +187,7 @@ def read_track(body: bytes) -> tuple[list[TickEvent], list[tuple[int, int]], int
                 break
         tick += delta
         if pos >= n:
-            break
+            raise TrackError(f"cut short at byte {pos}")
         byte = body[pos]
         if byte >= 0x80:
             pos += 1
@@ -191,13 +197,13 @@ def read_track(body: bytes) -> tuple[list[TickEvent], list[tuple[int, int]], int
                 kind = -1
                 if byte == 0xFF:
                     if pos >= n:
-                        break
+                        raise TrackError(f"cut short at byte {pos}")
                     kind = body[pos]
                     pos += 1
                 length = 0
                 for _ in range(4):
                     if pos >= n:
-                        return events, tempos, tick
+                        raise TrackError(f"cut short at byte {pos}")
                     b = body[pos]
                     pos += 1
                     length = (length << 7) | (b & 0x7F)
@@ -210,16 +216,18 @@ def read_track(body: bytes) -> tuple[list[TickEvent], list[tuple[int, int]], int
                     if tempo > 0:
                         tempos.append((tick, tempo))
                 pos += length
+                if pos > n:
+                    raise TrackError(f"cut short at byte {n}")
                 status = 0  # sysex and meta cancel running status
                 continue
             else:
                 pos += _SYSTEM_BYTES.get(byte, 0)
                 continue
         elif status == 0:
-            break  # a data byte with no status to run on: the rest of the track is not MIDI
+            raise TrackError(f"data byte 0x{byte:02X} with no status at byte {pos}")
         size = _DATA_BYTES[status & 0xF0]
         if pos + size > n:
-            break
+            raise TrackError(f"cut short at byte {n}")
         a = min(body[pos], 127)
         b = min(body[pos + 1], 127) if size == 2 else 0
         pos += size
@@ -339,8 +347,11 @@ def parse_midi(data: bytes, name: str = "<bytes>") -> Midi:
     tick_events: list[TickEvent] = []
     tempos: list[tuple[int, int]] = []
     last_tick = offset = 0
-    for body in smf.tracks:
-        events, track_tempos, track_end = read_track(body)
+    for i, body in enumerate(smf.tracks):
+        try:
+            events, track_tempos, track_end = read_track(body)
+        except TrackError as e:
+            raise MidiError(f"{name}: unreadable MIDI (track {i + 1} of {len(smf.tracks)}: {e})") from e
         if smf.format == 2:  # independent patterns: one after another
             events = [(tick + offset, k, c, a, b) for tick, k, c, a, b in events]
             track_tempos = [(tick + offset, tempo) for tick, tempo in track_tempos]
