@@ -218,7 +218,7 @@ def read_track(body: bytes) -> tuple[list[TickEvent], list[tuple[int, int]], int
                 pos += length
                 if pos > n:
                     raise TrackError(f"cut short at byte {n}")
-                status = 0  # sysex and meta cancel running status
+                # the spec says sysex and meta cancel running status; real files (and mido) run on
                 continue
             else:
                 pos += _SYSTEM_BYTES.get(byte, 0)
