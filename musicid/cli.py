@@ -39,18 +39,24 @@ INDEX_OPT = typer.Option(None, "--index", "-i",
                          help="Index directory [default: $MUSICID_INDEX or ./musicid-index].")
 
 
-def _fail(message: str, code: int = 1) -> None:
+def _fail(message: str, code: int = 1, as_json: bool = False, path: Path | None = None,
+          kind: str = "UsageError") -> None:
+    """One red line on stderr and exit code; with as_json also {"error": {path, kind, message}} on
+    stdout, so a script that asked for JSON always gets JSON."""
     err.print(f"[red]error:[/red] {message}", markup=True, highlight=False, soft_wrap=True)
+    if as_json:
+        _echo_json({"error": {"path": str(path) if path else None, "kind": kind, "message": message}})
     raise typer.Exit(code)
 
 
 @contextmanager
-def _errors() -> Iterator[None]:
-    """Domain errors become one red line and exit 1; Ctrl-C exits 130 without a traceback."""
+def _errors(as_json: bool = False, path: Path | None = None) -> Iterator[None]:
+    """Domain errors become one red line and exit 1 (and a JSON error object with as_json);
+    Ctrl-C exits 130 without a traceback."""
     try:
         yield
     except MusicIdError as e:
-        _fail(str(e))
+        _fail(str(e), as_json=as_json, path=path, kind=type(e).__name__)
     except KeyboardInterrupt:
         err.print("interrupted")
         raise typer.Exit(130) from None
@@ -160,7 +166,7 @@ def index_build(
     _check_choice("--naming", naming, NAMINGS)
     _check_choice("--index-type", index_type, INDEX_KINDS)
     _check_choice("--features", features, FRONTS)
-    with _errors():
+    with _errors(as_json, data_dir):
         opts = BuildOptions(render=RenderSettings(soundfont=str(soundfont.resolve()) if soundfont else ""),
                             model_path=model, workers=workers, group_by=group_by,
                             cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
@@ -220,7 +226,7 @@ def index_info(index: Path | None = INDEX_OPT,
     """Show what an index holds: composers, tracks, clips, settings, threshold."""
     from .index_store import load_store
 
-    with _errors():
+    with _errors(as_json, index):
         store = load_store(_index_dir(index))
     if as_json:
         _echo_json(store.manifest)
@@ -239,7 +245,7 @@ def query(
     """Name the composer of one MIDI file, with confidence and novelty."""
     from .query import QueryEngine
 
-    with _errors():
+    with _errors(as_json, track):
         engine = QueryEngine.open(_index_dir(index))
         result = engine.query(track, k)
     if as_json:
@@ -262,7 +268,7 @@ def report(
     from .display import print_report, write_csv
     from .query import QueryEngine, report_folder
 
-    with _errors():
+    with _errors(as_json, test_dir):
         engine = QueryEngine.open(_index_dir(index))
         with _progress(not as_json) as progress:
             results, failures = report_folder(engine, test_dir, novel, workers, progress)
@@ -270,7 +276,7 @@ def report(
             write_csv(csv, results, failures)
     if as_json:
         _echo_json({"results": [r.as_dict() for r in results],
-                    "failures": [{"path": str(f.path), "reason": f.reason} for f in failures]})
+                    "failures": [{"path": str(f.path), "kind": f.kind, "reason": f.reason} for f in failures]})
     else:
         print_report(out, results, failures, novel)
     if not results:
@@ -330,7 +336,7 @@ def eval_cmd(
     _check_choice("--novelty-view", novelty_view, VIEWS)
     _check_choice("--naming", naming, NAMINGS)
     _check_choice("--features", features, FRONTS)
-    with _errors():
+    with _errors(as_json, data_dir):
         b = BuildOptions(group_by=group_by, cache_dir=cache_dir or default_cache_dir(), novelty_view=novelty_view,
                          naming=naming, features=_feature_settings(features))
         b.train = replace(b.train, epochs=epochs or b.train.epochs,

@@ -349,15 +349,15 @@ def parse_midi(data: bytes, name: str = "<bytes>") -> Midi:
     last_tick = offset = 0
     for i, body in enumerate(smf.tracks):
         try:
-            events, track_tempos, track_end = read_track(body)
+            track_events, track_tempos, track_end = read_track(body)
         except TrackError as e:
             raise MidiError(f"{name}: unreadable MIDI (track {i + 1} of {len(smf.tracks)}: {e})") from e
         if smf.format == 2:  # independent patterns: one after another
-            events = [(tick + offset, k, c, a, b) for tick, k, c, a, b in events]
+            track_events = [(tick + offset, k, c, a, b) for tick, k, c, a, b in track_events]
             track_tempos = [(tick + offset, tempo) for tick, tempo in track_tempos]
             track_end += offset
             offset = track_end
-        tick_events.extend(events)
+        tick_events.extend(track_events)
         tempos.extend(track_tempos)
         last_tick = max(last_tick, track_end)
     tick_events.sort(key=lambda e: e[0])  # stable: at one tick, track order then file order

@@ -50,6 +50,7 @@ class Prepared:
 class Failure:
     path: Path
     reason: str
+    kind: str = "error"  # the error's class name (MidiError, RenderError), for `report --json`
 
 
 def _score_meta(midi: Midi) -> dict[str, Any]:
@@ -114,11 +115,11 @@ def _prepare_or_fail(path: Path, render_settings: RenderSettings, features: Feat
     try:
         return prepare_track(path, render_settings, features, cache)
     except (MidiError, RenderError) as e:
-        return Failure(path, str(e).removeprefix(f"{path.name}: "))
+        return Failure(path, str(e).removeprefix(f"{path.name}: "), type(e).__name__)
     except MusicIdError:
         raise  # a bad SoundFont is the user's to fix, not a per-file skip
     except Exception as e:  # noqa: BLE001 - one file must never stop the batch
-        return Failure(path, f"unexpected {type(e).__name__}: {e}")
+        return Failure(path, f"unexpected {type(e).__name__}: {e}", type(e).__name__)
 
 
 def _size(path: Path) -> int:

@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from musicid.errors import IndexMismatch, MidiError
-from musicid.features import pianoroll_settings, piano_roll
+from musicid.features import piano_roll, pianoroll_settings
 from musicid.midi import NOTE_OFF, NOTE_ON, READER_VERSION, load_midi, parse_midi
 
 PLAIN_EVENTS = ((0.0, NOTE_ON, 0, 60, 64), (0.5, NOTE_OFF, 0, 60, 0))
@@ -216,5 +216,6 @@ def test_shared_cases_when_present() -> None:
     plain = load_midi(CASES_DIR / "m00_plain_one_note.mid")
     for path in sorted(CASES_DIR.glob("m[01]*.mid")):
         assert load_midi(path).events == plain.events, path.name
-    a, b = load_midi(CASES_DIR / "m21a_note_at_1s_plain.mid"), load_midi(CASES_DIR / "m21b_note_at_1s_after_text_events.mid")
+    a = load_midi(CASES_DIR / "m21a_note_at_1s_plain.mid")
+    b = load_midi(CASES_DIR / "m21b_note_at_1s_after_text_events.mid")
     assert a.events == b.events and a.fingerprint == b.fingerprint
