@@ -123,8 +123,8 @@ def piano_roll(events: Any, duration: float, settings: FeatureSettings) -> torch
         if ch == DRUM_CHANNEL:
             continue
         row = 128 * (program_family(program) if by_family else 0) + pitch
-        i0 = min(int(start * fps), n - 1)
-        i1 = min(max(i0 + 1, int(end * fps)), n)
+        i0 = min(int(start * fps + 1e-6), n - 1)  # + 1e-6: a time on a frame boundary is in that frame,
+        i1 = min(max(i0 + 1, int(end * fps + 1e-6)), n)  # however its float came out (0.3 * 10 < 3 or > 3)
         roll[row, i0:i1] = torch.clamp(roll[row, i0:i1], min=vel / 127.0)
     return roll
 
