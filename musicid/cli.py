@@ -42,18 +42,24 @@ INDEX_OPT = typer.Option(None, "--index", "-i",
                          help="Index directory [default: $MUSICID_INDEX or ./musicid-index].")
 
 
-def _fail(message: str, code: int = 1) -> None:
+def _fail(message: str, code: int = 1, as_json: bool = False, path: Path | None = None,
+          kind: str = "UsageError") -> None:
+    """One red line on stderr and exit code; with as_json also {"error": {path, kind, message}} on
+    stdout, so a script that asked for JSON always gets JSON."""
     err.print(f"[red]error:[/red] {message}", markup=True, highlight=False, soft_wrap=True)
+    if as_json:
+        _echo_json({"error": {"path": str(path) if path else None, "kind": kind, "message": message}})
     raise typer.Exit(code)
 
 
 @contextmanager
-def _errors() -> Iterator[None]:
-    """Domain errors become one red line and exit 1; Ctrl-C exits 130 without a traceback."""
+def _errors(as_json: bool = False, path: Path | None = None) -> Iterator[None]:
+    """Domain errors become one red line and exit 1 (and a JSON error object with as_json);
+    Ctrl-C exits 130 without a traceback."""
     try:
         yield
     except MusicIdError as e:
-        _fail(str(e))
+        _fail(str(e), as_json=as_json, path=path, kind=type(e).__name__)
     except KeyboardInterrupt:
         err.print("interrupted")
         raise typer.Exit(130) from None
@@ -167,7 +173,7 @@ def index_build(
     """Render, train the embedder, embed every clip and write the index."""
     from .indexer import build_index
 
-    with _errors():
+    with _errors(as_json, data_dir):
         opts = _options(features, classifier, naming, novelty, novelty_view, index_kind=index_type.value,
                         group_by=group_by, soundfont=soundfont, model=model, epochs=epochs,
                         steps_per_epoch=steps_per_epoch, pitch_shift=pitch_shift, cache_dir=cache_dir,
@@ -206,7 +212,7 @@ def index_add(
     """Add tracks (a new composer, say) to an index, embedded with its own model."""
     from .index_edit import add_tracks
 
-    with _errors(), _progress(not as_json) as progress:
+    with _errors(as_json, data_dir), _progress(not as_json) as progress:
         rep = add_tracks(_index_dir(index), data_dir, cache_dir, workers, progress)
     _print_edit(rep, as_json)
 
@@ -221,7 +227,7 @@ def index_remove(
     """Remove a composer's tracks, or one track, from an index."""
     from .index_edit import remove_tracks
 
-    with _errors():
+    with _errors(as_json, index):
         rep = remove_tracks(_index_dir(index), composer, track)
     _print_edit(rep, as_json)
 
@@ -232,7 +238,7 @@ def index_info(index: Path | None = INDEX_OPT,
     """Show what an index holds: composers, tracks, clips, settings, threshold."""
     from .index_store import load_store
 
-    with _errors():
+    with _errors(as_json, index):
         store = load_store(_index_dir(index))
     if as_json:
         _echo_json(store.manifest.as_dict())
@@ -251,7 +257,7 @@ def query(
     """Name the composer of one MIDI file, with confidence and novelty."""
     from .query import QueryEngine
 
-    with _errors():
+    with _errors(as_json, track):
         result = QueryEngine.open(_index_dir(index)).query(track, k)
     if as_json:
         _echo_json(result.as_dict())
@@ -273,7 +279,7 @@ def report(
     from .display import print_report, write_csv
     from .query import QueryEngine, report_folder
 
-    with _errors():
+    with _errors(as_json, test_dir):
         engine = QueryEngine.open(_index_dir(index))
         with _progress(not as_json) as progress:
             results, failures = report_folder(engine, test_dir, novel, workers, progress)
@@ -281,7 +287,7 @@ def report(
             write_csv(csv, results, failures)
     if as_json:
         _echo_json({"results": [r.as_dict() for r in results],
-                    "failures": [{"path": str(f.path), "reason": f.reason} for f in failures]})
+                    "failures": [{"path": str(f.path), "kind": f.kind, "reason": f.reason} for f in failures]})
     else:
         print_report(out, results, failures, novel)
     if not results:
@@ -300,7 +306,7 @@ def corpus_export(
     """Export a starter corpus from music21's bundled scores, in the layout index build reads."""
     from .corpus import export_corpus
 
-    with _errors(), _progress(not as_json) as progress:
+    with _errors(as_json, out_dir), _progress(not as_json) as progress:
         rep = export_corpus(out_dir, [c.strip() for c in composers.split(",") if c.strip()],
                             max_works, workers, progress)
     if as_json:
@@ -339,7 +345,7 @@ def eval_cmd(
     """Cross-validate by work (both classifiers) and measure leave-one-composer-out novelty (every method)."""
     from .evaluate import EvalOptions, evaluate, save_results
 
-    with _errors():
+    with _errors(as_json, data_dir):
         b = _options(features, classifier, naming, novelty, novelty_view, group_by=group_by, epochs=epochs,
                      steps_per_epoch=steps_per_epoch, pitch_shift=pitch_shift, cache_dir=cache_dir)
         options = EvalOptions(folds=folds, loco=loco, baseline=baseline.value if baseline else None,

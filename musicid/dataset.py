@@ -97,7 +97,7 @@ def work_key(path: Path, composer: str | None, group_by: str | None = None) -> s
     return f"{composer or ''}/{key}"
 
 
-def group_works(keys: Sequence[str], fingerprints: Sequence[str]) -> np.ndarray:
+def group_works(keys: Sequence[str], notes_hashes: Sequence[str]) -> np.ndarray:
     """Integer group per track: same work key or same notes means same group (union-find)."""
     parent = list(range(len(keys)))
 
@@ -109,7 +109,7 @@ def group_works(keys: Sequence[str], fingerprints: Sequence[str]) -> np.ndarray:
 
     first: dict[str, int] = {}
     for i, k in enumerate(list(keys)):
-        for label in (f"w:{k}", f"f:{fingerprints[i]}"):
+        for label in (f"w:{k}", f"f:{notes_hashes[i]}"):
             if label in first:
                 parent[find(i)] = find(first[label])
             else:

@@ -119,29 +119,24 @@ def program_family(program: int) -> int:
 
 def piano_roll(events: Any, duration: float, settings: FeatureSettings) -> torch.Tensor:
     """(128 * channels, frames): each pitched note's velocity / 127 while it sounds (the louder
-    of overlapping notes); drums left out. With family rolls, a note goes to the plane
-    of its channel's instrument family at the time it starts (program 0 until a program change).
-    events as midi.Midi.events."""
-    from .midi import DRUM_CHANNEL, NOTE_OFF, NOTE_ON, PROGRAM
+    of overlapping notes); drums left out. A note sounds as the renderer plays it: on past its
+    note-off while the sustain pedal holds it, until the pedal lifts (midi.note_spans), and to
+    the end of the roll when never switched off. With family rolls, a note goes to the
+    plane of its channel's instrument family at the time it starts (program 0 until a program
+    change). events as midi.Midi.events; duration in seconds."""
+    from .midi import DRUM_CHANNEL, note_spans
 
     fps = settings.frames_per_second
     n = max(1, int(duration * fps) + 1)
     by_family = settings.channels > 1
     roll = torch.zeros(128 * settings.channels, n)
-    family = [0] * 16  # per MIDI channel
-    sounding: dict[tuple[int, int], list[tuple[float, int, int]]] = {}
-    for t, kind, ch, pitch, vel in events:
+    for start, end, ch, pitch, vel, program in note_spans(events, duration):
         if ch == DRUM_CHANNEL:
             continue
-        if kind == PROGRAM:
-            family[ch] = program_family(pitch) if by_family else 0
-        elif kind == NOTE_ON:
-            sounding.setdefault((ch, pitch), []).append((t, vel, 128 * family[ch] + pitch))
-        elif kind == NOTE_OFF and sounding.get((ch, pitch)):
-            start, v, row = sounding[(ch, pitch)].pop(0)
-            i0 = min(int(start * fps), n - 1)
-            i1 = min(max(i0 + 1, int(t * fps)), n)
-            roll[row, i0:i1] = torch.clamp(roll[row, i0:i1], min=v / 127.0)
+        row = 128 * (program_family(program) if by_family else 0) + pitch
+        i0 = min(int(start * fps + 1e-6), n - 1)  # + 1e-6: a time on a frame boundary is in that frame,
+        i1 = min(max(i0 + 1, int(end * fps + 1e-6)), n)  # however its float came out (0.3 * 10 < 3 or > 3)
+        roll[row, i0:i1] = torch.clamp(roll[row, i0:i1], min=vel / 127.0)
     return roll
 
 

@@ -39,6 +39,7 @@ from .classifier import LinearProbe, fit_linear_probe
 from .errors import IndexCorrupt
 from .faiss_index import ip_to_distance, make_faiss_index, search
 from .manifest import FORMAT, FORMAT_VERSION, Manifest, read_manifest_file
+from .midi import READER_VERSION
 from .spectral_stats import SpectralNorm
 from .symbolic_features import N_SYMBOLIC
 
@@ -245,7 +246,8 @@ def write_store(directory: Path, store: IndexStore) -> dict[str, Any]:
     np.save(directory / "centroids.npy", store.centroids.astype(np.float32), allow_pickle=False)
     np.save(directory / "track_vectors.npy", store.track_vectors.astype(np.float32), allow_pickle=False)
     np.save(directory / "linear_probe.npy", store.probe.as_array(), allow_pickle=False)
-    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, **store.manifest.as_dict()}
+    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "midi_reader": READER_VERSION,
+                **store.manifest.as_dict()}
     manifest["files"] = {name: file_sha256(directory / name) for name in DATA_FILES}
     if isinstance(manifest.get("model"), dict):
         manifest["model"] = {**manifest["model"], "sha256": manifest["files"]["model.pt"]}

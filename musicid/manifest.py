@@ -23,6 +23,7 @@ from .classifier import CLASSIFIERS
 from .errors import IndexCorrupt, IndexMismatch, IndexNotFound
 from .faiss_index import INDEX_KINDS
 from .features import FeatureSettings
+from .midi import READER_VERSION
 from .novelty import Calibration, NoveltySettings
 from .render import RenderSettings
 
@@ -93,8 +94,13 @@ class Manifest:
         if d.get("format_version") != FORMAT_VERSION:
             raise IndexMismatch(f"{where}: index format {d.get('format_version')}, this musicid reads "
                                 f"{FORMAT_VERSION}; rebuild the index with musicid index build")
+        reader = d.get("midi_reader", 1)  # notes hashes and features from another reader would not match ours
+        if reader != READER_VERSION:
+            raise IndexMismatch(f"{where}: built with an {'older' if reader < READER_VERSION else 'newer'} MIDI "
+                                "reader; rebuild with musicid index build")
         try:
-            known = ("composers", "settings", "calibration", "soundfont_sha", "format", "format_version", "files")
+            known = ("composers", "settings", "calibration", "soundfont_sha", "format", "format_version", "files",
+                     "midi_reader")
             return cls(tuple(str(c) for c in d["composers"]), IndexSettings.from_dict(d["settings"]),
                        Calibration.from_dict(d["calibration"]), str(d.get("soundfont_sha", "")),
                        {k: v for k, v in d.items() if k not in known})

@@ -3,33 +3,71 @@
 Only note, controller, program and pitch-bend events are kept: text metadata
 (titles, composer names) never leaves this module, so it can never reach the
 model.
+
+This is musicid's one MIDI reader: the piano roll, the render, the symbolic
+features, the notes hash, the published baseline and the Ray workers all get
+their notes from `parse_midi`. It reads files as they are really written
+(Standard MIDI File 1.0 spec, RIFF RMID wrapper from the RIFF MIDI spec):
+
+- the bytes are walked chunk by chunk: a RIFF `RMID` wrapper is unwrapped,
+  chunks other than MThd/MTrk are skipped (the SMF spec says readers must),
+  a track whose length field overstates the bytes that follow is read up to
+  what is there (End-of-Track ends it), and the header's track count is not
+  trusted: the MTrk chunks present are the tracks;
+- meta events are skipped by length whatever their content, except Set Tempo
+  (FF 51 03), so malformed metadata (an impossible key signature, a key
+  signature with no data bytes) never costs the notes;
+- time stays in integer ticks until each event is converted to seconds once,
+  exactly, through the tempo map (or the SMPTE rate): seconds = N / D with
+  integer N and D, so the same note gives the same float and the same
+  notes hash whatever metadata, redundant tempo events or resolution
+  (ticks per beat) surrounds it;
+- SMPTE time division (negative frames per second x ticks per frame) is
+  decoded; -29 is 30-drop-frame, 29.97 frames a second;
+- format 2 (independent patterns) is played pattern after pattern.
+
+Why our own ~150-line walker and not a library: measured in docs/PERFORMANCE.md
+("MIDI reader"). mido reads 3 of the 10 reader cases and leaks its own
+exceptions on the rest; symusic (C++) reads 6 but has no notion of MIDI
+channels, keeps one program per track (mid-track program changes are lost) and
+drops notes never switched off, all of which the renderer relies on; both
+would still need this byte-level walk in front of them.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
+from bisect import bisect_right
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import MidiError
 
 # Event kinds, as small ints so a track's events are cheap to send to a worker.
 NOTE_ON, NOTE_OFF, CONTROL, PROGRAM, PITCH = 0, 1, 2, 3, 4
 DRUM_CHANNEL = 9
+SUSTAIN = 64  # CC64, the damper pedal: down at values >= 64 (as FluidSynth reads it)
 MAX_FILE_BYTES = 16 * 1024 * 1024  # real scores are KBs; bigger is garbage
 MAX_TRACK_SECONDS = 3600.0  # a single movement lasting more than an hour is broken
+DEFAULT_TEMPO = 500_000  # microseconds a beat until a Set Tempo says otherwise (120 bpm; SMF spec)
+# Bumped whenever the reader can give a file different events, times or notes hash; recorded in the
+# feature-cache key (cache.py) and the index manifest (index_store.py), which refuse older ones.
+# 2: integer-tick reader, tolerant chunks/meta, SMPTE; the roll and duration hear the sustain pedal.
+READER_VERSION = 2
+
+Event = tuple[float, int, int, int, int]  # (seconds, kind, channel, a, b)
 
 
 @dataclass(frozen=True)
 class Midi:
     """The playable content of one MIDI file."""
 
-    events: tuple[tuple[float, int, int, int, int], ...]  # (seconds, kind, channel, a, b)
-    duration: float  # seconds, to the end of the last sounding note
+    events: tuple[Event, ...]  # (seconds, kind, channel, a, b)
+    duration: float  # seconds, to the end of the last sounding note (sustain pedal included)
     n_notes: int  # pitched notes with a positive length
     n_drum_notes: int
-    fingerprint: str  # hash of the notes alone: same notes, same fingerprint
+    notes_hash: str  # hash of the notes alone: same notes, same hash (an exact notes hash, not an audio fingerprint)
 
     def transposed(self, semitones: int) -> Midi:
         """The same piece with every pitched note moved; drums are left alone."""
@@ -39,7 +77,7 @@ class Midi:
             else (t, k, c, a, b)
             for t, k, c, a, b in self.events
         )
-        return Midi(events, self.duration, self.n_notes, self.n_drum_notes, self.fingerprint)
+        return Midi(events, self.duration, self.n_notes, self.n_drum_notes, self.notes_hash)
 
 
 def read_midi_bytes(path: Path) -> bytes:
@@ -55,65 +93,316 @@ def read_midi_bytes(path: Path) -> bytes:
         raise MidiError(f"{path.name}: cannot read ({e.strerror or e})") from e
 
 
-def parse_midi(data: bytes, name: str = "<bytes>") -> Midi:
-    """Parse MIDI bytes; raise MidiError for anything that is not a playable piece."""
-    import mido
+# ---------------------------------------------------------------- bytes -> chunks
 
+
+def unwrap_riff(data: bytes, name: str) -> bytes:
+    """The Standard MIDI File inside a RIFF `RMID` file (.rmi): the payload of its `data` chunk
+    (RIFF chunks: 4-byte id, 4-byte little-endian size, payload padded to even length)."""
+    if data[8:12] != b"RMID":
+        raise MidiError(f"{name}: not a MIDI file (no MThd header)")  # RIFF, but WAVE or the like
+    pos = 12
+    while pos + 8 <= len(data):
+        size = int.from_bytes(data[pos + 4:pos + 8], "little")
+        if data[pos:pos + 4] == b"data":
+            return data[pos + 8:pos + 8 + size]
+        pos += 8 + size + (size & 1)
+    raise MidiError(f"{name}: RIFF RMID file without a data chunk")
+
+
+@dataclass(frozen=True)
+class SmfChunks:
+    """A Standard MIDI File's header fields and the bodies of its MTrk chunks, as present."""
+
+    format: int  # 0, 1 or 2
+    division: int  # the raw 16-bit header word: ticks per beat, or SMPTE when the top bit is set
+    tracks: tuple[bytes, ...]
+
+
+def split_chunks(data: bytes, name: str = "<bytes>") -> SmfChunks:
+    """Walk the chunks of SMF bytes (SMF 1.0 spec, "Chunks"): keep MThd's fields and the MTrk
+    bodies; skip any other chunk; a length that overstates what follows is clamped to the
+    bytes present; the header's track count is ignored in favour of the MTrk chunks found."""
     if not data:
         raise MidiError(f"{name}: empty file")
+    if data.startswith(b"RIFF"):
+        data = unwrap_riff(data, name)
     if not data.startswith(b"MThd"):
         raise MidiError(f"{name}: not a MIDI file (no MThd header)")
-    try:
-        mid = mido.MidiFile(file=io.BytesIO(data), clip=True)
-        messages = list(mid)  # merges tracks, converts ticks to seconds
-    except Exception as e:  # mido raises many types on malformed input
-        raise MidiError(f"{name}: unreadable MIDI ({type(e).__name__}: {e})") from e
+    head_len = int.from_bytes(data[4:8], "big")
+    if head_len < 6 or len(data) < 14:
+        raise MidiError(f"{name}: unreadable MIDI (the header is cut short: "
+                        f"{min(head_len, max(0, len(data) - 8))} of its 6 bytes)")
+    fmt = int.from_bytes(data[8:10], "big")
+    division = int.from_bytes(data[12:14], "big")
+    if division == 0:
+        raise MidiError(f"{name}: the header gives 0 ticks per beat")
+    tracks: list[bytes] = []
+    pos = 8 + head_len
+    while pos + 8 <= len(data):
+        chunk_id, length = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "big")
+        body_start = pos + 8
+        if chunk_id == b"MTrk":
+            tracks.append(data[body_start:body_start + length])
+        pos = body_start + length
+    if not tracks:
+        raise MidiError(f"{name}: no track (MTrk) chunk")
+    return SmfChunks(fmt, division, tuple(tracks))
 
-    events: list[tuple[float, int, int, int, int]] = []
-    open_notes: dict[tuple[int, int], list[float]] = {}
-    notes: list[tuple[int, int, int]] = []  # (start cs, pitch, length cs) for the fingerprint
+
+# ---------------------------------------------------------------- track bytes -> tick events
+
+# data bytes after a channel status, by its high nibble (SMF spec, "MIDI events")
+_DATA_BYTES = {0x80: 2, 0x90: 2, 0xA0: 2, 0xB0: 2, 0xC0: 1, 0xD0: 1, 0xE0: 2}
+# system common / real-time statuses that have no place in a file: skipped with their data
+_SYSTEM_BYTES = {0xF1: 1, 0xF2: 2, 0xF3: 1, 0xF6: 0, 0xF8: 0, 0xFA: 0, 0xFB: 0, 0xFC: 0, 0xFE: 0}
+
+TickEvent = tuple[int, int, int, int, int]  # (tick, kind, channel, a, b)
+
+
+class TrackError(ValueError):
+    """A track's bytes stop being MIDI: cut short inside an event, or a data byte with no status."""
+
+
+def read_track(body: bytes) -> tuple[list[TickEvent], list[tuple[int, int]], int]:
+    """One MTrk body -> (channel events, tempo changes (tick, microseconds a beat), last tick).
+
+    Ticks are absolute within the track. Reading stops at End-of-Track (FF 2F) or where the
+    bytes end between two events (End-of-Track missing is tolerated). Bytes that end inside an
+    event (a truncated file) or a data byte with no status raise TrackError. Meta and sysex
+    events are skipped by their length, whatever they hold; data bytes over 127 are clipped."""
+    events: list[TickEvent] = []
+    tempos: list[tuple[int, int]] = []
+    n = len(body)
+    pos = tick = status = 0
+    while pos < n:
+        delta = 0
+        for _ in range(4):  # variable-length quantity, at most 4 bytes
+            if pos >= n:
+                raise TrackError(f"cut short at byte {pos}")
+            byte = body[pos]
+            pos += 1
+            delta = (delta << 7) | (byte & 0x7F)
+            if byte < 0x80:
+                break
+        tick += delta
+        if pos >= n:
+            raise TrackError(f"cut short at byte {pos}")
+        byte = body[pos]
+        if byte >= 0x80:
+            pos += 1
+            if byte < 0xF0:
+                status = byte
+            elif byte == 0xFF or byte in (0xF0, 0xF7):  # meta / sysex: a length, then data
+                kind = -1
+                if byte == 0xFF:
+                    if pos >= n:
+                        raise TrackError(f"cut short at byte {pos}")
+                    kind = body[pos]
+                    pos += 1
+                length = 0
+                for _ in range(4):
+                    if pos >= n:
+                        raise TrackError(f"cut short at byte {pos}")
+                    b = body[pos]
+                    pos += 1
+                    length = (length << 7) | (b & 0x7F)
+                    if b < 0x80:
+                        break
+                if kind == 0x2F:
+                    break
+                if kind == 0x51 and length == 3 and pos + 3 <= n:
+                    tempo = int.from_bytes(body[pos:pos + 3], "big")
+                    if tempo > 0:
+                        tempos.append((tick, tempo))
+                pos += length
+                if pos > n:
+                    raise TrackError(f"cut short at byte {n}")
+                # the spec says sysex and meta cancel running status; real files (and mido) run on
+                continue
+            else:
+                pos += _SYSTEM_BYTES.get(byte, 0)
+                continue
+        elif status == 0:
+            raise TrackError(f"data byte 0x{byte:02X} with no status at byte {pos}")
+        size = _DATA_BYTES[status & 0xF0]
+        if pos + size > n:
+            raise TrackError(f"cut short at byte {n}")
+        a = min(body[pos], 127)
+        b = min(body[pos + 1], 127) if size == 2 else 0
+        pos += size
+        hi, ch = status & 0xF0, status & 0x0F
+        if hi == 0x90:
+            events.append((tick, NOTE_ON if b else NOTE_OFF, ch, a, b))
+        elif hi == 0x80:
+            events.append((tick, NOTE_OFF, ch, a, 0))
+        elif hi == 0xB0:
+            events.append((tick, CONTROL, ch, a, b))
+        elif hi == 0xC0:
+            events.append((tick, PROGRAM, ch, a, 0))
+        elif hi == 0xE0:
+            events.append((tick, PITCH, ch, (b << 7 | a) - 8192, 0))
+    return events, tempos, tick
+
+
+# ---------------------------------------------------------------- ticks -> seconds
+
+
+class TimeMap:
+    """Ticks -> seconds, exactly: seconds = numerator(tick) / denominator with integers.
+
+    Ticks per beat: the numerator is microsecond-ticks summed over the tempo map (each segment
+    ticks x microseconds a beat) and the denominator ticks_per_beat x 10^6. SMPTE: ticks over
+    frames a second x ticks a frame (tempo events do not apply; SMF spec, "Header Chunks")."""
+
+    def __init__(self, division: int, tempos: list[tuple[int, int]]):
+        self.starts: list[int] = [0]
+        self.offsets: list[int] = [0]
+        self.rates: list[int] = []
+        if division & 0x8000:  # SMPTE: high byte is -fps (two's complement), low byte ticks a frame
+            fps = 256 - (division >> 8)
+            per_frame = (division & 0xFF) or 1
+            self.rates = [100]
+            self.denominator = (2997 if fps == 29 else fps * 100) * per_frame
+            return
+        self.denominator = division * 1_000_000
+        tempo = DEFAULT_TEMPO
+        for tick, new in sorted(tempos, key=lambda tt: tt[0]):
+            if tick == self.starts[-1]:
+                tempo = new
+                continue
+            if new == tempo:
+                continue  # a redundant tempo event changes nothing
+            self.rates.append(tempo)
+            self.offsets.append(self.offsets[-1] + (tick - self.starts[-1]) * tempo)
+            self.starts.append(tick)
+            tempo = new
+        self.rates.append(tempo)
+
+    def numerator(self, tick: int) -> int:
+        i = bisect_right(self.starts, tick) - 1
+        return self.offsets[i] + (tick - self.starts[i]) * self.rates[i]
+
+    def seconds(self, tick: int) -> float:
+        return self.numerator(tick) / self.denominator  # int / int: correctly rounded
+
+    def centiseconds(self, tick: int) -> int:
+        """Rounded half up, exactly (no float in between)."""
+        return (200 * self.numerator(tick) + self.denominator) // (2 * self.denominator)
+
+
+# ---------------------------------------------------------------- notes as they sound
+
+
+def note_spans(events: Any, end: float, pedal: bool = True) -> list[tuple[float, float, int, int, int, int]]:
+    """The notes as they sound: (start s, end s, channel, pitch, velocity, program at start),
+    in the order they start. With pedal, a note released while its channel's sustain pedal
+    (CC64 >= 64) is down sounds on until the pedal lifts or the same key is struck again (as
+    FluidSynth plays it); notes never switched off, or still held when the file ends, end at
+    `end`. Overlapping notes of one key are paired first-on, first-off. events: Midi.events."""
+    spans: list[tuple[float, float, int, int, int, int]] = []
+    program = [0] * 16
+    down = [False] * 16
+    open_notes: dict[tuple[int, int], list[int]] = {}  # (channel, pitch) -> indices into spans
+    held: dict[tuple[int, int], list[int]] = {}  # released under the pedal, still sounding
+
+    def close(i: int, t: float) -> None:
+        s = spans[i]
+        spans[i] = (s[0], t, s[2], s[3], s[4], s[5])
+
+    for t, kind, ch, a, b in events:
+        if kind == NOTE_ON:
+            for i in held.pop((ch, a), ()):
+                close(i, t)
+            open_notes.setdefault((ch, a), []).append(len(spans))
+            spans.append((t, end, ch, a, b, program[ch]))
+        elif kind == NOTE_OFF:
+            starts = open_notes.get((ch, a))
+            if starts:
+                i = starts.pop(0)
+                if pedal and down[ch]:
+                    held.setdefault((ch, a), []).append(i)
+                else:
+                    close(i, t)
+        elif kind == PROGRAM:
+            program[ch] = a
+        elif kind == CONTROL and a == SUSTAIN and pedal:
+            down[ch], was = b >= 64, down[ch]
+            if was and not down[ch]:
+                for key in [k for k in held if k[0] == ch]:
+                    for i in held.pop(key):
+                        close(i, t)
+    return spans
+
+
+# ---------------------------------------------------------------- the reader
+
+
+def parse_midi(data: bytes, name: str = "<bytes>") -> Midi:
+    """Parse MIDI bytes; raise MidiError (one line naming the file and the fault) for anything
+    that is not a playable piece."""
+    smf = split_chunks(data, name)
+    if smf.format > 2:
+        raise MidiError(f"{name}: unknown MIDI file format {smf.format}")
+    tick_events: list[TickEvent] = []
+    tempos: list[tuple[int, int]] = []
+    last_tick = offset = 0
+    for i, body in enumerate(smf.tracks):
+        try:
+            track_events, track_tempos, track_end = read_track(body)
+        except TrackError as e:
+            raise MidiError(f"{name}: unreadable MIDI (track {i + 1} of {len(smf.tracks)}: {e})") from e
+        if smf.format == 2:  # independent patterns: one after another
+            track_events = [(tick + offset, k, c, a, b) for tick, k, c, a, b in track_events]
+            track_tempos = [(tick + offset, tempo) for tick, tempo in track_tempos]
+            track_end += offset
+            offset = track_end
+        tick_events.extend(track_events)
+        tempos.extend(track_tempos)
+        last_tick = max(last_tick, track_end)
+    tick_events.sort(key=lambda e: e[0])  # stable: at one tick, track order then file order
+    time = TimeMap(smf.division, tempos)
+
+    events: list[Event] = []
+    open_notes: dict[tuple[int, int], list[int]] = {}
+    notes: list[tuple[int, int, int]] = []  # (start cs, pitch, length cs) for the notes hash
     n_notes = n_drum = 0
-    end = 0.0
-    t = 0.0
-    for msg in messages:
-        t += msg.time
-        kind = msg.type
-        if kind == "note_on" and msg.velocity > 0:
-            events.append((t, NOTE_ON, msg.channel, msg.note, msg.velocity))
-            open_notes.setdefault((msg.channel, msg.note), []).append(t)
-        elif kind == "note_off" or kind == "note_on":
-            events.append((t, NOTE_OFF, msg.channel, msg.note, 0))
-            starts = open_notes.get((msg.channel, msg.note))
+    seconds: dict[int, float] = {}
+    for tick, kind, ch, a, b in tick_events:
+        t = seconds.get(tick)
+        if t is None:
+            t = seconds[tick] = time.seconds(tick)
+        events.append((t, kind, ch, a, b))
+        if kind == NOTE_ON:
+            open_notes.setdefault((ch, a), []).append(tick)
+        elif kind == NOTE_OFF:
+            starts = open_notes.get((ch, a))
             if starts:
                 start = starts.pop(0)
-                if t > start:
-                    end = max(end, t)
-                    if msg.channel == DRUM_CHANNEL:
+                if tick > start:
+                    if ch == DRUM_CHANNEL:
                         n_drum += 1
                     else:
                         n_notes += 1
-                        notes.append((round(start * 100), msg.note, round((t - start) * 100)))
-        elif kind == "control_change":
-            events.append((t, CONTROL, msg.channel, msg.control, msg.value))
-        elif kind == "program_change":
-            events.append((t, PROGRAM, msg.channel, msg.program, 0))
-        elif kind == "pitchwheel":
-            events.append((t, PITCH, msg.channel, msg.pitch, 0))
+                        cs = time.centiseconds(start)
+                        notes.append((cs, a, time.centiseconds(tick) - cs))
     # notes never switched off sound until the file ends
-    for (channel, pitch), starts in open_notes.items():
+    for (ch, pitch), starts in open_notes.items():
         for start in starts:
-            if t > start:
-                end = max(end, t)
-                if channel == DRUM_CHANNEL:
+            if last_tick > start:
+                if ch == DRUM_CHANNEL:
                     n_drum += 1
                 else:
                     n_notes += 1
-                    notes.append((round(start * 100), pitch, round((t - start) * 100)))
+                    cs = time.centiseconds(start)
+                    notes.append((cs, pitch, time.centiseconds(last_tick) - cs))
 
     if n_notes == 0:
         if n_drum:
             raise MidiError(f"{name}: only percussion, no pitched notes")
         raise MidiError(f"{name}: no notes with a positive length")
+    file_end = time.seconds(last_tick)
+    end = max((e for s, e, *_ in note_spans(events, file_end) if e > s), default=0.0)
     if end > MAX_TRACK_SECONDS:
         raise MidiError(
             f"{name}: lasts {end / 3600:.1f} h, over the {MAX_TRACK_SECONDS / 3600:.0f} h limit"

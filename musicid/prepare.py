@@ -34,7 +34,7 @@ class Prepared:
 
     path: Path
     sha256: str
-    notes_hash: str  # midi.Midi.fingerprint: the same notes give the same hash
+    notes_hash: str  # midi.Midi.notes_hash: the same notes give the same hash
     duration: float  # of the piece
     rendered_seconds: float
     # (n_clips, n_bins, clip_frames) float16; no rows when the track was embedded on a Ray cluster
@@ -49,6 +49,7 @@ class Prepared:
 class Failure:
     path: Path
     reason: str
+    kind: str = "error"  # the error's class name (MidiError, RenderError), for `report --json`
 
 
 def _symbolic_meta(midi: Midi) -> dict[str, Any]:
@@ -97,7 +98,7 @@ def prepare_track(path: Path, render_settings: RenderSettings, features: Feature
         seconds = len(audio) / render_settings.sample_rate
         spec = log_mel(torch.from_numpy(audio), features)
     spec_np = spec.numpy().astype(np.float16)
-    meta = {"notes_hash": midi.fingerprint, "duration": midi.duration, "rendered_seconds": seconds,
+    meta = {"notes_hash": midi.notes_hash, "duration": midi.duration, "rendered_seconds": seconds,
             **_symbolic_meta(midi)}
     if cache:
         cache.put(sha, spec_np, meta)
@@ -113,11 +114,11 @@ def _prepare_or_fail(path: Path, render_settings: RenderSettings, features: Feat
     try:
         return prepare_track(path, render_settings, features, cache)
     except (MidiError, RenderError) as e:
-        return Failure(path, str(e).removeprefix(f"{path.name}: "))
+        return Failure(path, str(e).removeprefix(f"{path.name}: "), type(e).__name__)
     except MusicIdError:
         raise  # a bad SoundFont is the user's to fix, not a per-file skip
     except Exception as e:  # noqa: BLE001 - one file must never stop the batch
-        return Failure(path, f"unexpected {type(e).__name__}: {e}")
+        return Failure(path, f"unexpected {type(e).__name__}: {e}", type(e).__name__)
 
 
 def _size(path: Path) -> int:

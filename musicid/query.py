@@ -202,7 +202,7 @@ def report_folder(engine: QueryEngine, folder: str | Path, by_novelty: bool = Tr
     for n, p in enumerate(prepared):
         name = str(p.path.relative_to(root)) if root.is_dir() else p.path.name
         if isinstance(p, Failure):
-            failures.append(Failure(Path(name), p.reason))
+            failures.append(Failure(Path(name), p.reason, p.kind))
         else:
             results.append(engine.score(p, name))
         if progress:

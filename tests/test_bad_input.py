@@ -167,3 +167,18 @@ def test_fuzz_render_300_mutated_files(ops: list[tuple[str, int, int]]) -> None:
         assert 0 < len(audio) <= 30 * 16000
     except (MidiError, RenderError):
         pass
+
+
+def test_json_errors_are_json(built_index: Path, tmp_path: Path) -> None:
+    """A script that asked for --json gets a JSON error object on stdout, and the exit code."""
+    import json
+
+    (tmp_path / "text.mid").write_bytes(BAD_FILES["text.mid"][0])
+    r = CliRunner().invoke(app, ["query", str(tmp_path / "text.mid"), "--index", str(built_index), "--json"])
+    assert r.exit_code == 1
+    assert json.loads(r.stdout) == {"error": {"path": str(tmp_path / "text.mid"), "kind": "MidiError",
+                                              "message": "text.mid: not a MIDI file (no MThd header)"}}
+    r = CliRunner().invoke(app, ["report", str(tmp_path), "--index", str(built_index), "--json"])
+    assert r.exit_code == 1  # nothing could be scored
+    assert json.loads(r.stdout)["failures"] == [{"path": "text.mid", "kind": "MidiError",
+                                                 "reason": "not a MIDI file (no MThd header)"}]

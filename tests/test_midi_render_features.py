@@ -17,14 +17,14 @@ from musicid.render import RenderSettings, check_soundfont, render, write_wav
 from .conftest import write_piece
 
 
-def test_midi_events_notes_and_fingerprint(tmp_path: Path) -> None:
+def test_midi_events_notes_and_notes_hash(tmp_path: Path) -> None:
     a = load_midi(write_piece(tmp_path / "a.mid", "Lowpiano", seed=1, seconds=6))
     b = load_midi(write_piece(tmp_path / "b.mid", "Lowpiano", seed=1, seconds=6))
     c = load_midi(write_piece(tmp_path / "c.mid", "Lowpiano", seed=2, seconds=6))
     assert a.n_notes > 10 and a.n_drum_notes == 0
     assert 5.5 < a.duration < 6.6
-    assert a.fingerprint == b.fingerprint  # same notes, different file
-    assert a.fingerprint != c.fingerprint
+    assert a.notes_hash == b.notes_hash  # same notes, different file
+    assert a.notes_hash != c.notes_hash
 
 
 def test_text_metadata_never_reaches_events(tmp_path: Path) -> None:
