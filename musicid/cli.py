@@ -32,6 +32,8 @@ index_app = typer.Typer(no_args_is_help=True, help="Build and inspect an index."
 app.add_typer(index_app, name="index")
 corpus_app = typer.Typer(no_args_is_help=True, help="A starter corpus from music21's bundled scores.")
 app.add_typer(corpus_app, name="corpus")
+embedder_app = typer.Typer(no_args_is_help=True, help="Train a general embedder once, to enrol any folder with.")
+app.add_typer(embedder_app, name="embedder")
 
 out = Console()
 err = Console(stderr=True)
@@ -145,7 +147,11 @@ def index_build(
                                         help="Index directory to write [default: ./musicid-index]."),
     soundfont: Path | None = typer.Option(None, "--soundfont",
                                           help="SoundFont (.sf2) [default: TimGM6mb.sf2 from pretty_midi]."),
-    model: Path | None = typer.Option(None, "--model", help="Use this embedder checkpoint instead of training one."),
+    model: Path | None = typer.Option(None, "--model",
+                                      help="Enrol with this embedder checkpoint (e.g. from musicid embedder "
+                                           "train) instead of training one."),
+    fine_tune: bool = typer.Option(False, "--fine-tune",
+                                   help="With --model: go on training it on this folder's composers."),
     epochs: int | None = typer.Option(None, "--epochs", min=1, help="Training epochs [default: 12]."),
     steps_per_epoch: int | None = typer.Option(None, "--steps-per-epoch", min=1,
                                                help="Batches per epoch [default: 40]."),
@@ -177,7 +183,7 @@ def index_build(
         opts = _options(features, classifier, naming, novelty, novelty_view, index_kind=index_type.value,
                         group_by=group_by, soundfont=soundfont, model=model, epochs=epochs,
                         steps_per_epoch=steps_per_epoch, pitch_shift=pitch_shift, cache_dir=cache_dir,
-                        no_cache=no_cache, workers=workers, ray_address=ray_address)
+                        no_cache=no_cache, workers=workers, ray_address=ray_address, fine_tune=fine_tune)
         with _progress(not as_json) as progress:
             report = build_index(data_dir, _index_dir(out_dir), opts, progress)
     if as_json:
@@ -358,6 +364,49 @@ def eval_cmd(
         return
     from .display import print_eval
     print_eval(out, result.summary, paths)
+
+
+@embedder_app.command("train")
+def embedder_train(
+    data_dirs: list[Path] = typer.Argument(..., exists=True, file_okay=False,
+                                           help="Labelled collections, each <root>/<Composer>/... (ASAP's "
+                                                "Composer/Work/Piece layout too)."),
+    out_path: Path = typer.Option(..., "--out", "-o", help="Checkpoint to write (weights only)."),
+    features: Representation = FEATURES_OPT,
+    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Training epochs [default: 12]."),
+    steps_per_epoch: int | None = typer.Option(None, "--steps-per-epoch", min=1,
+                                               help="Batches per epoch [default: 40]."),
+    composers_per_batch: int = typer.Option(4, "--composers-per-batch", "-P", min=2,
+                                            help="P: composers in each batch."),
+    clips_per_composer: int = typer.Option(12, "--clips-per-composer", "-K", min=2, help="K: clips per composer."),
+    pitch_shift: int = PITCH_SHIFT_OPT,
+    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Render and model cache."),
+    workers: int = typer.Option(0, "--workers", min=0, help="Render processes [default: one per core]."),
+    as_json: bool = typer.Option(False, "--json", help="Print the training summary as JSON."),
+) -> None:
+    """Train one embedder on every composer of every collection given; then enrol any folder with
+    `musicid index build DIR --model OUT` (no training)."""
+    from dataclasses import replace
+
+    from .indexer import build_options
+    from .pretrain import train_general_embedder
+
+    with _errors(as_json, data_dirs[0]):
+        b = build_options(features.value, epochs=epochs, steps_per_epoch=steps_per_epoch, pitch_shift=pitch_shift,
+                          cache_dir=cache_dir, workers=workers)
+        b = replace(b, train=replace(b.train, composers_per_batch=composers_per_batch,
+                                     clips_per_composer=clips_per_composer))
+        with _progress(not as_json) as progress:
+            rep = train_general_embedder(data_dirs, out_path, b, progress)
+    if as_json:
+        _echo_json(rep.as_dict())
+        return
+    for path, reason in rep.failures:
+        out.print(f"  skipped {path}: {reason}", highlight=False, soft_wrap=True)
+    out.print(f"wrote {rep.out}: {len(rep.composers)} composers, {sum(rep.tracks_per_composer.values())} tracks "
+              f"from {len(rep.collections)} collection(s) in {rep.seconds / 60:.1f} min"
+              + (" (the model cache held it)" if rep.from_cache else ""), highlight=False, soft_wrap=True)
+    out.print(f"licence of the weights: {rep.licence}", highlight=False, soft_wrap=True)
 
 
 @app.command("render")

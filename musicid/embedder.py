@@ -159,8 +159,11 @@ def train_embedder(
     dims: EmbedderDims = EmbedderDims(),
     settings: TrainSettings = TrainSettings(),
     progress: ProgressFn | None = None,
+    init: Embedder | None = None,
 ) -> tuple[Embedder, TrainReport]:
-    """Train on clips (n, n_bins, frames) with integer composer labels (n,)."""
+    """Train on clips (n, n_bins, frames) with integer composer labels (n,); P composers x K clips a
+    batch, triplet loss (settings.mining). init: start from this model's weights (fine-tuning; its
+    dims are used, `dims` is ignored). Raises TrainingError with fewer than two composers."""
     labels = np.asarray(labels)
     classes = np.unique(labels)
     if len(classes) < 2:
@@ -172,7 +175,12 @@ def train_embedder(
     old_threads = torch.get_num_threads()
     if settings.threads:
         torch.set_num_threads(settings.threads)
-    model = Embedder(dims).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    if init is not None:
+        dims = init.dims
+    model = Embedder(dims)
+    if init is not None:
+        model.load_state_dict(init.state_dict())
+    model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     total_steps = settings.epochs * settings.steps_per_epoch
     opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, settings.lr, total_steps=total_steps, pct_start=0.15)

@@ -37,7 +37,7 @@ from .embedder import (
 from .errors import TrainingError
 from .faiss_index import choose_index_kind
 from .features import FeatureSettings, pianoroll_settings
-from .index_store import IndexStore, publish, track_row
+from .index_store import IndexStore, file_sha256, publish, track_row
 from .manifest import IndexSettings, Manifest
 from .novelty import DESCRIPTIONS, Calibration, NoveltySettings, TrackQuery, calibrate, final_score
 from .prepare import Failure, Prepared, prepare_many
@@ -54,7 +54,8 @@ class BuildOptions:
     features: FeatureSettings = field(default_factory=pianoroll_settings)  # the best in docs/RESULTS.md
     dims: EmbedderDims = field(default_factory=EmbedderDims)
     train: TrainSettings = field(default_factory=TrainSettings)
-    model_path: Path | None = None  # use this checkpoint instead of training
+    model_path: Path | None = None  # enrol with this checkpoint instead of training one
+    fine_tune: bool = False  # with model_path: go on training it on this folder's composers
     holdout_fraction: float = 0.2
     novelty: NoveltySettings = field(default_factory=NoveltySettings)
     classifier: str = "auto"  # "knn", "linear" (classifier.py), or auto: the better one per representation
@@ -141,11 +142,13 @@ def feature_cache(options: BuildOptions) -> FeatureCache:
 
 
 def prepare_corpus(data_dir: Path, options: BuildOptions, model: Embedder | None = None,
-                   progress: ProgressFn | None = None) -> tuple[Corpus, Embedding | None, dict[str, Any] | None]:
+                   progress: ProgressFn | None = None, min_composers: int = 2,
+                   ) -> tuple[Corpus, Embedding | None, dict[str, Any] | None]:
     """Step 1: scan, read and render (or roll) every file, locally or on Ray, and group the works.
     With a model and Ray, tracks are embedded where they are rendered: their Embedding comes back
-    too (else None); and on Ray, where each track was rendered."""
-    refs, warnings = scan_labelled(data_dir, min_composers=1 if model is not None else 2)
+    too (else None); and on Ray, where each track was rendered. DataDirError with fewer than
+    min_composers composer folders."""
+    refs, warnings = scan_labelled(data_dir, min_composers=min_composers)
     paths = [r.path for r in refs]
     embedded, ray_run = None, None
     cache = feature_cache(options)
@@ -180,22 +183,25 @@ def prepare_corpus(data_dir: Path, options: BuildOptions, model: Embedder | None
 
 
 def _model_cache_path(options: BuildOptions, training_set: list[tuple[str, str]]) -> Path | None:
-    """Where a model trained on exactly these (file sha256, composer) pairs with these settings is
-    kept, so that rebuilding unchanged data does not train again; None when caching is off."""
+    """Where a model trained on exactly these (file sha256, composer) pairs with these settings (and,
+    fine-tuning, from this starting checkpoint) is kept, so that rebuilding unchanged data does not
+    train again; None when caching is off."""
     if options.cache_dir is None:
         return None
     train = without_later_defaults(asdict(options.train), {"pitch_shift": 2})  # cached models keep their keys
     dims = without_later_defaults(asdict(options.dims), {"in_channels": 1})
+    start = {"init": file_sha256(options.model_path)} if options.fine_tune and options.model_path else {}
     key = settings_digest({"tracks": sorted(training_set), "dims": dims, "train": train,
-                           "features": options.features.as_dict(), "render": options.render.identity()})
+                           "features": options.features.as_dict(), "render": options.render.identity(), **start})
     return options.cache_dir / "models" / f"{key}.pt"
 
 
 def train_or_load(prepared: list[Prepared], composers_of: list[str], train_idx: np.ndarray,
-                  all_composers: list[str], options: BuildOptions,
-                  progress: ProgressFn | None = None) -> tuple[Embedder, TrainReport | None, bool]:
-    """Step 2: train the embedder on the tracks at train_idx, or load the model the cache holds for
-    exactly that training set and those settings. Returns (model, report, from_cache)."""
+                  all_composers: list[str], options: BuildOptions, progress: ProgressFn | None = None,
+                  init: Embedder | None = None) -> tuple[Embedder, TrainReport | None, bool]:
+    """Step 2: train the embedder on the tracks at train_idx (from init's weights when fine-tuning),
+    or load the model the cache holds for exactly that training set and those settings. Returns
+    (model, report, from_cache)."""
     cached = _model_cache_path(options, [(prepared[i].sha256, composers_of[i]) for i in train_idx])
     if cached is not None and cached.exists():
         model, _, meta = load_checkpoint(cached)
@@ -205,7 +211,7 @@ def train_or_load(prepared: list[Prepared], composers_of: list[str], train_idx: 
     labels = np.concatenate([
         np.full(len(prepared[i].clips), all_composers.index(composers_of[i])) for i in train_idx
     ])
-    model, report = train_embedder(clips, labels, options.dims, options.train, progress)
+    model, report = train_embedder(clips, labels, options.dims, options.train, progress, init)
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)
         save_checkpoint(cached, model, options.features, {"train_report": {**asdict(report), "losses": []}})
@@ -316,6 +322,8 @@ def build_index(data_dir: str | Path, out: str | Path, options: BuildOptions = B
     timings: dict[str, float] = {}
     t_start = t = time.monotonic()
     check_soundfont(options.render.resolved_soundfont())
+    if options.fine_tune and not options.model_path:
+        raise TrainingError("--fine-tune starts from a model: give it with --model")
     model = None
     if options.model_path:  # a given model brings its own feature settings
         model, model_features, _ = load_checkpoint(options.model_path)
@@ -323,19 +331,24 @@ def build_index(data_dir: str | Path, out: str | Path, options: BuildOptions = B
     else:
         options = replace(options, dims=dims_for(options.dims, options.features))
 
-    corpus, emb, ray_run = prepare_corpus(data_dir, options, model, progress)
+    # fine-tuning changes the model: nothing may be embedded with the given one where it is rendered
+    corpus, emb, ray_run = prepare_corpus(data_dir, options, None if options.fine_tune else model, progress,
+                                          min_composers=1 if model is not None and not options.fine_tune else 2)
     timings["render"] = time.monotonic() - t
-    if len(corpus.composers) < (1 if model is not None else 2):
+    trained = model is None or options.fine_tune
+    if len(corpus.composers) < (2 if trained else 1):
         raise TrainingError(f"only {len(corpus.composers)} composer(s) have usable tracks; "
                             "training needs at least two")
 
     train_report, model_from_cache = None, False
-    if model is None:
+    if trained:
         t = time.monotonic()
         model, train_report, model_from_cache = train_or_load(
-            corpus.prepared, corpus.composers_of, np.flatnonzero(~corpus.held), corpus.composers, options, progress)
+            corpus.prepared, corpus.composers_of, np.flatnonzero(~corpus.held), corpus.composers, options, progress,
+            init=model)
         if not model_from_cache:
             timings["train"] = time.monotonic() - t
+    assert model is not None
 
     t = time.monotonic()
     if emb is None:  # not embedded where rendered
@@ -350,12 +363,12 @@ def build_index(data_dir: str | Path, out: str | Path, options: BuildOptions = B
     timings["calibrate"] = time.monotonic() - t
 
     t = time.monotonic()
-    trained = options.model_path is None
     about: dict[str, Any] = {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "musicid_version": __version__,
         "data_dir": str(data_dir.resolve()),
         "model": {"dims": asdict(model.dims), "trained_here": trained, "from_cache": model_from_cache,
+                  "started_from": str(options.model_path) if options.model_path else None,
                   "train": asdict(options.train) if trained else None,
                   "train_seconds": round(train_report.seconds, 1) if train_report else None,
                   "final_loss": round(train_report.final_loss, 4) if train_report else None},
@@ -368,7 +381,7 @@ def build_index(data_dir: str | Path, out: str | Path, options: BuildOptions = B
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "ray": emb.ray,
     }
-    publish_index(out, corpus, emb, settings, calibration, about, model, options.model_path)
+    publish_index(out, corpus, emb, settings, calibration, about, model, None if trained else options.model_path)
     timings["write"] = time.monotonic() - t
     timings["total"] = time.monotonic() - t_start
 
@@ -385,7 +398,7 @@ def build_options(representation: str = "pianoroll", classifier: str = "auto", n
                   index_kind: str = "auto", group_by: str | None = None, soundfont: Path | None = None,
                   model: Path | None = None, epochs: int | None = None, steps_per_epoch: int | None = None,
                   pitch_shift: int = 2, cache_dir: Path | None = None, no_cache: bool = False, workers: int = 0,
-                  ray_address: str | None = None) -> BuildOptions:
+                  ray_address: str | None = None, fine_tune: bool = False) -> BuildOptions:
     """BuildOptions from the command line's flags (index build and eval share them).
 
     ray_address: None (no Ray), "local" (start a local instance) or HOST:PORT / auto. ValueError for
@@ -399,7 +412,7 @@ def build_options(representation: str = "pianoroll", classifier: str = "auto", n
     train = replace(train, epochs=epochs or train.epochs, steps_per_epoch=steps_per_epoch or train.steps_per_epoch,
                     pitch_shift=pitch_shift)
     return BuildOptions(render=RenderSettings(soundfont=str(soundfont.resolve()) if soundfont else ""),
-                        features=make[representation](), train=train, model_path=model,
+                        features=make[representation](), train=train, model_path=model, fine_tune=fine_tune,
                         novelty=NoveltySettings(novelty), classifier=classifier, index_kind=index_kind,
                         group_by=group_by, cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
                         workers=workers, ray=ray_address is not None,

@@ -21,6 +21,7 @@ STYLES = {
     "Strings": (48, 55, 1.00, 4),
     "Organ": (19, 48, 0.25, 2),
     "Lowcello": (42, 36, 0.50, 3),  # Lowpiano's notes and rhythm, played by a cello
+    "Choir": (52, 60, 1.50, 4),  # slow four-voice chords, sung
 }
 
 TINY_FEATURES = FeatureSettings(n_bins=32, clip_seconds=4, clip_hop_seconds=2, max_clips=8)

@@ -1,0 +1,113 @@
+"""A general composer embedder: trained once on many labelled collections, then used to *enrol* any
+folder's composers without training (`musicid index build --model MODEL`).
+
+This is FaceNet's way (Schroff, Kalenichenko and Philbin, "FaceNet: A Unified Embedding for Face
+Recognition and Clustering", CVPR 2015): a triplet-trained embedding learnt on many identities, in
+which new identities are enrolled by their vectors alone and a query far from every enrolled one is
+unknown. Composers are identities by folder name across collections (ASAP's Beethoven and DCML's
+are one composer). The checkpoint records what it was trained on, and the licence that follows for
+the weights: a model trained on a CC BY-NC-SA collection carries its terms.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .embedder import TrainReport, dims_for, save_checkpoint
+from .errors import DataDirError
+from .indexer import BuildOptions, prepare_corpus, train_or_load
+from .prepare import Prepared
+from .progress import ProgressFn
+
+LICENCE_FILES = ("LICENSE.md", "LICENSE", "LICENSE.txt", "LICENCE.md", "LICENCE")
+NON_COMMERCIAL = "CC BY-NC-SA 4.0"
+
+
+def collection_licence(root: Path) -> str:
+    """The licence a collection declares: the first heading or line of its LICENSE file, or of the
+    line of its README that names one; "" when it declares none."""
+    for name in LICENCE_FILES:
+        f = root / name
+        if f.is_file():
+            for line in f.read_text(errors="replace").splitlines():
+                if line.strip():
+                    return line.strip().lstrip("#").strip()
+    readme = root / "README.md"
+    if readme.is_file():
+        for line in readme.read_text(errors="replace").splitlines():
+            if "licen" in line.lower() and ("CC " in line or "MIT" in line or "Creative Commons" in line):
+                return line.strip().lstrip("*#- ").strip()
+    return ""
+
+
+def weights_licence(licences: list[str]) -> str:
+    """The terms the trained weights carry: CC BY-NC-SA 4.0 when any collection is NonCommercial-
+    ShareAlike (its terms follow what is derived from it), else the collections' own, listed."""
+    if any("NonCommercial" in x or "BY-NC-SA" in x for x in licences):
+        return f"{NON_COMMERCIAL} (derived from a CC BY-NC-SA collection: non-commercial use, share alike)"
+    named = sorted({x for x in licences if x})
+    return "; ".join(named) if named else "unknown: the training collections declare no licence"
+
+
+@dataclass
+class PretrainReport:
+    out: Path
+    composers: list[str]
+    tracks_per_composer: dict[str, int]
+    collections: list[dict[str, Any]]  # path, licence, tracks, composers
+    licence: str  # what the weights carry
+    failures: list[tuple[str, str]]
+    train: TrainReport | None
+    from_cache: bool
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["out"] = str(self.out)
+        if self.train is not None:
+            d["train"] = {**asdict(self.train), "losses": []}
+        return d
+
+
+def train_general_embedder(data_dirs: list[Path], out: Path, options: BuildOptions = BuildOptions(),
+                           progress: ProgressFn | None = None) -> PretrainReport:
+    """Train one embedder on every track of every labelled collection given (`<root>/<Composer>/...`)
+    and write it to `out` (weights only, with its provenance in the checkpoint's meta).
+
+    Nothing is held out: judge a general embedder with `musicid eval`'s protocols, whose splits keep
+    test works and novel composers out of its training. Raises DataDirError (a folder that is not a
+    labelled collection, or no composer left) and TrainingError."""
+    t0 = time.monotonic()
+    options = replace(options, dims=dims_for(options.dims, options.features))
+    prepared: list[Prepared] = []
+    composers_of: list[str] = []
+    collections: list[dict[str, Any]] = []
+    failures: list[tuple[str, str]] = []
+    for root in data_dirs:
+        root = Path(root)
+        corpus, _, _ = prepare_corpus(root, options, None, progress, min_composers=1)
+        prepared += corpus.prepared
+        composers_of += corpus.composers_of
+        failures += [(f"{root.name}/{p}", r) for p, r in corpus.failures]
+        collections.append({"path": str(root.resolve()), "licence": collection_licence(root),
+                            "tracks": len(corpus.prepared), "composers": corpus.composers})
+    composers = sorted(set(composers_of))
+    if len(composers) < 2:
+        raise DataDirError("a general embedder needs at least two composers across the collections given")
+    model, report, from_cache = train_or_load(prepared, composers_of, np.arange(len(prepared)), composers, options,
+                                              progress)
+    licence = weights_licence([c["licence"] for c in collections])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(out, model, options.features, {
+        "kind": "general composer embedder", "musicid": __version__, "composers": composers,
+        "collections": collections, "licence": licence, "train": asdict(options.train),
+        "train_report": {**asdict(report), "losses": []} if report else None,
+    })
+    return PretrainReport(out, composers, {c: composers_of.count(c) for c in composers}, collections, licence,
+                          failures, report, from_cache, round(time.monotonic() - t0, 1))

@@ -1,0 +1,94 @@
+"""A general embedder, trained once, enrols composers it never saw (FaceNet's way)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from musicid.cli import app
+from musicid.embedder import load_checkpoint
+from musicid.errors import DataDirError, TrainingError
+from musicid.indexer import build_index
+from musicid.pretrain import collection_licence, train_general_embedder, weights_licence
+from musicid.query import QueryEngine
+
+from .conftest import TINY_TRAIN, make_corpus, tiny_options, write_piece
+
+
+@pytest.fixture(scope="module")
+def general(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An embedder trained on two collections: Lowpiano and Highflute in one (CC BY-NC-SA), Strings in
+    the other (no licence file)."""
+    tmp = tmp_path_factory.mktemp("general")
+    a = make_corpus(tmp / "a", ["Lowpiano", "Highflute"], per_composer=6, seed=1)
+    (a / "LICENSE.md").write_text("# Creative Commons Attribution-NonCommercial-ShareAlike 4.0 International\n")
+    b = make_corpus(tmp / "b", ["Strings"], per_composer=6, seed=2)
+    rep = train_general_embedder([a, b], tmp / "general.pt", tiny_options(tmp, train=replace(TINY_TRAIN, epochs=4)))
+    assert rep.composers == ["Highflute", "Lowpiano", "Strings"] and rep.tracks_per_composer["Strings"] == 6
+    return tmp / "general.pt"
+
+
+def test_the_checkpoint_says_what_it_was_trained_on_and_its_licence(general: Path) -> None:
+    _, _, meta = load_checkpoint(general)
+    assert meta["composers"] == ["Highflute", "Lowpiano", "Strings"]
+    assert [c["tracks"] for c in meta["collections"]] == [12, 6]
+    nc_sa = "Creative Commons Attribution-NonCommercial-ShareAlike 4.0 International"
+    assert meta["collections"][0]["licence"] == nc_sa
+    assert meta["collections"][1]["licence"] == ""
+    assert meta["licence"].startswith("CC BY-NC-SA 4.0")
+
+
+def test_an_unseen_composer_is_enrolled_without_training_and_a_second_is_flagged(general: Path,
+                                                                                 tmp_path: Path) -> None:
+    # Organ was never in the embedder's training: enrolled beside Lowpiano by its vectors alone
+    folder = make_corpus(tmp_path / "mine", ["Lowpiano", "Organ"], per_composer=6, seed=7)
+    report = build_index(folder, tmp_path / "idx", tiny_options(tmp_path, model_path=general))
+    assert not report.trained and report.composers == ["Lowpiano", "Organ"]
+    assert (tmp_path / "idx" / "model.pt").read_bytes() == general.read_bytes()  # the model, as given
+    engine = QueryEngine.open(tmp_path / "idx")
+    for seed in (901, 902, 903):
+        organ = engine.query(write_piece(tmp_path / f"organ{seed}.mid", "Organ", seed))
+        assert organ.composer == "Organ" and not organ.novel, organ
+    # Choir: in neither the embedder's training nor the index
+    choir = [engine.query(write_piece(tmp_path / f"choir{seed}.mid", "Choir", seed)) for seed in (905, 906)]
+    assert all(r.novel for r in choir), [(r.novelty, r.threshold) for r in choir]
+
+
+def test_fine_tuning_starts_from_the_given_model(general: Path, tmp_path: Path) -> None:
+    folder = make_corpus(tmp_path / "mine", ["Lowpiano", "Organ"], per_composer=6, seed=7)
+    report = build_index(folder, tmp_path / "idx", tiny_options(tmp_path, model_path=general, fine_tune=True))
+    assert report.trained
+    tuned, _, _ = load_checkpoint(tmp_path / "idx" / "model.pt")
+    assert tuned.dims == load_checkpoint(general)[0].dims
+    assert (tmp_path / "idx" / "model.pt").read_bytes() != general.read_bytes()
+    manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
+    assert manifest["model"]["started_from"] == str(general) and manifest["model"]["trained_here"] is True
+    with pytest.raises(TrainingError, match="--fine-tune starts from a model"):
+        build_index(folder, tmp_path / "idx2", tiny_options(tmp_path, fine_tune=True))
+
+
+def test_licences_and_bad_collections(tmp_path: Path) -> None:
+    assert weights_licence(["MIT", ""]) == "MIT"
+    assert weights_licence(["", ""]) == "unknown: the training collections declare no licence"
+    (tmp_path / "README.md").write_text("# x\n\n**Licence.** CC BY-NC-SA 4.0 (LICENSE.md), as for the source.\n")
+    assert collection_licence(tmp_path) == "Licence.** CC BY-NC-SA 4.0 (LICENSE.md), as for the source."
+    one = make_corpus(tmp_path / "one", ["Organ"], per_composer=2, seconds=4)
+    with pytest.raises(DataDirError, match="at least two composers"):
+        train_general_embedder([one], tmp_path / "m.pt", tiny_options(tmp_path))
+
+
+def test_embedder_train_through_the_cli(tmp_path: Path) -> None:
+    a = make_corpus(tmp_path / "a", ["Lowpiano", "Highflute"], per_composer=3, seconds=6)
+    r = CliRunner().invoke(app, ["embedder", "train", str(a), "--out", str(tmp_path / "m.pt"), "--features",
+                                 "pianoroll", "--epochs", "1", "--steps-per-epoch", "2", "-P", "2", "-K", "4",
+                                 "--cache-dir", str(tmp_path / "cache"), "--workers", "1", "--json"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.stdout)
+    assert rep["composers"] == ["Highflute", "Lowpiano"] and rep["train"]["steps"] == 2
+    assert rep["licence"] == "unknown: the training collections declare no licence"
+    _, features, meta = load_checkpoint(tmp_path / "m.pt")
+    assert features.representation == "pianoroll" and meta["train"]["composers_per_batch"] == 2
