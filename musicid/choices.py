@@ -52,3 +52,11 @@ class Baseline(StrEnum):
 def values(choice: type[Enum], skip: tuple[str, ...] = ()) -> tuple[str, ...]:
     """The values of a choice, in declaration order, without those in skip."""
     return tuple(str(c.value) for c in choice if c.value not in skip)
+
+
+def canonical(name: str, choices: tuple[str, ...], legacy: dict[str, str], what: str) -> str:
+    """A choice's current name from its current or legacy name; ValueError naming `what` otherwise."""
+    name = legacy.get(name, name)
+    if name not in choices:
+        raise ValueError(f"unknown {what} {name!r} ({', '.join(choices)})")
+    return name

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .choices import Representation, values
+from .choices import Representation, canonical, values
 from .render import SAMPLE_RATE
 
 N_FFT = 2048
@@ -55,10 +55,8 @@ class FeatureSettings:
     representation: str = "audio"  # "audio": log-mel of the rendering; "pianoroll"/"family-rolls": the notes
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "representation",
-                           LEGACY_REPRESENTATIONS.get(self.representation, self.representation))
-        if self.representation not in REPRESENTATIONS:
-            raise ValueError(f"unknown input representation {self.representation!r} ({', '.join(REPRESENTATIONS)})")
+        object.__setattr__(self, "representation", canonical(self.representation, REPRESENTATIONS,
+                                                             LEGACY_REPRESENTATIONS, "input representation"))
 
     @property
     def from_notes(self) -> bool:

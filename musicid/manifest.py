@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .choices import canonical
 from .classifier import CLASSIFIERS
 from .errors import IndexCorrupt, IndexMismatch, IndexNotFound
 from .faiss_index import INDEX_KINDS
@@ -34,10 +35,7 @@ LEGACY_CLASSIFIERS = {"vote": "knn", "head": "linear"}  # the names before 0.2 (
 
 def classifier_name(name: str) -> str:
     """A classifier's name from its current or legacy name; ValueError for an unknown one."""
-    name = LEGACY_CLASSIFIERS.get(name, name)
-    if name not in CLASSIFIERS:
-        raise ValueError(f"unknown classifier {name!r} ({', '.join(CLASSIFIERS)})")
-    return name
+    return canonical(name, CLASSIFIERS, LEGACY_CLASSIFIERS, "classifier")
 
 
 @dataclass(frozen=True)

@@ -164,6 +164,21 @@ class TrackError(ValueError):
     """A track's bytes stop being MIDI: cut short inside an event, or a data byte with no status."""
 
 
+def _read_vlq(body: bytes, pos: int) -> tuple[int, int]:
+    """The variable-length quantity (SMF 1.0: 7 bits a byte, at most 4 bytes) at pos, and the position
+    after it; TrackError where the bytes end inside it."""
+    value = 0
+    for _ in range(4):
+        if pos >= len(body):
+            raise TrackError(f"cut short at byte {pos}")
+        byte = body[pos]
+        pos += 1
+        value = (value << 7) | (byte & 0x7F)
+        if byte < 0x80:
+            break
+    return value, pos
+
+
 def read_track(body: bytes) -> tuple[list[TickEvent], list[tuple[int, int]], int]:
     """One MTrk body -> (channel events, tempo changes (tick, microseconds a beat), last tick).
 
@@ -176,15 +191,7 @@ def read_track(body: bytes) -> tuple[list[TickEvent], list[tuple[int, int]], int
     n = len(body)
     pos = tick = status = 0
     while pos < n:
-        delta = 0
-        for _ in range(4):  # variable-length quantity, at most 4 bytes
-            if pos >= n:
-                raise TrackError(f"cut short at byte {pos}")
-            byte = body[pos]
-            pos += 1
-            delta = (delta << 7) | (byte & 0x7F)
-            if byte < 0x80:
-                break
+        delta, pos = _read_vlq(body, pos)
         tick += delta
         if pos >= n:
             raise TrackError(f"cut short at byte {pos}")
@@ -200,15 +207,7 @@ def read_track(body: bytes) -> tuple[list[TickEvent], list[tuple[int, int]], int
                         raise TrackError(f"cut short at byte {pos}")
                     kind = body[pos]
                     pos += 1
-                length = 0
-                for _ in range(4):
-                    if pos >= n:
-                        raise TrackError(f"cut short at byte {pos}")
-                    b = body[pos]
-                    pos += 1
-                    length = (length << 7) | (b & 0x7F)
-                    if b < 0x80:
-                        break
+                length, pos = _read_vlq(body, pos)
                 if kind == 0x2F:
                     break
                 if kind == 0x51 and length == 3 and pos + 3 <= n:

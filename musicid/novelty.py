@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .choices import NoveltyMethod, values
+from .choices import NoveltyMethod, canonical, values
 
 if TYPE_CHECKING:
     from .index_store import IndexStore
@@ -54,10 +54,7 @@ DESCRIPTIONS = {  # what each score is, written into the manifest
 
 def method_name(name: str) -> str:
     """A novelty method's name, from its current or its legacy name; ValueError for an unknown one."""
-    name = LEGACY_METHODS.get(name, name)
-    if name not in METHODS:
-        raise ValueError(f"unknown novelty score {name!r} ({', '.join(METHODS)})")
-    return name
+    return canonical(name, METHODS, LEGACY_METHODS, "novelty score")
 
 
 @dataclass(frozen=True)
