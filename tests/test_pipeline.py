@@ -225,6 +225,13 @@ def test_damaged_index_is_refused(built_index: Path, tmp_path: Path) -> None:
     (bad / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(IndexMismatch, match="feature settings differ"):
         QueryEngine.open(bad)
+    # an index written by musicid 0.1 (format 4: untyped manifest, no raw vectors) is refused in one line
+    manifest["format_version"] = 4
+    (bad / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(IndexMismatch) as e:
+        load_store(bad)
+    assert str(e.value) == (f"{bad / 'manifest.json'}: index format 4, this musicid reads 5; "
+                            "rebuild the index with musicid index build")
 
 
 def test_untrained_model_checkpoint_loads_weights_only(tmp_path: Path) -> None:
