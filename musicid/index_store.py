@@ -110,7 +110,7 @@ class IndexStore:
     manifest: Manifest
     clips: pd.DataFrame  # clip_id, track_id, offset
     tracks: pd.DataFrame  # TRACK_COLUMNS
-    vectors: np.ndarray  # (n_clips, d) clip embeddings, clips row order
+    vectors: np.ndarray  # (n_clips, d) clip embeddings, clips row order (float16, memory-mapped, once loaded)
     spectral_vectors: np.ndarray  # (n_clips, 2 * n_bins) standardised spectral statistics, clips row order
     spectral_norm: SpectralNorm
     symbolic_norm: np.ndarray  # (2, N_SYMBOLIC) mean and std
@@ -293,7 +293,10 @@ def load_store(path: str | Path, verify: bool = True) -> IndexStore:
 
         clips = pd.read_parquet(path / "clips.parquet")
         tracks = pd.read_parquet(path / "tracks.parquet")
-        vectors, spectral = npy("vectors.npy").astype(np.float32), npy("spectral_vectors.npy").astype(np.float32)
+        # the raw vectors are memory-mapped: a query never reads them (FAISS and the derived arrays
+        # answer it), an edit reads them once
+        vectors = np.load(path / "vectors.npy", mmap_mode="r", allow_pickle=False)
+        spectral = np.load(path / "spectral_vectors.npy", mmap_mode="r", allow_pickle=False)
         spectral_norm = SpectralNorm.from_array(npy("spectral_norm.npy"))
         symbolic_norm, centroids, track_vectors = npy("symbolic_norm.npy"), npy("centroids.npy"), npy(
             "track_vectors.npy")

@@ -115,8 +115,8 @@ def test_build_writes_a_self_describing_index(built_index: Path, corpus: Path) -
     assert store.manifest.settings.features == TINY_FEATURES  # the file serialises the settings it was built with
     assert store.index.ntotal == len(store.clips) == len(store.vectors) == m["counts"]["clips"]
     # the raw vectors are kept beside FAISS (float16): what FAISS holds is derived from them
-    assert store.vectors.dtype == np.float32 and np.load(built_index / "vectors.npy").dtype == np.float16
-    _, nearest = store.index.search(store.vectors[:5], 1)
+    assert store.vectors.dtype == np.float16 and isinstance(store.vectors, np.memmap)  # never read by a query
+    _, nearest = store.index.search(store.vectors[:5].astype(np.float32), 1)
     assert nearest[:, 0].tolist() == store.clips.clip_id[:5].tolist()
     assert len(store.tracks) == 18 and set(store.tracks.split) == {"train", "heldout"}
     # every held-out work is whole
@@ -270,7 +270,7 @@ def test_track_knn_finds_an_indexed_track_unless_it_is_left_out(built_index: Pat
     from musicid.novelty import TrackQuery, raw_scores
 
     store = load_store(built_index)
-    vecs = store.vectors
+    vecs = np.asarray(store.vectors, np.float32)
     tids = store.track_of(store.clips.clip_id.to_numpy())
     assert np.allclose(track_means(vecs, tids, store.tracks.track_id.to_numpy()), store.track_vectors, atol=1e-3)
     t = int(store.tracks.track_id.iloc[3])
@@ -319,7 +319,7 @@ def test_novelty_method_and_index_type_are_chosen_recorded_and_used(built_index:
     c = trk.query(track)
     cal = trk.store.manifest.calibration
     assert trk.store.manifest.settings.novelty.method == "fused" and c.probabilities == a.probabilities
-    clip_vecs = trk.store.vectors
+    clip_vecs = np.asarray(trk.store.vectors, np.float32)
     tids = trk.store.track_of(trk.store.clips.clip_id.to_numpy())
     q = vecs.mean(0) / np.linalg.norm(vecs.mean(0))
     track_part = min(np.linalg.norm(q - clip_vecs[tids == t].mean(0) / np.linalg.norm(clip_vecs[tids == t].mean(0)))
