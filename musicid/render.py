@@ -125,17 +125,14 @@ class _Synth:
     def close(self) -> None:
         self.synth.delete()
 
-    def samples(self, n: int, stereo: bool = False) -> np.ndarray:
-        """n frames of audio: a mono mix (n,), or (2, n) when stereo."""
-        out = np.empty((2, n), dtype=np.float32)
-        rc = self._write(self.synth.synth, n, out[0].ctypes.data, 0, 1, out[1].ctypes.data, 0, 1)
+    def write_into(self, buf: np.ndarray, pos: int, n: int) -> None:
+        """Synthesise n frames straight into buf[:, pos:pos + n] (buf: (2, frames) float32, C-contiguous):
+        no buffer is allocated or copied per call, which at one call per event was a quarter of the
+        render time (docs/PERFORMANCE.md)."""
+        offset = pos * buf.itemsize
+        rc = self._write(self.synth.synth, n, buf[0].ctypes.data + offset, 0, 1, buf[1].ctypes.data + offset, 0, 1)
         if rc != 0:
             raise RenderError("FluidSynth failed to synthesise audio")
-        if stereo:
-            return out
-        out[0] += out[1]
-        out[0] *= 0.5
-        return out[0]
 
 
 def send_event(synth: Any, kind: int, channel: int, a: int, b: int) -> None:
@@ -174,14 +171,14 @@ def render(midi: Midi, settings: RenderSettings = RenderSettings(), name: str = 
     total = int(min(midi.duration + RELEASE_SECONDS, limit) * sr)
     deadline = time.monotonic() + settings.timeout_seconds
     synth = _new_synth(settings)
-    out = np.zeros((2, total) if settings.stereo else total, dtype=np.float32)
+    out = np.zeros((2, total), dtype=np.float32)
     pos = 0
     s = synth.synth
     try:
         for t, kind, ch, a, b in midi.events:
             target = min(int(t * sr), total)
             if target > pos:
-                out[..., pos:target] = synth.samples(target - pos, settings.stereo)
+                synth.write_into(out, pos, target - pos)
                 pos = target
                 if time.monotonic() > deadline:
                     raise RenderError(
@@ -193,7 +190,7 @@ def render(midi: Midi, settings: RenderSettings = RenderSettings(), name: str = 
         block = sr
         while pos < total:
             n = min(block, total - pos)
-            out[..., pos:pos + n] = synth.samples(n, settings.stereo)
+            synth.write_into(out, pos, n)
             pos += n
             if time.monotonic() > deadline:
                 raise RenderError(f"{name}: render took over {settings.timeout_seconds:.0f} s, stopped")
@@ -203,6 +200,10 @@ def render(midi: Midi, settings: RenderSettings = RenderSettings(), name: str = 
         raise RenderError(f"{name}: FluidSynth failed ({type(e).__name__}: {e})") from e
     finally:
         synth.close()
+    if not settings.stereo:  # the mono mix, in place: (left + right) / 2
+        out[0] += out[1]
+        out[0] *= 0.5
+        out = out[0]
     peak = float(np.abs(out).max()) if total else 0.0
     if not np.isfinite(peak):
         raise RenderError(f"{name}: FluidSynth produced invalid samples")
