@@ -345,12 +345,23 @@ def eval_cmd(
     bootstrap: int = typer.Option(1000, "--bootstrap", min=0,
                                   help="Draws of whole works for the 95% intervals; 0: no intervals."),
     as_json: bool = typer.Option(False, "--json", help="Print eval.json to stdout."),
+    enrol: Path | None = typer.Option(None, "--enrol", exists=True, file_okay=False,
+                                      help="Cross-collection protocol: enrol this folder's composers with --model "
+                                           "(no training) and query DATA_DIR against them: its tracks by "
+                                           "enrolled composers are known, all others novel."),
+    model: Path | None = typer.Option(None, "--model", exists=True, dir_okay=False,
+                                      help="The embedder for --enrol (from musicid embedder train, trained "
+                                           "without DATA_DIR)."),
     naming: str | None = LEGACY_NAMING_OPT,
     novelty_view: str | None = LEGACY_VIEW_OPT,
 ) -> None:
-    """Cross-validate by work (both classifiers) and measure leave-one-composer-out novelty (every method)."""
+    """Cross-validate by work (both classifiers) and measure leave-one-composer-out novelty (every method);
+    or, with --enrol and --model, the cross-collection protocol."""
     from .evaluate import EvalOptions, evaluate, save_results
 
+    if enrol is not None or model is not None:
+        _cross_collection(data_dir, enrol, model, out_dir, bootstrap, cache_dir, as_json)
+        return
     with _errors(as_json, data_dir):
         b = _options(features, classifier, naming, novelty, novelty_view, group_by=group_by, epochs=epochs,
                      steps_per_epoch=steps_per_epoch, pitch_shift=pitch_shift, cache_dir=cache_dir)
@@ -407,6 +418,27 @@ def embedder_train(
               f"from {len(rep.collections)} collection(s) in {rep.seconds / 60:.1f} min"
               + (" (the model cache held it)" if rep.from_cache else ""), highlight=False, soft_wrap=True)
     out.print(f"licence of the weights: {rep.licence}", highlight=False, soft_wrap=True)
+
+
+def _cross_collection(query_dir: Path, enrol: Path | None, model: Path | None, out_dir: Path, bootstrap: int,
+                      cache_dir: Path | None, as_json: bool) -> None:
+    from .atomic import write_json
+    from .cross_collection import evaluate_cross_collection
+    from .indexer import build_options
+
+    if enrol is None or model is None:
+        _fail("the cross-collection protocol needs both --enrol DIR and --model MODEL", 2, as_json)
+        return
+    with _errors(as_json, query_dir), _progress(not as_json) as progress:
+        result = evaluate_cross_collection(model, enrol, query_dir, build_options(cache_dir=cache_dir), bootstrap,
+                                           progress)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_json(out_dir / "eval.json", result)
+    if as_json:
+        _echo_json(result)
+        return
+    from .display import print_cross_collection
+    print_cross_collection(out, result, out_dir / "eval.json")
 
 
 @app.command("render")

@@ -226,6 +226,34 @@ def print_eval(console: Console, summary: dict[str, Any], paths: Sequence[Path])
                   highlight=False, soft_wrap=True)
 
 
+def print_cross_collection(console: Console, r: dict[str, Any], path: Path) -> None:
+    """The cross-collection protocol's figures (cross_collection.evaluate_cross_collection)."""
+    a = r["all"]
+    console.print(f"enrolled {', '.join(r['enrolled'])} from {r['enrol_dir']} with {r['model']['path']} "
+                  f"(trained on {', '.join(r['model']['composers']) or 'composers it does not list'})",
+                  highlight=False, soft_wrap=True)
+    console.print(f"queried {r['query_dir']}: {a['known_tracks']} tracks by enrolled composers (known), "
+                  f"{a['novel_tracks']} by others (novel: "
+                  + ", ".join(f"{c} {n}" for c, n in r["novel_composers"].items()) + ")",
+                  highlight=False, soft_wrap=True)
+    t = Table(title="cross-collection")
+    for col in ("figure", "value", "95% interval"):
+        t.add_column(col, justify="left" if col == "figure" else "right")
+    n, nov, op = a["naming"], a["novelty"], a["open_set"]
+    t.add_row("known named right (accuracy)", f"{n['accuracy']:.3f}", "")
+    t.add_row("naming macro-F1", f"{n['macro_f1']:.3f}", interval_text(n, "macro_f1"))
+    t.add_row("novelty AUROC", f"{nov['auroc']:.3f}", interval_text(nov, "auroc"))
+    t.add_row("FPR at 95% TPR", f"{nov['fpr_at_95_tpr']:.3f}", "")
+    t.add_row("flagged: novel / known", f"{nov['flagged_novel']:.2f} / {nov['flagged_known']:.2f}", "")
+    t.add_row("open-set macro-F1 (unknown a class)", f"{op['macro_f1']:.3f}", interval_text(op, "macro_f1"))
+    unseen = r.get("novel_unseen_by_embedder")
+    if unseen and unseen["novel_tracks"]:
+        t.add_row("novelty AUROC, novel composers the embedder never saw",
+                  f"{unseen['novelty']['auroc']:.3f}", "")
+    console.print(t)
+    console.print(f"wall time {r['wall_seconds'] / 60:.1f} min; wrote {path}", highlight=False, soft_wrap=True)
+
+
 def _pyplot() -> Any:
     import matplotlib
 

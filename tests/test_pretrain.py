@@ -92,3 +92,30 @@ def test_embedder_train_through_the_cli(tmp_path: Path) -> None:
     assert rep["licence"] == "unknown: the training collections declare no licence"
     _, features, meta = load_checkpoint(tmp_path / "m.pt")
     assert features.representation == "pianoroll" and meta["train"]["composers_per_batch"] == 2
+
+
+def test_open_set_labels_make_every_other_composer_and_every_flag_unknown() -> None:
+    from musicid.cross_collection import UNKNOWN, open_set_labels
+
+    truth, pred = open_set_labels(["A", "B", "X", "X"], ["A", "A", "B", "A"], [False, False, True, False], {"A", "B"})
+    assert truth == ["A", "B", UNKNOWN, UNKNOWN] and pred == ["A", "A", UNKNOWN, "A"]
+
+
+def test_cross_collection_protocol_through_the_cli(general: Path, tmp_path: Path) -> None:
+    enrol = make_corpus(tmp_path / "enrol", ["Lowpiano", "Organ"], per_composer=6, seed=7)
+    query = make_corpus(tmp_path / "query", ["Lowpiano", "Organ", "Choir", "Highflute"], per_composer=4, seed=8)
+    r = CliRunner().invoke(app, ["eval", str(query), "--enrol", str(enrol), "--model", str(general), "--out",
+                                 str(tmp_path / "out"), "--bootstrap", "50", "--cache-dir", str(tmp_path / "c")])
+    assert r.exit_code == 0, r.output
+    result = json.loads((tmp_path / "out" / "eval.json").read_text())
+    assert result["enrolled"] == ["Lowpiano", "Organ"] and result["novel_composers"] == {"Choir": 4, "Highflute": 4}
+    every = result["all"]
+    assert every["known_tracks"] == 8 and every["novel_tracks"] == 8
+    assert every["naming"]["accuracy"] == 1.0  # Organ, never in the embedder's training, enrolled and named
+    assert every["novelty"]["auroc"] >= 0.75 and len(every["novelty"]["auroc_ci"]) == 2
+    assert set(every["open_set"]["labels"]) == {"Lowpiano", "Organ", "(unknown)"}
+    # Highflute was in the embedder's training: the figures without it count Choir alone as novel
+    assert result["novel_unseen_by_embedder"]["novel_tracks"] == 4
+    assert "novelty AUROC" in r.output and "open-set macro-F1" in r.output
+    r = CliRunner().invoke(app, ["eval", str(query), "--enrol", str(enrol)])
+    assert r.exit_code == 2 and "needs both --enrol DIR and --model MODEL" in r.stderr
