@@ -25,6 +25,9 @@ _CATALOG = re.compile(r"_([A-Za-z]{1,4}\d+[A-Za-z0-9]*)_\d+_")
 # one trailing movement marker after a separator: "-movement1", ".6", "_m2", " III", "-2b"
 _MOVEMENT_SUFFIX = re.compile(r"[\s_\-.]+(movement|mvt|mov|part|no|m)?\s*(\d+[a-z]?|[ivx]+)$", re.IGNORECASE)
 
+# a piece folder's movement number: after a number and a separator, "21-1", "664-3", "31-3_4"
+_FOLDER_MOVEMENT = re.compile(r"(?<=\d)[\-_.]\d+[a-z]?$")
+
 
 @dataclass(frozen=True)
 class TrackRef:
@@ -88,6 +91,14 @@ def scan_unlabelled(path: str | Path) -> list[TrackRef]:
     return [TrackRef(f, None) for f in files]
 
 
+def _piece_to_work(folder: str) -> str:
+    """A piece folder's work: its trailing movement numbers dropped while a number remains
+    ("21-1" -> "21", "31-3_4" -> "31"); a catalog id keeps its number ("bwv_846")."""
+    while (m := _FOLDER_MOVEMENT.search(folder)) and m.start() > 0:
+        folder = folder[:m.start()]
+    return folder
+
+
 def work_key(path: Path, composer: str | None, group_by: str | None = None,
              composer_dir: Path | None = None) -> str:
     """The work a file belongs to, as "<composer>/<key>".
@@ -110,7 +121,7 @@ def work_key(path: Path, composer: str | None, group_by: str | None = None,
         m = re.search(group_by, where)
         key = (m.group(1) if m and m.groups() else m.group(0)) if m else where
     elif len(folders) >= 2:
-        key = "/".join((*folders[:-1], _MOVEMENT_SUFFIX.sub("", folders[-1]) or folders[-1]))
+        key = "/".join((*folders[:-1], _piece_to_work(folders[-1])))
     else:
         m = _CATALOG.search(path.stem)
         key = m.group(1).upper() if m else (_MOVEMENT_SUFFIX.sub("", path.stem) or path.stem)

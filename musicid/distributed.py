@@ -106,7 +106,8 @@ def _prepare_batch(batch: dict[str, np.ndarray], render_settings: RenderSettings
                                            "features": features.as_dict()}) if cache_dir else None
     node = ray.get_runtime_context().get_node_id()
     rows: dict[str, list[Any]] = {k: [] for k in ("pos", "ok", "reason", "sha", "notes_hash", "duration",
-                                                  "rendered", "offsets", "clips", "shape", "symbolic", "sketch", "node")}
+                                                  "rendered", "offsets", "clips", "shape", "symbolic", "sketch",
+                                                  "node")}
     for pos, path in zip(batch["pos"], batch["path"], strict=True):
         r = _prepare_or_fail(Path(str(path)), render_settings, features, cache)
         rows["pos"].append(int(pos))

@@ -41,8 +41,8 @@ from .errors import IndexCorrupt
 from .faiss_index import ip_to_distance, make_faiss_index, search
 from .manifest import FORMAT, FORMAT_VERSION, Manifest, read_manifest_file
 from .midi import READER_VERSION
-from .spectral_stats import SpectralNorm
 from .piece_match import N_SLOTS
+from .spectral_stats import SpectralNorm
 from .symbolic_features import N_SYMBOLIC
 
 RAW_FILES = ("vectors.npy", "spectral_vectors.npy", "clips.parquet", "tracks.parquet", "spectral_norm.npy",

@@ -23,9 +23,9 @@ from .cache import FeatureCache
 from .errors import MidiError, MusicIdError, RenderError
 from .features import FeatureSettings, cut_clips, log_mel, piano_roll
 from .midi import Midi, parse_midi, read_midi_bytes
+from .piece_match import SKETCH_VERSION, piece_sketch
 from .progress import ProgressFn
 from .render import RenderSettings, render
-from .piece_match import SKETCH_VERSION, piece_sketch
 from .symbolic_features import SYMBOLIC_VERSION, symbolic_features_of
 
 
