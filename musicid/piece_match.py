@@ -7,8 +7,11 @@ it". The sketch keeps only the order of what is played:
 
 1. onset chords: the pitched notes' onsets, in time order, cut into chords: a note starting
    within CHORD_SECONDS of the chord's first onset joins it (a performer's spread chord is one
-   chord; a fast run is not). Each chord is its set of pitch classes, a 12-bit mask;
-2. shingles: every NGRAM consecutive chords, one integer (the masks packed 12 bits each);
+   chord; a fast run is not). Each chord is its set of pitch classes and its bass note (the
+   lowest pitch): a 12-bit mask plus 7 bits. Pitch classes alone gave music with few distinct
+   chords (a toy style of augmented triads) too few distinct shingles, and two unrelated pieces
+   matched; the bass keeps an inversion or a register apart;
+2. shingles: every NGRAM consecutive chords, hashed into one integer (splitmix64, chained);
 3. MinHash (A. Z. Broder, "On the resemblance and containment of documents", Compression and
    Complexity of Sequences 1997): N_SLOTS hash functions, each slot the least hash of any of the
    track's shingles. Two tracks' slots agree with probability equal to the Jaccard similarity of
@@ -35,9 +38,9 @@ CHORD_SECONDS = 0.05  # onsets within 50 ms of a chord's first onset belong to t
 NGRAM = 4  # consecutive chords per shingle
 N_SLOTS = 128  # MinHash slots per sketch
 MIN_SHINGLES = 8  # fewer distinct shingles than this: too little music to call anything the same piece
-SAME_PIECE = 0.12  # estimated Jaccard similarity from which two tracks are one piece
+SAME_PIECE = 0.10  # estimated Jaccard similarity from which two tracks are one piece
 EMPTY = np.uint32(0xFFFFFFFF)  # every slot of a track with too few shingles: it matches nothing
-SKETCH_VERSION = 1  # bumped whenever a sketch of the same notes can change (cached per file: prepare.py)
+SKETCH_VERSION = 2  # 2: chords carry their bass. Bumped when a sketch can change (prepare.py caches it)
 
 _M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
@@ -66,30 +69,34 @@ def onsets_of(events: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def onset_chords(onsets: np.ndarray, pitches: np.ndarray, window: float = CHORD_SECONDS) -> np.ndarray:
-    """(n_chords,) int64 pitch-class masks (bit p for pitch class p) of the onset chords.
+    """(n_chords,) int64 codes of the onset chords: bits 0-11 the pitch-class mask (bit p for pitch
+    class p), bits 12-18 the chord's lowest MIDI pitch.
 
     onsets: (n,) seconds, ascending; pitches: (n,) MIDI pitches. A chord starts at the first onset
     more than `window` seconds after the current chord's first onset."""
     masks: list[int] = []
+    basses: list[int] = []
     start = -np.inf
     for t, p in zip(onsets.tolist(), pitches.tolist(), strict=True):
         if t - start > window:
             masks.append(0)
+            basses.append(127)
             start = t
         masks[-1] |= 1 << (int(p) % 12)
-    return np.asarray(masks, dtype=np.int64)
+        basses[-1] = min(basses[-1], int(p))
+    return np.asarray(masks, dtype=np.int64) | (np.asarray(basses, dtype=np.int64) << 12)
 
 
 def shingles(chords: np.ndarray, n: int = NGRAM) -> np.ndarray:
-    """Sorted distinct shingles: every n consecutive chord masks packed into one uint64
-    (chord i of the window in bits 12 i .. 12 i + 11). n <= 5."""
+    """Sorted distinct shingles: every n consecutive chord codes hashed, in order, into one uint64
+    (h = mix64(h ^ chord) chord after chord: order matters, collisions about 2^-64)."""
     if len(chords) < n:
         return np.zeros(0, dtype=np.uint64)
     c = chords.astype(np.uint64)
-    packed = np.zeros(len(c) - n + 1, dtype=np.uint64)
+    h = np.zeros(len(c) - n + 1, dtype=np.uint64)
     for i in range(n):
-        packed |= c[i:len(c) - n + 1 + i] << np.uint64(12 * i)
-    return np.unique(packed)
+        h = _mix64(h ^ c[i:len(c) - n + 1 + i])
+    return np.unique(h)
 
 
 def minhash(shingle_set: np.ndarray, n_slots: int = N_SLOTS) -> np.ndarray:

@@ -96,15 +96,23 @@ def test_onset_chords_and_shingles_worked_by_hand() -> None:
     onsets = np.array([0.0, 0.03, 0.5, 0.52, 1.0])
     pitches = np.array([60, 76, 67, 59, 62])
     chords = pm.onset_chords(onsets, pitches)
-    assert chords.tolist() == [1 | 1 << 4, 1 << 7 | 1 << 11, 1 << 2]  # {C, E}, {G, B}, {D} as pitch-class bits
-    assert chords.tolist() == [17, 2176, 4]
-    assert pm.shingles(chords, 2).tolist() == sorted([17 | 2176 << 12, 2176 | 4 << 12])  # 8912913, 18560
-    assert pm.shingles(chords, 3).tolist() == [17 | 2176 << 12 | 4 << 24]
+    # pitch-class bits, and the bass (lowest MIDI pitch) from bit 12: {C, E} on C4, {G, B} on B3, {D} on D4
+    assert chords.tolist() == [(1 | 1 << 4) | 60 << 12, (1 << 7 | 1 << 11) | 59 << 12, (1 << 2) | 62 << 12]
+    assert chords.tolist() == [245777, 243840, 253956]
+    # the same pitch classes on another bass is another chord (an inversion, another register)
+    assert pm.onset_chords(np.array([0.0, 0.0]), np.array([64, 72])).tolist() == [(1 | 1 << 4) | 64 << 12]
+    # a shingle is the chain mix64(mix64(0 ^ a) ^ b): order matters
+    mix = pm._mix64
+    ab = mix(mix(np.uint64(0) ^ np.uint64(chords[0])) ^ np.uint64(chords[1]))
+    bc = mix(mix(np.uint64(0) ^ np.uint64(chords[1])) ^ np.uint64(chords[2]))
+    assert pm.shingles(chords, 2).tolist() == sorted([int(ab), int(bc)])
+    assert len(pm.shingles(chords, 3)) == 1 and pm.shingles(chords[::-1], 3).tolist() != pm.shingles(chords, 3).tolist()
     assert pm.shingles(chords, 4).tolist() == []  # fewer chords than a shingle needs
     # a chord is anchored at its first onset: 0.04 joins the chord at 0, 0.08 starts the next
-    assert pm.onset_chords(np.array([0.0, 0.04, 0.08]), np.array([60, 62, 64])).tolist() == [1 | 4, 16]
-    # another C+E+D: Jaccard of the 2-shingle sets {CE.GB, GB.D} and {CE.GB, GB.E} is 1/3
-    other = pm.shingles(np.array([17, 2176, 16]), 2)
+    assert pm.onset_chords(np.array([0.0, 0.04, 0.08]), np.array([60, 62, 64])).tolist() == [
+        (1 | 4) | 60 << 12, 16 | 64 << 12]
+    # C+E / G+B / E instead of D: the 2-shingle sets share one of three, Jaccard 1/3
+    other = pm.shingles(np.array([chords[0], chords[1], 16 | 64 << 12]), 2)
     assert pm.jaccard(pm.shingles(chords, 2), other) == pytest.approx(1 / 3)
 
 
@@ -119,7 +127,6 @@ def test_minhash_estimates_jaccard_and_too_little_music_matches_nothing() -> Non
 
 
 def test_sketch_ignores_timing_and_tells_pieces_apart(tmp_path: Path) -> None:
-    # (not Lowpiano: its chords are augmented triads, of which there are only four pitch-class sets)
     score = write_piece(tmp_path / "score.mid", "Organ", 3, seconds=20.0)
     retimed = perform(score, tmp_path / "retimed.mid", seed=1, wrong_notes=0, missed_notes=0)
     played = perform(score, tmp_path / "played.mid", seed=2)
