@@ -1,8 +1,11 @@
 """Composer-labelled MIDI folders: finding tracks, grouping them into works, splitting.
 
-A data folder is <root>/<Composer>/*.mid (also .midi, any case). A *work* is
-what must never straddle a train/held-out split: all movements of one catalog
-number, and every file with identical notes.
+A data folder is <root>/<Composer>/*.mid (also .midi, any case), with any
+folders between: Composer/Collection/piece.mid, or a folder per piece,
+Composer/Collection/Piece/{score,performance}.mid. A *work* is what must never
+straddle a train/held-out split: all movements of one catalog number or of one
+work folder, and every file with identical notes or of the same piece
+(piece_match.py).
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ MIDI_SUFFIXES = {".mid", ".midi", ".smf", ".kar"}
 _CATALOG = re.compile(r"_([A-Za-z]{1,4}\d+[A-Za-z0-9]*)_\d+_")
 # one trailing movement marker after a separator: "-movement1", ".6", "_m2", " III", "-2b"
 _MOVEMENT_SUFFIX = re.compile(r"[\s_\-.]+(movement|mvt|mov|part|no|m)?\s*(\d+[a-z]?|[ivx]+)$", re.IGNORECASE)
+
+# a piece folder's movement number: after a number and a separator, "21-1", "664-3", "31-3_4"
+_FOLDER_MOVEMENT = re.compile(r"(?<=\d)[\-_.]\d+[a-z]?$")
 
 
 @dataclass(frozen=True)
@@ -85,20 +91,50 @@ def scan_unlabelled(path: str | Path) -> list[TrackRef]:
     return [TrackRef(f, None) for f in files]
 
 
-def work_key(path: Path, composer: str | None, group_by: str | None = None) -> str:
-    """The work a file belongs to: catalog id, a --group-by match, or the stem less its movement."""
-    stem = path.stem
+def _piece_to_work(folder: str) -> str:
+    """A piece folder's work: its trailing movement numbers dropped while a number remains
+    ("21-1" -> "21", "31-3_4" -> "31"); a catalog id keeps its number ("bwv_846")."""
+    while (m := _FOLDER_MOVEMENT.search(folder)) and m.start() > 0:
+        folder = folder[:m.start()]
+    return folder
+
+
+def work_key(path: Path, composer: str | None, group_by: str | None = None,
+             composer_dir: Path | None = None) -> str:
+    """The work a file belongs to, as "<composer>/<key>".
+
+    path below composer_dir (the composer's folder; without it, path is taken as relative to it):
+    - two or more folders down (Composer/Collection/Piece/x.mid, ASAP's layout), the file is a
+      version of the piece its folder holds (a score, a performance): the key is the folder path,
+      its last part less one movement suffix ("Piano_Sonatas/21-1" -> "Piano_Sonatas/21");
+    - one folder down (Composer/Collection/x.mid, DCML's layout), the folder is a collection of
+      pieces: the key is the folder and the file's own key ("beethoven_piano_sonatas/01");
+    - directly in the composer folder: the file's own key, its catalog id ("_BWV1009_") or its stem
+      less one movement suffix.
+    group_by, a regex, overrides all of these: its first group (or match) in the path below the
+    composer folder, less the file suffix ("Piano_Sonatas/21-1/midi_score" or a flat file's stem).
+    Files a folder rule keeps apart can still be one piece: group_works joins them by their notes."""
+    rel = path.relative_to(composer_dir) if composer_dir is not None else path
+    folders = rel.parts[:-1]
     if group_by:
-        m = re.search(group_by, stem)
-        key = (m.group(1) if m and m.groups() else m.group(0)) if m else stem
+        where = rel.with_suffix("").as_posix()
+        m = re.search(group_by, where)
+        key = (m.group(1) if m and m.groups() else m.group(0)) if m else where
+    elif len(folders) >= 2:
+        key = "/".join((*folders[:-1], _piece_to_work(folders[-1])))
     else:
-        m = _CATALOG.search(stem)
-        key = m.group(1).upper() if m else (_MOVEMENT_SUFFIX.sub("", stem) or stem)
+        m = _CATALOG.search(path.stem)
+        key = m.group(1).upper() if m else (_MOVEMENT_SUFFIX.sub("", path.stem) or path.stem)
+        key = "/".join((*folders, key))
     return f"{composer or ''}/{key}"
 
 
-def group_works(keys: Sequence[str], notes_hashes: Sequence[str]) -> np.ndarray:
-    """Integer group per track: same work key or same notes means same group (union-find)."""
+def group_works(keys: Sequence[str], notes_hashes: Sequence[str], sketches: np.ndarray | None = None) -> np.ndarray:
+    """Integer group per track: the same work key, the same notes (notes hash) or the same piece
+    (piece_match sketches, (n, N_SLOTS), at least SAME_PIECE alike) means the same group (union-find).
+    A performance, an edition without repeats, or one sonata filed in two collections is one group."""
+    from .piece_match import same_piece_pairs
+
     parent = list(range(len(keys)))
 
     def find(i: int) -> int:
@@ -114,6 +150,9 @@ def group_works(keys: Sequence[str], notes_hashes: Sequence[str]) -> np.ndarray:
                 parent[find(i)] = find(first[label])
             else:
                 first[label] = i
+    if sketches is not None and len(keys):
+        for i, j in same_piece_pairs(sketches):
+            parent[find(int(i))] = find(int(j))
     roots = [find(i) for i in range(len(keys))]
     _, groups = np.unique(roots, return_inverse=True)
     return groups

@@ -114,7 +114,10 @@ def print_query(console: Console, r: TrackResult) -> None:
         parts = ", ".join(f"{PART_NAMES.get(v, v)} {x:.4f}" for v, x in r.novelty_parts.items())
         console.print(f"  from {parts}: the larger of the two, each counted in interquartile ranges above "
                       "held-out known tracks' median", highlight=False, soft_wrap=True)
-    if r.known_piece:
+    if r.known_piece and r.known_piece_match == "same piece":
+        console.print(f"  [yellow]known piece:[/yellow] a performance or edition of indexed track {r.known_piece} "
+                      f"(similarity {r.known_piece_similarity:.2f})", highlight=False, soft_wrap=True)
+    elif r.known_piece:
         console.print(f"  [yellow]known piece:[/yellow] same notes as indexed track {r.known_piece}", highlight=False)
     t = Table(title="composers")
     t.add_column("composer")

@@ -106,7 +106,8 @@ def _prepare_batch(batch: dict[str, np.ndarray], render_settings: RenderSettings
                                            "features": features.as_dict()}) if cache_dir else None
     node = ray.get_runtime_context().get_node_id()
     rows: dict[str, list[Any]] = {k: [] for k in ("pos", "ok", "reason", "sha", "notes_hash", "duration",
-                                                  "rendered", "offsets", "clips", "shape", "symbolic", "node")}
+                                                  "rendered", "offsets", "clips", "shape", "symbolic", "sketch",
+                                                  "node")}
     for pos, path in zip(batch["pos"], batch["path"], strict=True):
         r = _prepare_or_fail(Path(str(path)), render_settings, features, cache)
         rows["pos"].append(int(pos))
@@ -115,11 +116,13 @@ def _prepare_batch(batch: dict[str, np.ndarray], render_settings: RenderSettings
             for k, v in (("reason", ""), ("sha", r.sha256), ("notes_hash", r.notes_hash),
                          ("duration", r.duration), ("rendered", r.rendered_seconds),
                          ("offsets", ",".join(map(str, r.offsets))), ("clips", r.clips.tobytes()),
-                         ("shape", _shape(r.clips)), ("symbolic", r.symbolic.astype(np.float32).tobytes())):
+                         ("shape", _shape(r.clips)), ("symbolic", r.symbolic.astype(np.float32).tobytes()),
+                         ("sketch", r.sketch.astype(np.uint32).tobytes())):
                 rows[k].append(v)
         else:
             for k, v in (("reason", r.reason), ("sha", ""), ("notes_hash", ""), ("duration", 0.0),
-                         ("rendered", 0.0), ("offsets", ""), ("clips", b""), ("shape", ""), ("symbolic", b"")):
+                         ("rendered", 0.0), ("offsets", ""), ("clips", b""), ("shape", ""), ("symbolic", b""),
+                         ("sketch", b"")):
                 rows[k].append(v)
         rows["node"].append(node)
     return {k: np.asarray(v, dtype=object) for k, v in rows.items()}
@@ -134,7 +137,8 @@ def _from_row(row: dict[str, Any], path: Path, keep_clips: bool) -> Prepared | F
         clips = np.zeros((0, *_dims(row["shape"])[1:]), np.float16)
     return Prepared(path, str(row["sha"]), str(row["notes_hash"]), float(row["duration"]), float(row["rendered"]),
                     clips, [float(o) for o in str(row["offsets"]).split(",") if o],
-                    np.frombuffer(row["symbolic"], dtype=np.float32).copy(), False)
+                    np.frombuffer(row["symbolic"], dtype=np.float32).copy(),
+                    np.frombuffer(row["sketch"], dtype=np.uint32).copy(), False)
 
 
 def _tracks(ray: Any, paths: Sequence[Path], positions: list[int]) -> Any:

@@ -92,9 +92,10 @@ def add_tracks(index_dir: str | Path, data_dir: str | Path, cache_dir: Path | No
     keep_clips = ~store.clips["track_id"].isin(replaced["track_id"]).to_numpy()
     next_track = int(store.tracks["track_id"].max()) + 1 if len(store.tracks) else 0
     next_clip = int(store.clips["clip_id"].max()) + 1 if len(store.clips) else 0
-    works = [work_key(r.path, r.composer, store.manifest.settings.group_by) for r, _ in good]
-    groups = group_works(works, [p.notes_hash for _, p in good]) + (int(tracks["group"].max()) + 1
-                                                                     if len(tracks) else 0)
+    works = [work_key(r.path, r.composer, store.manifest.settings.group_by, data_dir / str(r.composer))
+             for r, _ in good]
+    first_group = int(tracks["group"].max()) + 1 if len(tracks) else 0
+    groups = group_works(works, [p.notes_hash for _, p in good], np.stack([p.sketch for _, p in good])) + first_group
     new_tracks: list[dict[str, Any]] = []
     new_clips: list[dict[str, Any]] = []
     new_vecs: list[np.ndarray] = []

@@ -6,7 +6,8 @@
       spectral_vectors.npy   each clip's standardised spectral statistics (spectral_stats.py), float16, same rows
       clips.parquet          clip_id, track_id, offset (s)
       tracks.parquet         track_id, path, composer, work, group, split, notes_hash, sha256, duration,
-                             n_clips, symbolic (the notes' symbolic features, symbolic_features.py)
+                             n_clips, symbolic (the notes' symbolic features, symbolic_features.py),
+                             sketch (which piece the notes are, whatever their timing: piece_match.py)
       spectral_norm.npy      the spectral statistics' standardisation: mean and std per dimension
       symbolic_norm.npy      the symbolic features' standardisation over the indexed tracks: mean and std
       index.faiss            FAISS over vectors.npy (ids = clip_id), derived; kept to load fast
@@ -40,6 +41,7 @@ from .errors import IndexCorrupt
 from .faiss_index import ip_to_distance, make_faiss_index, search
 from .manifest import FORMAT, FORMAT_VERSION, Manifest, read_manifest_file
 from .midi import READER_VERSION
+from .piece_match import N_SLOTS
 from .spectral_stats import SpectralNorm
 from .symbolic_features import N_SYMBOLIC
 
@@ -48,7 +50,7 @@ RAW_FILES = ("vectors.npy", "spectral_vectors.npy", "clips.parquet", "tracks.par
 DERIVED_FILES = ("index.faiss", "spectral.faiss", "centroids.npy", "track_vectors.npy", "linear_probe.npy")
 DATA_FILES = (*RAW_FILES, *DERIVED_FILES, "model.pt")
 TRACK_COLUMNS = ("track_id", "path", "composer", "work", "group", "split", "notes_hash", "sha256", "duration",
-                 "n_clips", "symbolic")
+                 "n_clips", "symbolic", "sketch")
 
 
 def default_index_dir() -> Path:
@@ -69,7 +71,7 @@ def track_row(track_id: int, path: str, composer: str, work: str, group: int, sp
     return {"track_id": track_id, "path": path, "composer": composer, "work": work, "group": int(group),
             "split": split, "notes_hash": prepared.notes_hash, "sha256": prepared.sha256,
             "duration": round(prepared.duration, 3), "n_clips": n_clips,
-            "symbolic": prepared.symbolic.astype(np.float32)}
+            "symbolic": prepared.symbolic.astype(np.float32), "sketch": prepared.sketch.astype(np.uint32)}
 
 
 def track_means(vectors: np.ndarray, clip_tracks: np.ndarray, track_ids: np.ndarray) -> np.ndarray:
@@ -316,6 +318,7 @@ def load_store(path: str | Path, verify: bool = True) -> IndexStore:
         (track_vectors.shape == (len(tracks), d), "track_vectors.npy does not match the tracks and vector size"),
         (symbolic_norm.shape == (2, N_SYMBOLIC), f"symbolic_norm.npy is not 2 x {N_SYMBOLIC}"),
         (not len(tracks) or ("symbolic" in tracks and all(len(v) == N_SYMBOLIC for v in tracks["symbolic"]))
+         and all(len(v) == N_SLOTS for v in tracks["sketch"])
          and list(tracks.columns) == list(TRACK_COLUMNS), "tracks.parquet does not have the columns of this version"),
         (probe.weights.shape == centroids.shape, "linear_probe.npy does not match composers and vector size"),
     ]

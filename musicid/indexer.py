@@ -176,8 +176,9 @@ def prepare_corpus(data_dir: Path, options: BuildOptions, model: Embedder | None
         else:
             prepared.append(res)
             composers_of.append(str(ref.composer))
-    works = [work_key(p.path, c, options.group_by) for p, c in zip(prepared, composers_of, strict=True)]
-    groups = group_works(works, [p.notes_hash for p in prepared])
+    works = [work_key(p.path, c, options.group_by, data_dir / c) for p, c in zip(prepared, composers_of, strict=True)]
+    groups = group_works(works, [p.notes_hash for p in prepared],
+                         np.stack([p.sketch for p in prepared]) if prepared else None)
     held = holdout_split(composers_of, groups, options.holdout_fraction, options.seed)
     return Corpus(data_dir, prepared, composers_of, works, groups, held, failures, warnings), embedded, ray_run
 

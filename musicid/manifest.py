@@ -29,7 +29,7 @@ from .novelty import Calibration, NoveltySettings
 from .render import RenderSettings
 
 FORMAT = "musicid-index"
-FORMAT_VERSION = 5  # 5: typed settings, raw vectors kept beside FAISS, field names of 0.2
+FORMAT_VERSION = 6  # 5: typed settings, raw vectors kept beside FAISS, field names of 0.2; 6: piece sketches
 LEGACY_CLASSIFIERS = {"vote": "knn", "head": "linear"}  # the names before 0.2 (--naming)
 
 

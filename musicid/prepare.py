@@ -23,6 +23,7 @@ from .cache import FeatureCache
 from .errors import MidiError, MusicIdError, RenderError
 from .features import FeatureSettings, cut_clips, log_mel, piano_roll
 from .midi import Midi, parse_midi, read_midi_bytes
+from .piece_match import SKETCH_VERSION, piece_sketch
 from .progress import ProgressFn
 from .render import RenderSettings, render
 from .symbolic_features import SYMBOLIC_VERSION, symbolic_features_of
@@ -42,6 +43,7 @@ class Prepared:
     clips: np.ndarray
     offsets: list[float]  # clip start times in seconds
     symbolic: np.ndarray  # (N_SYMBOLIC,) the notes' symbolic features (symbolic_features.py)
+    sketch: np.ndarray  # (piece_match.N_SLOTS,) uint32: which piece the notes are, whatever their timing
     cached: bool = False
 
 
@@ -52,21 +54,28 @@ class Failure:
     kind: str = "error"  # the error's class name (MidiError, RenderError), for `report --json`
 
 
-def _symbolic_meta(midi: Midi) -> dict[str, Any]:
-    return {"symbolic": symbolic_features_of(midi.events).tolist(), "symbolic_version": SYMBOLIC_VERSION}
+def _note_meta(midi: Midi) -> dict[str, Any]:
+    """What the notes give besides the spectrogram, cached with it: symbolic features and piece sketch."""
+    return {"symbolic": symbolic_features_of(midi.events).tolist(), "symbolic_version": SYMBOLIC_VERSION,
+            "sketch": piece_sketch(midi.events).tolist(), "sketch_version": SKETCH_VERSION}
+
+
+def _note_meta_current(meta: dict[str, Any]) -> bool:
+    return meta.get("symbolic_version") == SYMBOLIC_VERSION and meta.get("sketch_version") == SKETCH_VERSION
 
 
 def _from_spec(path: Path, sha: str, spec_np: np.ndarray, meta: dict[str, Any], features: FeatureSettings,
                cached: bool, data: bytes, cache: FeatureCache | None = None) -> Prepared:
-    if meta.get("symbolic_version") != SYMBOLIC_VERSION:  # cached before these features, or by another version
-        meta = {**meta, **_symbolic_meta(parse_midi(data, path.name))}
+    if not _note_meta_current(meta):  # cached before these features or the sketch, or by another version
+        meta = {**meta, **_note_meta(parse_midi(data, path.name))}
         if cache:
             cache.put(sha, spec_np, meta)
     clips, starts = cut_clips(torch.from_numpy(spec_np), features)
     fps = features.frames_per_second
     return Prepared(path, sha, meta["notes_hash"], float(meta["duration"]),
                     float(meta["rendered_seconds"]), clips.numpy(),
-                    [round(s / fps, 3) for s in starts], np.asarray(meta["symbolic"], dtype=np.float32), cached)
+                    [round(s / fps, 3) for s in starts], np.asarray(meta["symbolic"], dtype=np.float32),
+                    np.asarray(meta["sketch"], dtype=np.uint32), cached)
 
 
 def cached_track(path: Path, features: FeatureSettings, cache: FeatureCache) -> Prepared | None:
@@ -99,7 +108,7 @@ def prepare_track(path: Path, render_settings: RenderSettings, features: Feature
         spec = log_mel(torch.from_numpy(audio), features)
     spec_np = spec.numpy().astype(np.float16)
     meta = {"notes_hash": midi.notes_hash, "duration": midi.duration, "rendered_seconds": seconds,
-            **_symbolic_meta(midi)}
+            **_note_meta(midi)}
     if cache:
         cache.put(sha, spec_np, meta)
     return _from_spec(path, sha, spec_np, meta, features, False, data)

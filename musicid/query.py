@@ -8,8 +8,10 @@ For a track cut into clips and embedded:
 - centroid distances: the track's mean vector against each composer centroid;
 - novelty, by the index's novelty method (novelty.py), flagged above the
   threshold the index calibrated on held-out known tracks;
-- known piece: an indexed track with exactly the same notes, which names the
-  composer with confidence 1.
+- known piece: an indexed track with exactly the same notes ("same notes", by
+  the notes hash) or, failing that, the same piece played or edited otherwise
+  ("same piece": a performance, an edition without repeats; by the piece
+  sketch, piece_match.py); either names the composer with confidence 1.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 from .faiss_index import ip_to_distance
 from .index_store import IndexStore
 from .novelty import TrackQuery, final_score, mean_vector, raw_scores
+from .piece_match import SAME_PIECE, similarities
 from .progress import ProgressFn
 from .spectral_stats import spectral_stats
 
@@ -49,7 +52,9 @@ class TrackResult:
     threshold: float
     novel: bool
     n_clips: int
-    known_piece: str | None = None  # indexed track with the same notes
+    known_piece: str | None = None  # indexed track with the same notes, or else of the same piece
+    known_piece_match: str | None = None  # "same notes" (notes hash) or "same piece" (piece sketch)
+    known_piece_similarity: float | None = None  # the sketches' estimated Jaccard similarity, 0..1
     neighbours: list[Neighbour] = field(default_factory=list)
     classifier: str = "linear"  # how the composer was chosen: "knn" or "linear"
     novelty_method: str = "fused"
@@ -86,8 +91,30 @@ def classify(store: IndexStore, vectors: np.ndarray, neighbour_tracks: np.ndarra
     return shares(neighbour_composers(store, neighbour_tracks[:, :k]), len(store.composers))
 
 
+def known_piece(store: IndexStore, notes_hash: str | None, sketch: np.ndarray | None,
+                exclude_tracks: Sequence[int] = ()) -> tuple[int, str, float] | None:
+    """(tracks-table row, "same notes" | "same piece", sketch similarity) of the indexed track a query
+    is a copy of, or None: first an equal notes hash, else the most similar piece sketch at or above
+    piece_match.SAME_PIECE. sketch: (N_SLOTS,) uint32."""
+    allowed = ~store.tracks["track_id"].isin(list(exclude_tracks)).to_numpy()
+    table = np.stack(store.tracks["sketch"].to_numpy()) if len(store.tracks) else None
+    sims = similarities(sketch, table) if sketch is not None and table is not None else None
+    if notes_hash is not None:
+        same = np.flatnonzero((store.tracks["notes_hash"] == notes_hash).to_numpy() & allowed)
+        if len(same):
+            row = int(same[0])
+            return row, "same notes", float(sims[row]) if sims is not None else 1.0
+    if sims is not None:
+        sims = np.where(allowed, sims, 0.0)
+        row = int(np.argmax(sims))
+        if sims[row] >= SAME_PIECE:
+            return row, "same piece", float(sims[row])
+    return None
+
+
 def score_track(store: IndexStore, q: TrackQuery, path: str, notes_hash: str | None = None, k: int = DEFAULT_K,
-                exclude_tracks: Sequence[int] = (), n_neighbours: int = 5) -> TrackResult:
+                exclude_tracks: Sequence[int] = (), n_neighbours: int = 5,
+                sketch: np.ndarray | None = None) -> TrackResult:
     """Name and score one track (its clip vectors, spectral statistics and symbolic features) against
     the index.
 
@@ -115,20 +142,20 @@ def score_track(store: IndexStore, q: TrackQuery, path: str, notes_hash: str | N
                   store.clip_offset(cid))
         for t, (d, cid) in sorted(nearest.items(), key=lambda kv: kv[1][0])[:n_neighbours]
     ]
-    known = None
     composer, confidence = composers[best], float(probs[best])
-    if notes_hash is not None:
-        same = store.tracks[store.tracks.notes_hash == notes_hash]
-        same = same[~same["track_id"].isin(list(exclude_tracks))]  # track ids, not table rows
-        if len(same):  # the same notes as an indexed track: the index knows who wrote it
-            known = str(same.iloc[0]["path"])
-            composer, confidence = str(same.iloc[0]["composer"]), 1.0
+    found = known_piece(store, notes_hash, sketch, exclude_tracks)
+    if found is not None:  # the same notes or piece as an indexed track: the index knows who wrote it
+        row, match, similarity = found
+        composer, confidence = str(store.tracks.iloc[row]["composer"]), 1.0
     return TrackResult(
         path=path, composer=composer, confidence=confidence,
         probabilities={c: round(float(v), 4) for c, v in zip(composers, probs, strict=True)},
         centroid_distances={c: round(float(d), 4) for c, d in zip(composers, cdist, strict=True)},
         novelty=round(novelty, 4), threshold=store.threshold, novel=novelty > store.threshold,
-        n_clips=len(q.vectors), known_piece=known, neighbours=neighbours, classifier=settings.classifier,
+        n_clips=len(q.vectors), known_piece=str(store.tracks.iloc[found[0]]["path"]) if found else None,
+        known_piece_match=found[1] if found else None,
+        known_piece_similarity=round(found[2], 4) if found else None,
+        neighbours=neighbours, classifier=settings.classifier,
         novelty_method=novelty_settings.method,
         novelty_parts={m: round(x, 4) for m, x in parts.items()} if novelty_settings.method == "fused" else {},
     )
@@ -177,7 +204,8 @@ class QueryEngine:
         vectors = embed_clips(self.model, torch.from_numpy(prepared.clips))
         spectral = spectral_stats(prepared.clips) if "spectral-knn" in self.store.manifest.settings.novelty.parts \
             else None
-        return score_track(self.store, TrackQuery(vectors, spectral, prepared.symbolic), name, prepared.notes_hash, k)
+        return score_track(self.store, TrackQuery(vectors, spectral, prepared.symbolic), name, prepared.notes_hash, k,
+                           sketch=prepared.sketch)
 
     def query(self, path: str | Path, k: int = DEFAULT_K) -> TrackResult:
         """Render, embed and score one MIDI file; raises MidiError/RenderError on a bad file."""

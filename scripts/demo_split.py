@@ -28,7 +28,7 @@ def main() -> None:
     args = ap.parse_args()
     files = sorted(args.corpus.glob("*/*.mid"))
     composers = [f.parent.name for f in files]
-    groups = group_works([work_key(f, c, args.group_by) for f, c in zip(files, composers, strict=True)],
+    groups = group_works([work_key(f, c, args.group_by, f.parent) for f, c in zip(files, composers, strict=True)],
                          [str(f) for f in files])
     held = holdout_split(composers, groups, args.fraction, seed=0)
     for d in (args.train, args.test):

@@ -104,7 +104,7 @@ def test_scan_reports_bad_layouts(tmp_path: Path) -> None:
 def test_build_writes_a_self_describing_index(built_index: Path, corpus: Path) -> None:
     store = load_store(built_index)
     m = json.loads((built_index / "manifest.json").read_text())
-    assert m["format_version"] == 5 and m["composers"] == ["Highflute", "Lowpiano", "Strings"]
+    assert m["format_version"] == 6 and m["composers"] == ["Highflute", "Lowpiano", "Strings"]
     assert set(m["files"]) == {"vectors.npy", "spectral_vectors.npy", "clips.parquet", "tracks.parquet",
                                "spectral_norm.npy", "symbolic_norm.npy", "index.faiss", "spectral.faiss",
                                "centroids.npy", "track_vectors.npy", "linear_probe.npy", "model.pt"}
