@@ -29,7 +29,7 @@ from .embedder import load_checkpoint
 from .errors import DataDirError
 from .indexer import BuildOptions, build_index
 from .metrics import auroc, classification_report, fpr_at_tpr, group_bootstrap, percentile_interval
-from .prepare import Failure, Prepared, prepare_many
+from .prepare import Failure, prepare_many
 from .progress import ProgressFn
 from .query import QueryEngine
 
@@ -105,15 +105,17 @@ def evaluate_cross_collection(model: Path, enrol_dir: Path, query_dir: Path,
             r = engine.score(p, str(ref.path.relative_to(query_dir)))
             rows.append({"path": r.path, "composer": str(ref.composer), "named": r.composer,
                          "novelty": r.novelty, "novel": r.novel, "known_piece": r.known_piece,
-                         "work": work_key(ref.path, str(ref.composer), options.group_by),
-                         "notes_hash": p.notes_hash if isinstance(p, Prepared) else ""})
+                         "work": work_key(ref.path, str(ref.composer), options.group_by,
+                                          query_dir / str(ref.composer)),
+                         "notes_hash": p.notes_hash, "sketch": p.sketch})
             if progress:
                 progress("embed", n + 1, len(refs))
     known = set(report.composers)
     if not any(r["composer"] in known for r in rows) or all(r["composer"] in known for r in rows):
         raise DataDirError(f"{query_dir}: the query collection needs tracks by enrolled composers "
                            f"({', '.join(sorted(known))}) and by others")
-    groups = group_works([str(r["work"]) for r in rows], [str(r["notes_hash"]) for r in rows])
+    groups = group_works([str(r["work"]) for r in rows], [str(r["notes_hash"]) for r in rows],
+                         np.stack([r.pop("sketch") for r in rows]))
     draws = group_bootstrap(groups, [r["composer"] for r in rows], bootstrap) if bootstrap else None
     unseen = [r for r in rows if r["composer"] in known or r["composer"] not in seen_by_embedder]
     return {
