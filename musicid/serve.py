@@ -552,8 +552,16 @@ def _version() -> str:
 def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Load the index and serve it until interrupted (raises ServeError on a non-loopback bind
     without a token, and the index's own errors when it cannot be loaded)."""
+    import faiss
+    import torch
     import uvicorn
 
+    from .prepare import default_workers
+
     check_bind(host, config.token)
+    # each of the `workers` threads gets its share of the cores, not all of them (no oversubscription)
+    threads = max(1, default_workers() // (config.workers or default_workers()))
+    torch.set_num_threads(threads)
+    faiss.omp_set_num_threads(threads)
     app = create_app(config)
     uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
