@@ -18,8 +18,8 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from musicid.cli import app as cli_app
-from musicid.errors import ServeError
-from musicid.midi import NOTE_OFF, NOTE_ON, load_midi
+from musicid.errors import MidiError, RenderError, ServeError
+from musicid.midi import NOTE_OFF, NOTE_ON, load_midi, parse_midi
 from musicid.serve import ServeConfig, check_bind, clip_window, create_app, safe_name
 
 from .conftest import write_piece
@@ -298,3 +298,16 @@ def test_the_page_is_served_without_outside_resources(client: TestClient) -> Non
         r = client.get(asset)
         assert r.status_code == 200 and "http://" not in r.text.replace("http://www.w3.org/2000/svg", "")
         assert "https://" not in r.text
+
+
+def test_a_render_past_its_bound_is_504_and_a_bad_file_422(tmp_path: Path) -> None:
+    from musicid.render import RenderSettings, render
+    from musicid.serve import error_status
+
+    midi = load_midi(write_piece(tmp_path / "p.mid", "Strings", seed=2, seconds=4))
+    with pytest.raises(RenderError) as slow:
+        render(midi, RenderSettings(timeout_seconds=0.0), "p.mid")
+    assert error_status(slow.value) == 504
+    with pytest.raises(MidiError) as bad:
+        parse_midi(b"MThd", "x.mid")
+    assert error_status(bad.value) == 422
