@@ -98,6 +98,19 @@ def check_bind(host: str, token: str | None) -> None:
                          "(bind 127.0.0.1, or pass --token)")
 
 
+def check_port(host: str, port: int) -> None:
+    """Raise ServeError, in one line, when host:port cannot be listened on (in use, no such address)."""
+    import socket
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(address)
+    except OSError as e:
+        raise ServeError(f"cannot listen on {host}:{port}: {e.strerror or e}") from e
+
+
 def safe_name(name: str | None) -> str:
     """A display and file name from an upload's client-given name: its last part only, odd characters
     replaced, ending .mid/.midi; never a path."""
@@ -559,6 +572,7 @@ def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000) -> Non
     from .prepare import default_workers
 
     check_bind(host, config.token)
+    check_port(host, port)
     # each of the `workers` threads gets its share of the cores, not all of them (no oversubscription)
     threads = max(1, default_workers() // (config.workers or default_workers()))
     torch.set_num_threads(threads)

@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import shutil
+import socket
 import threading
 import wave
 from collections.abc import Iterator
@@ -289,6 +290,12 @@ def test_no_open_bind_without_a_token(built_index: Path) -> None:
         check_bind("0.0.0.0", None)
     r = CliRunner().invoke(cli_app, ["serve", "--index", str(built_index), "--host", "192.168.1.5"])
     assert r.exit_code == 1 and r.stderr.startswith("error: refusing to listen on 192.168.1.5 without --token")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = CliRunner().invoke(cli_app, ["serve", "--index", str(built_index), "--port", str(port)])
+    assert r.exit_code == 1 and r.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}: Address already in use")
 
 
 def test_the_page_is_served_without_outside_resources(client: TestClient) -> None:

@@ -8,6 +8,7 @@ const PALETTE = ["#2f6fdf", "#d97706", "#059669", "#9333ea", "#dc2626", "#0891b2
 let indexInfo = null;
 let indexMap = null;
 const colours = {};
+const PART_NAMES = { track: "embedding distance", score: "score-statistics distance" };
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -74,10 +75,11 @@ function gauge(result) {
   const hi = Math.max(result.threshold * 1.6, result.novelty + 0.5, 1);
   const at = (x) => `${(100 * (x - lo) / (hi - lo)).toFixed(1)}%`;
   const scale = el("div", { class: "gauge", title: "green: like the indexed composers; red: past the threshold" },
-    el("div", { class: "threshold", style: `left:${at(result.threshold)}` }),
+    el("div", { class: "threshold", style: `left:${at(result.threshold)}`, title: "threshold" },
+       el("span", { text: "threshold" })),
     el("div", { class: "score", style: `left:${at(result.novelty)}` }));
   const verdict = result.novel ? "flagged novel" : "known composer";
-  const parts = Object.entries(result.novelty_parts || {}).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(", ");
+  const parts = Object.entries(result.novelty_parts || {}).map(([k, v]) => `${PART_NAMES[k] || k} ${v.toFixed(3)}`).join(", ");
   return el("div", {}, el("h3", { text: "novelty against the threshold" }), scale,
     el("div", { class: "gauge-text novelty", text:
       `novelty ${result.novelty.toFixed(4)} (threshold ${result.threshold.toFixed(4)}) \u2192 ${verdict}` +
