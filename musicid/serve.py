@@ -113,11 +113,8 @@ def check_port(host: str, port: int) -> None:
 
 def safe_name(name: str | None) -> str:
     """A display and file name from an upload's client-given name: its last part only, odd characters
-    replaced, ending .mid/.midi; never a path."""
-    base = re.sub(r"[^\w.\- ]", "_", Path((name or "").replace("\\", "/")).name).lstrip(". ")[:120]
-    if not base:
-        base = "upload.mid"
-    return base if base.lower().endswith((".mid", ".midi")) else base + ".mid"
+    replaced; never a path."""
+    return re.sub(r"[^\w.\- ]", "_", Path((name or "").replace("\\", "/")).name).lstrip(". ")[:120] or "upload.mid"
 
 
 def check_midi_bytes(data: bytes, name: str, limit: int) -> None:
@@ -357,8 +354,8 @@ class Service:
         with self._edit_lock, tempfile.TemporaryDirectory(dir=self._tmp) as tmp:
             folder = Path(tmp) / composer
             folder.mkdir()
-            for name, data in files:
-                (folder / name).write_bytes(data)
+            for name, data in files:  # index add reads .mid and .midi files only
+                (folder / (name if name.lower().endswith((".mid", ".midi")) else f"{name}.mid")).write_bytes(data)
             try:
                 rep = add_tracks(self.config.index_dir, tmp, self.config.cache_dir, workers=1)
             except DataDirError as e:

@@ -101,7 +101,7 @@ def test_report_ranks_files_and_lists_bad_ones(client: TestClient, tmp_path: Pat
     assert [r["novelty"] for r in body["results"]] == sorted((s["novelty"] for s in singles.values()), reverse=True)
     assert {r["path"]: r for r in body["results"]} == singles
     assert body["failures"] == [{"path": "empty.mid", "reason": "empty file"},
-                                {"path": "notes.txt.mid", "reason": "not a MIDI file (no MThd header)"}]
+                                {"path": "notes.txt", "reason": "not a MIDI file (no MThd header)"}]
     in_order = client.post("/report?novel=false", files=files[:2]).json()["results"]
     assert [r["path"] for r in in_order] == ["k.mid", "u.mid"]
 
