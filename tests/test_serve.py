@@ -8,6 +8,7 @@ import json
 import shutil
 import socket
 import threading
+import warnings
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,6 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from musicid.cli import app as cli_app
@@ -25,6 +25,10 @@ from musicid.serve import ServeConfig, check_bind, clip_window, create_app, safe
 
 from .conftest import write_piece
 from .test_bad_input import BAD_FILES
+
+with warnings.catch_warnings():  # starlette 1.x asks for httpx2 in place of httpx, which works the same
+    warnings.simplefilter("ignore", UserWarning)
+    from fastapi.testclient import TestClient
 
 TOKEN = "s3cret-token"
 
