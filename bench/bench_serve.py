@@ -42,6 +42,11 @@ def rss_mb(pid: int) -> float:
 
 
 def in_process(track: Path, index: Path, repeats: int) -> None:
+    import faiss
+    import torch
+
+    torch.set_num_threads(1)  # as bench_query.py, and as `musicid serve --workers 2` gives each worker on 2 cores
+    faiss.omp_set_num_threads(1)
     data = track.read_bytes()
     QueryEngine.open(index).query(track)  # imports and first-call costs out of the way for both
     cold = []

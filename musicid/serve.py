@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+import torch
 from fastapi import FastAPI, File, Form, Header, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -185,6 +186,30 @@ class EmbeddingMap:
         return [round(float(v), 5) for v in (np.asarray(vector, np.float64) - self.mean) @ self.components.T]
 
 
+class RecordingModel(torch.nn.Module):
+    """The embedder, passed through, keeping on each thread what it returned: the page gets a query's
+    clip vectors from the one embedding QueryEngine.score makes, instead of embedding twice."""
+
+    def __init__(self, inner: Any):
+        super().__init__()
+        self.inner = inner
+        self.dims = inner.dims
+        self.local = threading.local()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(n, rows, frames) clips -> (n, embed_dim) unit vectors, as the inner model; kept for `take`."""
+        out: torch.Tensor = self.inner(x)
+        self.local.outputs = [*getattr(self.local, "outputs", []), out]
+        return out
+
+    def take(self) -> np.ndarray:
+        """(n_clips, embed_dim) float32: everything embedded on this thread since the last take."""
+        outputs, self.local.outputs = getattr(self.local, "outputs", []), []
+        if not outputs:
+            return np.zeros((0, self.dims.embed_dim), np.float32)
+        return torch.cat(outputs).numpy().astype(np.float32)
+
+
 @dataclass
 class Loaded:
     """One version of the index, with what the service derives from it."""
@@ -215,7 +240,8 @@ class Service:
     def _load(self) -> Loaded:
         from .query import QueryEngine
 
-        engine = QueryEngine.open(self.config.index_dir)
+        opened = QueryEngine.open(self.config.index_dir)
+        engine = replace(opened, model=RecordingModel(opened.model))
         tracks = engine.store.tracks
         return Loaded(engine, EmbeddingMap(engine.store.track_vectors),
                       {str(p): int(t) for p, t in zip(tracks["path"], tracks["track_id"], strict=True)})
@@ -254,22 +280,22 @@ class Service:
         finally:
             path.unlink(missing_ok=True)
             folder.rmdir()
+        engine.model.take()  # nothing left over from an earlier call that failed on this thread
         result = engine.score(prepared, name, k)
+        vectors = engine.model.take()
         out = result.as_dict()
         if explain:
-            out["explain"] = self._explain(state, data, name, prepared, result, k)
+            out["explain"] = self._explain(state, data, name, prepared, vectors, result, k)
         return out
 
-    def _explain(self, state: Loaded, data: bytes, name: str, prepared: Any, result: Any, k: int) -> dict[str, Any]:
+    def _explain(self, state: Loaded, data: bytes, name: str, prepared: Any, vectors: np.ndarray, result: Any,
+                 k: int) -> dict[str, Any]:
         """What the page needs beyond the result: where the upload's audio is, which of its clips
-        lies nearest each neighbour, and the track's place on the embedding map."""
-        import torch
-
-        from .embedder import embed_clips
+        (vectors: (n_clips, d), as embedded for the result) lies nearest each neighbour, and the
+        track's place on the embedding map."""
         from .query import mean_vector
 
         store = state.engine.store
-        vectors = embed_clips(state.engine.model, torch.from_numpy(prepared.clips))
         dist, ids = store.search(vectors, k)
         tids = store.track_of(ids)
         qid = hashlib.sha256(data).hexdigest()[:16]
@@ -498,12 +524,13 @@ def create_app(config: ServeConfig) -> BodyLimit:
                                                              "audio ids, the place on the embedding map")
                     ) -> JSONResponse:
         name, data = await read(file)
-        return JSONResponse(await service.run(lambda: service.query(data, name, k, explain), config.query_timeout))
+        work = lambda: service.query(data, name, k, explain)  # noqa: E731
+        return JSONResponse(await service.run(work, service.config.query_timeout))
 
     @api.post("/report", summary="Several MIDI files: rows as `musicid report --json` (most novel first)")
     async def report(files: list[UploadFile] = File(...), novel: bool = True) -> JSONResponse:
         uploads = [await read(f) for f in files]
-        timeout = config.query_timeout * max(1, len(uploads))
+        timeout = service.config.query_timeout * max(1, len(uploads))
         return JSONResponse(await service.run(lambda: service.report(uploads, novel), timeout))
 
     @api.get("/index", summary="What `musicid index info --json` gives: the index's manifest")
@@ -530,25 +557,27 @@ def create_app(config: ServeConfig) -> BodyLimit:
              response_class=Response, responses={200: {"content": {"audio/wav": {}}}})
     async def track_audio(track_id: int, offset: float = Query(0.0, ge=0),
                           seconds: float = Query(10.0, gt=0, le=MAX_AUDIO_SECONDS)) -> Response:
-        return wav(await service.run(lambda: service.track_audio(track_id, offset, seconds), config.render_timeout))
+        work = lambda: service.track_audio(track_id, offset, seconds)  # noqa: E731
+        return wav(await service.run(work, service.config.render_timeout))
 
     @api.get("/queries/{upload}/audio", summary="A WAV of an uploaded query from `offset` s",
              response_class=Response, responses={200: {"content": {"audio/wav": {}}}})
     async def upload_audio(upload: str, offset: float = Query(0.0, ge=0),
                            seconds: float = Query(10.0, gt=0, le=MAX_AUDIO_SECONDS)) -> Response:
-        return wav(await service.run(lambda: service.upload_audio(upload, offset, seconds), config.render_timeout))
+        work = lambda: service.upload_audio(upload, offset, seconds)  # noqa: E731
+        return wav(await service.run(work, service.config.render_timeout))
 
     @api.post("/tracks", summary="Add files as one composer's tracks (`index add`); needs the token")
     async def add_tracks(composer: str = Form(...), files: list[UploadFile] = File(...),
                          authorization: str | None = Header(None)) -> JSONResponse:
         require_token(authorization)
         uploads = [await read(f) for f in files]
-        return JSONResponse(await service.run(lambda: service.add(composer, uploads), config.edit_timeout))
+        return JSONResponse(await service.run(lambda: service.add(composer, uploads), service.config.edit_timeout))
 
     @api.delete("/tracks/{track_id}", summary="Remove one track (`index remove --track`); needs the token")
     async def remove_track(track_id: int, authorization: str | None = Header(None)) -> JSONResponse:
         require_token(authorization)
-        return JSONResponse(await service.run(lambda: service.remove(track_id), config.edit_timeout))
+        return JSONResponse(await service.run(lambda: service.remove(track_id), service.config.edit_timeout))
 
     return BodyLimit(api, config.max_request_bytes)
 

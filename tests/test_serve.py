@@ -11,6 +11,7 @@ import threading
 import warnings
 import wave
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -260,6 +261,7 @@ def test_a_query_past_its_time_bound_is_504_and_the_worker_comes_back(built_inde
         assert r.status_code == 504 and r.json() == {"error": "gave up after 0.2 s"}
         release.set()
         monkeypatch.setattr(service, "query", real)
+        service.config = replace(service.config, query_timeout=60.0)
         assert c.post("/query", files=upload(first_track(corpus))).status_code == 200
         service.pending = service.workers * 8  # as many waiting as the queue holds
         r = c.post("/query", files=upload(first_track(corpus)))
@@ -269,8 +271,9 @@ def test_a_query_past_its_time_bound_is_504_and_the_worker_comes_back(built_inde
 
 def test_workers_serve_requests_in_parallel(built_index: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two requests that each wait for the other finish only if two workers run them at once."""
-    for workers, expected in ((2, [200, 200]), (1, [504, 504])):
-        api = create_app(ServeConfig(built_index, workers=workers, query_timeout=1.5))
+    # one worker: the first waits for a partner that never starts, past the 1.5 s bound (the barrier gives up at 3 s)
+    for workers, timeout, expected in ((2, 60.0, [200, 200]), (1, 1.5, [504, 504])):
+        api = create_app(ServeConfig(built_index, workers=workers, query_timeout=timeout))
         service = api.app.state.service  # type: ignore[attr-defined]
         meet = threading.Barrier(2, timeout=3)
         real = service.query
