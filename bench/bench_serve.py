@@ -29,6 +29,8 @@ from musicid.midi import load_midi
 from musicid.query import QueryEngine
 from musicid.serve import ServeConfig, Service
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 def pct(xs: list[float], q: float) -> float:
     return float(np.percentile(xs, q))
@@ -54,6 +56,12 @@ def in_process(track: Path, index: Path, repeats: int) -> None:
         t = time.perf_counter()
         QueryEngine.open(index).query(track)
         cold.append(time.perf_counter() - t)
+    fresh = []
+    for _ in range(3):  # what every `musicid query` costs: a new process, its imports, the index loaded
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "musicid", "query", str(track), "--index", str(index), "--json"],
+                       check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+        fresh.append(time.perf_counter() - t)
     service = Service(ServeConfig(index, workers=1))
     warm, explained = [], []
     for _ in range(repeats):
@@ -66,17 +74,19 @@ def in_process(track: Path, index: Path, repeats: int) -> None:
     service.close()
     print(f"track {track.name}: {load_midi(track).duration:.0f} s of music")
     print(f"{'in-process query':38s} {'p50 s':>7s} {'p95 s':>7s}")
-    for name, xs in (("CLI-style cold (open index + query)", cold), ("service, warm (POST /query's work)", warm),
+    for name, xs in (("fresh process (musicid query --json)", fresh), ("CLI-style cold (open index + query)", cold),
+                     ("service, warm (POST /query's work)", warm),
                      ("service, warm, explain=true (page)", explained)):
         print(f"{name:38s} {pct(xs, 50):7.3f} {pct(xs, 95):7.3f}")
-    print(f"ratio cold / warm (p50): {pct(cold, 50) / pct(warm, 50):.1f}x")
+    print(f"ratio to warm (p50): fresh process {pct(fresh, 50) / pct(warm, 50):.1f}x, "
+          f"in-process cold {pct(cold, 50) / pct(warm, 50):.1f}x")
 
 
 def load_test(track: Path, index: Path, requests: int, concurrency: int, workers: int) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     with tempfile.TemporaryDirectory() as cache:
         env["MUSICID_CACHE"] = cache
         proc = subprocess.Popen([sys.executable, "-m", "musicid", "serve", "--index", str(index), "--port",
@@ -97,13 +107,17 @@ def load_test(track: Path, index: Path, requests: int, concurrency: int, workers
                     r = client.post("/query", files={"file": (track.name, data, "audio/midi")})
                     return time.perf_counter() - t, r.status_code
 
+                results: list[tuple[float, int]] = []
+                rss = []
                 with ThreadPoolExecutor(concurrency) as pool:
                     list(pool.map(one, range(2 * concurrency)))  # warm-up: first calls, allocator growth
                     before = rss_mb(proc.pid)
                     t = time.perf_counter()
-                    results = list(pool.map(one, range(requests)))
+                    for quarter in range(4):  # RSS after each quarter: flat, or growing?
+                        results += pool.map(one, range(quarter * requests // 4, (quarter + 1) * requests // 4))
+                        rss.append(rss_mb(proc.pid))
                     wall = time.perf_counter() - t
-                after = rss_mb(proc.pid)
+                after = rss[-1]
                 health = client.get("/healthz").json()
         finally:
             proc.terminate()
@@ -114,7 +128,8 @@ def load_test(track: Path, index: Path, requests: int, concurrency: int, workers
           f"({health['tracks']} indexed tracks)")
     print(f"latency p50 {pct(lat, 50):.3f} s, p95 {pct(lat, 95):.3f} s; throughput {requests / wall:.2f} requests/s; "
           f"errors {errors}")
-    print(f"server RSS {before:.0f} MB after warm-up, {after:.0f} MB after the test ({after - before:+.0f} MB)")
+    print(f"server RSS {before:.0f} MB after warm-up; after each quarter of the test "
+          f"{', '.join(f'{r:.0f}' for r in rss)} MB ({after - before:+.0f} MB in all)")
     print(json.dumps({"p50": pct(lat, 50), "p95": pct(lat, 95), "rps": requests / wall, "errors": errors,
                       "rss_before_mb": before, "rss_after_mb": after}))
 
