@@ -1,56 +1,30 @@
-"""`musicid serve`: the index as an HTTP service (FastAPI), and a page at / to hear why.
+"""The service behind `musicid serve`: the index loaded once, and what each endpoint does.
 
-The index and its embedder are loaded once; every request runs the library's own
-query path (prepare.prepare_track + QueryEngine.score), so `POST /query` answers
-exactly what `musicid query --json` prints. CPU-bound work runs on a bounded
-thread pool (`workers` threads, torch and FAISS release the GIL), never on the
-event loop, each call under a wall-clock bound (504 past it; 503 when too many
-wait). Uploads are read into memory (at most MAX_UPLOAD_BYTES a file) and only
-ever written under names the server chooses: a fresh private temporary folder
-for the query, `<sources>/<sha256>.mid` for tracks added to the index.
-
-Audio: `GET /tracks/{id}/audio?offset=S&seconds=N` renders that stretch of an
-indexed track with the index's SoundFont (render.render) and returns a 16-bit
-mono WAV; the track's MIDI file is found by content (its sha256 in the tracks
-table) in the sources folder or at the index's data_dir/path. Uploaded queries
-are kept in memory (LRU, UPLOAD_CACHE_BYTES) so that their clips can be heard
-the same way: `GET /queries/{id}/audio`.
-
-Editing (`POST /tracks`, `DELETE /tracks/{id}`) calls index_edit, which
-replaces the index directory whole; the engine is then reloaded and swapped in,
-so the next query sees the edit. Edits need `Authorization: Bearer TOKEN` and
-are off unless the server was started with a token.
+Everything here runs on the worker threads, never on the event loop (app.py puts it there),
+and is thread-safe: a query works on the engine it started with; an edit swaps in a new one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import hmac
 import io
-import ipaddress
-import json
 import os
 import re
 import tempfile
 import threading
 import wave
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 import torch
-from fastapi import FastAPI, File, Form, Header, Query, Request, UploadFile
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
-from fastapi.staticfiles import StaticFiles
 
-from .errors import DataDirError, IndexNotFound, MidiError, MusicIdError, RenderError, ServeError, SoundFontError
+from ..errors import DataDirError, MidiError, RenderError
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # one MIDI file; real scores are KBs
 MAX_REQUEST_BYTES = 64 * 1024 * 1024  # one request body, all files together
@@ -58,7 +32,6 @@ MAX_AUDIO_SECONDS = 60.0  # longest stretch one audio request renders
 UPLOAD_CACHE_BYTES = 64 * 1024 * 1024  # uploaded queries kept for their audio
 MAP_POINTS = 5000  # at most this many tracks drawn on the embedding map
 QUEUE_PER_WORKER = 8  # requests waiting per worker thread before 503
-STATIC_DIR = Path(__file__).parent / "static"
 T = TypeVar("T")
 
 
@@ -84,32 +57,6 @@ class HttpError(Exception):
     def __init__(self, status: int, reason: str):
         super().__init__(reason)
         self.status = status
-
-
-def check_bind(host: str, token: str | None) -> None:
-    """Refuse a non-loopback bind without a token (raise ServeError)."""
-    if host == "localhost":
-        return
-    try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback and not token:
-        raise ServeError(f"refusing to listen on {host} without --token: anyone who can reach it could use it "
-                         "(bind 127.0.0.1, or pass --token)")
-
-
-def check_port(host: str, port: int) -> None:
-    """Raise ServeError, in one line, when host:port cannot be listened on (in use, no such address)."""
-    import socket
-
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-        with socket.socket(family, kind, proto) as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind(address)
-    except OSError as e:
-        raise ServeError(f"cannot listen on {host}:{port}: {e.strerror or e}") from e
 
 
 def safe_name(name: str | None) -> str:
@@ -145,7 +92,7 @@ def clip_window(midi: Any, offset: float, seconds: float) -> Any:
     at 0 s. Raises HttpError 416 when offset is past the end of the piece."""
     if offset >= midi.duration:
         raise HttpError(416, f"offset {offset:g} s is past the end of the piece ({midi.duration:.1f} s)")
-    from .midi import NOTE_OFF, NOTE_ON
+    from ..midi import NOTE_OFF, NOTE_ON
 
     setup: list[tuple[float, int, int, int, int]] = []
     sounding: dict[tuple[int, int], int] = {}
@@ -223,8 +170,8 @@ class Service:
     """The loaded index and what each endpoint does, off the event loop (thread-safe)."""
 
     def __init__(self, config: ServeConfig):
-        from .cache import default_cache_dir
-        from .prepare import default_workers
+        from ..cache import default_cache_dir
+        from ..prepare import default_workers
 
         self.config = config
         self.workers = config.workers or default_workers()
@@ -238,7 +185,7 @@ class Service:
         self.state = self._load()
 
     def _load(self) -> Loaded:
-        from .query import QueryEngine
+        from ..query import QueryEngine
 
         opened = QueryEngine.open(self.config.index_dir)
         engine = replace(opened, model=RecordingModel(opened.model))
@@ -266,7 +213,7 @@ class Service:
 
     def query(self, data: bytes, name: str, k: int, explain: bool) -> dict[str, Any]:
         """One uploaded file's result (TrackResult.as_dict()), with `explain` for the page."""
-        from .prepare import prepare_track
+        from ..prepare import prepare_track
 
         state = self.state
         engine = state.engine
@@ -293,7 +240,7 @@ class Service:
         """What the page needs beyond the result: where the upload's audio is, which of its clips
         (vectors: (n_clips, d), as embedded for the result) lies nearest each neighbour, and the
         track's place on the embedding map."""
-        from .query import mean_vector
+        from ..query import mean_vector
 
         store = state.engine.store
         dist, ids = store.search(vectors, k)
@@ -356,8 +303,8 @@ class Service:
         return self._render(hit[1], hit[0], offset, seconds)
 
     def _render(self, data: bytes, name: str, offset: float, seconds: float) -> bytes:
-        from .midi import parse_midi
-        from .render import render
+        from ..midi import parse_midi
+        from ..render import render
 
         if not (offset >= 0 and 0 < seconds <= MAX_AUDIO_SECONDS):
             raise HttpError(422, f"offset must be >= 0 and seconds in (0, {MAX_AUDIO_SECONDS:g}]")
@@ -369,8 +316,8 @@ class Service:
 
     def add(self, composer: str, files: list[tuple[str, bytes]]) -> dict[str, Any]:
         """Add uploaded files as tracks by `composer` (index add); the next query sees them."""
-        from .index_edit import add_tracks
-        from .midi import parse_midi
+        from ..index_edit import add_tracks
+        from ..midi import parse_midi
 
         if not re.fullmatch(r"[^\W_][\w .'-]{0,79}", composer):
             raise HttpError(422, f"composer name '{composer[:80]}' must be letters, digits, spaces, . ' or -")
@@ -397,7 +344,7 @@ class Service:
 
     def remove(self, track_id: int) -> dict[str, Any]:
         """Remove one track by id (index remove --track); the next query no longer finds it."""
-        from .index_edit import remove_tracks
+        from ..index_edit import remove_tracks
 
         with self._edit_lock:
             paths = {t: p for p, t in self.state.track_of_path.items()}
@@ -409,199 +356,3 @@ class Service:
                 raise HttpError(409, str(e)) from e
             self.state = self._load()
         return asdict(rep)
-
-
-def error_status(e: Exception) -> int:
-    """The HTTP status of a domain error."""
-    if isinstance(e, HttpError):
-        return e.status
-    if isinstance(e, RenderError) and "took over" in str(e):
-        return 504
-    if isinstance(e, MidiError | RenderError | DataDirError):
-        return 422
-    if isinstance(e, SoundFontError | IndexNotFound):
-        return 503
-    return 500
-
-
-class BodyLimit:
-    """ASGI wrapper: a request body over `limit` bytes gets 413, whether or not it says its length."""
-
-    def __init__(self, app: Any, limit: int):
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        too_large = JSONResponse({"error": f"request body over {self.limit / 1048576:.0f} MB"}, 413)
-        length = dict(scope.get("headers", [])).get(b"content-length", b"0")
-        if length.isdigit() and int(length) > self.limit:
-            await too_large(scope, receive, send)
-            return
-        seen, over, started = 0, False, False
-
-        async def counted() -> Any:
-            nonlocal seen, over
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.limit:
-                over = True
-                raise HttpError(413, "request body too large")
-            return message
-
-        async def guarded(message: Any) -> None:
-            nonlocal started
-            if not over:
-                started = True
-                await send(message)
-
-        try:
-            await self.app(scope, counted, guarded)
-        except HttpError:
-            if not over:
-                raise
-        if over and not started:
-            await too_large(scope, receive, send)
-
-
-def create_app(config: ServeConfig) -> BodyLimit:
-    """The ASGI app: FastAPI (at `.app`, its Service at `.app.state.service`) inside a body limit."""
-    service = Service(config)
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
-        service.close()
-
-    api = FastAPI(title="musicid", version=_version(), lifespan=lifespan,
-                  description="Who composed this MIDI file, or is it by nobody the index knows? "
-                              "The same answers as the musicid command line, from an index loaded once.")
-    api.state.service = service
-
-    @api.exception_handler(MusicIdError)
-    @api.exception_handler(HttpError)
-    async def domain_error(request: Request, e: Exception) -> JSONResponse:
-        return JSONResponse({"error": str(e)}, error_status(e))
-
-    @api.exception_handler(RequestValidationError)
-    async def bad_request(request: Request, e: RequestValidationError) -> JSONResponse:
-        first = e.errors()[0] if e.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "request"
-        return JSONResponse({"error": f"{where}: {first.get('msg', 'invalid request')}"}, 422)
-
-    async def read(upload: UploadFile) -> tuple[str, bytes]:
-        name = safe_name(upload.filename)
-        data = await upload.read(config.max_upload_bytes + 1)
-        if len(data) > config.max_upload_bytes:
-            raise HttpError(413, f"{name}: over the {config.max_upload_bytes / 1048576:.0f} MB upload limit")
-        return name, data
-
-    def require_token(authorization: str | None) -> None:
-        if not config.token:
-            raise HttpError(403, "editing is off: start musicid serve with --token")
-        scheme, _, given = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), config.token.encode()):
-            raise HttpError(401, "editing needs the header 'Authorization: Bearer TOKEN' with the server's token")
-
-    def wav(data: bytes) -> Response:
-        return Response(data, media_type="audio/wav", headers={"Cache-Control": "max-age=3600"})
-
-    @api.get("/", include_in_schema=False)
-    async def page() -> FileResponse:
-        return FileResponse(STATIC_DIR / "index.html")
-
-    api.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-
-    @api.get("/healthz", summary="Liveness, and what is loaded")
-    async def healthz() -> dict[str, Any]:
-        store = service.state.engine.store
-        return {"ok": True, "tracks": len(store.tracks), "composers": store.composers, "workers": service.workers}
-
-    @api.post("/query", summary="One MIDI file: the same JSON as `musicid query --json`")
-    async def query(file: UploadFile = File(...), k: int = Query(10, ge=1, le=100),
-                    explain: bool = Query(False, description="add what the page needs: clip offsets, "
-                                                             "audio ids, the place on the embedding map")
-                    ) -> JSONResponse:
-        name, data = await read(file)
-        work = lambda: service.query(data, name, k, explain)  # noqa: E731
-        return JSONResponse(await service.run(work, service.config.query_timeout))
-
-    @api.post("/report", summary="Several MIDI files: rows as `musicid report --json` (most novel first)")
-    async def report(files: list[UploadFile] = File(...), novel: bool = True) -> JSONResponse:
-        uploads = [await read(f) for f in files]
-        timeout = service.config.query_timeout * max(1, len(uploads))
-        return JSONResponse(await service.run(lambda: service.report(uploads, novel), timeout))
-
-    @api.get("/index", summary="What `musicid index info --json` gives: the index's manifest")
-    async def index() -> JSONResponse:
-        return JSONResponse(json.loads(json.dumps(service.state.engine.store.manifest, default=str)))
-
-    @api.get("/index/map", summary="The indexed tracks on a 2-D PCA of their mean vectors")
-    async def index_map() -> dict[str, Any]:
-        state = service.state
-        tracks = state.engine.store.tracks
-        keep = np.linspace(0, len(tracks) - 1, min(len(tracks), MAP_POINTS)).round().astype(int)
-        return {"points": [{"track_id": int(tracks["track_id"].iat[i]), "path": str(tracks["path"].iat[i]),
-                            "composer": str(tracks["composer"].iat[i]),
-                            "x": round(float(state.map.points[i, 0]), 5), "y": round(float(state.map.points[i, 1]), 5)}
-                           for i in (keep if len(tracks) else [])]}
-
-    @api.get("/tracks", summary="Every indexed track: id, path, composer, clips")
-    async def tracks() -> list[dict[str, Any]]:
-        t = service.state.engine.store.tracks
-        return [{"track_id": int(i), "path": str(p), "composer": str(c), "n_clips": int(n)}
-                for i, p, c, n in zip(t["track_id"], t["path"], t["composer"], t["n_clips"], strict=True)]
-
-    @api.get("/tracks/{track_id}/audio", summary="A WAV of an indexed track from `offset` s, rendered now",
-             response_class=Response, responses={200: {"content": {"audio/wav": {}}}})
-    async def track_audio(track_id: int, offset: float = Query(0.0, ge=0),
-                          seconds: float = Query(10.0, gt=0, le=MAX_AUDIO_SECONDS)) -> Response:
-        work = lambda: service.track_audio(track_id, offset, seconds)  # noqa: E731
-        return wav(await service.run(work, service.config.render_timeout))
-
-    @api.get("/queries/{upload}/audio", summary="A WAV of an uploaded query from `offset` s",
-             response_class=Response, responses={200: {"content": {"audio/wav": {}}}})
-    async def upload_audio(upload: str, offset: float = Query(0.0, ge=0),
-                           seconds: float = Query(10.0, gt=0, le=MAX_AUDIO_SECONDS)) -> Response:
-        work = lambda: service.upload_audio(upload, offset, seconds)  # noqa: E731
-        return wav(await service.run(work, service.config.render_timeout))
-
-    @api.post("/tracks", summary="Add files as one composer's tracks (`index add`); needs the token")
-    async def add_tracks(composer: str = Form(...), files: list[UploadFile] = File(...),
-                         authorization: str | None = Header(None)) -> JSONResponse:
-        require_token(authorization)
-        uploads = [await read(f) for f in files]
-        return JSONResponse(await service.run(lambda: service.add(composer, uploads), service.config.edit_timeout))
-
-    @api.delete("/tracks/{track_id}", summary="Remove one track (`index remove --track`); needs the token")
-    async def remove_track(track_id: int, authorization: str | None = Header(None)) -> JSONResponse:
-        require_token(authorization)
-        return JSONResponse(await service.run(lambda: service.remove(track_id), service.config.edit_timeout))
-
-    return BodyLimit(api, config.max_request_bytes)
-
-
-def _version() -> str:
-    from . import __version__
-
-    return str(__version__)
-
-
-def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Load the index and serve it until interrupted (raises ServeError on a non-loopback bind
-    without a token, and the index's own errors when it cannot be loaded)."""
-    import faiss
-    import torch
-    import uvicorn
-
-    from .prepare import default_workers
-
-    check_bind(host, config.token)
-    check_port(host, port)
-    # each of the `workers` threads gets its share of the cores, not all of them (no oversubscription)
-    threads = max(1, default_workers() // (config.workers or default_workers()))
-    torch.set_num_threads(threads)
-    faiss.omp_set_num_threads(threads)
-    app = create_app(config)
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
