@@ -11,6 +11,7 @@ import hashlib
 import io
 import os
 import re
+import shutil
 import tempfile
 import threading
 import wave
@@ -194,7 +195,9 @@ class Service:
                       {str(p): int(t) for p, t in zip(tracks["path"], tracks["track_id"], strict=True)})
 
     def close(self) -> None:
+        """Stop taking work and remove this process's temporary folder."""
         self.pool.shutdown(wait=False, cancel_futures=True)
+        shutil.rmtree(self._tmp, ignore_errors=True)
 
     async def run(self, fn: Callable[[], T], timeout: float) -> T:
         """fn() on the worker pool, 503 when too many wait, 504 past `timeout` seconds (the thread
