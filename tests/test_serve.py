@@ -161,6 +161,8 @@ def test_an_upload_is_never_written_where_its_name_points(client: TestClient, co
     service = client.app.app.state.service  # type: ignore[attr-defined]
     assert list(service._tmp.iterdir()) == []  # the server's own temporary copy is gone too
     assert safe_name("a/b/c.midi") == "c.midi" and safe_name("") == "upload.mid" and safe_name("..") == "upload.mid"
+    long = client.post("/query", files=upload(first_track(corpus), "\u00e9" * 200 + ".mid"))  # 402 bytes of UTF-8
+    assert long.status_code == 200 and long.json()["path"] == "\u00e9" * 60
 
 
 def wav_info(data: bytes) -> tuple[int, int, int, np.ndarray]:

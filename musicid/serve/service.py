@@ -62,8 +62,9 @@ class HttpError(Exception):
 
 def safe_name(name: str | None) -> str:
     """A display and file name from an upload's client-given name: its last part only, odd characters
-    replaced; never a path."""
-    return re.sub(r"[^\w.\- ]", "_", Path((name or "").replace("\\", "/")).name).lstrip(". ")[:120] or "upload.mid"
+    replaced, at most 120 bytes of UTF-8 (a file name may have 255); never a path."""
+    base = re.sub(r"[^\w.\- ]", "_", Path((name or "").replace("\\", "/")).name).lstrip(". ")
+    return base.encode()[:120].decode(errors="ignore") or "upload.mid"
 
 
 def check_midi_bytes(data: bytes, name: str, limit: int) -> None:
