@@ -101,7 +101,7 @@ def test_drop_a_file_see_the_verdict_and_hear_the_neighbour(server: str, browser
     verdict = card.find_element(By.CSS_SELECTOR, ".verdict")
     assert verdict.get_attribute("data-composer") == expected["composer"] == "Highflute"
     bars = card.find_elements(By.CSS_SELECTOR, ".bar")
-    assert {b.get_attribute("data-composer") for b in bars} == set(expected["votes"])  # type: ignore[arg-type]
+    assert {b.get_attribute("data-composer") for b in bars} == set(expected["probabilities"])  # type: ignore[arg-type]
     assert f"novelty {expected['novelty']:.4f}" in card.find_element(By.CSS_SELECTOR, ".novelty").text
     assert len(card.find_elements(By.CSS_SELECTOR, "tr.neighbour")) == len(expected["neighbours"])  # type: ignore
     assert card.find_elements(By.CSS_SELECTOR, "svg .query-point")

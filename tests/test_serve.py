@@ -190,7 +190,8 @@ def test_audio_of_an_indexed_clip_and_of_the_query(client: TestClient, corpus: P
 
 def test_audio_of_a_track_whose_file_moved_says_where_it_looked(built_index: Path, tmp_path: Path) -> None:
     with client_for(ServeConfig(built_index, workers=1, cache_dir=tmp_path)) as c:
-        c.app.app.state.service.state.engine.store.manifest["data_dir"] = str(tmp_path / "gone")  # type: ignore
+        store = c.app.app.state.service.state.engine.store  # type: ignore[attr-defined]
+        store.manifest = store.manifest.with_about(data_dir=str(tmp_path / "gone"))
         r = c.get("/tracks/0/audio")
     assert r.status_code == 404 and r.json()["error"].startswith(f"track 0: its MIDI file is no longer at {tmp_path}")
 
@@ -221,13 +222,13 @@ def test_add_and_remove_are_seen_by_the_next_query(editable: TestClient, tmp_pat
     auth = {"Authorization": f"Bearer {TOKEN}"}
     organ = [write_piece(tmp_path / f"organ {i}.mid", "Organ", seed=300 + i) for i in range(4)]
     probe = editable.post("/query", files=upload(organ[3])).json()
-    assert "Organ" not in probe["votes"]
+    assert "Organ" not in probe["probabilities"]
     r = editable.post("/tracks", data={"composer": "Organ"}, headers=auth,
                       files=[("files", (p.name, p.read_bytes())) for p in organ[:3]])
     assert r.status_code == 200, r.text
     assert r.json()["added"] == {"Organ": 3} and r.json()["tracks"] == 21
     after = editable.post("/query", files=upload(organ[3])).json()
-    assert "Organ" in after["votes"] and after["neighbours"][0]["composer"] == "Organ"
+    assert "Organ" in after["probabilities"] and after["neighbours"][0]["composer"] == "Organ"
     assert "Organ" in editable.get("/index").json()["composers"]
     added = {t["path"]: t["track_id"] for t in editable.get("/tracks").json()}["Organ/organ 0.mid"]
     assert editable.get(f"/tracks/{added}/audio?seconds=2").status_code == 200  # found by content

@@ -173,7 +173,7 @@ def create_app(config: ServeConfig) -> BodyLimit:
 
     @api.get("/index", summary="What `musicid index info --json` gives: the index's manifest")
     async def index() -> JSONResponse:
-        return JSONResponse(json.loads(json.dumps(service.state.engine.store.manifest, default=str)))
+        return JSONResponse(json.loads(json.dumps(service.state.engine.store.manifest.as_dict(), default=str)))
 
     @api.get("/index/map", summary="The indexed tracks on a 2-D PCA of their mean vectors")
     async def index_map() -> dict[str, Any]:

@@ -192,6 +192,7 @@ class Service:
         opened = QueryEngine.open(self.config.index_dir)
         engine = replace(opened, model=RecordingModel(opened.model))
         tracks = engine.store.tracks
+        assert engine.store.track_vectors is not None  # derived on load
         return Loaded(engine, EmbeddingMap(engine.store.track_vectors),
                       {str(p): int(t) for p, t in zip(tracks["path"], tracks["track_id"], strict=True)})
 
@@ -244,11 +245,10 @@ class Service:
         """What the page needs beyond the result: where the upload's audio is, which of its clips
         (vectors: (n_clips, d), as embedded for the result) lies nearest each neighbour, and the
         track's place on the embedding map."""
-        from ..query import mean_vector
+        from ..novelty import mean_vector
 
         store = state.engine.store
-        dist, ids = store.search(vectors, k)
-        tids = store.track_of(ids)
+        dist, _, tids = store.search_clips(vectors, k)
         qid = hashlib.sha256(data).hexdigest()[:16]
         self._remember(qid, name, data)
         neighbours = []
@@ -289,7 +289,7 @@ class Service:
         if rows.empty:
             raise HttpError(404, f"no track {track_id} in the index")
         path, sha = str(rows.iloc[0]["path"]), str(rows.iloc[0]["sha256"])
-        data_dir = Path(str(store.manifest.get("data_dir", "")))
+        data_dir = Path(str(store.manifest.about.get("data_dir", "")))
         for candidate in (self.sources / f"{sha}.mid", data_dir / path):
             try:
                 data = candidate.read_bytes()

@@ -8,7 +8,7 @@ const PALETTE = ["#2f6fdf", "#d97706", "#059669", "#9333ea", "#dc2626", "#0891b2
 let indexInfo = null;
 let indexMap = null;
 const colours = {};
-const PART_NAMES = { track: "embedding distance", score: "score-statistics distance" };
+const PART_NAMES = { "track-knn": "embedding distance", "symbolic-knn": "symbolic-feature distance" };
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -45,7 +45,7 @@ async function loadIndex() {
     (indexInfo.composers || []).forEach(colour);
     const n = indexInfo.counts ? `${indexInfo.counts.tracks} tracks, ${indexInfo.counts.clips} clips` : "";
     document.getElementById("index-summary").textContent =
-      `Index: ${indexInfo.composers.join(", ")} (${n}); novelty threshold ${indexInfo.novelty.threshold.toFixed(4)}.`;
+      `Index: ${indexInfo.composers.join(", ")} (${n}); novelty threshold ${indexInfo.calibration.threshold.toFixed(4)}.`;
   } catch (e) {
     document.getElementById("index-summary").textContent = `Index not available: ${e.message}`;
   }
@@ -58,8 +58,8 @@ function audio(url, label) {
 }
 
 function bars(result) {
-  const box = el("div", {}, el("h3", { text: result.naming === "head" ? "composer probabilities" : "composer votes" }));
-  const order = Object.entries(result.votes).sort((a, b) => b[1] - a[1]);
+  const box = el("div", {}, el("h3", { text: result.classifier === "knn" ? "composer votes" : "composer probabilities" }));
+  const order = Object.entries(result.probabilities).sort((a, b) => b[1] - a[1]);
   for (const [composer, p] of order) {
     const row = el("div", { class: "bar" + (composer === result.composer ? " winner" : ""), "data-composer": composer },
       el("span", { text: composer }),
@@ -145,7 +145,7 @@ function render(card, name, result) {
   card.append(el("h2", {}, `${name}: `,
     el("span", { class: "verdict " + (result.novel ? "novel" : "known"), "data-composer": result.composer,
                  text: verdict })));
-  const how = result.naming === "head" ? "linear head" : "k-NN vote";
+  const how = result.classifier === "knn" ? "k-NN vote" : "linear probe";
   card.append(el("p", { class: "subtitle", text:
     `composer ${result.composer}, confidence ${result.confidence.toFixed(2)} (${how} over ${result.n_clips} clips)` +
     (result.known_piece ? `; known piece: same notes as ${result.known_piece}` : "") }));
