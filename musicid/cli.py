@@ -460,6 +460,22 @@ def render_cmd(
               highlight=False, soft_wrap=True)
 
 
+@app.command("serve")
+def serve_cmd(
+    index: Path | None = INDEX_OPT,
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; other than loopback needs --token."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535, help="Port to listen on."),
+    token: str | None = typer.Option(None, "--token", envvar="MUSICID_TOKEN",
+                                     help="Bearer token that allows POST /tracks and DELETE /tracks/ID."),
+    workers: int = typer.Option(0, "--workers", min=0, help="Requests served in parallel [default: one per core]."),
+) -> None:
+    """Serve the index over HTTP (API docs at /docs) with a page at / to hear why."""
+    from .serve import ServeConfig, serve
+
+    with _errors():
+        serve(ServeConfig(_index_dir(index), token=token, workers=workers), host, port)
+
+
 def optional_values(argv: list[str], options: tuple[str, ...] = ("--ray",), default: str = "local") -> list[str]:
     """Let an option take an optional value, which typer cannot express: `--ray` alone (last, or
     followed by another option) means `--ray local`."""

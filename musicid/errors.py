@@ -37,3 +37,7 @@ class IndexMismatch(MusicIdError):
 
 class TrainingError(MusicIdError):
     """The embedder cannot be trained on the data given."""
+
+
+class ServeError(MusicIdError):
+    """The service cannot start as asked (an unsafe bind, a port in use)."""

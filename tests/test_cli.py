@@ -27,7 +27,7 @@ def test_help_lists_every_command_and_imports_no_heavy_library() -> None:
 
     code, out, _ = run("--help")
     commands = {line.split()[0] for line in out.split("Commands:")[1].splitlines() if line.strip()}
-    assert code == 0 and commands == {"index", "corpus", "embedder", "query", "report", "eval", "render"}
+    assert code == 0 and commands == {"index", "corpus", "embedder", "query", "report", "eval", "render", "serve"}
     code, out, _ = run("index", "--help")
     assert {line.split()[0] for line in out.split("Commands:")[1].splitlines() if line.strip()} == {
         "build", "add", "remove", "info"}
