@@ -1,0 +1,143 @@
+"""What every command shares: the Typer apps, the consoles, one-line errors, progress bars, JSON
+output, and the options index build and eval have in common."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from ..choices import Classifier, NoveltyMethod, Representation
+from ..errors import MusicIdError
+
+# rich_markup_mode=None: click's plain usage errors ("Error: Invalid value for '--features': ..."), one line
+# a script can read, instead of a boxed panel
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="Tell who composed a MIDI file, or that it is by nobody the index knows.")
+index_app = typer.Typer(no_args_is_help=True, help="Build and inspect an index.")
+app.add_typer(index_app, name="index")
+corpus_app = typer.Typer(no_args_is_help=True, help="A starter corpus from music21's bundled scores.")
+app.add_typer(corpus_app, name="corpus")
+embedder_app = typer.Typer(no_args_is_help=True, help="Train a general embedder once, to enrol any folder with.")
+app.add_typer(embedder_app, name="embedder")
+
+out = Console()
+err = Console(stderr=True)
+
+STAGES = {"export": "Exporting scores", "render": "Preparing tracks", "train": "Training embedder",
+          "embed": "Embedding clips", "evaluate": "Folds and LOCO splits"}
+INDEX_OPT = typer.Option(None, "--index", "-i",
+                         help="Index directory [default: $MUSICID_INDEX or ./musicid-index].")
+
+
+def fail(message: str, code: int = 1, as_json: bool = False, path: Path | None = None,
+          kind: str = "UsageError") -> None:
+    """One red line on stderr and exit code; with as_json also {"error": {path, kind, message}} on
+    stdout, so a script that asked for JSON always gets JSON."""
+    err.print(f"[red]error:[/red] {message}", markup=True, highlight=False, soft_wrap=True)
+    if as_json:
+        echo_json({"error": {"path": str(path) if path else None, "kind": kind, "message": message}})
+    raise typer.Exit(code)
+
+
+@contextmanager
+def domain_errors(as_json: bool = False, path: Path | None = None) -> Iterator[None]:
+    """Domain errors become one red line and exit 1 (and a JSON error object with as_json);
+    Ctrl-C exits 130 without a traceback."""
+    try:
+        yield
+    except MusicIdError as e:
+        fail(str(e), as_json=as_json, path=path, kind=type(e).__name__)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        raise typer.Exit(130) from None
+
+
+@contextmanager
+def progress_bars(enabled: bool = True) -> Iterator[Callable[[str, int, int], None] | None]:
+    if not enabled:
+        yield None
+        return
+    bar = Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False)
+    tasks: dict[str, Any] = {}
+
+    def update(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(STAGES.get(stage, stage), total=total)
+        bar.update(tasks[stage], completed=done, total=total)
+
+    with bar:
+        yield update
+
+
+def index_dir(index: Path | None) -> Path:
+    from ..index_store import default_index_dir
+
+    return index or default_index_dir()
+
+
+def echo_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+FEATURES_OPT = typer.Option(Representation.pianoroll, "--features",
+                            help="What the embedder is fed: pianoroll (the notes straight from the MIDI, no "
+                                 "rendering; the best on docs/RESULTS.md's benchmark), audio (log-mel of the "
+                                 "FluidSynth rendering: hears instrumentation too) or family-rolls (the piano roll "
+                                 "once per instrument family: keys, strings, voices, winds).")
+PITCH_SHIFT_OPT = typer.Option(2, "--pitch-shift", min=0,
+                               help="Training augmentation: shift each batch by up to this many rows "
+                                    "(mel bins, or semitones with a piano roll).")
+CLASSIFIER_OPT = typer.Option(Classifier.auto, "--classifier",
+                              help="How a track's composer is chosen: knn (its clips' nearest indexed clips vote), "
+                                   "linear (a class-balanced linear probe on the indexed clips), or auto: knn "
+                                   "with audio, linear with piano rolls (docs/RESULTS.md).")
+NOVELTY_OPT = typer.Option(NoveltyMethod.fused, "--novelty",
+                           help="The novelty score: track-knn (distance from the track's mean embedding to the "
+                                "nearest indexed track's), symbolic-knn (the same for its symbolic features: "
+                                "intervals, chords, voices, rhythm), fused (the larger of those two as robust "
+                                "z-scores on held-out known tracks), clip-knn (its clips to their k nearest "
+                                "indexed clips) or spectral-knn (the same in spectral statistics); "
+                                "docs/RESULTS.md compares them.")
+# the flags of musicid 0.1, hidden, for one release
+LEGACY_NAMING_OPT = typer.Option(None, "--naming", hidden=True, help="Old name of --classifier (vote, head).")
+LEGACY_VIEW_OPT = typer.Option(None, "--novelty-view", hidden=True, help="Old name of --novelty.")
+
+
+def legacy_name(new: str, old: str | None, convert: Callable[[str], str]) -> str:
+    """The value of a renamed option: the old flag's (translated) where given, else the new one's."""
+    if old is None:
+        return new
+    try:
+        return convert(old)
+    except ValueError as e:
+        fail(str(e), 2)
+        raise  # unreachable: fail exits
+
+
+def build_flags(features: Representation, classifier: Classifier, naming: str | None, novelty: NoveltyMethod,
+                novelty_view: str | None, **flags: Any) -> Any:
+    """BuildOptions from the flags index build and eval share (indexer.build_options)."""
+    from ..indexer import build_options
+    from ..manifest import classifier_name
+    from ..novelty import method_name
+
+    return build_options(features.value, legacy_name(classifier.value, naming, classifier_name),
+                         legacy_name(novelty.value, novelty_view, method_name), **flags)
+
+

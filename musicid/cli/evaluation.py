@@ -1,0 +1,141 @@
+"""`musicid eval` (its protocols) and `musicid embedder train`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ..choices import Baseline, Classifier, NoveltyMethod, Representation
+from .common import (
+    CLASSIFIER_OPT,
+    FEATURES_OPT,
+    LEGACY_NAMING_OPT,
+    LEGACY_VIEW_OPT,
+    NOVELTY_OPT,
+    PITCH_SHIFT_OPT,
+    app,
+    build_flags,
+    domain_errors,
+    echo_json,
+    embedder_app,
+    fail,
+    out,
+    progress_bars,
+)
+
+
+@app.command("eval")
+def eval_cmd(
+    data_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="Folder of <Composer>/*.mid subfolders."),
+    folds: int = typer.Option(5, "--folds", min=2, help="Cross-validation folds, grouped by work."),
+    out_dir: Path = typer.Option(Path("eval-results"), "--out", "-o", help="Where eval.json and the PNGs go."),
+    group_by: str | None = typer.Option(None, "--group-by", help="Regex whose first group names the work."),
+    loco: bool = typer.Option(True, "--loco/--no-loco", help="Leave-one-composer-out novelty figures."),
+    baseline: Baseline | None = typer.Option(None, "--baseline",
+                                             help="Also run this method on the same splits: published (the "
+                                                  "published attempt at the challenge set)."),
+    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Training epochs per fold [default: 12]."),
+    steps_per_epoch: int | None = typer.Option(None, "--steps-per-epoch", min=1, help="Batches per epoch."),
+    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Render and model cache."),
+    features: Representation = FEATURES_OPT,
+    classifier: Classifier = CLASSIFIER_OPT,
+    novelty: NoveltyMethod = NOVELTY_OPT,
+    pitch_shift: int = PITCH_SHIFT_OPT,
+    bootstrap: int = typer.Option(1000, "--bootstrap", min=0,
+                                  help="Draws of whole works for the 95% intervals; 0: no intervals."),
+    as_json: bool = typer.Option(False, "--json", help="Print eval.json to stdout."),
+    enrol: Path | None = typer.Option(None, "--enrol", exists=True, file_okay=False,
+                                      help="Cross-collection protocol: enrol this folder's composers with --model "
+                                           "(no training) and query DATA_DIR against them: its tracks by "
+                                           "enrolled composers are known, all others novel."),
+    model: Path | None = typer.Option(None, "--model", exists=True, dir_okay=False,
+                                      help="The embedder for --enrol (from musicid embedder train, trained "
+                                           "without DATA_DIR)."),
+    naming: str | None = LEGACY_NAMING_OPT,
+    novelty_view: str | None = LEGACY_VIEW_OPT,
+) -> None:
+    """Cross-validate by work (both classifiers) and measure leave-one-composer-out novelty (every method);
+    or, with --enrol and --model, the cross-collection protocol."""
+    from ..evaluate import EvalOptions, evaluate, save_results
+
+    if enrol is not None or model is not None:
+        _cross_collection(data_dir, enrol, model, out_dir, bootstrap, cache_dir, as_json)
+        return
+    with domain_errors(as_json, data_dir):
+        b = build_flags(features, classifier, naming, novelty, novelty_view, group_by=group_by, epochs=epochs,
+                     steps_per_epoch=steps_per_epoch, pitch_shift=pitch_shift, cache_dir=cache_dir)
+        options = EvalOptions(folds=folds, loco=loco, baseline=baseline.value if baseline else None,
+                              bootstrap=bootstrap, build=b)
+        with progress_bars(not as_json) as progress:
+            result = evaluate(data_dir, options, progress)
+        paths = save_results(result, out_dir)
+    if as_json:
+        echo_json(result.summary)
+        return
+    from ..display import print_eval
+    print_eval(out, result.summary, paths)
+
+
+@embedder_app.command("train")
+def embedder_train(
+    data_dirs: list[Path] = typer.Argument(..., exists=True, file_okay=False,
+                                           help="Labelled collections, each <root>/<Composer>/... (ASAP's "
+                                                "Composer/Work/Piece layout too)."),
+    out_path: Path = typer.Option(..., "--out", "-o", help="Checkpoint to write (weights only)."),
+    features: Representation = FEATURES_OPT,
+    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Training epochs [default: 12]."),
+    steps_per_epoch: int | None = typer.Option(None, "--steps-per-epoch", min=1,
+                                               help="Batches per epoch [default: 40]."),
+    composers_per_batch: int = typer.Option(4, "--composers-per-batch", "-P", min=2,
+                                            help="P: composers in each batch."),
+    clips_per_composer: int = typer.Option(12, "--clips-per-composer", "-K", min=2, help="K: clips per composer."),
+    pitch_shift: int = PITCH_SHIFT_OPT,
+    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Render and model cache."),
+    workers: int = typer.Option(0, "--workers", min=0, help="Render processes [default: one per core]."),
+    as_json: bool = typer.Option(False, "--json", help="Print the training summary as JSON."),
+) -> None:
+    """Train one embedder on every composer of every collection given; then enrol any folder with
+    `musicid index build DIR --model OUT` (no training)."""
+    from dataclasses import replace
+
+    from ..indexer import build_options
+    from ..pretrain import train_general_embedder
+
+    with domain_errors(as_json, data_dirs[0]):
+        b = build_options(features.value, epochs=epochs, steps_per_epoch=steps_per_epoch, pitch_shift=pitch_shift,
+                          cache_dir=cache_dir, workers=workers)
+        b = replace(b, train=replace(b.train, composers_per_batch=composers_per_batch,
+                                     clips_per_composer=clips_per_composer))
+        with progress_bars(not as_json) as progress:
+            rep = train_general_embedder(data_dirs, out_path, b, progress)
+    if as_json:
+        echo_json(rep.as_dict())
+        return
+    for path, reason in rep.failures:
+        out.print(f"  skipped {path}: {reason}", highlight=False, soft_wrap=True)
+    out.print(f"wrote {rep.out}: {len(rep.composers)} composers, {sum(rep.tracks_per_composer.values())} tracks "
+              f"from {len(rep.collections)} collection(s) in {rep.seconds / 60:.1f} min"
+              + (" (the model cache held it)" if rep.from_cache else ""), highlight=False, soft_wrap=True)
+    out.print(f"licence of the weights: {rep.licence}", highlight=False, soft_wrap=True)
+
+
+def _cross_collection(query_dir: Path, enrol: Path | None, model: Path | None, out_dir: Path, bootstrap: int,
+                      cache_dir: Path | None, as_json: bool) -> None:
+    from ..atomic import write_json
+    from ..cross_collection import evaluate_cross_collection
+    from ..indexer import build_options
+
+    if enrol is None or model is None:
+        fail("the cross-collection protocol needs both --enrol DIR and --model MODEL", 2, as_json)
+        return
+    with domain_errors(as_json, query_dir), progress_bars(not as_json) as progress:
+        result = evaluate_cross_collection(model, enrol, query_dir, build_options(cache_dir=cache_dir), bootstrap,
+                                           progress)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_json(out_dir / "eval.json", result)
+    if as_json:
+        echo_json(result)
+        return
+    from ..display import print_cross_collection
+    print_cross_collection(out, result, out_dir / "eval.json")
