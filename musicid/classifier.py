@@ -5,8 +5,8 @@ It lets every indexed clip speak, so a composer with six times the clips of
 another wins most close calls. "linear": a linear probe, a multinomial
 logistic regression fitted on the same indexed vectors with each composer's
 clips weighted to the same total (class-balanced, L2-regularised, as
-scikit-learn's `LogisticRegression(C=1, class_weight="balanced")`), and a track
-is named by the sum of its clips' log-probabilities. Fitted in a second on
+scikit-learn's `LogisticRegression(C=1, class_weight="balanced")`), and a track's
+probabilities are the softmax of its clips' mean log-probabilities. Fitted in a second on
 thousands of clips (L-BFGS, float64: the same vectors always give the same
 probe). `index build --classifier linear` chooses it (the default with piano
 rolls); docs/RESULTS.md has the figures for both.

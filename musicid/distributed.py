@@ -3,8 +3,9 @@
     musicid index build DATA_DIR --ray [ADDRESS]
 
 Ray Data pipelines over tracks, each step a `map_batches`:
-  render -> log-mel -> clips, as tasks (each node uses its own render cache);
-  clips -> vectors (+ sound statistics), as tasks whose worker processes load the embedder once.
+  read (and render, for audio) -> features (piano roll or log-mel) -> clips, as tasks (each node
+  uses its own render cache);
+  clips -> vectors (+ spectral statistics), as tasks whose worker processes load the embedder once.
 With a given model (--model) both steps run as one pipeline (Ray fuses them into one
 task per track, so the clips never leave the node) and only vectors reach the
 driver. Without one, the clips come back to train on (on the driver: the

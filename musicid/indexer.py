@@ -393,28 +393,3 @@ def build_index(data_dir: str | Path, out: str | Path, options: BuildOptions = B
     return BuildReport(out, composers, tracks_per, clips_per, corpus.failures, corpus.warnings,
                        {k: round(v, 1) for k, v in timings.items()}, heldout, calibration.threshold, trained,
                        sum(p.cached for p in corpus.prepared), model_from_cache, emb.ray)
-
-
-def build_options(representation: str = "pianoroll", classifier: str = "auto", novelty: str = "fused",
-                  index_kind: str = "auto", group_by: str | None = None, soundfont: Path | None = None,
-                  model: Path | None = None, epochs: int | None = None, steps_per_epoch: int | None = None,
-                  pitch_shift: int = 2, cache_dir: Path | None = None, no_cache: bool = False, workers: int = 0,
-                  ray_address: str | None = None, fine_tune: bool = False) -> BuildOptions:
-    """BuildOptions from the command line's flags (index build and eval share them).
-
-    ray_address: None (no Ray), "local" (start a local instance) or HOST:PORT / auto. ValueError for
-    an unknown representation, classifier, novelty method or index kind."""
-    from .features import family_rolls_settings
-
-    make = {"pianoroll": pianoroll_settings, "family-rolls": family_rolls_settings, "audio": FeatureSettings}
-    if representation not in make:
-        raise ValueError(f"unknown input representation {representation!r} ({', '.join(make)})")
-    train = TrainSettings()
-    train = replace(train, epochs=epochs or train.epochs, steps_per_epoch=steps_per_epoch or train.steps_per_epoch,
-                    pitch_shift=pitch_shift)
-    return BuildOptions(render=RenderSettings(soundfont=str(soundfont.resolve()) if soundfont else ""),
-                        features=make[representation](), train=train, model_path=model, fine_tune=fine_tune,
-                        novelty=NoveltySettings(novelty), classifier=classifier, index_kind=index_kind,
-                        group_by=group_by, cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
-                        workers=workers, ray=ray_address is not None,
-                        ray_address=None if ray_address in (None, "local") else ray_address)

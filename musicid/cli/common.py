@@ -133,7 +133,6 @@ def legacy_name(new: str, old: str | None, convert: Callable[[str], str]) -> str
 def build_flags(features: Representation, classifier: Classifier, naming: str | None, novelty: NoveltyMethod,
                 novelty_view: str | None, **flags: Any) -> Any:
     """BuildOptions from the flags index build and eval share (indexer.build_options)."""
-    from ..indexer import build_options
     from ..manifest import classifier_name
     from ..novelty import method_name
 
@@ -141,3 +140,33 @@ def build_flags(features: Representation, classifier: Classifier, naming: str | 
                          legacy_name(novelty.value, novelty_view, method_name), **flags)
 
 
+def build_options(representation: str = "pianoroll", classifier: str = "auto", novelty: str = "fused",
+                  index_kind: str = "auto", group_by: str | None = None, soundfont: Path | None = None,
+                  model: Path | None = None, epochs: int | None = None, steps_per_epoch: int | None = None,
+                  pitch_shift: int = 2, cache_dir: Path | None = None, no_cache: bool = False, workers: int = 0,
+                  ray_address: str | None = None, fine_tune: bool = False) -> Any:
+    """indexer.BuildOptions from the command line's flags (index build, eval and embedder train share them).
+
+    ray_address: None (no Ray), "local" (start a local instance) or HOST:PORT / auto. ValueError for
+    an unknown representation, classifier, novelty method or index kind."""
+    from dataclasses import replace
+
+    from ..cache import default_cache_dir
+    from ..embedder import TrainSettings
+    from ..features import FeatureSettings, family_rolls_settings, pianoroll_settings
+    from ..indexer import BuildOptions
+    from ..novelty import NoveltySettings
+    from ..render import RenderSettings
+
+    make = {"pianoroll": pianoroll_settings, "family-rolls": family_rolls_settings, "audio": FeatureSettings}
+    if representation not in make:
+        raise ValueError(f"unknown input representation {representation!r} ({', '.join(make)})")
+    train = TrainSettings()
+    train = replace(train, epochs=epochs or train.epochs, steps_per_epoch=steps_per_epoch or train.steps_per_epoch,
+                    pitch_shift=pitch_shift)
+    return BuildOptions(render=RenderSettings(soundfont=str(soundfont.resolve()) if soundfont else ""),
+                        features=make[representation](), train=train, model_path=model, fine_tune=fine_tune,
+                        novelty=NoveltySettings(novelty), classifier=classifier, index_kind=index_kind,
+                        group_by=group_by, cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
+                        workers=workers, ray=ray_address is not None,
+                        ray_address=None if ray_address in (None, "local") else ray_address)

@@ -16,6 +16,7 @@ from .common import (
     PITCH_SHIFT_OPT,
     app,
     build_flags,
+    build_options,
     domain_errors,
     echo_json,
     embedder_app,
@@ -99,7 +100,6 @@ def embedder_train(
     `musicid index build DIR --model OUT` (no training)."""
     from dataclasses import replace
 
-    from ..indexer import build_options
     from ..pretrain import train_general_embedder
 
     with domain_errors(as_json, data_dirs[0]):
@@ -124,7 +124,6 @@ def _cross_collection(query_dir: Path, enrol: Path | None, model: Path | None, o
                       cache_dir: Path | None, as_json: bool) -> None:
     from ..atomic import write_json
     from ..cross_collection import evaluate_cross_collection
-    from ..indexer import build_options
 
     if enrol is None or model is None:
         fail("the cross-collection protocol needs both --enrol DIR and --model MODEL", 2, as_json)
