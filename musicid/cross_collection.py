@@ -58,7 +58,7 @@ def _figures(rows: list[dict[str, Any]], known: set[str], enrolled: list[str],
     labels = [*enrolled, UNKNOWN]
     out: dict[str, Any] = {
         "known_tracks": len(k_idx), "novel_tracks": len(n_idx),
-        "naming": naming,
+        "classification": naming,
         "novelty": {"auroc": auroc(scores[n_idx], scores[k_idx]),
                     "fpr_at_95_tpr": fpr_at_tpr(list(scores[n_idx]), list(scores[k_idx]), 0.95),
                     "flagged_novel": float(np.mean([rows[i]["novel"] for i in n_idx])) if len(n_idx) else None,
@@ -69,7 +69,7 @@ def _figures(rows: list[dict[str, Any]], known: set[str], enrolled: list[str],
         def resampled(sel: np.ndarray, d: np.ndarray) -> np.ndarray:
             return np.repeat(sel, d[sel])
 
-        out["naming"]["macro_f1_ci"] = percentile_interval([
+        out["classification"]["macro_f1_ci"] = percentile_interval([
             classification_report([rows[i]["composer"] for i in resampled(k_idx, d)],
                                   [rows[i]["named"] for i in resampled(k_idx, d)], enrolled)["macro_f1"]
             for d in draws])

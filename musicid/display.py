@@ -242,7 +242,7 @@ def print_cross_collection(console: Console, r: dict[str, Any], path: Path) -> N
     t = Table(title="cross-collection")
     for col in ("figure", "value", "95% interval"):
         t.add_column(col, justify="left" if col == "figure" else "right")
-    n, nov, op = a["naming"], a["novelty"], a["open_set"]
+    n, nov, op = a["classification"], a["novelty"], a["open_set"]
     t.add_row("known named right (accuracy)", f"{n['accuracy']:.3f}", "")
     t.add_row("naming macro-F1", f"{n['macro_f1']:.3f}", interval_text(n, "macro_f1"))
     t.add_row("novelty AUROC", f"{nov['auroc']:.3f}", interval_text(nov, "auroc"))

@@ -299,9 +299,11 @@ def calibrate_index(corpus: Corpus, emb: Embedding, settings: IndexSettings) -> 
 
 
 def publish_index(out: Path, corpus: Corpus, emb: Embedding, settings: IndexSettings, calibration: Calibration,
-                  about: dict[str, Any], model: Embedder, model_path: Path | None) -> IndexStore:
+                  about: dict[str, Any], model: Embedder, model_path: Path | None,
+                  inherited: dict[str, Any] | None = None) -> IndexStore:
     """Step 5: index every track and swap the directory in; the given checkpoint is copied byte for
-    byte (its hash is its identity), a trained one saved."""
+    byte (its hash is its identity), a trained one saved (with `inherited`: what a fine-tuned model
+    keeps of its starting checkpoint's record, its training collections and licence)."""
     store = make_store(corpus, emb, np.arange(len(corpus.prepared)), settings, corpus.composers, calibration, about)
     store.manifest = replace(store.manifest, soundfont_sha=soundfont_digest(settings.render.resolved_soundfont()))
 
@@ -309,7 +311,8 @@ def publish_index(out: Path, corpus: Corpus, emb: Embedding, settings: IndexSett
         if model_path:
             shutil.copyfile(model_path, path)
         else:
-            save_checkpoint(path, model, settings.features, {"composers": corpus.composers, "musicid": __version__})
+            save_checkpoint(path, model, settings.features, {**(inherited or {}), "composers": corpus.composers,
+                                                             "musicid": __version__})
 
     publish(out, store, put_model)
     return store
@@ -325,9 +328,10 @@ def build_index(data_dir: str | Path, out: str | Path, options: BuildOptions = B
     check_soundfont(options.render.resolved_soundfont())
     if options.fine_tune and not options.model_path:
         raise TrainingError("--fine-tune starts from a model: give it with --model")
-    model = None
+    model: Embedder | None = None
+    start_meta: dict[str, Any] = {}
     if options.model_path:  # a given model brings its own feature settings
-        model, model_features, _ = load_checkpoint(options.model_path)
+        model, model_features, start_meta = load_checkpoint(options.model_path)
         options = replace(options, features=model_features)
     else:
         options = replace(options, dims=dims_for(options.dims, options.features))
@@ -382,7 +386,12 @@ def build_index(data_dir: str | Path, out: str | Path, options: BuildOptions = B
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "ray": emb.ray,
     }
-    publish_index(out, corpus, emb, settings, calibration, about, model, None if trained else options.model_path)
+    inherited: dict[str, Any] = {k: start_meta[k] for k in ("collections", "licence") if k in start_meta}
+    if options.fine_tune:
+        inherited["fine_tuned_from"] = str(options.model_path)
+    about["model"]["licence"] = start_meta.get("licence")  # what weights trained on licensed data carry
+    publish_index(out, corpus, emb, settings, calibration, about, model, None if trained else options.model_path,
+                  inherited)
     timings["write"] = time.monotonic() - t
     timings["total"] = time.monotonic() - t_start
 

@@ -30,8 +30,8 @@ NON_COMMERCIAL = "CC BY-NC-SA 4.0"
 
 
 def collection_licence(root: Path) -> str:
-    """The licence a collection declares: the first heading or line of its LICENSE file, or of the
-    line of its README that names one; "" when it declares none."""
+    """The licence a collection declares: the first line of its LICENSE file, or the README paragraph
+    or heading that starts with "Licence"/"License"; "" when it declares none."""
     for name in LICENCE_FILES:
         f = root / name
         if f.is_file():
@@ -39,10 +39,11 @@ def collection_licence(root: Path) -> str:
                 if line.strip():
                     return line.strip().lstrip("#").strip()
     readme = root / "README.md"
-    if readme.is_file():
+    if readme.is_file():  # a paragraph or heading that starts "Licence" / "License"
         for line in readme.read_text(errors="replace").splitlines():
-            if "licen" in line.lower() and ("CC " in line or "MIT" in line or "Creative Commons" in line):
-                return line.strip().lstrip("*#- ").strip()
+            text = line.strip().lstrip("*#- ").strip()
+            if text.lower().startswith(("licence", "license")):
+                return text
     return ""
 
 

@@ -67,6 +67,10 @@ def test_fine_tuning_starts_from_the_given_model(general: Path, tmp_path: Path) 
     assert (tmp_path / "idx" / "model.pt").read_bytes() != general.read_bytes()
     manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
     assert manifest["model"]["started_from"] == str(general) and manifest["model"]["trained_here"] is True
+    # the tuned weights still carry the licence of what the general model was trained on
+    assert manifest["model"]["licence"].startswith("CC BY-NC-SA 4.0")
+    _, _, meta = load_checkpoint(tmp_path / "idx" / "model.pt")
+    assert meta["licence"] == load_checkpoint(general)[2]["licence"] and meta["fine_tuned_from"] == str(general)
     with pytest.raises(TrainingError, match="--fine-tune starts from a model"):
         build_index(folder, tmp_path / "idx2", tiny_options(tmp_path, fine_tune=True))
 
@@ -76,6 +80,8 @@ def test_licences_and_bad_collections(tmp_path: Path) -> None:
     assert weights_licence(["", ""]) == "unknown: the training collections declare no licence"
     (tmp_path / "README.md").write_text("# x\n\n**Licence.** CC BY-NC-SA 4.0 (LICENSE.md), as for the source.\n")
     assert collection_licence(tmp_path) == "Licence.** CC BY-NC-SA 4.0 (LICENSE.md), as for the source."
+    (tmp_path / "README.md").write_text("MIDI files, as published with an MIT-licensed challenge.\n")
+    assert collection_licence(tmp_path) == ""  # a sentence that mentions a licence is not a declaration
     one = make_corpus(tmp_path / "one", ["Organ"], per_composer=2, seconds=4)
     with pytest.raises(DataDirError, match="at least two composers"):
         train_general_embedder([one], tmp_path / "m.pt", tiny_options(tmp_path))
@@ -111,7 +117,7 @@ def test_cross_collection_protocol_through_the_cli(general: Path, tmp_path: Path
     assert result["enrolled"] == ["Lowpiano", "Organ"] and result["novel_composers"] == {"Choir": 4, "Highflute": 4}
     every = result["all"]
     assert every["known_tracks"] == 8 and every["novel_tracks"] == 8
-    assert every["naming"]["accuracy"] == 1.0  # Organ, never in the embedder's training, enrolled and named
+    assert every["classification"]["accuracy"] == 1.0  # Organ, never in the embedder's training, enrolled and named
     assert every["novelty"]["auroc"] >= 0.75 and len(every["novelty"]["auroc_ci"]) == 2
     assert set(every["open_set"]["labels"]) == {"Lowpiano", "Organ", "(unknown)"}
     # Highflute was in the embedder's training: the figures without it count Choir alone as novel
