@@ -16,6 +16,7 @@ from musicid.errors import DataDirError, IndexCorrupt, IndexMismatch, IndexNotFo
 from musicid.features import FeatureSettings
 from musicid.index_store import load_store, track_means
 from musicid.indexer import build_index
+from musicid.manifest import FORMAT_VERSION
 from musicid.query import QueryEngine
 
 from .conftest import TINY_DIMS, TINY_FEATURES, TINY_TRAIN, make_corpus, tiny_options, write_piece
@@ -230,7 +231,7 @@ def test_damaged_index_is_refused(built_index: Path, tmp_path: Path) -> None:
     (bad / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(IndexMismatch) as e:
         load_store(bad)
-    assert str(e.value) == (f"{bad / 'manifest.json'}: index format 4, this musicid reads 5; "
+    assert str(e.value) == (f"{bad / 'manifest.json'}: index format 4, this musicid reads {FORMAT_VERSION}; "
                             "rebuild the index with musicid index build")
 
 
