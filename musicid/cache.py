@@ -47,6 +47,12 @@ def settings_digest(settings: dict[str, Any]) -> str:
 class FeatureCache:
     """Spectrograms by (file sha256, settings digest). A None directory disables it."""
 
+    @classmethod
+    def for_tracks(cls, directory: Path | None, render: Any, features: Any) -> FeatureCache:
+        """The cache of tracks prepared with these render.RenderSettings and features.FeatureSettings:
+        the one key every build, edit, evaluation and Ray worker uses."""
+        return cls(directory, {"render": render.identity(), "features": features.as_dict()})
+
     def __init__(self, directory: Path | None, settings: dict[str, Any]):
         self.directory = directory
         self.digest = settings_digest(settings)

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from .cache import FeatureCache
 from .dataset import group_works, scan_labelled, work_key
 from .embedder import load_checkpoint
 from .errors import DataDirError
@@ -95,9 +96,9 @@ def evaluate_cross_collection(model: Path, enrol_dir: Path, query_dir: Path,
         report = build_index(enrol_dir, Path(tmp) / "index", replace(options, model_path=model), progress)
         engine = QueryEngine.open(Path(tmp) / "index")
         refs, _ = scan_labelled(query_dir)
-        prepared = prepare_many([r.path for r in refs], engine.render_settings, engine.features,
-                                None if options.cache_dir is None else _cache(engine, options), options.workers,
-                                progress)
+        cache = FeatureCache.for_tracks(options.cache_dir, engine.render_settings, engine.features)
+        prepared = prepare_many([r.path for r in refs], engine.render_settings, engine.features, cache,
+                                options.workers, progress)
         rows: list[dict[str, Any]] = []
         for n, (ref, p) in enumerate(zip(refs, prepared, strict=True)):
             if isinstance(p, Failure):
@@ -131,10 +132,3 @@ def evaluate_cross_collection(model: Path, enrol_dir: Path, query_dir: Path,
         "tracks": rows,
         "wall_seconds": round(time.monotonic() - t0, 1),
     }
-
-
-def _cache(engine: QueryEngine, options: BuildOptions) -> Any:
-    from .cache import FeatureCache
-
-    return FeatureCache(options.cache_dir, {"render": engine.render_settings.identity(),
-                                            "features": engine.features.as_dict()})

@@ -103,8 +103,7 @@ def _prepare_batch(batch: dict[str, np.ndarray], render_settings: RenderSettings
     from .cache import FeatureCache
 
     torch.set_num_threads(1)
-    cache = FeatureCache(Path(cache_dir), {"render": render_settings.identity(),
-                                           "features": features.as_dict()}) if cache_dir else None
+    cache = FeatureCache.for_tracks(Path(cache_dir), render_settings, features) if cache_dir else None
     node = ray.get_runtime_context().get_node_id()
     rows: dict[str, list[Any]] = {k: [] for k in ("pos", "ok", "reason", "sha", "notes_hash", "duration",
                                                   "rendered", "offsets", "clips", "shape", "symbolic", "sketch",

@@ -77,8 +77,8 @@ def add_tracks(index_dir: str | Path, data_dir: str | Path, cache_dir: Path | No
     engine = QueryEngine.open(index_dir)
     store = engine.store
     refs, _ = scan_labelled(data_dir)
-    cache = FeatureCache(cache_dir if cache_dir is not None else default_cache_dir(),
-                         {"render": engine.render_settings.identity(), "features": engine.features.as_dict()})
+    cache = FeatureCache.for_tracks(cache_dir if cache_dir is not None else default_cache_dir(),
+                                    engine.render_settings, engine.features)
     results = prepare_many([r.path for r in refs], engine.render_settings, engine.features, cache,
                            workers, progress)
     failures = [(str(r.path.relative_to(data_dir)), res.reason)

@@ -135,12 +135,6 @@ def relative(path: Path, root: Path) -> str:
         return str(path)
 
 
-def feature_cache(options: BuildOptions) -> FeatureCache:
-    """The cache of prepared tracks for these render and feature settings."""
-    return FeatureCache(options.cache_dir, {"render": options.render.identity(),
-                                            "features": options.features.as_dict()})
-
-
 def prepare_corpus(data_dir: Path, options: BuildOptions, model: Embedder | None = None,
                    progress: ProgressFn | None = None, min_composers: int = 2,
                    ) -> tuple[Corpus, Embedding | None, dict[str, Any] | None]:
@@ -151,7 +145,7 @@ def prepare_corpus(data_dir: Path, options: BuildOptions, model: Embedder | None
     refs, warnings = scan_labelled(data_dir, min_composers=min_composers)
     paths = [r.path for r in refs]
     embedded, ray_run = None, None
-    cache = feature_cache(options)
+    cache = FeatureCache.for_tracks(options.cache_dir, options.render, options.features)
     if options.ray and model is not None:
         from .distributed import embed_tracks_on_ray
 

@@ -150,7 +150,7 @@ def prepare_many(paths: Sequence[Path], render_settings: RenderSettings, feature
     if progress:
         progress("render", 0, len(paths))
     done = 0
-    if cache is not None:  # cache hits are served here: no worker needs starting for them
+    if cache is not None and cache.directory is not None:  # hits served here: no worker starts for them
         for i, path in enumerate(paths):
             results[i] = cached_track(path, features, cache)
             if results[i] is not None:
