@@ -29,7 +29,15 @@ from .dataset import group_works, scan_labelled, work_key
 from .embedder import load_checkpoint
 from .errors import DataDirError
 from .indexer import BuildOptions, build_index
-from .metrics import auroc, classification_report, fpr_at_tpr, group_bootstrap, percentile_interval
+from .metrics import (
+    auroc,
+    auroc_draws,
+    classification_report,
+    fpr_at_tpr,
+    group_bootstrap,
+    macro_f1_draws,
+    percentile_interval,
+)
 from .prepare import Failure, prepare_many
 from .progress import ProgressFn
 from .query import QueryEngine
@@ -67,19 +75,12 @@ def _figures(rows: list[dict[str, Any]], known: set[str], enrolled: list[str],
         "open_set": classification_report(truth, pred, labels),
     }
     if draws is not None and len(k_idx) and len(n_idx):
-        def resampled(sel: np.ndarray, d: np.ndarray) -> np.ndarray:
-            return np.repeat(sel, d[sel])
-
-        out["classification"]["macro_f1_ci"] = percentile_interval([
-            classification_report([rows[i]["composer"] for i in resampled(k_idx, d)],
-                                  [rows[i]["named"] for i in resampled(k_idx, d)], enrolled)["macro_f1"]
-            for d in draws])
-        out["novelty"]["auroc_ci"] = percentile_interval([
-            auroc(scores[resampled(n_idx, d)], scores[resampled(k_idx, d)]) for d in draws])
-        out["open_set"]["macro_f1_ci"] = percentile_interval([
-            classification_report([truth[i] for i in resampled(np.arange(len(rows)), d)],
-                                  [pred[i] for i in resampled(np.arange(len(rows)), d)], labels)["macro_f1"]
-            for d in draws])
+        composers = [r["composer"] for r in rows]
+        out["classification"]["macro_f1_ci"] = percentile_interval(macro_f1_draws(
+            draws, k_idx, [rows[i]["named"] for i in k_idx], composers, enrolled))
+        out["novelty"]["auroc_ci"] = percentile_interval(auroc_draws(draws, n_idx, scores[n_idx], k_idx, scores[k_idx]))
+        out["open_set"]["macro_f1_ci"] = percentile_interval(macro_f1_draws(
+            draws, np.arange(len(rows)), pred, truth, labels))
     return out
 
 

@@ -42,7 +42,15 @@ from .indexer import (
     prepare_corpus,
     train_or_load,
 )
-from .metrics import auroc, classification_report, group_bootstrap, loco_summary, open_set_figures, percentile_interval
+from .metrics import (
+    auroc_draws,
+    classification_report,
+    group_bootstrap,
+    loco_summary,
+    macro_f1_draws,
+    open_set_figures,
+    percentile_interval,
+)
 from .novelty import METHODS, SCORERS, NoveltySettings, TrackQuery, calibrate, final_score, raw_scores
 from .progress import ProgressFn
 from .query import DEFAULT_K, neighbour_composers, shares
@@ -100,19 +108,9 @@ def loco_splits(composers_of: Sequence[str], groups: np.ndarray, seed: int) -> d
     return out
 
 
-def _macro_f1_draws(draws: np.ndarray, tested: np.ndarray, y_pred: Sequence[str], composers_of: Sequence[str],
-                    labels: Sequence[str]) -> np.ndarray:
-    """Track-level macro-F1 under each draw's multiplicities (rows: tracks)."""
-    true = np.asarray(composers_of)[tested]
-    pred = np.asarray(y_pred)
-    return np.array([classification_report(np.repeat(true, d[tested]), np.repeat(pred, d[tested]), labels)["macro_f1"]
-                     for d in draws])
-
-
 def _auroc_draws(draws: np.ndarray, scores: LocoScores) -> dict[str, np.ndarray]:
     """Each left-out composer's AUROC under each draw's multiplicities."""
-    return {c: np.array([auroc(np.repeat(ns, d[ni]), np.repeat(ks, d[ki])) for d in draws])
-            for c, (ni, ns, ki, ks) in scores.items()}
+    return {c: auroc_draws(draws, ni, ns, ki, ks) for c, (ni, ns, ki, ks) in scores.items()}
 
 
 def _mean_over(per: dict[str, np.ndarray]) -> np.ndarray:
@@ -129,7 +127,7 @@ def _add_intervals(out: dict[str, Any], draws: np.ndarray, composers_of: Sequenc
                    loco: dict[str, LocoScores], published: tuple[np.ndarray, list[str], LocoScores] | None) -> None:
     """95% intervals beside each headline figure, from the same draws of whole works; and the
     differences to the published baseline, paired (both methods judged on each draw's works)."""
-    f1 = {n: _macro_f1_draws(draws, tested, p, composers_of, labels) for n, p in y_pred.items()}
+    f1 = {n: macro_f1_draws(draws, tested, p, composers_of, labels) for n, p in y_pred.items()}
     for n, values in f1.items():
         out["track_by_classifier"][n]["macro_f1_ci"] = percentile_interval(values)
     out["track"]["macro_f1_ci"] = out["track_by_classifier"][classifier]["macro_f1_ci"]
@@ -148,7 +146,7 @@ def _add_intervals(out: dict[str, Any], draws: np.ndarray, composers_of: Sequenc
         return
     base_tested, base_pred, base_loco = published
     base = out["baseline"]
-    base_f1 = _macro_f1_draws(draws, base_tested, base_pred, composers_of, labels)
+    base_f1 = macro_f1_draws(draws, base_tested, base_pred, composers_of, labels)
     base["track"]["macro_f1_ci"] = percentile_interval(base_f1)
     vs: dict[str, Any] = {"macro_f1": {"difference": out["track"]["macro_f1"] - base["track"]["macro_f1"],
                                        "ci": percentile_interval(f1[classifier] - base_f1)}}

@@ -90,6 +90,26 @@ def group_bootstrap(groups: Sequence[Any] | np.ndarray, strata: Sequence[Any] | 
     return out
 
 
+def macro_f1_draws(draws: np.ndarray, tested: np.ndarray, y_pred: Sequence[str], y_true: Labels,
+                   labels: Sequence[str]) -> np.ndarray:
+    """(n_draws,) macro-F1 under each draw's multiplicities (group_bootstrap: (n_draws, n_rows)).
+
+    tested: the rows that were predicted; y_pred: their predictions, in that order; y_true: every
+    row's true label."""
+    true = np.asarray(y_true)[tested]
+    pred = np.asarray(y_pred)
+    return np.array([classification_report(np.repeat(true, d[tested]), np.repeat(pred, d[tested]), labels)["macro_f1"]
+                     for d in draws])
+
+
+def auroc_draws(draws: np.ndarray, novel_rows: np.ndarray, novel_scores: Scores, known_rows: np.ndarray,
+                known_scores: Scores) -> np.ndarray:
+    """(n_draws,) AUROC of novel against known scores under each draw's multiplicities (NaN where a
+    draw holds no novel or no known row)."""
+    ns, ks = np.asarray(novel_scores), np.asarray(known_scores)
+    return np.array([auroc(np.repeat(ns, d[novel_rows]), np.repeat(ks, d[known_rows])) for d in draws])
+
+
 def percentile_interval(values: Scores, level: float = 0.95) -> list[float]:
     """The central `level` share of the finite values: [low, high]."""
     v = np.asarray(values, dtype=float)
