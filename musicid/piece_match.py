@@ -155,3 +155,27 @@ def same_piece_pairs(table: np.ndarray, threshold: float = SAME_PIECE, block: in
         keep = j > i + b0
         found.append(np.stack([live[i[keep] + b0], live[j[keep]]], axis=1))
     return np.concatenate(found) if found else np.zeros((0, 2), dtype=np.int64)
+
+
+def best_matches(queries: np.ndarray, table: np.ndarray, block: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """For each row of queries (m, N_SLOTS): the row of table (n, N_SLOTS) it is most alike and that
+    similarity, ((m,) int64, (m,) float64); (-1, 0.0) where table is empty or either side is an empty
+    sketch. A query is the same piece as some table row where its similarity is >= SAME_PIECE.
+    O(m n N_SLOTS) byte comparisons, `block` queries at a time."""
+    queries = np.asarray(queries, dtype=np.uint32).reshape(-1, N_SLOTS)
+    table = np.asarray(table, dtype=np.uint32).reshape(-1, N_SLOTS)
+    best = np.full(len(queries), -1, dtype=np.int64)
+    sim = np.zeros(len(queries))
+    live = np.flatnonzero(~is_empty(table))
+    if not len(live):
+        return best, sim
+    sub = table[live]
+    for b0 in range(0, len(queries), block):
+        rows = queries[b0:b0 + block]
+        sims = (rows[:, None, :] == sub[None, :, :]).mean(axis=2)  # (block, n_live)
+        sims[is_empty(rows)] = 0.0
+        j = sims.argmax(axis=1)
+        s = sims[np.arange(len(rows)), j]
+        best[b0:b0 + len(rows)] = np.where(s > 0, live[j], -1)
+        sim[b0:b0 + len(rows)] = s
+    return best, sim

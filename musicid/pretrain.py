@@ -76,16 +76,11 @@ class PretrainReport:
         return d
 
 
-def train_general_embedder(data_dirs: list[Path], out: Path, options: BuildOptions = BuildOptions(),
-                           progress: ProgressFn | None = None) -> PretrainReport:
-    """Train one embedder on every track of every labelled collection given (`<root>/<Composer>/...`)
-    and write it to `out` (weights only, with its provenance in the checkpoint's meta).
-
-    Nothing is held out: judge a general embedder with `musicid eval`'s protocols, whose splits keep
-    test works and novel composers out of its training. Raises DataDirError (a folder that is not a
-    labelled collection, or no composer left) and TrainingError."""
-    t0 = time.monotonic()
-    options = replace(options, dims=dims_for(options.dims, options.features))
+def prepare_collections(data_dirs: list[Path], options: BuildOptions, progress: ProgressFn | None = None
+                        ) -> tuple[list[Prepared], list[str], list[dict[str, Any]], list[tuple[str, str]]]:
+    """Every usable track of the labelled collections, in order: (prepared tracks, composer folder
+    name of each, one {path, licence, tracks, composers} per collection, (collection/path, reason)
+    per skipped file). Raises DataDirError for a folder that is not a labelled collection."""
     prepared: list[Prepared] = []
     composers_of: list[str] = []
     collections: list[dict[str, Any]] = []
@@ -98,6 +93,20 @@ def train_general_embedder(data_dirs: list[Path], out: Path, options: BuildOptio
         failures += [(f"{root.name}/{p}", r) for p, r in corpus.failures]
         collections.append({"path": str(root.resolve()), "licence": collection_licence(root),
                             "tracks": len(corpus.prepared), "composers": corpus.composers})
+    return prepared, composers_of, collections, failures
+
+
+def train_general_embedder(data_dirs: list[Path], out: Path, options: BuildOptions = BuildOptions(),
+                           progress: ProgressFn | None = None) -> PretrainReport:
+    """Train one embedder on every track of every labelled collection given (`<root>/<Composer>/...`)
+    and write it to `out` (weights only, with its provenance in the checkpoint's meta).
+
+    Nothing is held out: judge a general embedder with `musicid eval`'s protocols, whose splits keep
+    test works and novel composers out of its training. Raises DataDirError (a folder that is not a
+    labelled collection, or no composer left) and TrainingError."""
+    t0 = time.monotonic()
+    options = replace(options, dims=dims_for(options.dims, options.features))
+    prepared, composers_of, collections, failures = prepare_collections(data_dirs, options, progress)
     composers = sorted(set(composers_of))
     if len(composers) < 2:
         raise DataDirError("a general embedder needs at least two composers across the collections given")
