@@ -176,9 +176,31 @@ def interval_text(r: dict[str, Any], key: str) -> str:
     return f"{lo_hi[0]:.2f}-{lo_hi[1]:.2f}" if lo_hi else ""
 
 
+def print_protocol(console: Console, summary: dict[str, Any]) -> None:
+    """What eval's general-embedder protocol trained on and left out, and which composers it kept."""
+    sel = summary["meta"].get("selection")
+    if sel:
+        console.print(f"evaluated {', '.join(sel['kept'])} ({sel['rule']}); left out: "
+                      f"{', '.join(sel['left_out']) or 'none'}", highlight=False, soft_wrap=True)
+    if summary.get("protocol") != "general-embedder":
+        return
+    cols = ", ".join(f"{Path(c['path']).name} {c['kept']} of {c['tracks']}" for c in summary["collections"])
+    console.print(f"general embedder trained on {cols} tracks (the rest are the same piece as an evaluated "
+                  "track: removed)", highlight=False, soft_wrap=True)
+    groups = summary["composer_groups"]
+    console.print(f"novelty: {len(groups)} composer group(s), each model trained without its group: "
+                  + "; ".join(", ".join(g) for g in groups), highlight=False, soft_wrap=True)
+    models = summary["models"]
+    console.print(f"{len(models)} general model(s), {sum(m['from_cache'] for m in models)} from the model cache",
+                  highlight=False)
+
+
 def print_eval(console: Console, summary: dict[str, Any], paths: Sequence[Path]) -> None:
     meta = summary["meta"]
-    t = Table(title=f"{meta['folds']}-fold cross-validation grouped by work ({meta['tracks']} tracks)")
+    print_protocol(console, summary)
+    general = summary.get("protocol") == "general-embedder"
+    t = Table(title=f"{meta['folds']}-fold cross-validation grouped by work ({meta['tracks']} tracks"
+                    + (", general embedder)" if general else ")"))
     t.add_column("method, level")
     for col in ("accuracy", "balanced acc.", "macro-F1", "95% interval"):
         t.add_column(col, justify="right")
@@ -187,6 +209,12 @@ def print_eval(console: Console, summary: dict[str, Any], paths: Sequence[Path])
     rows += [(f"musicid, track ({n})", r) for n, r in summary.get("track_by_classifier", {}).items()
              if n != classifier]
     rows.append(("musicid, clip (knn)", summary["clip"]))
+    rows += [(f"musicid, {kind} MIDI tracks ({classifier})", r)
+             for kind, r in summary.get("track_by_timing", {}).items()]
+    per_index = summary.get("per_index")
+    if per_index:
+        rows.append((f"per-index embedder, track ({classifier})", per_index["track"]))
+        rows += [(f"per-index embedder, {kind} MIDI tracks", r) for kind, r in per_index["track_by_timing"].items()]
     if "baseline" in summary:
         rows.append(("published attempt, track", summary["baseline"]["track"]))
     for name, r in rows:
@@ -212,6 +240,10 @@ def print_eval(console: Console, summary: dict[str, Any], paths: Sequence[Path])
             if method != summary["loco"]["method"]:
                 lo.add_row(f"{method}, mean", f"{other['mean_auroc']:.3f}", interval_text(other, "mean_auroc"),
                            f"{other['mean_fpr_at_95_tpr']:.2f}", "", "")
+        if per_index and "loco" in per_index:
+            pl = per_index["loco"]
+            lo.add_row("per-index embedder, mean", f"{pl['mean_auroc']:.3f}", interval_text(pl, "mean_auroc"),
+                       f"{pl['mean_fpr_at_95_tpr']:.2f}", "", "")
         if "loco" in summary.get("baseline", {}):
             bl = summary["baseline"]["loco"]
             lo.add_row("published attempt, mean", f"{bl['mean_auroc']:.3f}", interval_text(bl, "mean_auroc"),

@@ -1,12 +1,19 @@
 """Honest evaluation: k-fold cross-validation grouped by work, and leave-one-composer-out novelty.
 
 No work (all movements of one catalog number, every file with identical notes)
-ever has tracks on both sides of a split. Each fold trains its own embedder on
-the other folds, indexes them, and queries the held-out fold exactly as
-`musicid query` would; each left-out composer's split calibrates every novelty
-method (novelty.calibrate, as index build does) on known works and scores the
-composer's tracks against known held-out ones. 95% intervals come from
-resampling whole works (metrics.group_bootstrap).
+ever has tracks on both sides of a split. Each fold indexes the other folds with
+its embedder and queries the held-out fold exactly as `musicid query` would; each
+left-out composer's split calibrates every novelty method (novelty.calibrate, as
+index build does) on known works and scores the composer's tracks against known
+held-out ones. 95% intervals come from resampling whole works
+(metrics.group_bootstrap). Naming is also reported apart for score MIDI and
+performance MIDI tracks (timing.timing_kind).
+
+Where each split's embedder comes from is an embedder source (eval_sources.py):
+per index (trained on the split's own training tracks), or, with --train-on, a
+general embedder trained on other collections less every piece of this folder,
+with each left-out composer's model trained without that composer
+(`protocol: general-embedder` in eval.json).
 """
 
 from __future__ import annotations
@@ -31,6 +38,15 @@ from .classifier import CLASSIFIERS
 from .dataset import holdout_split, kfold_groups
 from .embedder import Embedder, dims_for, embed_clips
 from .errors import TrainingError
+from .eval_sources import (
+    EmbedderSource,
+    GeneralSource,
+    PerIndexSource,
+    build_training_set,
+    composer_groups,
+    select_composers,
+    works_per_composer,
+)
 from .faiss_index import search
 from .indexer import (
     BuildOptions,
@@ -40,7 +56,6 @@ from .indexer import (
     index_settings,
     make_store,
     prepare_corpus,
-    train_or_load,
 )
 from .metrics import (
     auroc_draws,
@@ -55,6 +70,7 @@ from .novelty import METHODS, SCORERS, NoveltySettings, TrackQuery, calibrate, f
 from .progress import ProgressFn
 from .query import DEFAULT_K, neighbour_composers, shares
 from .spectral_stats import spectral_stats
+from .timing import file_timing_kind
 
 BASELINES = tuple(b.value for b in Baseline)
 LEGACY_BASELINES = {"seed": "published"}  # the name before 0.2
@@ -69,8 +85,20 @@ class EvalOptions:
     baseline_epochs: int = 10  # the published method's; fewer only to test the wiring
     bootstrap: int = 1000  # resamplings of whole works for the 95% intervals; 0: none
     build: BuildOptions = field(default_factory=BuildOptions)
+    composers: tuple[str, ...] = ()  # evaluate only these composers (folder names, any case)
+    min_works: int = 0  # evaluate only the composers with at least this many works (eval_sources.select_composers)
+    train_on: tuple[Path, ...] = ()  # the general-embedder protocol: train the embedder on these collections
+    composer_groups: int | None = None  # its left-out composer groups; None: one per composer
+    also_per_index: bool = False  # with train_on: the per-index embedder on the same splits too
 
     def __post_init__(self) -> None:
+        if self.composers and self.min_works:
+            raise ValueError("give the composers to evaluate or a minimum number of works, not both")
+        if not self.train_on and (self.composer_groups is not None or self.also_per_index):
+            raise ValueError("composer groups and the per-index comparison belong to the general-embedder "
+                             "protocol: give --train-on")
+        if self.composer_groups is not None and self.composer_groups < 1:
+            raise ValueError(f"composer groups must be at least 1, not {self.composer_groups}")
         if self.baseline is not None:
             name = LEGACY_BASELINES.get(self.baseline, self.baseline)
             if name not in BASELINES:
@@ -124,13 +152,19 @@ def _mean_over(per: dict[str, np.ndarray]) -> np.ndarray:
 
 def _add_intervals(out: dict[str, Any], draws: np.ndarray, composers_of: Sequence[str], labels: Sequence[str],
                    tested: np.ndarray, y_pred: dict[str, list[str]], classifier: str, method: str,
-                   loco: dict[str, LocoScores], published: tuple[np.ndarray, list[str], LocoScores] | None) -> None:
-    """95% intervals beside each headline figure, from the same draws of whole works; and the
-    differences to the published baseline, paired (both methods judged on each draw's works)."""
+                   loco: dict[str, LocoScores], published: tuple[np.ndarray, list[str], LocoScores] | None,
+                   kinds: Sequence[str] = ()) -> None:
+    """95% intervals beside each headline figure, from the same draws of whole works (also per
+    timing kind, kinds: one per corpus track); and the differences to the published baseline,
+    paired (both methods judged on each draw's works)."""
     f1 = {n: macro_f1_draws(draws, tested, p, composers_of, labels) for n, p in y_pred.items()}
     for n, values in f1.items():
         out["track_by_classifier"][n]["macro_f1_ci"] = percentile_interval(values)
     out["track"]["macro_f1_ci"] = out["track_by_classifier"][classifier]["macro_f1_ci"]
+    for kind, rep in out.get("track_by_timing", {}).items():
+        mine = np.asarray([kinds[i] == kind for i in tested], dtype=bool)
+        rep["macro_f1_ci"] = percentile_interval(macro_f1_draws(
+            draws, tested[mine], list(np.asarray(y_pred[classifier])[mine]), composers_of, labels))
     means = {}
     for v, scores in loco.items():
         per = _auroc_draws(draws, scores)
@@ -165,6 +199,35 @@ def _embed_all(model: Embedder, corpus: Corpus, spectral: list[np.ndarray]) -> E
     return Embedding([embed_clips(model, torch.from_numpy(p.clips)) for p in corpus.prepared], spectral)
 
 
+class _Embeddings:
+    """The corpus embedded under each of the last few models asked for: a general source gives
+    every fold one model and every composer of a group one, which need embedding once."""
+
+    def __init__(self, corpus: Corpus, spectral: list[np.ndarray], keep: int = 3):
+        self.corpus, self.spectral, self.keep = corpus, spectral, keep
+        self.made: list[tuple[Embedder, Embedding]] = []
+
+    def __call__(self, model: Embedder) -> Embedding:
+        for m, emb in self.made:
+            if m is model:
+                return emb
+        emb = _embed_all(model, self.corpus, self.spectral)
+        self.made = [*self.made[-(self.keep - 1):], (model, emb)] if self.keep > 1 else [(model, emb)]
+        return emb
+
+
+def timing_report(tested: Sequence[int], y_true: Sequence[str], y_pred: Sequence[str], kinds: Sequence[str],
+                  labels: Sequence[str]) -> dict[str, Any]:
+    """Naming figures (metrics.classification_report) apart for each timing kind ("score",
+    "performance": timing.timing_kind) among the tested tracks; kinds is indexed by corpus position,
+    y_true and y_pred follow tested."""
+    out = {}
+    for kind in sorted({kinds[i] for i in tested}):
+        mine = [n for n, i in enumerate(tested) if kinds[i] == kind]
+        out[kind] = classification_report([y_true[n] for n in mine], [y_pred[n] for n in mine], labels)
+    return out
+
+
 @dataclass
 class EvalResult:
     summary: dict[str, Any]  # what eval.json holds
@@ -173,10 +236,11 @@ class EvalResult:
     map_held_out: list[bool]  # track was in fold 0's test fold
 
 
-def _cross_validate(corpus: Corpus, spectral: list[np.ndarray], fold: np.ndarray, options: EvalOptions,
-                    b: BuildOptions, step: Any
-                    ) -> tuple[dict[str, Any], dict[str, list[str]], list[int], dict[int, np.ndarray], int]:
-    """k folds grouped by work: each trains on the others, indexes them and names its own tracks."""
+def _cross_validate(corpus: Corpus, embed: _Embeddings, fold: np.ndarray, options: EvalOptions, b: BuildOptions,
+                    source: EmbedderSource, kinds: Sequence[str], step: Any
+                    ) -> tuple[dict[str, Any], dict[str, list[str]], list[int], dict[int, np.ndarray]]:
+    """k folds grouped by work: each gets its embedder from the source, indexes the other folds and
+    names its own tracks."""
     composers, composers_of = corpus.composers, corpus.composers_of
     classifier = classifier_for(b)
     tested: list[int] = []  # held-out track indices, fold after fold
@@ -184,15 +248,12 @@ def _cross_validate(corpus: Corpus, spectral: list[np.ndarray], fold: np.ndarray
     clip_true: list[str] = []
     clip_pred: list[str] = []
     per_fold = []
-    cached = 0
     map_vectors: dict[int, np.ndarray] = {}
     for f in range(options.folds):
         train_idx, test_idx = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
         if len({composers_of[i] for i in train_idx}) < 2 or not len(test_idx):
             raise TrainingError(f"fold {f} has too few composers or tracks; use fewer --folds")
-        model, _, from_cache = train_or_load(corpus.prepared, composers_of, train_idx, composers, b)
-        cached += from_cache
-        emb = _embed_all(model, corpus, spectral)
+        emb = embed(source.for_fold(f, train_idx))
         store = make_store(corpus, emb, train_idx, index_settings(b, 0), composers)
         fold_true, fold_pred = [], []
         for i in test_idx:
@@ -213,27 +274,26 @@ def _cross_validate(corpus: Corpus, spectral: list[np.ndarray], fold: np.ndarray
     out: dict[str, Any] = {
         "track": {**classification_report(y_true, y_pred[classifier], composers), "classifier": classifier},
         "track_by_classifier": {n: classification_report(y_true, y_pred[n], composers) for n in CLASSIFIERS},
+        "track_by_timing": timing_report(tested, y_true, y_pred[classifier], kinds, composers),
         "clip": classification_report(clip_true, clip_pred, composers),
         "folds": per_fold,
         "fold_of": {str(p.path.relative_to(corpus.root)): int(fold[i]) for i, p in enumerate(corpus.prepared)},
     }
-    return out, y_pred, tested, map_vectors, cached
+    return out, y_pred, tested, map_vectors
 
 
-def _leave_composers_out(corpus: Corpus, spectral: list[np.ndarray], splits: dict[str, Split], b: BuildOptions,
-                         step: Any) -> tuple[dict[str, Any], dict[str, LocoScores], int]:
-    """Each composer left out of training and index in turn: every novelty method calibrated on known
-    works and judged on the composer's tracks against known held-out ones."""
+def _leave_composers_out(corpus: Corpus, embed: _Embeddings, splits: dict[str, Split], b: BuildOptions,
+                         source: EmbedderSource, step: Any) -> tuple[dict[str, Any], dict[str, LocoScores]]:
+    """Each composer left out of the index (and of its embedder's training: the source's duty) in
+    turn: every novelty method calibrated on known works and judged on the composer's tracks against
+    known held-out ones."""
     composers_of = corpus.composers_of
     per_method: dict[str, dict[str, Any]] = {m: {} for m in METHODS}
     loco_scores: dict[str, LocoScores] = {}  # method -> what its figures were computed from
-    cached = 0
     raw_methods = tuple(SCORERS)
     for c, (train_idx, calib_idx, known_test, novel_idx) in splits.items():
         known_composers = sorted({composers_of[i] for i in train_idx})
-        model, _, from_cache = train_or_load(corpus.prepared, composers_of, train_idx, known_composers, b)
-        cached += from_cache
-        emb = _embed_all(model, corpus, spectral)
+        emb = embed(source.for_left_out(c, train_idx))
         store = make_store(corpus, emb, train_idx, index_settings(b, 0), known_composers)
         raw = {part: [raw_scores(store, TrackQuery(emb.vectors[i], emb.spectral[i], corpus.prepared[i].symbolic),
                                  raw_methods, b.novelty.k) for i in idx]
@@ -247,21 +307,55 @@ def _leave_composers_out(corpus: Corpus, spectral: list[np.ndarray], splits: dic
         step()
     out = {"loco": {**loco_summary(per_method[b.novelty.method]), "method": b.novelty.method},
            "loco_by_method": {m: loco_summary(per) for m, per in per_method.items()}}
-    return out, loco_scores, cached
+    return out, loco_scores
+
+
+def _judge(source: EmbedderSource, corpus: Corpus, spectral: list[np.ndarray], fold: np.ndarray,
+           splits: dict[str, Split], kinds: Sequence[str], options: EvalOptions, b: BuildOptions, step: Any
+           ) -> tuple[dict[str, Any], dict[str, list[str]], list[int], dict[int, np.ndarray], dict[str, LocoScores]]:
+    """One embedder source's naming figures on the folds and novelty figures on the splits (none
+    without options.loco): (figures, predictions by classifier, tested track positions, fold 0's
+    clip vectors, the novelty scores behind each method's figures)."""
+    embed = _Embeddings(corpus, spectral)
+    out, y_pred, tested, map_vectors = _cross_validate(corpus, embed, fold, options, b, source, kinds, step)
+    loco_scores: dict[str, LocoScores] = {}
+    if options.loco:
+        loco, loco_scores = _leave_composers_out(corpus, embed, splits, b, source, step)
+        out.update(loco)
+    out["models"] = source.models
+    return out, y_pred, tested, map_vectors, loco_scores
 
 
 def evaluate(data_dir: str | Path, options: EvalOptions = EvalOptions(),
              progress: ProgressFn | None = None) -> EvalResult:
     """Run every fold and every leave-one-composer-out split; return a JSON-ready result.
-    Raises DataDirError or TrainingError when the folder cannot be split so."""
+
+    With options.train_on, the general-embedder protocol: the embedder is trained on those
+    collections less every track that is the same piece as one of data_dir's (eval_sources), and
+    eval.json records the protocol (train_on, duplicates_removed, composer_groups, models); with
+    also_per_index, the per-index embedder's figures on the same folds and splits go under
+    "per_index". Raises DataDirError or TrainingError when the folder cannot be split so."""
     t_start = time.monotonic()
     b = options.build
     b = replace(b, dims=dims_for(b.dims, b.features), ray=False)  # the embedder takes the representation's rows
-    corpus, _, _ = prepare_corpus(Path(data_dir), b, None, progress)
+    whole, _, _ = prepare_corpus(Path(data_dir), b, None, progress)
+    corpus = select_composers(whole, options.composers, options.min_works)
     composers_of, composers, groups = corpus.composers_of, corpus.composers, corpus.groups
     fold = kfold_groups(composers_of, groups, options.folds, b.seed)
     spectral = [spectral_stats(p.clips) for p in corpus.prepared]
-    steps = options.folds + (len(composers) if options.loco else 0) + (options.baseline is not None)
+    kinds = [file_timing_kind(p.path) for p in corpus.prepared]
+    protocol: dict[str, Any] = {"protocol": "per-index"}
+    source: EmbedderSource = PerIndexSource(corpus, b)
+    if options.train_on:
+        training = build_training_set(options.train_on, whole, b, progress)
+        groups_of = composer_groups(composers, options.composer_groups, training,
+                                    {c: composers_of.count(c) for c in composers})
+        source = GeneralSource(training, groups_of, b, progress)
+        protocol = {"protocol": "general-embedder", "train_on": [c["path"] for c in training.collections],
+                    "collections": training.collections, "duplicates_removed": training.removed,
+                    "train_on_failed": training.failed, "composer_groups": groups_of}
+    sources = [source, *([PerIndexSource(corpus, b)] if options.also_per_index else [])]
+    steps = len(sources) * (options.folds + (len(composers) if options.loco else 0)) + (options.baseline is not None)
     done = [0]
 
     def step() -> None:
@@ -269,13 +363,11 @@ def evaluate(data_dir: str | Path, options: EvalOptions = EvalOptions(),
         if progress:
             progress("evaluate", done[0], steps)
 
-    out, y_pred, tested, map_vectors, models_cached = _cross_validate(corpus, spectral, fold, options, b, step)
     splits = loco_splits(composers_of, groups, b.seed) if options.loco else {}
-    loco_scores: dict[str, LocoScores] = {}
-    if options.loco:
-        loco, loco_scores, cached = _leave_composers_out(corpus, spectral, splits, b, step)
-        out.update(loco)
-        models_cached += cached
+    out, y_pred, tested, map_vectors, loco_scores = _judge(source, corpus, spectral, fold, splits, kinds, options,
+                                                           b, step)
+    per_index = _judge(sources[1], corpus, spectral, fold, splits, kinds, options, b, step) \
+        if options.also_per_index else None
     baseline_rows = None
     if options.baseline == "published":
         out["baseline"], baseline_rows = run_published([p.path for p in corpus.prepared], composers_of, composers,
@@ -285,12 +377,28 @@ def evaluate(data_dir: str | Path, options: EvalOptions = EvalOptions(),
     if options.bootstrap:
         draws = group_bootstrap(groups, composers_of, options.bootstrap, b.seed)
         _add_intervals(out, draws, composers_of, composers, np.asarray(tested, dtype=np.int64), y_pred, classifier,
-                       b.novelty.method, loco_scores, baseline_rows)
+                       b.novelty.method, loco_scores, baseline_rows, kinds)
+        if per_index is not None:
+            pi_out, pi_pred, pi_tested, _, pi_loco = per_index
+            _add_intervals(pi_out, draws, composers_of, composers, np.asarray(pi_tested, dtype=np.int64), pi_pred,
+                           classifier, b.novelty.method, pi_loco, None, kinds)
+    if per_index is not None:
+        out["per_index"] = {k: v for k, v in per_index[0].items() if k != "fold_of"}  # the same folds
 
+    selection = None
+    if options.composers or options.min_works:
+        works = works_per_composer(whole)
+        selection = {"rule": (f"composers named: {', '.join(options.composers)}" if options.composers else
+                              f"composers with at least {options.min_works} work groups"),
+                     "works_per_composer": works, "kept": composers,
+                     "left_out": sorted(set(whole.composers) - set(composers))}
+    out = {**protocol, **out}
     out["meta"] = {
         "data_dir": str(Path(data_dir).resolve()), "tracks": len(corpus.prepared), "composers": composers,
+        "selection": selection, "timing_kinds": {k: kinds.count(k) for k in sorted(set(kinds))},
         "failed": len(corpus.failures), "folds": options.folds, "k": options.k,
-        "wall_seconds": round(time.monotonic() - t_start, 1), "models_from_cache": models_cached,
+        "wall_seconds": round(time.monotonic() - t_start, 1),
+        "models_from_cache": sum(s.from_cache for s in sources),
         "date": datetime.now(UTC).isoformat(timespec="seconds"), "musicid_version": __version__,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "settings": {"features": b.features.as_dict(), "dims": asdict(b.dims), "train": asdict(b.train),

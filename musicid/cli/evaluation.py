@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import typer
@@ -53,21 +54,47 @@ def eval_cmd(
     model: Path | None = typer.Option(None, "--model", exists=True, dir_okay=False,
                                       help="The embedder for --enrol (from musicid embedder train, trained "
                                            "without DATA_DIR)."),
+    train_on: list[Path] | None = typer.Option(None, "--train-on", exists=True, file_okay=False,
+                                               help="General-embedder protocol: train the embedder on this "
+                                                    "labelled collection (repeat for more), less every track "
+                                                    "that is the same piece as one of DATA_DIR's; each left-out "
+                                                    "composer's model is trained without that composer."),
+    composer_groups: int | None = typer.Option(None, "--composer-groups", min=1,
+                                               help="With --train-on: deal the composers into this many groups "
+                                                    "and train one model without each group [default: one "
+                                                    "group per composer]."),
+    composers: str | None = typer.Option(None, "--composers",
+                                         help="Evaluate only these composers (comma-separated folder names)."),
+    min_works: int = typer.Option(0, "--min-works", min=0,
+                                  help="Evaluate only the composers with at least this many works (groups of "
+                                       "movements, same notes, performances of one piece)."),
+    also_per_index: bool = typer.Option(False, "--also-per-index",
+                                        help="With --train-on: also the per-index embedder on the same splits."),
     naming: str | None = LEGACY_NAMING_OPT,
     novelty_view: str | None = LEGACY_VIEW_OPT,
 ) -> None:
     """Cross-validate by work (both classifiers) and measure leave-one-composer-out novelty (every method);
-    or, with --enrol and --model, the cross-collection protocol."""
+    with --train-on, using a general embedder trained on other collections; or, with --enrol and --model,
+    the cross-collection protocol."""
     from ..evaluate import EvalOptions, evaluate, save_results
 
     if enrol is not None or model is not None:
+        if train_on:
+            fail("--train-on and --enrol/--model are two protocols: give one", 2, as_json)
         _cross_collection(data_dir, enrol, model, out_dir, bootstrap, cache_dir, as_json)
+        return
+    names = tuple(c.strip() for c in composers.split(",") if c.strip()) if composers else ()
+    try:
+        protocol = EvalOptions(composers=names, min_works=min_works, train_on=tuple(train_on or ()),
+                               composer_groups=composer_groups, also_per_index=also_per_index)
+    except ValueError as e:
+        fail(str(e), 2, as_json)
         return
     with domain_errors(as_json, data_dir):
         b = build_flags(features, classifier, naming, novelty, novelty_view, group_by=group_by, epochs=epochs,
                      steps_per_epoch=steps_per_epoch, pitch_shift=pitch_shift, cache_dir=cache_dir)
-        options = EvalOptions(folds=folds, loco=loco, baseline=baseline.value if baseline else None,
-                              bootstrap=bootstrap, build=b)
+        options = replace(protocol, folds=folds, loco=loco, baseline=baseline.value if baseline else None,
+                          bootstrap=bootstrap, build=b)
         with progress_bars(not as_json) as progress:
             result = evaluate(data_dir, options, progress)
         paths = save_results(result, out_dir)
@@ -98,8 +125,6 @@ def embedder_train(
 ) -> None:
     """Train one embedder on every composer of every collection given; then enrol any folder with
     `musicid index build DIR --model OUT` (no training)."""
-    from dataclasses import replace
-
     from ..pretrain import train_general_embedder
 
     with domain_errors(as_json, data_dirs[0]):
