@@ -31,6 +31,7 @@ class NoveltyMethod(StrEnum):
     clip_knn = "clip-knn"
     symbolic_knn = "symbolic-knn"
     spectral_knn = "spectral-knn"
+    background_margin = "background-margin"
 
 
 class IndexKind(StrEnum):

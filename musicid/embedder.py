@@ -231,14 +231,16 @@ def embed_clips(model: Embedder, clips: Tensor, batch_size: int = 64) -> np.ndar
 
 
 def save_checkpoint(path: Path, model: Embedder, features: FeatureSettings,
-                    meta: dict[str, Any] | None = None) -> str:
-    """Write the checkpoint atomically; return the sha256 of its bytes."""
+                    meta: dict[str, Any] | None = None, background: dict[str, Any] | None = None) -> str:
+    """Write the checkpoint atomically; return the sha256 of its bytes. background: a general
+    embedder's background tracks (background.Background.to_checkpoint)."""
     buf = io.BytesIO()
     torch.save({
         "dims": asdict(model.dims),
         "features": features.as_dict(),
         "state_dict": model.state_dict(),
         "meta": meta or {},
+        **({"background": background} if background else {}),
     }, buf)
     data = buf.getvalue()
     write_bytes(path, data)

@@ -23,12 +23,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from .background import Background
 from .embedder import Embedder
 from .errors import DataDirError, TrainingError
 from .indexer import BuildOptions, Corpus, relative, train_or_load
 from .piece_match import SAME_PIECE, best_matches
 from .prepare import Prepared
-from .pretrain import prepare_collections
+from .pretrain import embed_background, prepare_collections
 from .progress import ProgressFn
 
 
@@ -178,6 +179,10 @@ class EmbedderSource(Protocol):
         """How many of its models the model cache held."""
         ...
 
+    def background(self, model: Embedder) -> Background | None:
+        """The background tracks (background.py) that come with one of its models, or None."""
+        ...
+
 
 def _record(used_for: str, composers_of: Sequence[str], idx: np.ndarray, from_cache: bool,
             left_out: Sequence[str] | None = None) -> dict[str, Any]:
@@ -214,6 +219,9 @@ class PerIndexSource:
     def from_cache(self) -> int:
         return sum(m["from_cache"] for m in self.models)
 
+    def background(self, model: Embedder) -> Background | None:
+        return None  # a per-index embedder knows only the index's composers
+
 
 @dataclass
 class GeneralSource:
@@ -229,6 +237,8 @@ class GeneralSource:
     name: str = "general"
     models: list[dict[str, Any]] = field(default_factory=list)
     _made: dict[int, tuple[Embedder, dict[str, Any]]] = field(default_factory=dict)  # -1: folds, g: group g
+    _backgrounds: dict[int, tuple[Embedder, Background]] = field(default_factory=dict)  # id(model) ->
+    _trained_on: dict[int, np.ndarray] = field(default_factory=dict)  # id(model) -> training set positions
 
     def _model(self, key: int, used_for: str, left_out: Sequence[str] | None) -> Embedder:
         if key in self._made:
@@ -247,7 +257,20 @@ class GeneralSource:
         rec = _record(used_for, t.composers_of, idx, cached, left_out)
         self.models.append(rec)
         self._made[key] = (model, rec)
+        self._trained_on[id(model)] = idx
         return model
+
+    def background(self, model: Embedder) -> Background | None:
+        """The model's background as `musicid embedder train` keeps it: each of its training tracks
+        under it (embedded once per model)."""
+        if id(model) not in self._trained_on:
+            return None
+        if id(model) not in self._backgrounds:
+            idx = self._trained_on[id(model)]
+            bg = embed_background(model, [self.training.prepared[i] for i in idx],
+                                  [self.training.composers_of[i] for i in idx], self.progress)
+            self._backgrounds[id(model)] = (model, bg)
+        return self._backgrounds[id(model)][1]
 
     def for_fold(self, fold: int, train_idx: np.ndarray) -> Embedder:
         return self._model(-1, f"fold {fold}", None)

@@ -290,23 +290,30 @@ def _leave_composers_out(corpus: Corpus, embed: _Embeddings, splits: dict[str, S
     composers_of = corpus.composers_of
     per_method: dict[str, dict[str, Any]] = {m: {} for m in METHODS}
     loco_scores: dict[str, LocoScores] = {}  # method -> what its figures were computed from
-    raw_methods = tuple(SCORERS)
     for c, (train_idx, calib_idx, known_test, novel_idx) in splits.items():
         known_composers = sorted({composers_of[i] for i in train_idx})
-        emb = embed(source.for_left_out(c, train_idx))
-        store = make_store(corpus, emb, train_idx, index_settings(b, 0), known_composers)
+        model = source.for_left_out(c, train_idx)
+        emb = embed(model)
+        if emb.background is None:
+            emb.background = source.background(model)
+        # a general embedder's background composers that are not in this split's index (never c: its
+        # model was trained without it) are the background-margin novelty's cohort
+        cohort = emb.background is not None and len(emb.background.without(known_composers)) > 0
+        store = make_store(corpus, emb, train_idx, index_settings(b, 0, background=cohort), known_composers)
+        methods = [m for m in METHODS if cohort or m != "background-margin"]
+        raw_methods = tuple(m for m in SCORERS if m in methods)
         raw = {part: [raw_scores(store, TrackQuery(emb.vectors[i], emb.spectral[i], corpus.prepared[i].symbolic),
                                  raw_methods, b.novelty.k) for i in idx]
                for part, idx in (("calib", calib_idx), ("known", known_test), ("novel", novel_idx))}
-        for method in METHODS:
-            settings = NoveltySettings(method, b.novelty.k, b.novelty.keep)
+        for method in methods:
+            settings = NoveltySettings(method, b.novelty.k, b.novelty.keep, background=cohort)
             cal = calibrate(raw["calib"], settings)
             scores = {part: np.asarray([final_score(p, method, cal.scales) for p in ps]) for part, ps in raw.items()}
             per_method[method][c] = open_set_figures(scores["novel"], scores["known"], cal.threshold, len(calib_idx))
             loco_scores.setdefault(method, {})[c] = (novel_idx, scores["novel"], known_test, scores["known"])
         step()
     out = {"loco": {**loco_summary(per_method[b.novelty.method]), "method": b.novelty.method},
-           "loco_by_method": {m: loco_summary(per) for m, per in per_method.items()}}
+           "loco_by_method": {m: loco_summary(per) for m, per in per_method.items() if per}}
     return out, loco_scores
 
 

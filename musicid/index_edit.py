@@ -62,7 +62,7 @@ def _edited(store: IndexStore, tracks: pd.DataFrame, keep_clips: np.ndarray, not
     counts = {**store.manifest.about.get("counts", {}), "tracks": len(tracks), "clips": len(clips)}
     manifest = replace(store.manifest.with_about(edits=edits, counts=counts), composers=composers)
     return IndexStore(manifest, clips.reset_index(drop=True), tracks.reset_index(drop=True), vectors, spectral,
-                      store.spectral_norm, store.symbolic_norm)
+                      store.spectral_norm, store.symbolic_norm, background=store.background)
 
 
 def _publish(index_dir: Path, store: IndexStore) -> None:

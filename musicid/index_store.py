@@ -16,6 +16,10 @@
       track_vectors.npy      each track's mean clip vector, unit length, tracks.parquet row order, derived
       linear_probe.npy       the linear probe (classifier.py): weights and bias per composer, derived
       model.pt               the embedder checkpoint (weights only)
+      background.npz         (an index enrolled with a general embedder) its background: the unit
+                             vectors and composers of the embedder's training tracks (background.py);
+                             those by composers the index does not hold are the background-margin
+                             novelty's cohort, derived on load, so that edits need not touch it
 
 FAISS is derived from the raw vectors, never the other way: an edit (index
 add/remove) rebuilds it from vectors.npy, so an IVF-PQ index never quantises a
@@ -36,6 +40,8 @@ import numpy as np
 import pandas as pd
 
 from .atomic import replace_directory, write_json
+from .background import FILE as BACKGROUND_FILE
+from .background import Background
 from .classifier import LinearProbe, fit_linear_probe
 from .errors import IndexCorrupt
 from .faiss_index import ip_to_distance, make_faiss_index, search
@@ -122,6 +128,8 @@ class IndexStore:
     track_vectors: np.ndarray | None = None  # (n_tracks, d) unit mean clip vector per track; derived when None
     probe: LinearProbe | None = None  # fitted on the indexed clip vectors; derived when None
     path: Path | None = None
+    background: Background | None = None  # the model's background tracks (background.py), all of them, or None
+    cohort: Background | None = field(init=False, repr=False)  # derived: the background less the indexed composers
     _clip_track: np.ndarray = field(init=False, repr=False)
     _clip_offset: np.ndarray = field(init=False, repr=False)
     _track_row: dict[int, int] = field(init=False, repr=False)
@@ -147,6 +155,7 @@ class IndexStore:
                                 strict=True))
             labels = np.array([of_track[t] for t in clip_tracks.tolist()], dtype=np.int64)
             self.probe = fit_linear_probe(self.vectors.astype(np.float32), labels, len(self.composers))
+        self.cohort = self.background.without(self.composers) if self.background is not None else None
         # dense lookups built once per load, so that queries never re-index the tables
         n = int(ids.max()) + 1 if len(ids) else 0
         self._clip_track = np.full(n, -1, dtype=np.int64)
@@ -248,9 +257,12 @@ def write_store(directory: Path, store: IndexStore) -> dict[str, Any]:
     np.save(directory / "centroids.npy", store.centroids.astype(np.float32), allow_pickle=False)
     np.save(directory / "track_vectors.npy", store.track_vectors.astype(np.float32), allow_pickle=False)
     np.save(directory / "linear_probe.npy", store.probe.as_array(), allow_pickle=False)
+    if store.background is not None:
+        store.background.save(directory / BACKGROUND_FILE)
     manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "midi_reader": READER_VERSION,
                 **store.manifest.as_dict()}
-    manifest["files"] = {name: file_sha256(directory / name) for name in DATA_FILES}
+    names = (*DATA_FILES, BACKGROUND_FILE) if store.background is not None else DATA_FILES
+    manifest["files"] = {name: file_sha256(directory / name) for name in names}
     if isinstance(manifest.get("model"), dict):
         manifest["model"] = {**manifest["model"], "sha256": manifest["files"]["model.pt"]}
     write_json(directory / "manifest.json", manifest)
@@ -270,7 +282,7 @@ def publish(target: Path, store: IndexStore, put_model: Callable[[Path], object]
 def verify_files(path: Path, manifest: dict[str, Any]) -> None:
     """IndexCorrupt unless every data file is there with the checksum the manifest records."""
     files = manifest.get("files", {})
-    for name in DATA_FILES:
+    for name in (*DATA_FILES, BACKGROUND_FILE) if BACKGROUND_FILE in files else DATA_FILES:
         f = path / name
         if not f.exists():
             raise IndexCorrupt(f"{path}: {name} is missing")
@@ -305,6 +317,7 @@ def load_store(path: str | Path, verify: bool = True) -> IndexStore:
         probe = LinearProbe.from_array(npy("linear_probe.npy"))
         index = faiss.read_index(str(path / "index.faiss"))
         spectral_index = faiss.read_index(str(path / "spectral.faiss"))
+        background = Background.load(path / BACKGROUND_FILE) if manifest.settings.novelty.background else None
     except Exception as e:
         raise IndexCorrupt(f"{path}: cannot read index files ({type(e).__name__}: {e})") from e
     d = index.d
@@ -321,9 +334,10 @@ def load_store(path: str | Path, verify: bool = True) -> IndexStore:
          and all(len(v) == N_SLOTS for v in tracks["sketch"])
          and list(tracks.columns) == list(TRACK_COLUMNS), "tracks.parquet does not have the columns of this version"),
         (probe.weights.shape == centroids.shape, "linear_probe.npy does not match composers and vector size"),
+        (background is None or background.vectors.shape[1:] == (d,), "background.npz does not match the vector size"),
     ]
     for ok, what in checks:
         if not ok:
             raise IndexCorrupt(f"{path}: {what}")
     return IndexStore(manifest, clips, tracks, vectors, spectral, spectral_norm, symbolic_norm, index,
-                      spectral_index, centroids, track_vectors, probe, path)
+                      spectral_index, centroids, track_vectors, probe, path, background)

@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 
 from . import __version__
+from .background import Background, load_background
 from .cache import FeatureCache, default_cache_dir, settings_digest, without_later_defaults
 from .dataset import group_works, holdout_split, scan_labelled, work_key
 from .embedder import (
@@ -76,11 +77,12 @@ def classifier_for(options: BuildOptions) -> str:
     return "linear" if options.features.from_notes else "knn"
 
 
-def index_settings(options: BuildOptions, n_vectors: int) -> IndexSettings:
-    """The settings an index built with these options records (the FAISS kind resolved for its size)."""
+def index_settings(options: BuildOptions, n_vectors: int, background: bool = False) -> IndexSettings:
+    """The settings an index built with these options records (the FAISS kind resolved for its size;
+    background: the index keeps a background cohort, which the fused novelty then uses)."""
     kind = options.index_kind if options.index_kind != "auto" else choose_index_kind(n_vectors)
-    return IndexSettings(options.features, options.render, classifier_for(options), options.novelty, kind,
-                         options.group_by)
+    return IndexSettings(options.features, options.render, classifier_for(options),
+                         replace(options.novelty, background=background), kind, options.group_by)
 
 
 @dataclass
@@ -125,6 +127,7 @@ class Embedding:
     vectors: list[np.ndarray]  # (n_clips, d) each
     spectral: list[np.ndarray]  # (n_clips, 2 * n_bins) each
     ray: dict[str, dict[str, int]] | None = None
+    background: Background | None = None  # the embedder's background tracks (a general embedder's), or None
 
 
 def relative(path: Path, root: Path) -> str:
@@ -251,7 +254,8 @@ def make_store(corpus: Corpus, emb: Embedding, idx: np.ndarray, settings: IndexS
                                               else np.zeros((0, N_SYMBOLIC)))), 6).astype(np.float32)
     manifest = Manifest(tuple(composers), settings, calibration, "", about or {})
     return IndexStore(manifest, pd.DataFrame(clip_rows, columns=["clip_id", "track_id", "offset"]),
-                      pd.DataFrame(track_rows), vectors, norm.vectors(stats), norm, symbolic)
+                      pd.DataFrame(track_rows), vectors, norm.vectors(stats), norm, symbolic,
+                      background=emb.background if settings.novelty.background else None)
 
 
 def calibrate_index(corpus: Corpus, emb: Embedding, settings: IndexSettings) -> tuple[Calibration, dict[str, Any]]:
@@ -353,11 +357,14 @@ def build_index(data_dir: str | Path, out: str | Path, options: BuildOptions = B
     if emb is None:  # not embedded where rendered
         emb = embed_corpus(model, corpus.prepared, options, progress)
         emb.ray = {**ray_run, **(emb.ray or {})} if ray_run else None
+    # a general embedder's background composers (not when fine-tuned: its vectors came from the old weights)
+    emb.background = load_background(options.model_path) if options.model_path and not trained else None
+    cohort = emb.background.without(corpus.composers) if emb.background is not None else None
     timings["embed"] = time.monotonic() - t
 
     t = time.monotonic()
     n_clips = int(sum(len(v) for v in emb.vectors))
-    settings = index_settings(options, n_clips)
+    settings = index_settings(options, n_clips, background=cohort is not None and len(cohort) > 0)
     calibration, heldout = calibrate_index(corpus, emb, settings)
     timings["calibrate"] = time.monotonic() - t
 
@@ -372,6 +379,7 @@ def build_index(data_dir: str | Path, out: str | Path, options: BuildOptions = B
                   "train_seconds": round(train_report.seconds, 1) if train_report else None,
                   "final_loss": round(train_report.final_loss, 4) if train_report else None},
         "novelty": {"score": DESCRIPTIONS[options.novelty.method],
+                    "background": cohort.summary() if cohort is not None and settings.novelty.background else None,
                     "rule": f"{options.novelty.keep:.0%} of held-out known-composer tracks "
                             "score at or below the threshold",
                     "heldout": heldout},

@@ -14,10 +14,16 @@ and the k-NN out-of-distribution score of Sun et al., ICML 2022):
   each standardised over the indexed tracks, to the nearest indexed track's;
 - ``spectral-knn``: ``clip-knn`` in the space of spectral statistics
   (spectral_stats.py), an untrained view of the clips;
+- ``background-margin``: ``track-knn`` less the distance from the track's
+  mean embedding to the nearest *background* track (background.py: tracks of
+  the composers a general embedder was trained on that the index does not
+  enrol, a cohort of impostors): positive when the track lies nearer some
+  composer the index does not hold than any it does;
 - ``fused`` (the default): the maximum of the ``track-knn`` and
   ``symbolic-knn`` scores, each as a robust z-score -- (score - median) /
   interquartile range over held-out known tracks -- so 0 is a typical known
-  track and 1 one interquartile range above.
+  track and 1 one interquartile range above. An index with a background
+  fuses ``background-margin`` in place of ``track-knn``.
 
 docs/RESULTS.md compares them by left-out composer.
 """
@@ -39,6 +45,7 @@ METHODS = values(NoveltyMethod)  # fused, track-knn, clip-knn, symbolic-knn, spe
 LEGACY_METHODS = {"blend": "fused", "track": "track-knn", "embedding": "clip-knn", "score": "symbolic-knn",
                   "sound": "spectral-knn"}  # the names before 0.2 ("views"), still accepted on the command line
 FUSED_PARTS = ("track-knn", "symbolic-knn")
+BACKGROUND_FUSED_PARTS = ("background-margin", "symbolic-knn")  # fused, where the index keeps a background
 DEFAULT_K = 5  # neighbours of each clip for clip-knn and spectral-knn; track-knn and symbolic-knn take the nearest
 DESCRIPTIONS = {  # what each score is, written into the manifest
     "track-knn": "distance from the track's mean embedding to the nearest indexed track's mean embedding",
@@ -47,8 +54,11 @@ DESCRIPTIONS = {  # what each score is, written into the manifest
                     "statistics (spectral_stats.py), averaged over the track's clips",
     "symbolic-knn": "distance from the track's symbolic features (symbolic_features.py) to the nearest indexed "
                     "track's, each feature standardised over the indexed tracks",
-    "fused": "the larger of track-knn and symbolic-knn, each as a robust z-score: (score - median) / "
-             "interquartile range of held-out known tracks (calibration.scales)",
+    "background-margin": "track-knn less the distance from the track's mean embedding to the nearest "
+                         "background track (composers the embedder was trained on that the index does not hold)",
+    "fused": "the larger of track-knn (background-margin where the index keeps a background) and symbolic-knn, "
+             "each as a robust z-score: (score - median) / interquartile range of held-out known tracks "
+             "(calibration.scales)",
 }
 
 
@@ -64,6 +74,7 @@ class NoveltySettings:
     method: str = "fused"  # one of METHODS
     k: int = DEFAULT_K  # neighbours per clip (clip-knn, spectral-knn)
     keep: float = 0.95  # share of held-out known tracks at or under the threshold
+    background: bool = False  # the index keeps background tracks (background.py): fused uses background-margin
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "method", method_name(self.method))
@@ -75,7 +86,9 @@ class NoveltySettings:
     @property
     def parts(self) -> tuple[str, ...]:
         """The raw scores this method is made from."""
-        return FUSED_PARTS if self.method == "fused" else (self.method,)
+        if self.method == "fused":
+            return BACKGROUND_FUSED_PARTS if self.background else FUSED_PARTS
+        return (self.method,)
 
 
 Scales = dict[str, tuple[float, float]]  # fused: each part's (median, interquartile range)
@@ -132,6 +145,14 @@ def _clip_knn(store: IndexStore, q: TrackQuery, k: int, exclude: np.ndarray) -> 
     return float(store.search_clips(q.vectors, k, exclude)[0][:, :k].mean())
 
 
+def _background_margin(store: IndexStore, q: TrackQuery, k: int, exclude: np.ndarray) -> float:
+    if store.cohort is None:
+        raise ValueError("background-margin needs an index enrolled with a general embedder that keeps "
+                         "background composers (musicid embedder train)")
+    v = mean_vector(q.vectors)
+    return _nearest_track(store.search_tracks(v, 1, exclude)[0]) - store.cohort.nearest(v)[0]
+
+
 def _spectral_knn(store: IndexStore, q: TrackQuery, k: int, exclude: np.ndarray) -> float:
     if q.spectral is None:
         raise ValueError("spectral-knn needs the clips' spectral statistics")
@@ -140,7 +161,7 @@ def _spectral_knn(store: IndexStore, q: TrackQuery, k: int, exclude: np.ndarray)
 
 Scorer = Callable[["IndexStore", TrackQuery, int, np.ndarray], float]
 SCORERS: dict[str, Scorer] = {"track-knn": _track_knn, "clip-knn": _clip_knn, "symbolic-knn": _symbolic_knn,
-                              "spectral-knn": _spectral_knn}
+                              "spectral-knn": _spectral_knn, "background-margin": _background_margin}
 
 
 def raw_scores(store: IndexStore, q: TrackQuery, methods: Sequence[str], k: int = DEFAULT_K,
@@ -165,15 +186,15 @@ def final_score(parts: dict[str, float], method: str, scales: Scales | None) -> 
     return fuse(parts, scales) if scales else float("nan")
 
 
-def robust_scales(parts: Sequence[dict[str, float]]) -> Scales:
-    """Each fused part's median and interquartile range over held-out known tracks' raw scores.
+def robust_scales(parts: Sequence[dict[str, float]], names: Sequence[str] = FUSED_PARTS) -> Scales:
+    """Each fused part's (names) median and interquartile range over held-out known tracks' raw scores.
 
     The range is floored at a tenth of the median, so that a handful of near-identical
     calibration tracks cannot make every later track look infinitely far."""
     if not len(parts):
         raise ValueError("no held-out scores to scale the fused score on")
     out = {}
-    for m in FUSED_PARTS:
+    for m in names:
         x = np.asarray([p[m] for p in parts], dtype=float)
         x = x[np.isfinite(x)]
         med = float(np.median(x)) if len(x) else 0.0
@@ -190,6 +211,6 @@ def calibrate(held_out: Sequence[dict[str, float]], settings: NoveltySettings) -
     Raises ValueError when there are none."""
     if not len(held_out):
         raise ValueError("no held-out scores to calibrate on")
-    scales = robust_scales(held_out) if settings.method == "fused" else None
+    scales = robust_scales(held_out, settings.parts) if settings.method == "fused" else None
     scores = [final_score(p, settings.method, scales) for p in held_out]
     return Calibration(float(np.quantile(np.asarray(scores, dtype=float), settings.keep)), scales)

@@ -17,11 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from . import __version__
-from .embedder import TrainReport, dims_for, save_checkpoint
+from .background import Background, background_of
+from .embedder import Embedder, TrainReport, dims_for, embed_clips, save_checkpoint
 from .errors import DataDirError
 from .indexer import BuildOptions, prepare_corpus, train_or_load
+from .novelty import mean_vector
 from .prepare import Prepared
 from .progress import ProgressFn
 
@@ -96,6 +99,18 @@ def prepare_collections(data_dirs: list[Path], options: BuildOptions, progress: 
     return prepared, composers_of, collections, failures
 
 
+def embed_background(model: Embedder, prepared: list[Prepared], composers_of: list[str],
+                     progress: ProgressFn | None = None) -> Background:
+    """The background a general embedder keeps (background.py): each training track's unit mean
+    clip vector under `model`, with its composer."""
+    vectors = []
+    for n, p in enumerate(prepared):
+        vectors.append(mean_vector(embed_clips(model, torch.from_numpy(p.clips))))
+        if progress:
+            progress("background", n + 1, len(prepared))
+    return background_of(np.stack(vectors) if vectors else np.zeros((0, model.dims.embed_dim)), composers_of)
+
+
 def train_general_embedder(data_dirs: list[Path], out: Path, options: BuildOptions = BuildOptions(),
                            progress: ProgressFn | None = None) -> PretrainReport:
     """Train one embedder on every track of every labelled collection given (`<root>/<Composer>/...`)
@@ -113,11 +128,13 @@ def train_general_embedder(data_dirs: list[Path], out: Path, options: BuildOptio
     model, report, from_cache = train_or_load(prepared, composers_of, np.arange(len(prepared)), composers, options,
                                               progress)
     licence = weights_licence([c["licence"] for c in collections])
+    background = embed_background(model, prepared, composers_of, progress)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(out, model, options.features, {
         "kind": "general composer embedder", "musicid": __version__, "composers": composers,
         "collections": collections, "licence": licence, "train": asdict(options.train),
         "train_report": {**asdict(report), "losses": []} if report else None,
-    })
+        "background": {"tracks": len(background), "what": "each training track's unit mean clip vector"},
+    }, background.to_checkpoint())
     return PretrainReport(out, composers, {c: composers_of.count(c) for c in composers}, collections, licence,
                           failures, report, from_cache, round(time.monotonic() - t0, 1))

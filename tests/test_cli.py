@@ -47,10 +47,17 @@ def test_index_build_through_the_cli(tmp_path: Path) -> None:
     assert "Lowpiano/broken.mid: not a MIDI file (no MThd header)" in out
     assert "Index written to" in out and "held-out accuracy" in out
     code, out, _ = run("index", "info", "--index", tmp_path / "idx", "--json")
-    assert code == 0 and json.loads(out)["counts"]["tracks"] == 8
+    info = json.loads(out)
+    assert code == 0 and info["counts"]["tracks"] == 8
+    # enrolled with the shipped embedder, which carries the licence of what it was trained on
+    assert info["model"]["trained_here"] is False
+    assert info["model"]["started_from"].endswith("composer-embedder.pt")
+    assert info["model"]["licence"].startswith("CC BY-NC-SA 4.0")
 
 
 def test_index_build_errors_are_one_line(tmp_path: Path) -> None:
+    code, _, err = run("index", "build", tmp_path, "--train", "--fine-tune")
+    assert code == 2 and "--train trains from scratch" in err
     code, _, err = run("index", "build", tmp_path / "missing", "--out", tmp_path / "idx")
     assert code == 2 and err.strip().splitlines()[-1] == (
         f"Error: Invalid value for 'data_dir': dir '{tmp_path / 'missing'}' does not exist.")

@@ -125,3 +125,38 @@ def test_cross_collection_protocol_through_the_cli(general: Path, tmp_path: Path
     assert "novelty AUROC" in r.output and "open-set macro-F1" in r.output
     r = CliRunner().invoke(app, ["eval", str(query), "--enrol", str(enrol)])
     assert r.exit_code == 2 and "needs both --enrol DIR and --model MODEL" in r.stderr
+
+
+def test_background_composers_the_index_does_not_hold_are_its_novelty_cohort(general: Path, tmp_path: Path) -> None:
+    from musicid.index_edit import add_tracks
+
+    folder = make_corpus(tmp_path / "mine", ["Lowpiano", "Organ"], per_composer=6, seed=7)
+    build_index(folder, tmp_path / "idx", tiny_options(tmp_path, model_path=general))
+    manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
+    assert manifest["settings"]["novelty"]["background"] is True
+    # Lowpiano is enrolled, so only the two others stay in the background
+    assert manifest["novelty"]["background"] == {"composers": {"Highflute": 6, "Strings": 6}, "tracks": 12}
+    engine = QueryEngine.open(tmp_path / "idx")
+    strings = engine.query(write_piece(tmp_path / "strings.mid", "Strings", 931))
+    assert strings.novel and strings.novelty_parts["background-margin"] > 0, strings
+    # once Strings is enrolled it leaves the background: its pieces lie nearer the index than the cohort
+    add_tracks(tmp_path / "idx", make_corpus(tmp_path / "more", ["Strings"], per_composer=4, seed=8),
+               tmp_path / "cache")
+    engine = QueryEngine.open(tmp_path / "idx")
+    assert engine.store.cohort is not None and engine.store.cohort.composers == ("Highflute",)
+    again = engine.query(write_piece(tmp_path / "strings.mid", "Strings", 931))
+    assert again.composer == "Strings" and again.novelty_parts["background-margin"] < 0, again
+
+
+def test_a_composer_spelt_otherwise_is_still_the_same_composer() -> None:
+    import numpy as np
+
+    from musicid.background import background_of, name_key
+
+    assert [name_key(n) for n in ("J.S. Bach", "Johann_Sebastian_Bach", "bach", "Dvořák")] == [
+        "bach", "bach", "bach", "dvorak"]
+    bg = background_of(np.eye(4, dtype=np.float32), ["Bach", "Dvorak", "Bach", "Grieg"])
+    left = bg.without(["J. S. Bach", "Antonín Dvořák"])
+    assert left.composers == ("Grieg",) and left.labels.tolist() == [0] and len(left) == 1
+    assert left.nearest(np.eye(4, dtype=np.float32)[3]) == (0.0, "Grieg")
+    assert bg.without(["Bach", "Dvorak", "Grieg"]).nearest(np.ones(4, np.float32) / 2) == (float("inf"), "")

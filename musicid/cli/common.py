@@ -100,6 +100,8 @@ FEATURES_OPT = typer.Option(Representation.pianoroll, "--features",
                                  "rendering; the best on docs/RESULTS.md's benchmark), audio (log-mel of the "
                                  "FluidSynth rendering: hears instrumentation too) or family-rolls (the piano roll "
                                  "once per instrument family: keys, strings, voices, winds).")
+P_OPT = typer.Option(4, "--composers-per-batch", "-P", min=2, help="P: composers in each training batch.")
+K_OPT = typer.Option(12, "--clips-per-composer", "-K", min=2, help="K: clips per composer in each batch.")
 PITCH_SHIFT_OPT = typer.Option(2, "--pitch-shift", min=0,
                                help="Training augmentation: shift each batch by up to this many rows "
                                     "(mel bins, or semitones with a piano roll).")
@@ -144,8 +146,11 @@ def build_options(representation: str = "pianoroll", classifier: str = "auto", n
                   index_kind: str = "auto", group_by: str | None = None, soundfont: Path | None = None,
                   model: Path | None = None, epochs: int | None = None, steps_per_epoch: int | None = None,
                   pitch_shift: int = 2, cache_dir: Path | None = None, no_cache: bool = False, workers: int = 0,
-                  ray_address: str | None = None, fine_tune: bool = False) -> Any:
+                  ray_address: str | None = None, fine_tune: bool = False, shipped: bool = False) -> Any:
     """indexer.BuildOptions from the command line's flags (index build, eval and embedder train share them).
+
+    shipped: without `model`, start from the shipped embedder where it serves this representation
+    (shipped.default_model), as `index build` does unless told --train.
 
     ray_address: None (no Ray), "local" (start a local instance) or HOST:PORT / auto. ValueError for
     an unknown representation, classifier, novelty method or index kind."""
@@ -161,11 +166,16 @@ def build_options(representation: str = "pianoroll", classifier: str = "auto", n
     make = {"pianoroll": pianoroll_settings, "family-rolls": family_rolls_settings, "audio": FeatureSettings}
     if representation not in make:
         raise ValueError(f"unknown input representation {representation!r} ({', '.join(make)})")
+    feature_settings = make[representation]()
+    if model is None and shipped:
+        from ..shipped import default_model
+
+        model = default_model(feature_settings.as_dict())
     train = TrainSettings()
     train = replace(train, epochs=epochs or train.epochs, steps_per_epoch=steps_per_epoch or train.steps_per_epoch,
                     pitch_shift=pitch_shift)
     return BuildOptions(render=RenderSettings(soundfont=str(soundfont.resolve()) if soundfont else ""),
-                        features=make[representation](), train=train, model_path=model, fine_tune=fine_tune,
+                        features=feature_settings, train=train, model_path=model, fine_tune=fine_tune,
                         novelty=NoveltySettings(novelty), classifier=classifier, index_kind=index_kind,
                         group_by=group_by, cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
                         workers=workers, ray=ray_address is not None,

@@ -11,9 +11,11 @@ from ..choices import Baseline, Classifier, NoveltyMethod, Representation
 from .common import (
     CLASSIFIER_OPT,
     FEATURES_OPT,
+    K_OPT,
     LEGACY_NAMING_OPT,
     LEGACY_VIEW_OPT,
     NOVELTY_OPT,
+    P_OPT,
     PITCH_SHIFT_OPT,
     app,
     build_flags,
@@ -44,6 +46,8 @@ def eval_cmd(
     classifier: Classifier = CLASSIFIER_OPT,
     novelty: NoveltyMethod = NOVELTY_OPT,
     pitch_shift: int = PITCH_SHIFT_OPT,
+    composers_per_batch: int = P_OPT,
+    clips_per_composer: int = K_OPT,
     bootstrap: int = typer.Option(1000, "--bootstrap", min=0,
                                   help="Draws of whole works for the 95% intervals; 0: no intervals."),
     as_json: bool = typer.Option(False, "--json", help="Print eval.json to stdout."),
@@ -93,6 +97,8 @@ def eval_cmd(
     with domain_errors(as_json, data_dir):
         b = build_flags(features, classifier, naming, novelty, novelty_view, group_by=group_by, epochs=epochs,
                      steps_per_epoch=steps_per_epoch, pitch_shift=pitch_shift, cache_dir=cache_dir)
+        b = replace(b, train=replace(b.train, composers_per_batch=composers_per_batch,
+                                     clips_per_composer=clips_per_composer))
         options = replace(protocol, folds=folds, loco=loco, baseline=baseline.value if baseline else None,
                           bootstrap=bootstrap, build=b)
         with progress_bars(not as_json) as progress:
@@ -115,9 +121,8 @@ def embedder_train(
     epochs: int | None = typer.Option(None, "--epochs", min=1, help="Training epochs [default: 12]."),
     steps_per_epoch: int | None = typer.Option(None, "--steps-per-epoch", min=1,
                                                help="Batches per epoch [default: 40]."),
-    composers_per_batch: int = typer.Option(4, "--composers-per-batch", "-P", min=2,
-                                            help="P: composers in each batch."),
-    clips_per_composer: int = typer.Option(12, "--clips-per-composer", "-K", min=2, help="K: clips per composer."),
+    composers_per_batch: int = P_OPT,
+    clips_per_composer: int = K_OPT,
     pitch_shift: int = PITCH_SHIFT_OPT,
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Render and model cache."),
     workers: int = typer.Option(0, "--workers", min=0, help="Render processes [default: one per core]."),

@@ -35,9 +35,13 @@ def index_build(
                                           help="SoundFont (.sf2) [default: TimGM6mb.sf2 from pretty_midi]."),
     model: Path | None = typer.Option(None, "--model",
                                       help="Enrol with this embedder checkpoint (e.g. from musicid embedder "
-                                           "train) instead of training one."),
+                                           "train) [default: the shipped embedder]."),
+    train: bool = typer.Option(False, "--train",
+                               help="Train a per-index embedder on this folder instead of enrolling with the "
+                                    "shipped one (what --features audio always does)."),
     fine_tune: bool = typer.Option(False, "--fine-tune",
-                                   help="With --model: go on training it on this folder's composers."),
+                                   help="Go on training the starting model (--model, or the shipped one) on "
+                                        "this folder's composers."),
     epochs: int | None = typer.Option(None, "--epochs", min=1, help="Training epochs [default: 12]."),
     steps_per_epoch: int | None = typer.Option(None, "--steps-per-epoch", min=1,
                                                help="Batches per epoch [default: 40]."),
@@ -62,14 +66,18 @@ def index_build(
     naming: str | None = LEGACY_NAMING_OPT,
     novelty_view: str | None = LEGACY_VIEW_OPT,
 ) -> None:
-    """Render, train the embedder, embed every clip and write the index."""
+    """Enrol the folder's composers with the shipped embedder (or train one: --train), embed every
+    clip, calibrate novelty and write the index."""
     from ..indexer import build_index
 
+    if train and (model or fine_tune):
+        raise typer.BadParameter("--train trains from scratch: it takes neither --model nor --fine-tune")
     with domain_errors(as_json, data_dir):
         opts = build_flags(features, classifier, naming, novelty, novelty_view, index_kind=index_type.value,
                         group_by=group_by, soundfont=soundfont, model=model, epochs=epochs,
                         steps_per_epoch=steps_per_epoch, pitch_shift=pitch_shift, cache_dir=cache_dir,
-                        no_cache=no_cache, workers=workers, ray_address=ray_address, fine_tune=fine_tune)
+                        no_cache=no_cache, workers=workers, ray_address=ray_address, fine_tune=fine_tune,
+                        shipped=not train)
         with progress_bars(not as_json) as progress:
             report = build_index(data_dir, index_dir(out_dir), opts, progress)
     if as_json:

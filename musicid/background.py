@@ -1,0 +1,133 @@
+"""Background composers: what a general embedder was trained on, kept as an impostor cohort for novelty.
+
+A general embedder (`musicid embedder train`) knows more composers than any one index enrols. Its
+checkpoint keeps one unit vector per training track (the track's mean clip embedding) with the
+track's composer: the *background*. An index enrolled with that embedder keeps the background
+tracks of every composer it does not enrol, and the `background-margin` novelty score compares a
+query's distance to the nearest indexed track with its distance to the nearest background track:
+a query nearer some background composer than any enrolled one is evidence that it is by nobody the
+index knows. This is cohort score normalisation from speaker verification (Rosenberg et al.,
+"The use of cohort normalized scores for speaker verification", ICSLP 1992; Auckenthaler et al.,
+"Score normalization for text-independent speaker verification systems", DSP 2000), with the
+background identities of open-set recognition (Dhamija et al., "Reducing Network Agnostophobia",
+NeurIPS 2018) as the cohort.
+
+Composers are matched by name across collections, forgiving form: "J. S. Bach", "Bach" and
+"Johann_Sebastian_Bach" are one composer (same_composer), so that a user's own spelling of an
+enrolled composer does not leave that composer in the background.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FILE = "background.npz"
+
+
+def name_key(composer: str) -> str:
+    """A composer name reduced to its surname, lower case, without accents: "J.S. Bach" -> "bach",
+    "Dvořák" -> "dvorak", "Johann_Sebastian_Bach" -> "bach"."""
+    plain = unicodedata.normalize("NFKD", composer).encode("ascii", "ignore").decode().lower()
+    words = re.findall(r"[a-z]+", plain)
+    return words[-1] if words else composer.lower()
+
+
+def same_composer(a: str, b: str) -> bool:
+    """Whether two composer names (folder names) are one composer, by surname (name_key)."""
+    return name_key(a) == name_key(b)
+
+
+@dataclass(frozen=True)
+class Background:
+    """Background tracks: unit track vectors and their composers.
+
+    composers: the background composers' names; labels (n,): each vector's composer, an index into
+    composers; vectors (n, d): unit mean clip embeddings, float32."""
+
+    composers: tuple[str, ...]
+    labels: np.ndarray
+    vectors: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.vectors.ndim != 2 or len(self.labels) != len(self.vectors):
+            raise ValueError(f"background: {len(self.labels)} labels for vectors of shape {self.vectors.shape}")
+        if len(self.labels) and not 0 <= int(self.labels.min()) <= int(self.labels.max()) < len(self.composers):
+            raise ValueError("background: a label names no composer")
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    def without(self, enrolled: Sequence[str]) -> Background:
+        """The background less every track by an enrolled composer (same_composer), and less any
+        composer left with no track."""
+        drop = {i for i, c in enumerate(self.composers) if any(same_composer(c, e) for e in enrolled)}
+        keep = np.flatnonzero(~np.isin(self.labels, sorted(drop))) if drop else np.arange(len(self.labels))
+        present = sorted({int(x) for x in self.labels[keep]})
+        remap = np.full(len(self.composers), -1, dtype=np.int64)
+        remap[present] = np.arange(len(present))
+        return Background(tuple(self.composers[i] for i in present), remap[self.labels[keep]],
+                          self.vectors[keep])
+
+    def nearest(self, track_vector: np.ndarray) -> tuple[float, str]:
+        """Distance (Euclidean between unit vectors, 0-2) from one unit track vector (d,) to the
+        nearest background track, and that track's composer; (inf, "") when it holds none (every
+        background composer enrolled: the margin is then -inf, and the fused score its other part)."""
+        if not len(self):
+            return float("inf"), ""
+        ip = self.vectors @ track_vector.astype(np.float32)
+        i = int(np.argmax(ip))
+        return float(np.sqrt(max(2.0 - 2.0 * float(ip[i]), 0.0))), self.composers[int(self.labels[i])]
+
+    def summary(self) -> dict[str, Any]:
+        """What the manifest says of it: composers and track counts."""
+        return {"composers": {c: int(np.sum(self.labels == i)) for i, c in enumerate(self.composers)},
+                "tracks": len(self)}
+
+    # ------------------------------------------------------------ persistence
+
+    def to_checkpoint(self) -> dict[str, Any]:
+        """Tensors and lists that torch.load(weights_only=True) reads back (vectors as float16)."""
+        import torch
+
+        return {"composers": list(self.composers), "labels": torch.from_numpy(self.labels.astype(np.int64)),
+                "vectors": torch.from_numpy(self.vectors.astype(np.float16))}
+
+    @classmethod
+    def from_checkpoint(cls, d: dict[str, Any]) -> Background:
+        return cls(tuple(str(c) for c in d["composers"]), d["labels"].numpy().astype(np.int64),
+                   d["vectors"].float().numpy())
+
+    def save(self, path: Path) -> None:
+        """An .npz of vectors (float16), labels and composers; no pickles."""
+        with path.open("wb") as f:
+            np.savez(f, vectors=self.vectors.astype(np.float16), labels=self.labels.astype(np.int64),
+                     composers=np.array(self.composers, dtype=str))
+
+    @classmethod
+    def load(cls, path: Path) -> Background:
+        with np.load(path, allow_pickle=False) as z:
+            return cls(tuple(str(c) for c in z["composers"]), z["labels"].astype(np.int64),
+                       z["vectors"].astype(np.float32))
+
+
+def background_of(track_vectors: np.ndarray, composers_of: Sequence[str]) -> Background:
+    """A background from unit track vectors (n, d) and each track's composer."""
+    composers = tuple(sorted(set(composers_of)))
+    labels = np.asarray([composers.index(c) for c in composers_of], dtype=np.int64)
+    return Background(composers, labels, np.asarray(track_vectors, dtype=np.float32).reshape(len(labels), -1))
+
+
+def load_background(checkpoint: Path) -> Background | None:
+    """The background a checkpoint keeps (a general embedder's), or None (a per-index one)."""
+    import torch
+
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    bg = ckpt.get("background")
+    return Background.from_checkpoint(bg) if bg else None
