@@ -98,7 +98,8 @@ def print_index_info(console: Console, store: IndexStore) -> None:
         console.print(f"[b]{k:>18}[/b]  {v}", highlight=False)
 
 
-PART_NAMES = {"track-knn": "embedding distance", "symbolic-knn": "symbolic-feature distance"}  # the fused parts
+PART_NAMES = {"track-knn": "embedding distance", "symbolic-knn": "symbolic-feature distance",
+              "background-margin": "background margin"}  # the fused parts
 
 
 def print_query(console: Console, r: TrackResult) -> None:
@@ -114,6 +115,12 @@ def print_query(console: Console, r: TrackResult) -> None:
         parts = ", ".join(f"{PART_NAMES.get(v, v)} {x:.4f}" for v, x in r.novelty_parts.items())
         console.print(f"  from {parts}: the larger of the two, each counted in interquartile ranges above "
                       "held-out known tracks' median", highlight=False, soft_wrap=True)
+    if r.background_composer:
+        margin = r.novelty_parts.get("background-margin")
+        side = "" if margin is None else (", nearer than any indexed piece" if margin > 0
+                                          else ", farther than the nearest indexed piece")
+        console.print(f"  nearest background composer (known to the embedder, not in this index): "
+                      f"{r.background_composer}{side}", highlight=False, soft_wrap=True)
     if r.known_piece and r.known_piece_match == "same piece":
         console.print(f"  [yellow]known piece:[/yellow] a performance or edition of indexed track {r.known_piece} "
                       f"(similarity {r.known_piece_similarity:.2f})", highlight=False, soft_wrap=True)
@@ -162,12 +169,13 @@ def write_csv(path: Path, results: Sequence[TrackResult], failures: Sequence[Any
     with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["rank", "file", "composer", "confidence", "novelty", "threshold", "flagged",
-                    "known_piece", "error"])
+                    "known_piece", "known_piece_match", "background_composer", "error"])
         for i, r in enumerate(results, 1):
             w.writerow([i, r.path, r.composer, f"{r.confidence:.4f}", f"{r.novelty:.4f}",
-                        f"{r.threshold:.4f}", int(r.novel), r.known_piece or "", ""])
+                        f"{r.threshold:.4f}", int(r.novel), r.known_piece or "", r.known_piece_match or "",
+                        r.background_composer or "", ""])
         for f in failures:
-            w.writerow(["", str(f.path), "", "", "", "", "", "", f.reason])
+            w.writerow(["", str(f.path), "", "", "", "", "", "", "", "", f.reason])
 
 
 def interval_text(r: dict[str, Any], key: str) -> str:

@@ -59,6 +59,8 @@ class TrackResult:
     classifier: str = "linear"  # how the composer was chosen: "knn" or "linear"
     novelty_method: str = "fused"
     novelty_parts: dict[str, float] = field(default_factory=dict)  # the raw scores the novelty is made from
+    background_composer: str | None = None  # nearest background composer (known to the embedder, not indexed)
+    background_distance: float | None = None  # to that composer's nearest background track (0-2)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -143,6 +145,7 @@ def score_track(store: IndexStore, q: TrackQuery, path: str, notes_hash: str | N
         for t, (d, cid) in sorted(nearest.items(), key=lambda kv: kv[1][0])[:n_neighbours]
     ]
     composer, confidence = composers[best], float(probs[best])
+    bg_distance, bg_composer = store.cohort.nearest(mean_vector(q.vectors)) if store.cohort else (None, None)
     found = known_piece(store, notes_hash, sketch, exclude_tracks)
     if found is not None:  # the same notes or piece as an indexed track: the index knows who wrote it
         row, match, similarity = found
@@ -158,6 +161,8 @@ def score_track(store: IndexStore, q: TrackQuery, path: str, notes_hash: str | N
         neighbours=neighbours, classifier=settings.classifier,
         novelty_method=novelty_settings.method,
         novelty_parts={m: round(x, 4) for m, x in parts.items()} if novelty_settings.method == "fused" else {},
+        background_composer=bg_composer or None,
+        background_distance=round(bg_distance, 4) if bg_composer else None,
     )
 
 

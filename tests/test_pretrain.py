@@ -139,6 +139,7 @@ def test_background_composers_the_index_does_not_hold_are_its_novelty_cohort(gen
     engine = QueryEngine.open(tmp_path / "idx")
     strings = engine.query(write_piece(tmp_path / "strings.mid", "Strings", 931))
     assert strings.novel and strings.novelty_parts["background-margin"] > 0, strings
+    assert strings.background_composer == "Strings"  # the query says whom it lies nearest
     # once Strings is enrolled it leaves the background: its pieces lie nearer the index than the cohort
     add_tracks(tmp_path / "idx", make_corpus(tmp_path / "more", ["Strings"], per_composer=4, seed=8),
                tmp_path / "cache")

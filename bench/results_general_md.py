@@ -1,0 +1,127 @@
+"""Regenerate docs/RESULTS.md's section on general embedders (issue 18) from real `musicid eval` runs.
+
+    python bench/results_general_md.py --general RUN_DIR --general-command "musicid eval ..." \
+        --cross "LABEL=RUN_DIR" [--cross "LABEL=RUN_DIR" ...]
+
+--general: a run of the general-embedder protocol (`musicid eval DIR --train-on ...`): naming by
+work-grouped folds and leave-composers-out novelty, the left-out composers absent from the
+embedder's training. --cross: runs of the cross-collection protocol (`musicid eval QUERY --enrol DIR
+--model M`), one row each. Replaces what lies between the general-section markers of
+docs/RESULTS.md (appending the section when it has none) and keeps the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from results_md import DOCS, _with_ci, table
+
+START, END = "<!-- generated:general:start -->", "<!-- generated:general:end -->"
+
+
+def _mark(ok: bool) -> str:
+    return "met" if ok else "not met"
+
+
+def cross_rows(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    rows = []
+    for label, r in runs:
+        a = r["all"]
+        unseen = (r.get("novel_unseen_by_embedder") or {}).get("novelty", {})
+        rows.append([label, f"{a['classification']['accuracy']:.3f}", _with_ci(a["classification"], "macro_f1"),
+                     _with_ci(a["novelty"], "auroc"), f"{a['novelty']['fpr_at_95_tpr']:.2f}",
+                     f"{a['novelty']['flagged_novel']:.2f} / {a['novelty']['flagged_known']:.2f}",
+                     _with_ci(a["open_set"], "macro_f1"),
+                     f"{unseen['auroc']:.3f}" if unseen else "(every novel one)", f"{r['wall_seconds'] / 60:.1f} min"])
+    first = runs[0][1]
+    known, novel = first["all"]["known_tracks"], first["all"]["novel_tracks"]
+    best = max(runs, key=lambda x: x[1]["all"]["novelty"]["auroc"])
+    return [
+        "### Cross-collection: enrol `sfl-challenge/train`, query all of ASAP", "",
+        f"The embedder never saw ASAP; the index holds {', '.join(first['enrolled'])} from the challenge set. "
+        f"ASAP's {known} tracks by those composers are known, its {novel} tracks by "
+        f"{len(first['novel_composers'])} others novel ("
+        + ", ".join(f"{c} {n}" for c, n in first["novel_composers"].items()) + ").", "",
+        table(rows, ["embedder", "known named right", "naming macro-F1", "novelty AUROC", "FPR at 95% TPR",
+                     "flagged novel / known", "open-set macro-F1", "AUROC, novel composers the embedder never saw",
+                     "wall time"]), "",
+        f"Targets: novelty AUROC >= 0.90 ({_mark(best[1]['all']['novelty']['auroc'] >= 0.90)}: best "
+        f"{best[1]['all']['novelty']['auroc']:.3f}, {best[0]}); known named right >= 0.80 ("
+        + _mark(max(r["all"]["classification"]["accuracy"] for _, r in runs) >= 0.80) + ").", ""]
+
+
+def general_rows(s: dict[str, Any], command: str) -> list[str]:
+    m = s["meta"]
+    out = [f"### ASAP, {len(m['composers'])} composers, with a general embedder trained on other collections", "",
+           f"Command: `{command}`  ",
+           f"Date: {m['date']}; musicid {m['musicid_version']}; wall time {m['wall_seconds'] / 60:.1f} min "
+           f"({len(s.get('models', []))} models, {m.get('models_from_cache', 0)} from the model cache)  ",
+           f"Data: {m['tracks']} tracks by {', '.join(m['composers'])}", ""]
+    removed = s.get("duplicates_removed", {})
+    if removed:
+        out += ["Removed from the embedder's training as the same piece as an evaluated track: "
+                + "; ".join(f"{Path(k).name} {v['tracks']} ({v['same_notes']} same notes, {v['same_piece']} same "
+                            "piece)" for k, v in removed.items()) + ".", ""]
+    groups = s.get("composer_groups")
+    if groups:
+        out += ["Composer groups (each group's embedder was trained without any track by its composers): "
+                + "; ".join(", ".join(g) for g in groups) + ".", ""]
+    rows = [["all tracks", s["track"]]] + [[k, v] for k, v in s.get("track_by_timing", {}).items()]
+    out += [f"Naming, {m['folds']} folds grouped by work (every fold enrols its training works with one "
+            "embedder trained on the other collections):", "",
+            table([[name, f"{r['accuracy']:.3f}", f"{r['balanced_accuracy']:.3f}", _with_ci(r, "macro_f1"),
+                    str(r["n"])] for name, r in rows],
+                  ["tracks", "accuracy", "balanced accuracy", "macro-F1 (95% interval)", "n"]), ""]
+    timing = s.get("track_by_timing", {})
+    if timing:
+        targets = {"score": 0.85, "performance": 0.80}
+        out += ["Targets: " + "; ".join(f"{k} macro-F1 >= {t:.2f} ({_mark(timing[k]['macro_f1'] >= t)}, "
+                                        f"{timing[k]['macro_f1']:.3f})" for k, t in targets.items() if k in timing)
+                + ".", ""]
+    methods = s.get("loco_by_method", {})
+    if methods:
+        composers = list(next(iter(methods.values()))["per_composer"])
+        out += ["Novelty, leave one composer out (the left-out composer in neither the index nor its embedder's "
+                "training; threshold calibrated on separate known works, 95% kept): AUROC per left-out composer.",
+                "",
+                table([[f"**{meth}**" if meth == s["loco"]["method"] else meth, _with_ci(lo, "mean_auroc"),
+                        f"{lo['mean_fpr_at_95_tpr']:.2f}",
+                        *(f"{lo['per_composer'][c]['auroc']:.2f}" if c in lo["per_composer"] else "-"
+                          for c in composers)]
+                       for meth, lo in methods.items()],
+                      ["novelty score", "mean AUROC (95% interval)", "mean FPR at 95% TPR", *composers]), "",
+                f"Target: mean AUROC >= 0.90 ({_mark(s['loco']['mean_auroc'] >= 0.90)}, "
+                f"{s['loco']['mean_auroc']:.3f} with {s['loco']['method']}).", ""]
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--general", type=Path)
+    ap.add_argument("--general-command", default="musicid eval ASAP --train-on ...")
+    ap.add_argument("--cross", action="append", default=[], help="LABEL=RUN_DIR (repeatable)")
+    args = ap.parse_args()
+    body = [START, ""]
+    if args.general:
+        body += general_rows(json.loads((args.general / "eval.json").read_text()), args.general_command)
+    if args.cross:
+        runs = [(label, json.loads((Path(d) / "eval.json").read_text()))
+                for label, d in (c.split("=", 1) for c in args.cross)]
+        body += cross_rows(runs)
+    body.append(END)
+    path = DOCS / "RESULTS.md"
+    text = path.read_text()
+    if START in text:
+        head, rest = text.split(START, 1)
+        text = head + "\n".join(body) + rest.split(END, 1)[1]
+    else:
+        text += "\n# Across collections: general embedders (issue 18)\n\n" + "\n".join(body) + "\n"
+    path.write_text(text)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
