@@ -291,6 +291,9 @@ def _leave_composers_out(corpus: Corpus, embed: _Embeddings, splits: dict[str, S
     per_method: dict[str, dict[str, Any]] = {m: {} for m in METHODS}
     loco_scores: dict[str, LocoScores] = {}  # method -> what its figures were computed from
     for c, (train_idx, calib_idx, known_test, novel_idx) in splits.items():
+        if not len(calib_idx) or not len(known_test):
+            raise TrainingError(f"leaving {c} out leaves too few works by the other composers to calibrate and "
+                                "test on (each split needs a few); use --no-loco or a folder with more works")
         known_composers = sorted({composers_of[i] for i in train_idx})
         model = source.for_left_out(c, train_idx)
         emb = embed(model)

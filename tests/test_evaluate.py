@@ -175,3 +175,12 @@ def test_eval_cli_prints_intervals_unless_told_not_to(tmp_path: Path) -> None:
     summary = json.loads((tmp_path / "b" / "eval.json").read_text())
     assert "intervals" not in summary and "macro_f1_ci" not in summary["track"]
     assert "draws of whole works" not in r.output
+
+
+def test_too_few_works_to_leave_a_composer_out_is_one_line(tmp_path: Path) -> None:
+    from musicid.errors import TrainingError
+
+    # three works a composer: leaving one out leaves three of the other to index, calibrate and test on
+    data = make_corpus(tmp_path / "data", ["Lowpiano", "Highflute"], per_composer=3, seconds=4)
+    with pytest.raises(TrainingError, match="leaving Highflute out leaves too few works"):
+        evaluate(data, EvalOptions(folds=2, bootstrap=0, build=tiny_options(tmp_path)))

@@ -8,7 +8,8 @@ const PALETTE = ["#2f6fdf", "#d97706", "#059669", "#9333ea", "#dc2626", "#0891b2
 let indexInfo = null;
 let indexMap = null;
 const colours = {};
-const PART_NAMES = { "track-knn": "embedding distance", "symbolic-knn": "symbolic-feature distance" };
+const PART_NAMES = { "track-knn": "embedding distance", "symbolic-knn": "symbolic-feature distance",
+                     "background-margin": "background margin" };
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -83,7 +84,9 @@ function gauge(result) {
   return el("div", {}, el("h3", { text: "novelty against the threshold" }), scale,
     el("div", { class: "gauge-text novelty", text:
       `novelty ${result.novelty.toFixed(4)} (threshold ${result.threshold.toFixed(4)}) \u2192 ${verdict}` +
-      (parts ? `; parts: ${parts}` : "") }));
+      (parts ? `; parts: ${parts}` : "") +
+      (result.background_composer ? `; nearest background composer (known to the embedder, not indexed): ` +
+        `${result.background_composer}` : "") }));
 }
 
 function neighbours(result) {
