@@ -3,7 +3,7 @@
     python bench/ship_embedder.py general.pt
 
 Re-saves it weights only (what `torch.load(weights_only=True)` reads), with the collections' paths
-reduced to their folder names (a path on the training machine means nothing elsewhere), as
+reduced to their folder names (a path on the training machine means nothing elsewhere; short_name), as
 musicid/models/composer-embedder.pt, and writes its card, composer-embedder.json, beside it
 (shipped.write_card). Prints the size and the sha256.
 """
@@ -20,6 +20,13 @@ import torch
 from musicid.atomic import write_bytes
 from musicid.shipped import CHECKPOINT, write_card
 
+GENERIC = {"train", "test", "data", "midi", "scores", "performances"}
+
+
+def short_name(path: Path) -> str:
+    """A collection's folder name, with its parent's where the name alone says nothing ("train")."""
+    return f"{path.parent.name}/{path.name}" if path.name.lower() in GENERIC else path.name
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -29,7 +36,7 @@ def main() -> None:
     meta = dict(ckpt.get("meta", {}))
     if "collections" not in meta or "licence" not in meta:
         raise SystemExit(f"{args.checkpoint}: not from musicid embedder train (no collections or licence recorded)")
-    meta["collections"] = [{**c, "path": Path(c["path"]).name} for c in meta["collections"]]
+    meta["collections"] = [{**c, "path": short_name(Path(c["path"]))} for c in meta["collections"]]
     ckpt["meta"] = meta
     buf = io.BytesIO()
     torch.save(ckpt, buf)

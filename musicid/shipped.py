@@ -52,3 +52,25 @@ def write_card(checkpoint: Path, meta: dict[str, Any], features: dict[str, Any],
                                                        "train_report", "musicid", "background") if k in meta},
     })
     return card
+
+
+def describe_model(path: Path | None = None) -> dict[str, Any]:
+    """What an embedder checkpoint says it is (`musicid embedder info`): the shipped one's card when
+    path is None, else the checkpoint's meta (composers, collections, licence, training), feature
+    settings and background size. Raises IndexMismatch for a file that is not a musicid checkpoint,
+    DataDirError when the package carries no shipped embedder."""
+    if path is None:
+        card = model_card()
+        if not card:
+            from .errors import DataDirError
+
+            raise DataDirError(f"this musicid carries no shipped embedder ({CHECKPOINT} is missing)")
+        return {"path": str(CHECKPOINT), "shipped": True, **card}
+    from .background import load_background
+    from .embedder import load_checkpoint
+
+    model, features, meta = load_checkpoint(path)
+    background = load_background(path)
+    return {"path": str(path), "shipped": False, "features": features.as_dict(), "dims": model.dims.__dict__,
+            **{k: v for k, v in meta.items() if k != "background"},
+            "background": background.summary() if background is not None else None}

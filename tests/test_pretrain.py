@@ -161,3 +161,14 @@ def test_a_composer_spelt_otherwise_is_still_the_same_composer() -> None:
     assert left.composers == ("Grieg",) and left.labels.tolist() == [0] and len(left) == 1
     assert left.nearest(np.eye(4, dtype=np.float32)[3]) == (0.0, "Grieg")
     assert bg.without(["Bach", "Dvorak", "Grieg"]).nearest(np.ones(4, np.float32) / 2) == (float("inf"), "")
+
+
+def test_embedder_info_says_what_the_shipped_and_a_given_embedder_were_trained_on(general: Path) -> None:
+    runner = CliRunner()
+    r = runner.invoke(app, ["embedder", "info", "--json"])
+    shipped = json.loads(r.stdout)
+    assert r.exit_code == 0 and shipped["shipped"] and len(shipped["composers"]) == 20
+    assert shipped["licence"].startswith("CC BY-NC-SA 4.0")
+    assert [c["path"] for c in shipped["collections"]] == ["asap", "dcml-piano", "sfl-challenge/train"]
+    r = runner.invoke(app, ["embedder", "info", str(general)])
+    assert r.exit_code == 0 and "Highflute, Lowpiano, Strings" in r.stdout and "18 tracks" in r.stdout

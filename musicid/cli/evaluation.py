@@ -150,6 +150,38 @@ def embedder_train(
     out.print(f"licence of the weights: {rep.licence}", highlight=False, soft_wrap=True)
 
 
+@embedder_app.command("info")
+def embedder_info(
+    model: Path | None = typer.Argument(None, exists=True, dir_okay=False,
+                                        help="A checkpoint [default: the shipped embedder]."),
+    as_json: bool = typer.Option(False, "--json", help="Print it as JSON."),
+) -> None:
+    """What an embedder was trained on, and the licence its weights carry (default: the shipped one)."""
+    from ..shipped import describe_model
+
+    with domain_errors(as_json, model):
+        d = describe_model(model)
+    if as_json:
+        echo_json(d)
+        return
+    composers = d.get("composers") or []
+    rows = [("checkpoint", d["path"] + (" (shipped)" if d["shipped"] else "")),
+            ("features", str(d.get("features", {}).get("representation", "?"))),
+            ("composers", f"{len(composers)}: {', '.join(composers)}"),
+            *((f"  {c.get('path', '')}",
+               f"{c.get('tracks')} tracks, licence: {c.get('licence') or 'none declared'}")
+              for c in d.get("collections", [])),
+            ("licence", str(d.get("licence") or "not recorded")),
+            ("background", f"{d['background']['tracks']} tracks" if isinstance(d.get("background"), dict)
+             and "tracks" in d["background"] else "none")]
+    report = d.get("train_report") or {}
+    if report:
+        rows.append(("training", f"{report.get('steps')} steps, {report.get('seconds', 0) / 60:.1f} min, "
+                                 f"final loss {report.get('final_loss', 0):.3f}"))
+    for k, v in rows:
+        out.print(f"[b]{k:>12}[/b]  {v}", highlight=False, soft_wrap=True)
+
+
 def _cross_collection(query_dir: Path, enrol: Path | None, model: Path | None, out_dir: Path, bootstrap: int,
                       cache_dir: Path | None, as_json: bool) -> None:
     from ..atomic import write_json
