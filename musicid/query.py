@@ -162,7 +162,7 @@ def score_track(store: IndexStore, q: TrackQuery, path: str, notes_hash: str | N
         novelty_method=novelty_settings.method,
         novelty_parts={m: round(x, 4) for m, x in parts.items()} if novelty_settings.method == "fused" else {},
         background_composer=bg_composer or None,
-        background_distance=round(bg_distance, 4) if bg_composer else None,
+        background_distance=round(bg_distance, 4) if bg_composer and bg_distance is not None else None,
     )
 
 
