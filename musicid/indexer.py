@@ -360,6 +360,10 @@ def build_index(data_dir: str | Path, out: str | Path, options: BuildOptions = B
     # a general embedder's background composers (not when fine-tuned: its vectors came from the old weights)
     emb.background = load_background(options.model_path) if options.model_path and not trained else None
     cohort = emb.background.without(corpus.composers) if emb.background is not None else None
+    if options.novelty.method == "background-margin" and not (cohort is not None and len(cohort)):
+        raise TrainingError("--novelty background-margin needs a general embedder whose background holds "
+                            "composers this index does not (the shipped one, or one from musicid embedder train; "
+                            "not --train, --fine-tune or --features audio)")
     timings["embed"] = time.monotonic() - t
 
     t = time.monotonic()

@@ -22,8 +22,9 @@ and the k-NN out-of-distribution score of Sun et al., ICML 2022):
 - ``fused`` (the default): the maximum of the ``track-knn`` and
   ``symbolic-knn`` scores, each as a robust z-score -- (score - median) /
   interquartile range over held-out known tracks -- so 0 is a typical known
-  track and 1 one interquartile range above. An index with a background
-  fuses ``background-margin`` in place of ``track-knn``.
+  track and 1 one interquartile range above. (Fusing ``background-margin`` in
+  place of ``track-knn`` helped across collections and hurt when the left-out
+  composer was unseen by the embedder: docs/RESULTS.md, session 9; not the default.)
 
 docs/RESULTS.md compares them by left-out composer.
 """
@@ -45,7 +46,6 @@ METHODS = values(NoveltyMethod)  # fused, track-knn, clip-knn, symbolic-knn, spe
 LEGACY_METHODS = {"blend": "fused", "track": "track-knn", "embedding": "clip-knn", "score": "symbolic-knn",
                   "sound": "spectral-knn"}  # the names before 0.2 ("views"), still accepted on the command line
 FUSED_PARTS = ("track-knn", "symbolic-knn")
-BACKGROUND_FUSED_PARTS = ("background-margin", "symbolic-knn")  # fused, where the index keeps a background
 DEFAULT_K = 5  # neighbours of each clip for clip-knn and spectral-knn; track-knn and symbolic-knn take the nearest
 DESCRIPTIONS = {  # what each score is, written into the manifest
     "track-knn": "distance from the track's mean embedding to the nearest indexed track's mean embedding",
@@ -56,9 +56,8 @@ DESCRIPTIONS = {  # what each score is, written into the manifest
                     "track's, each feature standardised over the indexed tracks",
     "background-margin": "track-knn less the distance from the track's mean embedding to the nearest "
                          "background track (composers the embedder was trained on that the index does not hold)",
-    "fused": "the larger of track-knn (background-margin where the index keeps a background) and symbolic-knn, "
-             "each as a robust z-score: (score - median) / interquartile range of held-out known tracks "
-             "(calibration.scales)",
+    "fused": "the larger of track-knn and symbolic-knn, each as a robust z-score: (score - median) / "
+             "interquartile range of held-out known tracks (calibration.scales)",
 }
 
 
@@ -74,7 +73,7 @@ class NoveltySettings:
     method: str = "fused"  # one of METHODS
     k: int = DEFAULT_K  # neighbours per clip (clip-knn, spectral-knn)
     keep: float = 0.95  # share of held-out known tracks at or under the threshold
-    background: bool = False  # the index keeps background tracks (background.py): fused uses background-margin
+    background: bool = False  # the index keeps background tracks (background.py): background-margin can be scored
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "method", method_name(self.method))
@@ -86,9 +85,7 @@ class NoveltySettings:
     @property
     def parts(self) -> tuple[str, ...]:
         """The raw scores this method is made from."""
-        if self.method == "fused":
-            return BACKGROUND_FUSED_PARTS if self.background else FUSED_PARTS
-        return (self.method,)
+        return FUSED_PARTS if self.method == "fused" else (self.method,)
 
 
 Scales = dict[str, tuple[float, float]]  # fused: each part's (median, interquartile range)

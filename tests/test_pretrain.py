@@ -129,16 +129,19 @@ def test_cross_collection_protocol_through_the_cli(general: Path, tmp_path: Path
 
 def test_background_composers_the_index_does_not_hold_are_its_novelty_cohort(general: Path, tmp_path: Path) -> None:
     from musicid.index_edit import add_tracks
+    from musicid.novelty import NoveltySettings
 
     folder = make_corpus(tmp_path / "mine", ["Lowpiano", "Organ"], per_composer=6, seed=7)
-    build_index(folder, tmp_path / "idx", tiny_options(tmp_path, model_path=general))
+    build_index(folder, tmp_path / "idx", tiny_options(tmp_path, model_path=general,
+                                                       novelty=NoveltySettings("background-margin")))
     manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
     assert manifest["settings"]["novelty"]["background"] is True
     # Lowpiano is enrolled, so only the two others stay in the background
     assert manifest["novelty"]["background"] == {"composers": {"Highflute": 6, "Strings": 6}, "tracks": 12}
     engine = QueryEngine.open(tmp_path / "idx")
     strings = engine.query(write_piece(tmp_path / "strings.mid", "Strings", 931))
-    assert strings.novel and strings.novelty_parts["background-margin"] > 0, strings
+    # nearer the Strings background than any indexed piece: a positive margin, flagged
+    assert strings.novel and strings.novelty > 0, strings
     assert strings.background_composer == "Strings"  # the query says whom it lies nearest
     # once Strings is enrolled it leaves the background: its pieces lie nearer the index than the cohort
     add_tracks(tmp_path / "idx", make_corpus(tmp_path / "more", ["Strings"], per_composer=4, seed=8),
@@ -146,7 +149,11 @@ def test_background_composers_the_index_does_not_hold_are_its_novelty_cohort(gen
     engine = QueryEngine.open(tmp_path / "idx")
     assert engine.store.cohort is not None and engine.store.cohort.composers == ("Highflute",)
     again = engine.query(write_piece(tmp_path / "strings.mid", "Strings", 931))
-    assert again.composer == "Strings" and again.novelty_parts["background-margin"] < 0, again
+    assert again.composer == "Strings" and again.novelty < 0 and again.background_composer == "Highflute", again
+    # a per-index embedder has no background: the score is refused in one line, before anything is written
+    with pytest.raises(TrainingError, match="background-margin needs a general embedder"):
+        build_index(folder, tmp_path / "idx2", tiny_options(tmp_path, novelty=NoveltySettings("background-margin")))
+    assert not (tmp_path / "idx2").exists()
 
 
 def test_a_composer_spelt_otherwise_is_still_the_same_composer() -> None:

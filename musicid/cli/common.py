@@ -114,8 +114,10 @@ NOVELTY_OPT = typer.Option(NoveltyMethod.fused, "--novelty",
                                 "nearest indexed track's), symbolic-knn (the same for its symbolic features: "
                                 "intervals, chords, voices, rhythm), fused (the larger of those two as robust "
                                 "z-scores on held-out known tracks), clip-knn (its clips to their k nearest "
-                                "indexed clips) or spectral-knn (the same in spectral statistics); "
-                                "docs/RESULTS.md compares them.")
+                                "indexed clips), spectral-knn (the same in spectral statistics) or background-margin "
+                                "(track-knn less the distance to the nearest piece by a composer the embedder "
+                                "learnt and the index does not hold; needs a general embedder, e.g. the shipped "
+                                "one); docs/RESULTS.md compares them.")
 # the flags of musicid 0.1, hidden, for one release
 LEGACY_NAMING_OPT = typer.Option(None, "--naming", hidden=True, help="Old name of --classifier (vote, head).")
 LEGACY_VIEW_OPT = typer.Option(None, "--novelty-view", hidden=True, help="Old name of --novelty.")

@@ -38,13 +38,16 @@ def index_build(
                                            "train) [default: the shipped embedder]."),
     train: bool = typer.Option(False, "--train",
                                help="Train a per-index embedder on this folder instead of enrolling with the "
-                                    "shipped one (what --features audio always does)."),
+                                    "shipped one (what --features audio and family-rolls always do). Not with "
+                                    "--model."),
     fine_tune: bool = typer.Option(False, "--fine-tune",
                                    help="Go on training the starting model (--model, or the shipped one) on "
                                         "this folder's composers."),
-    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Training epochs [default: 12]."),
+    epochs: int | None = typer.Option(None, "--epochs", min=1,
+                                      help="Training epochs, when it trains (--train, --fine-tune, --features "
+                                           "audio) [default: 12]."),
     steps_per_epoch: int | None = typer.Option(None, "--steps-per-epoch", min=1,
-                                               help="Batches per epoch [default: 40]."),
+                                               help="Batches per epoch, when it trains [default: 40]."),
     group_by: str | None = typer.Option(None, "--group-by",
                                         help="Regex on file names whose first group names the work."),
     workers: int = typer.Option(0, "--workers", min=0, help="Render processes [default: one per core]."),
