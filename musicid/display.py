@@ -115,7 +115,7 @@ def print_query(console: Console, r: TrackResult) -> None:
         parts = ", ".join(f"{PART_NAMES.get(v, v)} {x:.4f}" for v, x in r.novelty_parts.items())
         console.print(f"  from {parts}: the larger of the two, each counted in interquartile ranges above "
                       "held-out known tracks' median", highlight=False, soft_wrap=True)
-    if r.background_composer:
+    if r.background_composer and r.novel:
         margin = r.novelty_parts.get("background-margin")
         side = "" if margin is None else (", nearer than any indexed piece" if margin > 0
                                           else ", farther than the nearest indexed piece")
