@@ -110,7 +110,8 @@ def test_build_writes_a_self_describing_index(built_index: Path, corpus: Path) -
                                "spectral_norm.npy", "symbolic_norm.npy", "index.faiss", "spectral.faiss",
                                "centroids.npy", "track_vectors.npy", "linear_probe.npy", "model.pt"}
     settings = m["settings"]
-    assert settings["novelty"] == {"method": "fused", "k": 5, "keep": 0.95} and settings["index_kind"] == "flat"
+    assert settings["novelty"] == {"method": "fused", "k": 5, "keep": 0.95, "background": False}
+    assert settings["index_kind"] == "flat"
     assert set(m["calibration"]["scales"]) == {"track-knn", "symbolic-knn"} and store.symbolic_norm.shape == (2, 119)
     assert settings["classifier"] == "knn" and settings["group_by"] is None  # auto, on the audio representation
     assert store.manifest.settings.features == TINY_FEATURES  # the file serialises the settings it was built with

@@ -81,7 +81,7 @@ def test_edited_metadata_is_detected(built_index: Path, tmp_path: Path) -> None:
 
 
 def _start_build(data: Path, out: Path, cache: Path, epochs: int, steps: int) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "musicid", "index", "build", str(data), "--out", str(out),
+    cmd = [sys.executable, "-m", "musicid", "index", "build", str(data), "--out", str(out), "--train",
            "--cache-dir", str(cache), "--workers", "1", "--epochs", str(epochs),
            "--steps-per-epoch", str(steps), "--json"]
     # as from a terminal: a job started in the background (`cmd &`) inherits SIGINT ignored, and
