@@ -40,6 +40,7 @@ class RenderSettings:
     soundfont: str = ""  # "" means the TimGM6mb.sf2 that ships with pretty_midi
     stereo: bool = False  # (2, samples) instead of a mono mix
     effects: bool = False  # FluidSynth's reverb and chorus, as its command line renders
+    random_programs: bool = False  # timbre augmentation: each melodic channel a random GM program (random_programs)
 
     def resolved_soundfont(self) -> Path:
         return Path(self.soundfont) if self.soundfont else default_soundfont()
@@ -48,7 +49,8 @@ class RenderSettings:
         """Everything that changes the audio, the SoundFont by content, not by path."""
         from .cache import without_later_defaults
 
-        d = without_later_defaults(asdict(self), {"stereo": False, "effects": False})  # off: audio as before
+        d = without_later_defaults(asdict(self), {"stereo": False, "effects": False,
+                                                  "random_programs": False})  # off: audio as before
         d.pop("timeout_seconds")
         d["soundfont"] = soundfont_digest(self.resolved_soundfont())
         return d
@@ -149,12 +151,29 @@ def send_event(synth: Any, kind: int, channel: int, a: int, b: int) -> None:
         synth.pitch_bend(channel, a)
 
 
-def _new_synth(settings: RenderSettings) -> _Synth:
-    """A fresh synthesizer per render (~25 ms): bit-identical output whatever ran before."""
+RANDOM_PROGRAMS = 96  # General MIDI programs 0-95 (pianos to synth pads): no sound effects, no percussion
+
+
+def random_programs(midi: Midi) -> np.ndarray:
+    """(16,) one General MIDI program (0-95) per channel, drawn at random but fixed by the piece's
+    notes (the same file always gets the same instruments): the timbre augmentation of
+    RenderSettings.random_programs, so that an audio embedder cannot name a composer by the
+    ensemble that plays (docs/RESULTS.md: the audio route learnt instrumentation). The drum
+    channel keeps its kit."""
+    notes = np.asarray([(round(t, 3), ch, a) for t, kind, ch, a, _ in midi.events[:2000] if kind == NOTE_ON],
+                       dtype=np.float64)
+    seed = int.from_bytes(hashlib.sha256(notes.tobytes()).digest()[:8], "little")
+    return np.random.default_rng(seed).integers(0, RANDOM_PROGRAMS, size=16)
+
+
+def _new_synth(settings: RenderSettings, programs: np.ndarray | None = None) -> _Synth:
+    """A fresh synthesizer per render (~25 ms): bit-identical output whatever ran before. programs:
+    (16,) a program per channel to start from (else 0, the piano)."""
     synth = _Synth(check_soundfont(settings.resolved_soundfont()), settings.sample_rate, settings.gain,
                    settings.effects)
     for ch in range(16):
-        synth.synth.program_select(ch, synth.sfid, 128 if ch == DRUM_CHANNEL else 0, 0)
+        program = 0 if programs is None or ch == DRUM_CHANNEL else int(programs[ch])
+        synth.synth.program_select(ch, synth.sfid, 128 if ch == DRUM_CHANNEL else 0, program)
     return synth
 
 
@@ -163,14 +182,16 @@ def render(midi: Midi, settings: RenderSettings = RenderSettings(), name: str = 
     """Synthesise a piece to float32 audio at settings.sample_rate: (samples,) mono, or (2, samples).
 
     Renders up to the end of the last note plus a short release, and never more
-    than max_seconds (default settings.max_seconds). Raises RenderError on a
+    than max_seconds (default settings.max_seconds). With settings.random_programs every melodic
+    channel plays random_programs(midi)'s instrument and the file's program changes are ignored. Raises RenderError on a
     FluidSynth failure, on silence, or when the wall-clock bound is passed.
     """
     sr = settings.sample_rate
     limit = settings.max_seconds if max_seconds is None else max_seconds
     total = int(min(midi.duration + RELEASE_SECONDS, limit) * sr)
     deadline = time.monotonic() + settings.timeout_seconds
-    synth = _new_synth(settings)
+    programs = random_programs(midi) if settings.random_programs else None
+    synth = _new_synth(settings, programs)
     out = np.zeros((2, total), dtype=np.float32)
     pos = 0
     s = synth.synth
@@ -186,6 +207,8 @@ def render(midi: Midi, settings: RenderSettings = RenderSettings(), name: str = 
                     )
             if pos >= total:
                 break
+            if programs is not None and kind == PROGRAM and ch != DRUM_CHANNEL:
+                continue  # the file's own instruments are what the augmentation replaces
             send_event(s, kind, ch, a, b)
         block = sr
         while pos < total:

@@ -141,3 +141,22 @@ def test_clips_cover_track_and_are_capped() -> None:
     assert len(long) == s.max_clips and long[0] == 0 and long[-1] == s.clip_frames * 99
     clips, starts = cut_clips(torch.zeros(s.n_bins, 10), s)
     assert clips.shape == (1, s.n_bins, s.clip_frames) and starts == [0]
+
+
+def test_random_programs_change_the_instruments_not_the_notes(tmp_path: Path) -> None:
+    from musicid.render import RANDOM_PROGRAMS, random_programs
+
+    flute = load_midi(write_piece(tmp_path / "f.mid", "Highflute", 3))
+    other = load_midi(write_piece(tmp_path / "g.mid", "Highflute", 4))
+    programs = random_programs(flute)
+    # fixed by the piece: the same file always sounds the same; another piece gets other instruments
+    assert np.array_equal(programs, random_programs(load_midi(tmp_path / "f.mid")))
+    assert not np.array_equal(programs, random_programs(other))
+    assert programs.shape == (16,) and 0 <= programs.min() and programs.max() < RANDOM_PROGRAMS
+    plain = render(flute, RenderSettings(max_seconds=4))
+    varied = render(flute, RenderSettings(max_seconds=4, random_programs=True))
+    assert varied.shape == plain.shape and not np.allclose(varied, plain, atol=1e-3)
+    assert np.array_equal(varied, render(flute, RenderSettings(max_seconds=4, random_programs=True)))
+    # a cache entry or an index rendered one way is never read for the other
+    assert RenderSettings(random_programs=True).identity() != RenderSettings().identity()
+    assert "random_programs" not in RenderSettings().identity()  # caches made before it still hit

@@ -100,6 +100,10 @@ FEATURES_OPT = typer.Option(Representation.pianoroll, "--features",
                                  "rendering; the best on docs/RESULTS.md's benchmark), audio (log-mel of the "
                                  "FluidSynth rendering: hears instrumentation too) or family-rolls (the piano roll "
                                  "once per instrument family: keys, strings, voices, winds).")
+RANDOM_PROGRAMS_OPT = typer.Option(False, "--random-programs",
+                                   help="With --features audio: render every melodic channel with a random "
+                                        "General MIDI instrument (fixed per piece), so that the embedder cannot "
+                                        "name composers by their ensembles.")
 P_OPT = typer.Option(4, "--composers-per-batch", "-P", min=2, help="P: composers in each training batch.")
 K_OPT = typer.Option(12, "--clips-per-composer", "-K", min=2, help="K: clips per composer in each batch.")
 PITCH_SHIFT_OPT = typer.Option(2, "--pitch-shift", min=0,
@@ -148,7 +152,8 @@ def build_options(representation: str = "pianoroll", classifier: str = "auto", n
                   index_kind: str = "auto", group_by: str | None = None, soundfont: Path | None = None,
                   model: Path | None = None, epochs: int | None = None, steps_per_epoch: int | None = None,
                   pitch_shift: int = 2, cache_dir: Path | None = None, no_cache: bool = False, workers: int = 0,
-                  ray_address: str | None = None, fine_tune: bool = False, shipped: bool = False) -> Any:
+                  ray_address: str | None = None, fine_tune: bool = False, shipped: bool = False,
+                  random_programs: bool = False) -> Any:
     """indexer.BuildOptions from the command line's flags (index build, eval and embedder train share them).
 
     shipped: without `model`, start from the shipped embedder where it serves this representation
@@ -176,7 +181,8 @@ def build_options(representation: str = "pianoroll", classifier: str = "auto", n
     train = TrainSettings()
     train = replace(train, epochs=epochs or train.epochs, steps_per_epoch=steps_per_epoch or train.steps_per_epoch,
                     pitch_shift=pitch_shift)
-    return BuildOptions(render=RenderSettings(soundfont=str(soundfont.resolve()) if soundfont else ""),
+    return BuildOptions(render=RenderSettings(soundfont=str(soundfont.resolve()) if soundfont else "",
+                                              random_programs=random_programs),
                         features=feature_settings, train=train, model_path=model, fine_tune=fine_tune,
                         novelty=NoveltySettings(novelty), classifier=classifier, index_kind=index_kind,
                         group_by=group_by, cache_dir=None if no_cache else (cache_dir or default_cache_dir()),

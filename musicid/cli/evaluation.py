@@ -17,6 +17,7 @@ from .common import (
     NOVELTY_OPT,
     P_OPT,
     PITCH_SHIFT_OPT,
+    RANDOM_PROGRAMS_OPT,
     app,
     build_flags,
     build_options,
@@ -48,6 +49,7 @@ def eval_cmd(
     pitch_shift: int = PITCH_SHIFT_OPT,
     composers_per_batch: int = P_OPT,
     clips_per_composer: int = K_OPT,
+    random_programs: bool = RANDOM_PROGRAMS_OPT,
     bootstrap: int = typer.Option(1000, "--bootstrap", min=0,
                                   help="Draws of whole works for the 95% intervals; 0: no intervals."),
     as_json: bool = typer.Option(False, "--json", help="Print eval.json to stdout."),
@@ -96,7 +98,8 @@ def eval_cmd(
         return
     with domain_errors(as_json, data_dir):
         b = build_flags(features, classifier, naming, novelty, novelty_view, group_by=group_by, epochs=epochs,
-                     steps_per_epoch=steps_per_epoch, pitch_shift=pitch_shift, cache_dir=cache_dir)
+                     steps_per_epoch=steps_per_epoch, pitch_shift=pitch_shift, cache_dir=cache_dir,
+                     random_programs=random_programs)
         b = replace(b, train=replace(b.train, composers_per_batch=composers_per_batch,
                                      clips_per_composer=clips_per_composer))
         options = replace(protocol, folds=folds, loco=loco, baseline=baseline.value if baseline else None,
@@ -124,6 +127,7 @@ def embedder_train(
     composers_per_batch: int = P_OPT,
     clips_per_composer: int = K_OPT,
     pitch_shift: int = PITCH_SHIFT_OPT,
+    random_programs: bool = RANDOM_PROGRAMS_OPT,
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Render and model cache."),
     workers: int = typer.Option(0, "--workers", min=0, help="Render processes [default: one per core]."),
     as_json: bool = typer.Option(False, "--json", help="Print the training summary as JSON."),
@@ -134,7 +138,7 @@ def embedder_train(
 
     with domain_errors(as_json, data_dirs[0]):
         b = build_options(features.value, epochs=epochs, steps_per_epoch=steps_per_epoch, pitch_shift=pitch_shift,
-                          cache_dir=cache_dir, workers=workers)
+                          cache_dir=cache_dir, workers=workers, random_programs=random_programs)
         b = replace(b, train=replace(b.train, composers_per_batch=composers_per_batch,
                                      clips_per_composer=clips_per_composer))
         with progress_bars(not as_json) as progress:

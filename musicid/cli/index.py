@@ -16,6 +16,7 @@ from .common import (
     LEGACY_VIEW_OPT,
     NOVELTY_OPT,
     PITCH_SHIFT_OPT,
+    RANDOM_PROGRAMS_OPT,
     build_flags,
     domain_errors,
     echo_json,
@@ -58,6 +59,7 @@ def index_build(
     classifier: Classifier = CLASSIFIER_OPT,
     novelty: NoveltyMethod = NOVELTY_OPT,
     pitch_shift: int = PITCH_SHIFT_OPT,
+    random_programs: bool = RANDOM_PROGRAMS_OPT,
     index_type: IndexKind = typer.Option(IndexKind.auto, "--index-type",
                                          help="FAISS index: auto (exact below 100k clips, IVF to 20M, IVF-PQ "
                                               "above), flat, ivf, ivfpq, hnsw."),
@@ -80,7 +82,7 @@ def index_build(
                         group_by=group_by, soundfont=soundfont, model=model, epochs=epochs,
                         steps_per_epoch=steps_per_epoch, pitch_shift=pitch_shift, cache_dir=cache_dir,
                         no_cache=no_cache, workers=workers, ray_address=ray_address, fine_tune=fine_tune,
-                        shipped=not train)
+                        shipped=not train, random_programs=random_programs)
         with progress_bars(not as_json) as progress:
             report = build_index(data_dir, index_dir(out_dir), opts, progress)
     if as_json:
