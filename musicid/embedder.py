@@ -230,6 +230,18 @@ def embed_clips(model: Embedder, clips: Tensor, batch_size: int = 64) -> np.ndar
     return torch.cat(out).numpy().astype(np.float32)
 
 
+def embed_tracks(model: Embedder, clips: list[np.ndarray], progress: ProgressFn | None = None,
+                 stage: str = "embed") -> list[np.ndarray]:
+    """Each track's clip vectors: clips[i] (n_clips, n_bins, frames) -> (n_clips, embed_dim) float32,
+    one track after another, reporting progress as `stage`."""
+    out = []
+    for n, c in enumerate(clips):
+        out.append(embed_clips(model, torch.from_numpy(c)))
+        if progress:
+            progress(stage, n + 1, len(clips))
+    return out
+
+
 def save_checkpoint(path: Path, model: Embedder, features: FeatureSettings,
                     meta: dict[str, Any] | None = None, background: dict[str, Any] | None = None) -> str:
     """Write the checkpoint atomically; return the sha256 of its bytes. background: a general

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from . import __version__
 from .atomic import write_json
@@ -36,7 +35,7 @@ from .baseline import LocoScores, Split, run_published
 from .choices import Baseline
 from .classifier import CLASSIFIERS
 from .dataset import holdout_split, kfold_groups
-from .embedder import Embedder, dims_for, embed_clips
+from .embedder import Embedder, dims_for, embed_tracks
 from .errors import TrainingError
 from .eval_sources import (
     EmbedderSource,
@@ -196,7 +195,7 @@ def _add_intervals(out: dict[str, Any], draws: np.ndarray, composers_of: Sequenc
 def _embed_all(model: Embedder, corpus: Corpus, spectral: list[np.ndarray]) -> Embedding:
     """Every track's clip vectors under one model, in corpus order (the spectral statistics do not
     depend on the model: computed once, passed in)."""
-    return Embedding([embed_clips(model, torch.from_numpy(p.clips)) for p in corpus.prepared], spectral)
+    return Embedding(embed_tracks(model, [p.clips for p in corpus.prepared]), spectral)
 
 
 class _Embeddings:

@@ -30,7 +30,7 @@ from .embedder import (
     TrainReport,
     TrainSettings,
     dims_for,
-    embed_clips,
+    embed_tracks,
     load_checkpoint,
     save_checkpoint,
     train_embedder,
@@ -224,12 +224,8 @@ def embed_corpus(model: Embedder, prepared: list[Prepared], options: BuildOption
 
         vectors, spectral, embedded_on = embed_on_ray(model, prepared, options.ray_address, progress=progress)
         return Embedding(vectors, spectral, {"embedded_on": embedded_on})
-    vectors = []
-    for n, p in enumerate(prepared):
-        vectors.append(embed_clips(model, torch.from_numpy(p.clips)))
-        if progress:
-            progress("embed", n + 1, len(prepared))
-    return Embedding(vectors, [spectral_stats(p.clips) for p in prepared])
+    return Embedding(embed_tracks(model, [p.clips for p in prepared], progress),
+                     [spectral_stats(p.clips) for p in prepared])
 
 
 def make_store(corpus: Corpus, emb: Embedding, idx: np.ndarray, settings: IndexSettings, composers: list[str],

@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from . import __version__
 from .background import Background, background_of
-from .embedder import Embedder, TrainReport, dims_for, embed_clips, save_checkpoint
+from .embedder import Embedder, TrainReport, dims_for, embed_tracks, save_checkpoint
 from .errors import DataDirError
 from .indexer import BuildOptions, prepare_corpus, train_or_load
 from .novelty import mean_vector
@@ -103,11 +102,7 @@ def embed_background(model: Embedder, prepared: list[Prepared], composers_of: li
                      progress: ProgressFn | None = None) -> Background:
     """The background a general embedder keeps (background.py): each training track's unit mean
     clip vector under `model`, with its composer."""
-    vectors = []
-    for n, p in enumerate(prepared):
-        vectors.append(mean_vector(embed_clips(model, torch.from_numpy(p.clips))))
-        if progress:
-            progress("background", n + 1, len(prepared))
+    vectors = [mean_vector(v) for v in embed_tracks(model, [p.clips for p in prepared], progress, "background")]
     return background_of(np.stack(vectors) if vectors else np.zeros((0, model.dims.embed_dim)), composers_of)
 
 
