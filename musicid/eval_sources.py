@@ -236,13 +236,13 @@ class GeneralSource:
     progress: ProgressFn | None = None
     name: str = "general"
     models: list[dict[str, Any]] = field(default_factory=list)
-    _made: dict[int, tuple[Embedder, dict[str, Any]]] = field(default_factory=dict)  # -1: folds, g: group g
-    _backgrounds: dict[int, tuple[Embedder, Background]] = field(default_factory=dict)  # id(model) ->
-    _trained_on: dict[int, np.ndarray] = field(default_factory=dict)  # id(model) -> training set positions
+    # -1: the folds' model, g: group g's; each with its record and its training set positions
+    _made: dict[int, tuple[Embedder, dict[str, Any], np.ndarray]] = field(default_factory=dict)
+    _backgrounds: dict[int, Background] = field(default_factory=dict)  # the same keys
 
     def _model(self, key: int, used_for: str, left_out: Sequence[str] | None) -> Embedder:
         if key in self._made:
-            model, rec = self._made[key]
+            model, rec, _ = self._made[key]
             rec["used_for"].append(used_for)
             return model
         t = self.training
@@ -256,21 +256,20 @@ class GeneralSource:
         model, _, cached = train_or_load(t.prepared, t.composers_of, idx, composers, self.options, self.progress)
         rec = _record(used_for, t.composers_of, idx, cached, left_out)
         self.models.append(rec)
-        self._made[key] = (model, rec)
-        self._trained_on[id(model)] = idx
+        self._made[key] = (model, rec, idx)
         return model
 
     def background(self, model: Embedder) -> Background | None:
         """The model's background as `musicid embedder train` keeps it: each of its training tracks
         under it (embedded once per model)."""
-        if id(model) not in self._trained_on:
+        key = next((k for k, (m, _, _) in self._made.items() if m is model), None)
+        if key is None:
             return None
-        if id(model) not in self._backgrounds:
-            idx = self._trained_on[id(model)]
-            bg = embed_background(model, [self.training.prepared[i] for i in idx],
-                                  [self.training.composers_of[i] for i in idx], self.progress)
-            self._backgrounds[id(model)] = (model, bg)
-        return self._backgrounds[id(model)][1]
+        if key not in self._backgrounds:
+            idx = self._made[key][2]
+            self._backgrounds[key] = embed_background(model, [self.training.prepared[i] for i in idx],
+                                                      [self.training.composers_of[i] for i in idx], self.progress)
+        return self._backgrounds[key]
 
     def for_fold(self, fold: int, train_idx: np.ndarray) -> Embedder:
         return self._model(-1, f"fold {fold}", None)
