@@ -98,8 +98,7 @@ def print_index_info(console: Console, store: IndexStore) -> None:
         console.print(f"[b]{k:>18}[/b]  {v}", highlight=False)
 
 
-PART_NAMES = {"track-knn": "embedding distance", "symbolic-knn": "symbolic-feature distance",
-              "background-margin": "background margin"}  # the fused parts
+PART_NAMES = {"track-knn": "embedding distance", "symbolic-knn": "symbolic-feature distance"}  # the fused parts
 
 
 def print_query(console: Console, r: TrackResult) -> None:
@@ -116,11 +115,8 @@ def print_query(console: Console, r: TrackResult) -> None:
         console.print(f"  from {parts}: the larger of the two, each counted in interquartile ranges above "
                       "held-out known tracks' median", highlight=False, soft_wrap=True)
     if r.background_composer and r.novel:
-        margin = r.novelty_parts.get("background-margin")
-        side = "" if margin is None else (", nearer than any indexed piece" if margin > 0
-                                          else ", farther than the nearest indexed piece")
         console.print(f"  nearest background composer (known to the embedder, not in this index): "
-                      f"{r.background_composer}{side}", highlight=False, soft_wrap=True)
+                      f"{r.background_composer}", highlight=False, soft_wrap=True)
     if r.known_piece and r.known_piece_match == "same piece":
         console.print(f"  [yellow]known piece:[/yellow] a performance or edition of indexed track {r.known_piece} "
                       f"(similarity {r.known_piece_similarity:.2f})", highlight=False, soft_wrap=True)

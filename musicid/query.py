@@ -130,7 +130,8 @@ def score_track(store: IndexStore, q: TrackQuery, path: str, notes_hash: str | N
     dist, ids, tids = store.search_clips(q.vectors, k, excluded)
     probs = classify(store, q.vectors, tids, k)
     best = int(np.argmax(probs))
-    cdist = ip_to_distance(store.centroids @ mean_vector(q.vectors))
+    track_vector = mean_vector(q.vectors)
+    cdist = ip_to_distance(store.centroids @ track_vector)
     parts = raw_scores(store, q, novelty_settings.parts, novelty_settings.k, exclude_tracks)
     novelty = final_score(parts, novelty_settings.method, store.manifest.calibration.scales)
 
@@ -145,7 +146,7 @@ def score_track(store: IndexStore, q: TrackQuery, path: str, notes_hash: str | N
         for t, (d, cid) in sorted(nearest.items(), key=lambda kv: kv[1][0])[:n_neighbours]
     ]
     composer, confidence = composers[best], float(probs[best])
-    bg_distance, bg_composer = store.cohort.nearest(mean_vector(q.vectors)) if store.cohort else (None, None)
+    background = store.cohort.nearest(track_vector) if store.cohort else None  # (distance, composer)
     found = known_piece(store, notes_hash, sketch, exclude_tracks)
     if found is not None:  # the same notes or piece as an indexed track: the index knows who wrote it
         row, match, similarity = found
@@ -161,8 +162,8 @@ def score_track(store: IndexStore, q: TrackQuery, path: str, notes_hash: str | N
         neighbours=neighbours, classifier=settings.classifier,
         novelty_method=novelty_settings.method,
         novelty_parts={m: round(x, 4) for m, x in parts.items()} if novelty_settings.method == "fused" else {},
-        background_composer=bg_composer or None,
-        background_distance=round(bg_distance, 4) if bg_composer and bg_distance is not None else None,
+        background_composer=background[1] if background else None,
+        background_distance=round(background[0], 4) if background else None,
     )
 
 

@@ -14,6 +14,7 @@ licence that follows for the weights (CC BY-NC-SA 4.0: ASAP and DCML are NonComm
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,6 @@ def describe_model(path: Path | None = None) -> dict[str, Any]:
 
     model, features, meta = load_checkpoint(path)
     background = load_background(path)
-    return {"path": str(path), "shipped": False, "features": features.as_dict(), "dims": model.dims.__dict__,
+    return {"path": str(path), "shipped": False, "features": features.as_dict(), "dims": asdict(model.dims),
             **{k: v for k, v in meta.items() if k != "background"},
             "background": background.summary() if background is not None else None}
