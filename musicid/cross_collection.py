@@ -124,6 +124,7 @@ def evaluate_cross_collection(model: Path, enrol_dir: Path, query_dir: Path,
         "protocol": "cross-collection",
         "model": {"path": str(model), "composers": sorted(seen_by_embedder),
                   "collections": [c.get("path") for c in meta.get("collections", [])]},
+        "novelty_method": options.novelty.method, "classifier": options.classifier,
         "enrolled": report.composers, "enrol_dir": str(enrol_dir.resolve()), "query_dir": str(query_dir.resolve()),
         "all": _figures(rows, known, report.composers, draws),
         "novel_unseen_by_embedder": (_figures(unseen, known, report.composers, None)

@@ -123,6 +123,15 @@ def test_cross_collection_protocol_through_the_cli(general: Path, tmp_path: Path
     # Highflute was in the embedder's training: the figures without it count Choir alone as novel
     assert result["novel_unseen_by_embedder"]["novel_tracks"] == 4
     assert "novelty AUROC" in r.output and "open-set macro-F1" in r.output
+    assert result["novelty_method"] == "fused"
+    # index build's flags hold in this protocol too (they were once dropped without a word)
+    r = CliRunner().invoke(app, ["eval", str(query), "--enrol", str(enrol), "--model", str(general), "--out",
+                                 str(tmp_path / "out2"), "--bootstrap", "0", "--cache-dir", str(tmp_path / "c"),
+                                 "--novelty", "symbolic-knn"])
+    assert r.exit_code == 0, r.output
+    symbolic = json.loads((tmp_path / "out2" / "eval.json").read_text())
+    assert symbolic["novelty_method"] == "symbolic-knn"
+    assert [t["novelty"] for t in symbolic["tracks"]] != [t["novelty"] for t in result["tracks"]]
     r = CliRunner().invoke(app, ["eval", str(query), "--enrol", str(enrol)])
     assert r.exit_code == 2 and "needs both --enrol DIR and --model MODEL" in r.stderr
 

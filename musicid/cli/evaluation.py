@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -28,6 +29,9 @@ from .common import (
     out,
     progress_bars,
 )
+
+if TYPE_CHECKING:
+    from ..indexer import BuildOptions
 
 
 @app.command("eval")
@@ -87,7 +91,10 @@ def eval_cmd(
     if enrol is not None or model is not None:
         if train_on:
             fail("--train-on and --enrol/--model are two protocols: give one", 2, as_json)
-        _cross_collection(data_dir, enrol, model, out_dir, bootstrap, cache_dir, as_json)
+        with domain_errors(as_json, data_dir):
+            b = build_flags(features, classifier, naming, novelty, novelty_view, group_by=group_by,
+                            cache_dir=cache_dir, random_programs=random_programs)
+        _cross_collection(data_dir, enrol, model, out_dir, bootstrap, b, as_json)
         return
     names = tuple(c.strip() for c in composers.split(",") if c.strip()) if composers else ()
     try:
@@ -187,7 +194,8 @@ def embedder_info(
 
 
 def _cross_collection(query_dir: Path, enrol: Path | None, model: Path | None, out_dir: Path, bootstrap: int,
-                      cache_dir: Path | None, as_json: bool) -> None:
+                      options: BuildOptions, as_json: bool) -> None:
+    """The cross-collection protocol with index build's flags (classifier, novelty, group-by, cache)."""
     from ..atomic import write_json
     from ..cross_collection import evaluate_cross_collection
 
@@ -195,8 +203,7 @@ def _cross_collection(query_dir: Path, enrol: Path | None, model: Path | None, o
         fail("the cross-collection protocol needs both --enrol DIR and --model MODEL", 2, as_json)
         return
     with domain_errors(as_json, query_dir), progress_bars(not as_json) as progress:
-        result = evaluate_cross_collection(model, enrol, query_dir, build_options(cache_dir=cache_dir), bootstrap,
-                                           progress)
+        result = evaluate_cross_collection(model, enrol, query_dir, options, bootstrap, progress)
         out_dir.mkdir(parents=True, exist_ok=True)
         write_json(out_dir / "eval.json", result)
     if as_json:
