@@ -1,13 +1,16 @@
 """Regenerate docs/RESULTS.md's section on general embedders (issue 18) from real `musicid eval` runs.
 
     python bench/results_general_md.py --general RUN_DIR --general-command "musicid eval ..." \
-        --cross "LABEL=RUN_DIR" [--cross "LABEL=RUN_DIR" ...]
+        --cross "LABEL=RUN_DIR" [--cross ...] [--side "TITLE|LABEL=RUN_DIR" ...] [--heldout "LABEL=RUN_DIR" ...]
 
 --general: a run of the general-embedder protocol (`musicid eval DIR --train-on ...`): naming by
 work-grouped folds and leave-composers-out novelty, the left-out composers absent from the
 embedder's training. --cross: runs of the cross-collection protocol (`musicid eval QUERY --enrol DIR
---model M`), one row each. Replaces what lies between the general-section markers of
-docs/RESULTS.md (appending the section when it has none) and keeps the rest.
+--model M`), one row each. --side: general-protocol runs side by side, one table per TITLE, a row
+per run (and one for its per-index embedder when the run had --also-per-index). --heldout: the
+cross-collection protocol on the project's held-out check (bench/run_heldout.sh). --general and
+--cross replace what lies between the general-section markers of docs/RESULTS.md, --side and
+--heldout what lies between the side-by-side markers (each appended when absent); the rest is kept.
 """
 
 from __future__ import annotations
@@ -20,13 +23,14 @@ from typing import Any
 from results_md import DOCS, _with_ci, table
 
 START, END = "<!-- generated:general:start -->", "<!-- generated:general:end -->"
+SIDE_START, SIDE_END = "<!-- generated:side:start -->", "<!-- generated:side:end -->"
 
 
 def _mark(ok: bool) -> str:
     return "met" if ok else "not met"
 
 
-def cross_rows(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
+def cross_rows(runs: list[tuple[str, dict[str, Any]]], title: str = "") -> list[str]:
     rows = []
     for label, r in runs:
         a = r["all"]
@@ -39,10 +43,11 @@ def cross_rows(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
     first = runs[0][1]
     known, novel = first["all"]["known_tracks"], first["all"]["novel_tracks"]
     best = max(runs, key=lambda x: x[1]["all"]["novelty"]["auroc"])
+    query = Path(first["query_dir"]).name
     return [
-        "### Cross-collection: enrol `sfl-challenge/train`, query all of ASAP", "",
-        f"The embedder never saw ASAP; the index holds {', '.join(first['enrolled'])} from the challenge set. "
-        f"ASAP's {known} tracks by those composers are known, its {novel} tracks by "
+        title or "### Cross-collection: enrol `sfl-challenge/train`, query all of ASAP", "",
+        f"The index holds {', '.join(first['enrolled'])} from the challenge set. "
+        f"{query}'s {known} tracks by those composers are known, its {novel} tracks by "
         f"{len(first['novel_composers'])} others novel ("
         + ", ".join(f"{c} {n}" for c, n in first["novel_composers"].items()) + ").", "",
         table(rows, ["embedder", "known named right", "naming macro-F1", "novelty AUROC", "FPR at 95% TPR",
@@ -51,6 +56,25 @@ def cross_rows(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
         f"Targets: novelty AUROC >= 0.90 ({_mark(best[1]['all']['novelty']['auroc'] >= 0.90)}: best "
         f"{best[1]['all']['novelty']['auroc']:.3f}, {best[0]}); known named right >= 0.80 ("
         + _mark(max(r["all"]["classification"]["accuracy"] for _, r in runs) >= 0.80) + ").", ""]
+
+
+def side_rows(title: str, runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """One table: each general-protocol run (and its per-index embedder, where it ran one) on the same
+    folds and leave-one-composer-out splits."""
+    rows, composers = [], list(runs[0][1]["meta"]["composers"])
+    for label, s in runs:
+        for name, r in [(label, s), *([(f"{label}: per-index, same splits", s["per_index"])]
+                                      if "per_index" in s else [])]:
+            lo = r.get("loco", {})
+            rows.append([name, _with_ci(r["track"], "macro_f1"), f"{r['track']['balanced_accuracy']:.3f}",
+                         _with_ci(lo, "mean_auroc") if lo else "-",
+                         *(f"{lo['per_composer'][c]['auroc']:.2f}" if lo and c in lo["per_composer"] else "-"
+                           for c in composers),
+                         f"{s['meta']['wall_seconds'] / 60:.1f} min ({len(s.get('models', []))} models, "
+                         f"{s['meta'].get('models_from_cache', 0)} cached)"])
+    method = runs[0][1].get("loco", {}).get("method", "fused")
+    return [title, "", table(rows, ["run", "track macro-F1 (95% interval)", "balanced accuracy",
+                                    f"LOCO mean AUROC, {method} (95% interval)", *composers, "wall time"]), ""]
 
 
 def general_rows(s: dict[str, Any], command: str) -> list[str]:
@@ -98,27 +122,48 @@ def general_rows(s: dict[str, Any], command: str) -> list[str]:
     return out
 
 
+def replace_block(text: str, start: str, end: str, body: list[str], heading: str) -> str:
+    """text with what lies between start and end replaced by body (appended under heading if absent)."""
+    block = "\n".join([start, "", *body, end])
+    if start in text:
+        head, rest = text.split(start, 1)
+        return head + block + rest.split(end, 1)[1]
+    return text + f"\n{heading}\n\n" + block + "\n"
+
+
+def _runs(specs: list[str]) -> list[tuple[str, dict[str, Any]]]:
+    return [(label, json.loads((Path(d) / "eval.json").read_text())) for label, d in (c.split("=", 1) for c in specs)]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--general", type=Path)
     ap.add_argument("--general-command", default="musicid eval ASAP --train-on ...")
     ap.add_argument("--cross", action="append", default=[], help="LABEL=RUN_DIR (repeatable)")
+    ap.add_argument("--side", action="append", default=[], help="TITLE|LABEL=RUN_DIR (repeatable)")
+    ap.add_argument("--heldout", action="append", default=[], help="LABEL=RUN_DIR (repeatable)")
     args = ap.parse_args()
-    body = [START, ""]
-    if args.general:
-        body += general_rows(json.loads((args.general / "eval.json").read_text()), args.general_command)
-    if args.cross:
-        runs = [(label, json.loads((Path(d) / "eval.json").read_text()))
-                for label, d in (c.split("=", 1) for c in args.cross)]
-        body += cross_rows(runs)
-    body.append(END)
     path = DOCS / "RESULTS.md"
     text = path.read_text()
-    if START in text:
-        head, rest = text.split(START, 1)
-        text = head + "\n".join(body) + rest.split(END, 1)[1]
-    else:
-        text += "\n# Across collections: general embedders (issue 18)\n\n" + "\n".join(body) + "\n"
+    if args.general or args.cross:  # bench/run_general.sh's block
+        body: list[str] = []
+        if args.general:
+            body += general_rows(json.loads((args.general / "eval.json").read_text()), args.general_command)
+        if args.cross:
+            body += cross_rows(_runs(args.cross))
+        text = replace_block(text, START, END, body, "# Across collections: general embedders (issue 18)")
+    if args.side or args.heldout:  # bench/run_side_by_side.sh's block
+        body = []
+        tables: dict[str, list[str]] = {}
+        for spec in args.side:
+            title, run = spec.split("|", 1)
+            tables.setdefault(title, []).append(run)
+        for title, runs in tables.items():
+            body += side_rows(f"### {title}", _runs(runs))
+        if args.heldout:
+            body += cross_rows(_runs(args.heldout), "### The project's held-out check: music21's chorales, quartets "
+                                                    "and madrigals (bench/run_heldout.sh)")
+        text = replace_block(text, SIDE_START, SIDE_END, body, "# Side by side: routes and embedders (issue 18)")
     path.write_text(text)
     print(f"wrote {path}")
 

@@ -80,6 +80,9 @@ def print_index_info(console: Console, store: IndexStore) -> None:
         ("musicid", about.get("musicid_version", "")),
         ("vectors", f"{store.index.ntotal} x {store.index.d} ({_index_kind(store.index)})"),
         ("model", f"{model.get('dims')} sha256 {str(model.get('sha256', ''))[:12]}"),
+        ("embedder", _embedder_origin(model)),
+        *([("licence", str(model["licence"]))] if model.get("licence") else []),
+        *([("background", _background_line(store.cohort.composers))] if store.cohort is not None else []),
         ("features", ", ".join(f"{k}={v}" for k, v in settings.features.as_dict().items())),
         ("render", f"{settings.render.sample_rate} Hz, SoundFont "
                    f"{settings.render.soundfont or 'TimGM6mb.sf2 (pretty_midi)'}"),
@@ -96,6 +99,19 @@ def print_index_info(console: Console, store: IndexStore) -> None:
     ]
     for k, v in rows:
         console.print(f"[b]{k:>18}[/b]  {v}", highlight=False)
+
+
+def _embedder_origin(model: dict) -> str:
+    """Where an index's embedder came from, from its manifest's model record."""
+    start = model.get("started_from")
+    if model.get("trained_here"):
+        return f"fine-tuned here from {start}" if start else "trained here, on this index's tracks"
+    return f"{start}, enrolled without training" if start else "given, not trained here"
+
+
+def _background_line(composers: tuple[str, ...]) -> str:
+    n = len(composers)
+    return f"{n} composer{'s' if n != 1 else ''} the embedder knows and the index does not ({', '.join(composers)})"
 
 
 PART_NAMES = {"track-knn": "embedding distance", "symbolic-knn": "symbolic-feature distance"}  # the fused parts

@@ -157,6 +157,10 @@ def test_background_composers_the_index_does_not_hold_are_its_novelty_cohort(gen
                tmp_path / "cache")
     engine = QueryEngine.open(tmp_path / "idx")
     assert engine.store.cohort is not None and engine.store.cohort.composers == ("Highflute",)
+    info = CliRunner().invoke(app, ["index", "info", "--index", str(tmp_path / "idx")], env={"COLUMNS": "200"})
+    assert f"{general}, enrolled without training" in info.output
+    assert "licence  CC BY-NC-SA 4.0" in info.output  # the terms of what the embedder learnt from
+    assert "background  1 composer the embedder knows and the index does not (Highflute)" in info.output
     again = engine.query(write_piece(tmp_path / "strings.mid", "Strings", 931))
     assert again.composer == "Strings" and again.novelty < 0 and again.background_composer == "Highflute", again
     # a per-index embedder has no background: the score is refused in one line, before anything is written
