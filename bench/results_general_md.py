@@ -63,6 +63,7 @@ def side_rows(title: str, runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
     folds and leave-one-composer-out splits."""
     rows, composers = [], list(runs[0][1]["meta"]["composers"])
     for label, s in runs:
+        n_models = len(s.get("models", [])) + len(s.get("per_index", {}).get("models", []))
         for name, r in [(label, s), *([(f"{label}: per-index, same splits", s["per_index"])]
                                       if "per_index" in s else [])]:
             lo = r.get("loco", {})
@@ -70,7 +71,7 @@ def side_rows(title: str, runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
                          _with_ci(lo, "mean_auroc") if lo else "-",
                          *(f"{lo['per_composer'][c]['auroc']:.2f}" if lo and c in lo["per_composer"] else "-"
                            for c in composers),
-                         f"{s['meta']['wall_seconds'] / 60:.1f} min ({len(s.get('models', []))} models, "
+                         f"{s['meta']['wall_seconds'] / 60:.1f} min for the run ({n_models} models, "
                          f"{s['meta'].get('models_from_cache', 0)} cached)"])
     method = runs[0][1].get("loco", {}).get("method", "fused")
     return [title, "", table(rows, ["run", "track macro-F1 (95% interval)", "balanced accuracy",
