@@ -64,7 +64,7 @@ def side_rows(title: str, runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
     rows, composers = [], list(runs[0][1]["meta"]["composers"])
     for label, s in runs:
         n_models = len(s.get("models", [])) + len(s.get("per_index", {}).get("models", []))
-        for name, r in [(label, s), *([(f"{label}: per-index, same splits", s["per_index"])]
+        for name, r in [(label, s), *([("per-index, trained on each split's own tracks", s["per_index"])]
                                       if "per_index" in s else [])]:
             lo = r.get("loco", {})
             rows.append([name, _with_ci(r["track"], "macro_f1"), f"{r['track']['balanced_accuracy']:.3f}",
