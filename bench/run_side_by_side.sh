@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Issue 18's comparisons beside the general roll embedder, each on one protocol's splits in one run:
 #   1. the challenge set, embedders trained on DCML alone (ASAP's 1,302 renders did not fit): the
-#      rendered-audio route with random General MIDI programs per part, then the piano roll (32 min);
+#      rendered-audio route with random General MIDI programs per part, then the piano roll (33 min);
 #   2. the same two routes on the project's held-out check (bench/run_heldout.sh's music21 export):
-#      embedders trained on all of DCML (`embedder train`), enrolling the challenge set (12 min);
+#      embedders trained on all of DCML (`embedder train`), enrolling the challenge set (16 min);
 #   3. ASAP's 8 composers, naming by work-grouped folds: the general roll embedder and per-index
-#      embedders trained on each fold (--also-per-index --no-loco: 6 trainings, about 40 min).
+#      embedders trained on each fold (--also-per-index --no-loco: 6 trainings, 42 min).
 # Then docs/RESULTS.md's generated side-by-side section is rewritten with these tables and
 # bench/run_heldout.sh's check (run that first).
 #   bash bench/run_side_by_side.sh      (DATA=../shared/data CACHE=/tmp/musicid-general OUT=/tmp/musicid-general)
