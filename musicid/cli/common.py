@@ -103,7 +103,8 @@ FEATURES_OPT = typer.Option(Representation.pianoroll, "--features",
 RANDOM_PROGRAMS_OPT = typer.Option(False, "--random-programs",
                                    help="With --features audio: render every melodic channel with a random "
                                         "General MIDI instrument (fixed per piece), so that the embedder cannot "
-                                        "name composers by their ensembles.")
+                                        "name composers by their ensembles. For experiments: it named the "
+                                        "challenge set far worse than the piano roll (docs/RESULTS.md).")
 P_OPT = typer.Option(4, "--composers-per-batch", "-P", min=2, help="P: composers in each training batch.")
 K_OPT = typer.Option(12, "--clips-per-composer", "-K", min=2, help="K: clips per composer in each batch.")
 PITCH_SHIFT_OPT = typer.Option(2, "--pitch-shift", min=0,
