@@ -132,8 +132,13 @@ def replace_block(text: str, start: str, end: str, body: list[str], heading: str
     return text + f"\n{heading}\n\n" + block + "\n"
 
 
+def _load(run_dir: str | Path) -> dict[str, Any]:
+    return json.loads((Path(run_dir) / "eval.json").read_text())
+
+
 def _runs(specs: list[str]) -> list[tuple[str, dict[str, Any]]]:
-    return [(label, json.loads((Path(d) / "eval.json").read_text())) for label, d in (c.split("=", 1) for c in specs)]
+    """(label, eval.json) for each LABEL=RUN_DIR."""
+    return [(label, _load(d)) for label, d in (c.split("=", 1) for c in specs)]
 
 
 def main() -> None:
@@ -149,7 +154,7 @@ def main() -> None:
     if args.general or args.cross:  # bench/run_general.sh's block
         body: list[str] = []
         if args.general:
-            body += general_rows(json.loads((args.general / "eval.json").read_text()), args.general_command)
+            body += general_rows(_load(args.general), args.general_command)
         if args.cross:
             body += cross_rows(_runs(args.cross))
         text = replace_block(text, START, END, body, "# Across collections: general embedders (issue 18)")

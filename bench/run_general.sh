@@ -3,13 +3,9 @@
 # generated general section. Models are cached in $CACHE, so a rerun is cheap. Measured from nothing
 # on 2 cores: about 75 minutes (the DCML embedder 25-28 min, the cross-collection runs 10-12 min
 # each, the ASAP protocol 36 min); with everything cached, about 35.
-#   bash bench/run_general.sh            (DATA=../shared/data CACHE=/tmp/musicid-general OUT=/tmp/musicid-general)
+#   bash bench/run_general.sh            (DATA=, CACHE=, OUT=: bench/common.sh)
 set -euo pipefail
-M=${M:-.venv/bin/musicid}
-PY=${PY:-.venv/bin/python}
-D=${DATA:-../shared/data}
-CACHE=${CACHE:-/tmp/musicid-general}
-OUT=${OUT:-/tmp/musicid-general}
+source "$(dirname "$0")/common.sh"
 mkdir -p "$OUT"
 # 1. a general embedder that never saw ASAP (DCML's ten composers), with its background
 [ -f "$OUT/dcml.pt" ] || $M embedder train "$D/dcml-piano" --out "$OUT/dcml.pt" -P 8 -K 8 --cache-dir "$CACHE"
@@ -22,9 +18,9 @@ $M eval "$D/asap" --enrol "$D/sfl-challenge/train" --model "$OUT/sfl-index/model
 $M eval "$D/asap" --enrol "$D/sfl-challenge/train" --model "$OUT/dcml.pt" --out "$OUT/cc" --cache-dir "$CACHE"
 # 4. ASAP's 8 composers: embedders trained on the other collections, the left-out composers' groups without them
 $M eval "$D/asap" --train-on "$D/dcml-piano" --train-on "$D/sfl-challenge/train" \
-  --composers Bach,Beethoven,Chopin,Liszt,Schubert,Haydn,Schumann,Mozart --composer-groups 2 -P 8 -K 8 --epochs 8 \
+  --composers "$ASAP8" --composer-groups 2 -P 8 -K 8 --epochs 8 \
   --cache-dir "$CACHE" --out "$OUT/asap-general"
 cd bench && "../$PY" results_general_md.py --general "$OUT/asap-general" \
-  --general-command "musicid eval asap --train-on dcml-piano --train-on sfl-challenge/train --composers Bach,Beethoven,Chopin,Liszt,Schubert,Haydn,Schumann,Mozart --composer-groups 2 -P 8 -K 8 --epochs 8" \
+  --general-command "musicid eval asap --train-on dcml-piano --train-on sfl-challenge/train --composers $ASAP8 --composer-groups 2 -P 8 -K 8 --epochs 8" \
   --cross "per-index (trained on the challenge set), fused=$OUT/cc-perindex" \
   --cross "general, DCML (480 steps), fused (the default)=$OUT/cc"

@@ -8,15 +8,9 @@
 #      embedders trained on each fold (--also-per-index --no-loco: 6 trainings, 42 min).
 # Then docs/RESULTS.md's generated side-by-side section is rewritten with these tables and
 # bench/run_heldout.sh's check (run that first).
-#   bash bench/run_side_by_side.sh      (DATA=../shared/data CACHE=/tmp/musicid-general OUT=/tmp/musicid-general)
+#   bash bench/run_side_by_side.sh      (DATA=, CACHE=, OUT=, HELDOUT=: bench/common.sh)
 set -euo pipefail
-M=${M:-.venv/bin/musicid}
-PY=${PY:-.venv/bin/python}
-D=${DATA:-../shared/data}
-CACHE=${CACHE:-/tmp/musicid-general}
-OUT=${OUT:-/tmp/musicid-general}
-HELDOUT=${HELDOUT:-/tmp/musicid-heldout}
-ASAP8=Bach,Beethoven,Chopin,Liszt,Schubert,Haydn,Schumann,Mozart
+source "$(dirname "$0")/common.sh"
 GEN=(--composer-groups 2 -P 8 -K 8 --epochs 8 --cache-dir "$CACHE")
 mkdir -p "$OUT"
 [ -f "$OUT/sfl-audio-rp/eval.json" ] || $M eval "$D/sfl-challenge/train" --train-on "$D/dcml-piano" --features audio \

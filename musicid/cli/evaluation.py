@@ -88,12 +88,13 @@ def eval_cmd(
     the cross-collection protocol."""
     from ..evaluate import EvalOptions, evaluate, save_results
 
+    with domain_errors(as_json, data_dir):  # index build's flags: both protocols build indexes with them
+        b = build_flags(features, classifier, naming, novelty, novelty_view, group_by=group_by, epochs=epochs,
+                        steps_per_epoch=steps_per_epoch, pitch_shift=pitch_shift, cache_dir=cache_dir,
+                        random_programs=random_programs)
     if enrol is not None or model is not None:
         if train_on:
             fail("--train-on and --enrol/--model are two protocols: give one", 2, as_json)
-        with domain_errors(as_json, data_dir):
-            b = build_flags(features, classifier, naming, novelty, novelty_view, group_by=group_by,
-                            cache_dir=cache_dir, random_programs=random_programs)
         _cross_collection(data_dir, enrol, model, out_dir, bootstrap, b, as_json)
         return
     names = tuple(c.strip() for c in composers.split(",") if c.strip()) if composers else ()
@@ -104,9 +105,6 @@ def eval_cmd(
         fail(str(e), 2, as_json)
         return
     with domain_errors(as_json, data_dir):
-        b = build_flags(features, classifier, naming, novelty, novelty_view, group_by=group_by, epochs=epochs,
-                     steps_per_epoch=steps_per_epoch, pitch_shift=pitch_shift, cache_dir=cache_dir,
-                     random_programs=random_programs)
         b = replace(b, train=replace(b.train, composers_per_batch=composers_per_batch,
                                      clips_per_composer=clips_per_composer))
         options = replace(protocol, folds=folds, loco=loco, baseline=baseline.value if baseline else None,
