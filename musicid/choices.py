@@ -21,6 +21,7 @@ class Classifier(StrEnum):
     auto = "auto"  # linear with piano rolls, knn with audio
     knn = "knn"  # each clip's k nearest indexed clips vote
     linear = "linear"  # a class-balanced linear probe on the indexed clip vectors
+    fused = "fused"  # the linear probe and a logistic regression on the symbolic features, log-probabilities summed
 
 
 class NoveltyMethod(StrEnum):

@@ -10,6 +10,14 @@ probabilities are the softmax of its clips' mean log-probabilities. Fitted in a 
 thousands of clips (L-BFGS, float64: the same vectors always give the same
 probe). `index build --classifier linear` chooses it (the default with piano
 rolls); docs/RESULTS.md has the figures for both.
+
+"fused": late fusion of the linear probe with a second class-balanced logistic
+regression, on the track's standardised symbolic features (symbolic_features.py:
+pitch-class, interval, polyphony and duration statistics, as a jSymbolic-style
+classifier uses; McKay & Fujinaga 2006) fitted on the indexed tracks: a track's
+probabilities are the softmax of the probe's mean clip log-probabilities plus the
+symbolic model's log-probabilities (a product of experts). What the embedding and
+the plain statistics of the notes each get right is summed.
 """
 
 from __future__ import annotations
@@ -42,13 +50,17 @@ class LinearProbe:
         z -= z.max(axis=1, keepdims=True)
         return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
-    def track_proba(self, vectors: np.ndarray) -> np.ndarray:
-        """One track's composer probabilities from its clips: softmax of the mean clip log-probability."""
+    def track_proba(self, vectors: np.ndarray, prior: np.ndarray | None = None) -> np.ndarray:
+        """One track's composer probabilities from its clips: softmax of the mean clip log-probability
+        (plus `prior`, (n_composers,) log-probabilities of another model of the same track: late fusion)."""
         mean = self.log_proba(vectors).mean(axis=0)
+        if prior is not None:
+            mean = mean + prior
         p = np.exp(mean - mean.max())
         return p / p.sum()
 
 
+SYMBOLIC_C = 0.1  # the symbolic model's inverse L2 strength: ~60 features fitted on a few hundred tracks
 MAX_FIT = 200_000  # clips a probe is fitted on at most: a fixed random sample above (memory and time bound)
 
 

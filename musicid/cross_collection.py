@@ -87,7 +87,8 @@ def _figures(rows: list[dict[str, Any]], known: set[str], enrolled: list[str],
 def evaluate_cross_collection(model: Path, enrol_dir: Path, query_dir: Path,
                               options: BuildOptions = BuildOptions(), bootstrap: int = 1000,
                               progress: ProgressFn | None = None) -> dict[str, Any]:
-    """Enrol `enrol_dir` with the given embedder (no training), query every track of `query_dir`
+    """Enrol `enrol_dir` with the given embedder (no training; fine-tuned on it first with
+    options.fine_tune, as index build --fine-tune does), query every track of `query_dir`
     (`<root>/<Composer>/...`) and judge naming and novelty; JSON-ready. Raises DataDirError when the
     query collection has no track by an enrolled composer or none by another."""
     t0 = time.monotonic()
@@ -124,7 +125,7 @@ def evaluate_cross_collection(model: Path, enrol_dir: Path, query_dir: Path,
         "protocol": "cross-collection",
         "model": {"path": str(model), "composers": sorted(seen_by_embedder),
                   "collections": [c.get("path") for c in meta.get("collections", [])]},
-        "novelty_method": options.novelty.method, "classifier": options.classifier,
+        "novelty_method": options.novelty.method, "classifier": options.classifier, "fine_tuned": options.fine_tune,
         "enrolled": report.composers, "enrol_dir": str(enrol_dir.resolve()), "query_dir": str(query_dir.resolve()),
         "all": _figures(rows, known, report.composers, draws),
         "novel_unseen_by_embedder": (_figures(unseen, known, report.composers, None)

@@ -16,6 +16,7 @@ from .index_store import IndexStore
 from .indexer import BuildReport
 from .query import TrackResult
 
+CLASSIFIER_NAMES = {"linear": "linear probe", "knn": "k-NN vote", "fused": "linear probe and symbolic model"}
 
 def _secs(s: float) -> str:
     return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
@@ -86,7 +87,8 @@ def print_index_info(console: Console, store: IndexStore) -> None:
         ("features", ", ".join(f"{k}={v}" for k, v in settings.features.as_dict().items())),
         ("render", f"{settings.render.sample_rate} Hz, SoundFont "
                    f"{settings.render.soundfont or 'TimGM6mb.sf2 (pretty_midi)'}"),
-        ("classifier", "linear probe (classifier.py)" if settings.classifier == "linear" else "k-NN vote over clips"),
+        ("classifier", CLASSIFIER_NAMES.get(settings.classifier, settings.classifier)
+                       + (" over clips" if settings.classifier == "knn" else "") + " (classifier.py)"),
         ("novelty", f"{nov.method}, threshold {m.calibration.threshold:.4f} "
                     f"({about.get('novelty', {}).get('rule', '')}"
                     + (f"; k={nov.k})" if nov.method in ("clip-knn", "spectral-knn") else ")")),
@@ -121,7 +123,7 @@ def print_query(console: Console, r: TrackResult) -> None:
     verdict = (f"[red]NOVEL[/red] (nearest composer {r.composer})" if r.novel
                else f"[green]{r.composer}[/green]")
     console.print(f"[b]{r.path}[/b]: {verdict}", highlight=False, soft_wrap=True)
-    how = "linear probe" if r.classifier == "linear" else "k-NN vote"
+    how = CLASSIFIER_NAMES.get(r.classifier, r.classifier)
     console.print(f"  composer {r.composer}, confidence {r.confidence:.2f} "
                   f"({how} over {r.n_clips} clip{'s' if r.n_clips != 1 else ''})", highlight=False)
     console.print(f"  novelty {r.novelty:.4f} (threshold {r.threshold:.4f}) -> "
@@ -140,7 +142,7 @@ def print_query(console: Console, r: TrackResult) -> None:
         console.print(f"  [yellow]known piece:[/yellow] same notes as indexed track {r.known_piece}", highlight=False)
     t = Table(title="composers")
     t.add_column("composer")
-    t.add_column("probability" if r.classifier == "linear" else "vote share", justify="right")
+    t.add_column("vote share" if r.classifier == "knn" else "probability", justify="right")
     t.add_column("centroid distance", justify="right")
     for c in sorted(r.probabilities, key=lambda c: -r.probabilities[c]):
         t.add_row(c, f"{r.probabilities[c]:.2f}", f"{r.centroid_distances[c]:.4f}")
@@ -211,8 +213,10 @@ def print_protocol(console: Console, summary: dict[str, Any]) -> None:
     console.print(f"novelty: {len(groups)} composer group(s), each model trained without its group: "
                   + "; ".join(", ".join(g) for g in groups), highlight=False, soft_wrap=True)
     models = summary["models"]
-    console.print(f"{len(models)} general model(s), {sum(m['from_cache'] for m in models)} from the model cache",
-                  highlight=False)
+    tuned = [m for m in models if m.get("fine_tuned")]
+    console.print(f"{len(models) - len(tuned)} general model(s)"
+                  + (f", fine-tuned on each split's training tracks ({len(tuned)} fine-tuned)" if tuned else "")
+                  + f"; {sum(m['from_cache'] for m in models)} from the model cache", highlight=False)
 
 
 def print_eval(console: Console, summary: dict[str, Any], paths: Sequence[Path]) -> None:

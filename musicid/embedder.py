@@ -259,6 +259,16 @@ def save_checkpoint(path: Path, model: Embedder, features: FeatureSettings,
     return hashlib.sha256(data).hexdigest()
 
 
+def weights_digest(model: Embedder) -> str:
+    """sha256 of a model's weights (its state dict's tensors, in order): names a starting point
+    that is not a file, such as a general embedder eval fine-tunes."""
+    h = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 def load_checkpoint(path: Path) -> tuple[Embedder, FeatureSettings, dict[str, Any]]:
     """Load a checkpoint without unpickling arbitrary objects."""
     try:

@@ -283,3 +283,43 @@ class GeneralSource:
     @property
     def from_cache(self) -> int:
         return sum(m["from_cache"] for m in self.models)
+
+
+@dataclass
+class FineTunedSource:
+    """The general-embedder protocol with `index build --model M --fine-tune`'s step: each split's
+    general embedder (its GeneralSource model) goes on training on the split's own training tracks,
+    with the per-index settings. A left-out composer is still in neither model's training. Its
+    records follow the general models' in one list, each marked "fine_tuned"."""
+
+    general: GeneralSource
+    corpus: Corpus
+    options: BuildOptions
+    progress: ProgressFn | None = None
+    name: str = "fine-tuned"
+    models: list[dict[str, Any]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.models = self.general.models  # one list: the general models, then the fine-tuned ones
+
+    def _tuned(self, init: Embedder, used_for: str, train_idx: np.ndarray, composers: list[str],
+               left_out: Sequence[str] | None = None) -> Embedder:
+        c = self.corpus
+        model, _, cached = train_or_load(c.prepared, c.composers_of, train_idx, composers, self.options,
+                                         self.progress, init=init)
+        self.models.append({**_record(used_for, c.composers_of, train_idx, cached, left_out), "fine_tuned": True})
+        return model
+
+    def for_fold(self, fold: int, train_idx: np.ndarray) -> Embedder:
+        return self._tuned(self.general.for_fold(fold, train_idx), f"fold {fold}", train_idx, self.corpus.composers)
+
+    def for_left_out(self, composer: str, train_idx: np.ndarray) -> Embedder:
+        known = sorted({self.corpus.composers_of[i] for i in train_idx})
+        return self._tuned(self.general.for_left_out(composer, train_idx), composer, train_idx, known, [composer])
+
+    @property
+    def from_cache(self) -> int:
+        return sum(m["from_cache"] for m in self.models)
+
+    def background(self, model: Embedder) -> Background | None:
+        return None  # its background was embedded with the weights before fine-tuning (as index build)

@@ -39,6 +39,7 @@ from .embedder import Embedder, dims_for, embed_tracks
 from .errors import TrainingError
 from .eval_sources import (
     EmbedderSource,
+    FineTunedSource,
     GeneralSource,
     PerIndexSource,
     build_training_set,
@@ -89,13 +90,14 @@ class EvalOptions:
     train_on: tuple[Path, ...] = ()  # the general-embedder protocol: train the embedder on these collections
     composer_groups: int | None = None  # its left-out composer groups; None: one per composer
     also_per_index: bool = False  # with train_on: the per-index embedder on the same splits too
+    fine_tune: bool = False  # with train_on: fine-tune each split's general embedder on its training tracks
 
     def __post_init__(self) -> None:
         if self.composers and self.min_works:
             raise ValueError("give the composers to evaluate or a minimum number of works, not both")
-        if not self.train_on and (self.composer_groups is not None or self.also_per_index):
-            raise ValueError("composer groups and the per-index comparison belong to the general-embedder "
-                             "protocol: give --train-on")
+        if not self.train_on and (self.composer_groups is not None or self.also_per_index or self.fine_tune):
+            raise ValueError("composer groups, fine-tuning and the per-index comparison belong to the "
+                             "general-embedder protocol: give --train-on")
         if self.composer_groups is not None and self.composer_groups < 1:
             raise ValueError(f"composer groups must be at least 1, not {self.composer_groups}")
         if self.baseline is not None:
@@ -105,14 +107,16 @@ class EvalOptions:
             object.__setattr__(self, "baseline", name)
 
 
-def _classify_both_ways(store: Any, vecs: np.ndarray, k: int) -> tuple[dict[str, str], list[str]]:
-    """One held-out track's composer by each classifier (knn, linear), and each clip's own k-NN vote
-    winner, from one search."""
+def _classify_every_way(store: Any, vecs: np.ndarray, symbolic: np.ndarray, k: int
+                        ) -> tuple[dict[str, str], list[str]]:
+    """One held-out track's composer by each classifier (knn, linear, fused), and each clip's own k-NN
+    vote winner, from one search."""
     _, ids = search(store.index, vecs, k)
     voters = neighbour_composers(store, store.track_of(ids)[:, :k])  # each neighbour's composer, looked up once
     composers = store.composers
     named = {"knn": composers[int(np.argmax(shares(voters, len(composers))))],
-             "linear": composers[int(np.argmax(store.probe.track_proba(vecs)))]}
+             "linear": composers[int(np.argmax(store.composer_proba(vecs)))],
+             "fused": composers[int(np.argmax(store.composer_proba(vecs, symbolic)))]}
     clips = [composers[int(np.argmax(shares(row, len(composers))))] for row in voters]
     return named, clips
 
@@ -256,7 +260,7 @@ def _cross_validate(corpus: Corpus, embed: _Embeddings, fold: np.ndarray, option
         store = make_store(corpus, emb, train_idx, index_settings(b, 0), composers)
         fold_true, fold_pred = [], []
         for i in test_idx:
-            named, votes = _classify_both_ways(store, emb.vectors[i], options.k)
+            named, votes = _classify_every_way(store, emb.vectors[i], corpus.prepared[i].symbolic, options.k)
             fold_true.append(composers_of[i])
             fold_pred.append(named[classifier])
             for n in CLASSIFIERS:
@@ -360,9 +364,12 @@ def evaluate(data_dir: str | Path, options: EvalOptions = EvalOptions(),
         groups_of = composer_groups(composers, options.composer_groups, training,
                                     {c: composers_of.count(c) for c in composers})
         source = GeneralSource(training, groups_of, b, progress)
+        if options.fine_tune:
+            source = FineTunedSource(source, corpus, b, progress)
         protocol = {"protocol": "general-embedder", "train_on": [c["path"] for c in training.collections],
                     "collections": training.collections, "duplicates_removed": training.removed,
-                    "train_on_failed": training.failed, "composer_groups": groups_of}
+                    "train_on_failed": training.failed, "composer_groups": groups_of,
+                    "fine_tuned": options.fine_tune}
     sources = [source, *([PerIndexSource(corpus, b)] if options.also_per_index else [])]
     steps = len(sources) * (options.folds + (len(composers) if options.loco else 0)) + (options.baseline is not None)
     done = [0]

@@ -33,6 +33,7 @@ import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ import pandas as pd
 from .atomic import replace_directory, write_json
 from .background import FILE as BACKGROUND_FILE
 from .background import Background
-from .classifier import LinearProbe, fit_linear_probe
+from .classifier import SYMBOLIC_C, LinearProbe, fit_linear_probe
 from .errors import IndexCorrupt
 from .faiss_index import ip_to_distance, make_faiss_index, search
 from .manifest import FORMAT, FORMAT_VERSION, Manifest, read_manifest_file
@@ -221,6 +222,24 @@ class IndexStore:
         ip = self.track_vectors @ track_vector.astype(np.float32)
         rows = self._nearest_rows(-ip, k, exclude_tracks)
         return ip_to_distance(ip[rows]), self.tracks["track_id"].to_numpy()[rows]
+
+    @cached_property
+    def symbolic_probe(self) -> LinearProbe:
+        """The fused classifier's second model (classifier.py): a class-balanced logistic regression on
+        the indexed tracks' standardised symbolic features, fitted on first use (milliseconds for
+        thousands of tracks), never stored."""
+        label = {c: i for i, c in enumerate(self.composers)}
+        labels = np.array([label[c] for c in self.tracks.get("composer", [])], dtype=np.int64)
+        return fit_linear_probe(self._symbolic_z, labels, len(self.composers), c=SYMBOLIC_C)
+
+    def composer_proba(self, vectors: np.ndarray, symbolic: np.ndarray | None = None) -> np.ndarray:
+        """(n_composers,) one track's composer probabilities by the linear probe over its (n_clips, d)
+        clip vectors; with its (N_SYMBOLIC,) symbolic features, fused with the symbolic model's."""
+        assert self.probe is not None
+        if symbolic is None:
+            return self.probe.track_proba(vectors)
+        z = (np.asarray(symbolic, np.float32) - self.symbolic_norm[0]) / self.symbolic_norm[1]
+        return self.probe.track_proba(vectors, prior=self.symbolic_probe.log_proba(z[None])[0])
 
     def search_symbolic(self, symbolic: np.ndarray, k: int,
                         exclude_tracks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -34,6 +34,7 @@ from .embedder import (
     load_checkpoint,
     save_checkpoint,
     train_embedder,
+    weights_digest,
 )
 from .errors import TrainingError
 from .faiss_index import choose_index_kind
@@ -180,15 +181,19 @@ def prepare_corpus(data_dir: Path, options: BuildOptions, model: Embedder | None
     return Corpus(data_dir, prepared, composers_of, works, groups, held, failures, warnings), embedded, ray_run
 
 
-def _model_cache_path(options: BuildOptions, training_set: list[tuple[str, str]]) -> Path | None:
+def _model_cache_path(options: BuildOptions, training_set: list[tuple[str, str]],
+                      init: Embedder | None = None) -> Path | None:
     """Where a model trained on exactly these (file sha256, composer) pairs with these settings (and,
-    fine-tuning, from this starting checkpoint) is kept, so that rebuilding unchanged data does not
-    train again; None when caching is off."""
+    fine-tuning, from this starting checkpoint, or these starting weights) is kept, so that rebuilding
+    unchanged data does not train again; None when caching is off."""
     if options.cache_dir is None:
         return None
     train = without_later_defaults(asdict(options.train), {"pitch_shift": 2})  # cached models keep their keys
     dims = without_later_defaults(asdict(options.dims), {"in_channels": 1})
-    start = {"init": file_sha256(options.model_path)} if options.fine_tune and options.model_path else {}
+    if options.fine_tune and options.model_path:
+        start = {"init": file_sha256(options.model_path)}
+    else:
+        start = {"init_weights": weights_digest(init)} if init is not None else {}
     key = settings_digest({"tracks": sorted(training_set), "dims": dims, "train": train,
                            "features": options.features.as_dict(), "render": options.render.identity(), **start})
     return options.cache_dir / "models" / f"{key}.pt"
@@ -200,7 +205,7 @@ def train_or_load(prepared: list[Prepared], composers_of: list[str], train_idx: 
     """Step 2: train the embedder on the tracks at train_idx (from init's weights when fine-tuning),
     or load the model the cache holds for exactly that training set and those settings. Returns
     (model, report, from_cache)."""
-    cached = _model_cache_path(options, [(prepared[i].sha256, composers_of[i]) for i in train_idx])
+    cached = _model_cache_path(options, [(prepared[i].sha256, composers_of[i]) for i in train_idx], init)
     if cached is not None and cached.exists():
         model, _, meta = load_checkpoint(cached)
         report = TrainReport(**meta["train_report"]) if "train_report" in meta else None

@@ -44,7 +44,7 @@ class IndexSettings:
 
     features: FeatureSettings
     render: RenderSettings = field(default_factory=RenderSettings)
-    classifier: str = "linear"  # "knn" (vote of each clip's k nearest indexed clips) or "linear" (a probe)
+    classifier: str = "linear"  # "knn" (vote of each clip's k nearest indexed clips), "linear" (a probe) or "fused"
     novelty: NoveltySettings = field(default_factory=NoveltySettings)
     index_kind: str = "flat"  # the FAISS index kind (faiss_index.INDEX_KINDS), resolved from "auto" at build
     group_by: str | None = None  # regex naming the work in a file path (dataset.work_key); reused by index add

@@ -3,8 +3,9 @@
 For a track cut into clips and embedded:
 - the composer, by the index's classifier (classifier.py): "knn" (each clip's k
   nearest indexed clips vote for their composer; the probabilities are the
-  shares over all its clips) or "linear" (the linear probe's track
-  probabilities); the confidence is the winner's;
+  shares over all its clips), "linear" (the linear probe's track
+  probabilities) or "fused" (those and a model of the symbolic features');
+  the confidence is the winner's;
 - centroid distances: the track's mean vector against each composer centroid;
 - novelty, by the index's novelty method (novelty.py), flagged above the
   threshold the index calibrated on held-out known tracks;
@@ -56,7 +57,7 @@ class TrackResult:
     known_piece_match: str | None = None  # "same notes" (notes hash) or "same piece" (piece sketch)
     known_piece_similarity: float | None = None  # the sketches' estimated Jaccard similarity, 0..1
     neighbours: list[Neighbour] = field(default_factory=list)
-    classifier: str = "linear"  # how the composer was chosen: "knn" or "linear"
+    classifier: str = "linear"  # how the composer was chosen: "knn", "linear" or "fused"
     novelty_method: str = "fused"
     novelty_parts: dict[str, float] = field(default_factory=dict)  # the raw scores the novelty is made from
     background_composer: str | None = None  # nearest background composer (known to the embedder, not indexed)
@@ -82,14 +83,15 @@ def shares(voters: np.ndarray, n_composers: int) -> np.ndarray:
 
 
 def classify(store: IndexStore, vectors: np.ndarray, neighbour_tracks: np.ndarray, k: int,
-             classifier: str | None = None) -> np.ndarray:
+             classifier: str | None = None, symbolic: np.ndarray | None = None) -> np.ndarray:
     """(n_composers,) composer probabilities of one track, in store.composers order.
 
     vectors: (n_clips, d) its clip vectors; neighbour_tracks: (n_clips, >= k) the track ids of each
-    clip's nearest indexed clips (-1 where none), for the knn classifier."""
-    assert store.probe is not None
-    if (classifier or store.manifest.settings.classifier) == "linear":
-        return store.probe.track_proba(vectors)
+    clip's nearest indexed clips (-1 where none), for the knn classifier; symbolic: (N_SYMBOLIC,) its
+    symbolic features, for the fused classifier (which is the linear probe without them)."""
+    chosen = classifier or store.manifest.settings.classifier
+    if chosen in ("linear", "fused"):
+        return store.composer_proba(vectors, symbolic if chosen == "fused" else None)
     return shares(neighbour_composers(store, neighbour_tracks[:, :k]), len(store.composers))
 
 
@@ -128,7 +130,7 @@ def score_track(store: IndexStore, q: TrackQuery, path: str, notes_hash: str | N
     composers = store.composers
     excluded = np.asarray(list(exclude_tracks), dtype=np.int64)
     dist, ids, tids = store.search_clips(q.vectors, k, excluded)
-    probs = classify(store, q.vectors, tids, k)
+    probs = classify(store, q.vectors, tids, k, symbolic=q.symbolic)
     best = int(np.argmax(probs))
     track_vector = mean_vector(q.vectors)
     cdist = ip_to_distance(store.centroids @ track_vector)

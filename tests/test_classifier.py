@@ -1,11 +1,17 @@
-"""The linear composer probe: why it exists (a minority composer) and its edge cases."""
+"""The composer classifiers: why the linear probe exists (a minority composer), its edge cases, and its
+fusion with the symbolic features."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from musicid.classifier import LinearProbe, fit_linear_probe
+from musicid.index_store import load_store
+
+from .conftest import tiny_options, write_piece
 
 
 def _blobs(rng: np.random.Generator, n_major: int, n_minor: int) -> tuple[np.ndarray, np.ndarray]:
@@ -61,3 +67,31 @@ def test_a_large_index_is_fitted_on_a_bounded_sample() -> None:
     assert agree > 0.95  # ...that names nearly every point the same way
     # and the same sample each time
     assert np.array_equal(fit_linear_probe(x, y, 2, max_fit=1000).weights, small.weights)
+
+
+def test_fused_classifier_sums_the_probe_and_the_symbolic_model(built_index: Path, corpus: Path,
+                                                                tmp_path: Path) -> None:
+    from musicid.indexer import build_index
+    from musicid.query import QueryEngine
+
+    store = load_store(built_index)
+    track = store.tracks.iloc[0]
+    clips = store.clips["track_id"].to_numpy() == track["track_id"]
+    vecs, sym = np.asarray(store.vectors[clips], np.float32), np.asarray(track["symbolic"], np.float32)
+    z = (sym - store.symbolic_norm[0]) / store.symbolic_norm[1]
+    assert store.probe is not None
+    logits = store.probe.log_proba(vecs).mean(0) + store.symbolic_probe.log_proba(z[None])[0]
+    fused = store.composer_proba(vecs, sym)
+    assert fused == pytest.approx(np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum(), abs=1e-6)
+    assert np.array_equal(store.composer_proba(vecs), store.probe.track_proba(vecs))  # no features: the probe
+    # the symbolic model alone tells the three styles apart (chord sizes and note lengths differ)
+    sym_z = (np.stack(store.tracks["symbolic"].to_numpy()) - store.symbolic_norm[0]) / store.symbolic_norm[1]
+    named = [store.composers[i] for i in store.symbolic_probe.log_proba(sym_z).argmax(1)]
+    assert named == list(store.tracks["composer"])
+
+    build_index(corpus, tmp_path / "idx", tiny_options(tmp_path, classifier="fused"))
+    engine = QueryEngine.open(tmp_path / "idx")
+    for style in ("Lowpiano", "Highflute", "Strings"):
+        r = engine.query(write_piece(tmp_path / f"{style}.mid", style, 905))
+        assert r.classifier == "fused" and r.composer == style, r.probabilities
+        assert sum(r.probabilities.values()) == pytest.approx(1.0, abs=1e-3)

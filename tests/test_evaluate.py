@@ -77,7 +77,7 @@ def test_grouped_cross_validation_runs_end_to_end(tmp_path: Path) -> None:
     assert s["track"]["n"] == 18 and s["clip"]["n"] > 18
     assert s["track"]["accuracy"] >= 0.8  # three clearly different toy styles
     # both classifiers from the same models; the run's own (auto: knn on audio) is the headline
-    assert s["track"]["classifier"] == "knn" and set(s["track_by_classifier"]) == {"knn", "linear"}
+    assert s["track"]["classifier"] == "knn" and set(s["track_by_classifier"]) == {"knn", "linear", "fused"}
     assert s["track_by_classifier"]["knn"]["accuracy"] == s["track"]["accuracy"]
     assert s["track_by_classifier"]["linear"]["n"] == 18
     assert set(s["loco_by_method"]) == {"fused", "track-knn", "clip-knn", "symbolic-knn", "spectral-knn"}

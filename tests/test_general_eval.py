@@ -130,6 +130,28 @@ def test_each_left_out_composer_uses_a_model_that_never_saw_it(tmp_path: Path) -
     assert again["meta"]["models_from_cache"] == 3 and again["track"] == s["track"]
 
 
+def test_fine_tuning_starts_each_split_from_its_general_model_and_never_from_the_left_out_composer(
+        tmp_path: Path) -> None:
+    data = make_corpus(tmp_path / "data", ["Lowpiano", "Highflute", "Choir"], per_composer=6, seconds=6)
+    a = make_corpus(tmp_path / "a", ["Lowpiano", "Highflute", "Organ"], per_composer=4, seconds=6, seed=3)
+    fast = tiny_options(tmp_path, train=replace(TINY_TRAIN, epochs=1, steps_per_epoch=2), features=TINY_ROLLS)
+    opts = EvalOptions(folds=2, bootstrap=0, train_on=(a,), composer_groups=3, fine_tune=True, also_per_index=True,
+                       build=fast)
+    s = evaluate(data, opts).summary
+    assert s["protocol"] == "general-embedder" and s["fine_tuned"] is True
+    general = [m for m in s["models"] if not m.get("fine_tuned")]
+    tuned = [m for m in s["models"] if m.get("fine_tuned")]
+    assert len(general) == 4 and len(tuned) == 2 + 3  # a model per fold and per left-out composer
+    for m in tuned[2:]:  # fine-tuned on the known composers' tracks only
+        assert m["left_out"] == m["used_for"] and m["used_for"][0] not in m["composers"]
+    # the per-index models train on the same tracks from scratch: never the fine-tuned ones from the cache
+    assert s["per_index"]["models"] and not any(m["from_cache"] for m in s["per_index"]["models"])
+    again = evaluate(data, replace(opts, also_per_index=False)).summary
+    assert all(m["from_cache"] for m in again["models"]) and again["track"] == s["track"]
+    with pytest.raises(ValueError, match="give --train-on"):
+        EvalOptions(fine_tune=True)
+
+
 def test_eval_cli_general_protocol_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import musicid.cli.evaluation as cli_eval
 
@@ -165,7 +187,7 @@ def test_eval_cli_general_protocol_end_to_end(tmp_path: Path, monkeypatch: pytes
     assert "general embedder trained on a 9 of 10 tracks" in r.output
     assert "2 composer group(s)" in r.output and "per-index embedder, mean" in r.output
     assert "musicid, performance MIDI tracks (linear)" in r.output and "per-index embedder, track (linear)" in r.output
-    assert "3 general model(s), 0 from the model cache" in r.output
+    assert "3 general model(s); 0 from the model cache" in r.output
     assert "evaluated Highflute, Lowpiano, Strings (composers with at least 2 work groups); left out: Organ" in r.output
     r = CliRunner().invoke(app, ["eval", str(data), "--composer-groups", "2"])
     assert r.exit_code == 2 and "give --train-on" in r.stderr

@@ -132,6 +132,14 @@ def test_cross_collection_protocol_through_the_cli(general: Path, tmp_path: Path
     symbolic = json.loads((tmp_path / "out2" / "eval.json").read_text())
     assert symbolic["novelty_method"] == "symbolic-knn"
     assert [t["novelty"] for t in symbolic["tracks"]] != [t["novelty"] for t in result["tracks"]]
+    # --fine-tune: the model goes on training on the enrolled folder first, as index build --fine-tune does
+    r = CliRunner().invoke(app, ["eval", str(query), "--enrol", str(enrol), "--model", str(general), "--out",
+                                 str(tmp_path / "out3"), "--bootstrap", "0", "--cache-dir", str(tmp_path / "c"),
+                                 "--fine-tune", "--epochs", "1", "--steps-per-epoch", "4"])
+    assert r.exit_code == 0, r.output
+    tuned = json.loads((tmp_path / "out3" / "eval.json").read_text())
+    assert tuned["fine_tuned"] is True and result["fine_tuned"] is False
+    assert [t["novelty"] for t in tuned["tracks"]] != [t["novelty"] for t in result["tracks"]]
     r = CliRunner().invoke(app, ["eval", str(query), "--enrol", str(enrol)])
     assert r.exit_code == 2 and "needs both --enrol DIR and --model MODEL" in r.stderr
 

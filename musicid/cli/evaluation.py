@@ -80,6 +80,11 @@ def eval_cmd(
                                        "movements, same notes, performances of one piece)."),
     also_per_index: bool = typer.Option(False, "--also-per-index",
                                         help="With --train-on: also the per-index embedder on the same splits."),
+    fine_tune: bool = typer.Option(False, "--fine-tune",
+                                   help="Fine-tune the embedder on the index's composers, as index build "
+                                        "--model M --fine-tune does: with --train-on, each split's general "
+                                        "embedder on the split's training tracks; with --enrol, --model on "
+                                        "the enrolled folder."),
     naming: str | None = LEGACY_NAMING_OPT,
     novelty_view: str | None = LEGACY_VIEW_OPT,
 ) -> None:
@@ -95,12 +100,13 @@ def eval_cmd(
     if enrol is not None or model is not None:
         if train_on:
             fail("--train-on and --enrol/--model are two protocols: give one", 2, as_json)
-        _cross_collection(data_dir, enrol, model, out_dir, bootstrap, b, as_json)
+        _cross_collection(data_dir, enrol, model, out_dir, bootstrap, replace(b, fine_tune=fine_tune), as_json)
         return
     names = tuple(c.strip() for c in composers.split(",") if c.strip()) if composers else ()
     try:
         protocol = EvalOptions(composers=names, min_works=min_works, train_on=tuple(train_on or ()),
-                               composer_groups=composer_groups, also_per_index=also_per_index)
+                               composer_groups=composer_groups, also_per_index=also_per_index,
+                               fine_tune=fine_tune)
     except ValueError as e:
         fail(str(e), 2, as_json)
         return
