@@ -67,14 +67,17 @@ def side_rows(title: str, runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
         for name, r in [(label, s), *([("per-index, trained on each split's own tracks", s["per_index"])]
                                       if "per_index" in s else [])]:
             lo = r.get("loco", {})
-            rows.append([name, _with_ci(r["track"], "macro_f1"), f"{r['track']['balanced_accuracy']:.3f}",
+            fused = r.get("track_by_classifier", {}).get("fused")
+            rows.append([name, f"{_with_ci(r['track'], 'macro_f1')}, {r['track'].get('classifier', '?')}",
+                         f"{fused['macro_f1']:.3f}" if fused else "-", f"{r['track']['balanced_accuracy']:.3f}",
                          _with_ci(lo, "mean_auroc") if lo else "-",
                          *(f"{lo['per_composer'][c]['auroc']:.2f}" if lo and c in lo["per_composer"] else "-"
                            for c in composers),
                          f"{s['meta']['wall_seconds'] / 60:.1f} min for the run ({n_models} models, "
                          f"{s['meta'].get('models_from_cache', 0)} cached)"])
     method = runs[0][1].get("loco", {}).get("method", "fused")
-    return [title, "", table(rows, ["run", "track macro-F1 (95% interval)", "balanced accuracy",
+    return [title, "", table(rows, ["run", "track macro-F1 (95% interval), classifier",
+                                    "macro-F1, fused classifier", "balanced accuracy",
                                     f"LOCO mean AUROC, {method} (95% interval)", *composers, "wall time"]), ""]
 
 

@@ -15,6 +15,8 @@
       centroids.npy          one unit vector per composer, in manifest composers order, derived
       track_vectors.npy      each track's mean clip vector, unit length, tracks.parquet row order, derived
       linear_probe.npy       the linear probe (classifier.py): weights and bias per composer, derived
+      symbolic_probe.npy     the fused classifier's model of the symbolic features (classifier.py),
+                             derived (an index written before it had one fits it on load)
       model.pt               the embedder checkpoint (weights only)
       background.npz         (an index enrolled with a general embedder) its background: the unit
                              vectors and composers of the embedder's training tracks (background.py);
@@ -33,7 +35,6 @@ import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,7 @@ RAW_FILES = ("vectors.npy", "spectral_vectors.npy", "clips.parquet", "tracks.par
              "symbolic_norm.npy")
 DERIVED_FILES = ("index.faiss", "spectral.faiss", "centroids.npy", "track_vectors.npy", "linear_probe.npy")
 DATA_FILES = (*RAW_FILES, *DERIVED_FILES, "model.pt")
+SYMBOLIC_PROBE_FILE = "symbolic_probe.npy"  # derived; checked where the manifest lists it (new in 0.3)
 TRACK_COLUMNS = ("track_id", "path", "composer", "work", "group", "split", "notes_hash", "sha256", "duration",
                  "n_clips", "symbolic", "sketch")
 
@@ -128,6 +130,7 @@ class IndexStore:
     centroids: np.ndarray | None = None  # (n_composers, d); derived when None
     track_vectors: np.ndarray | None = None  # (n_tracks, d) unit mean clip vector per track; derived when None
     probe: LinearProbe | None = None  # fitted on the indexed clip vectors; derived when None
+    fitted_symbolic_probe: LinearProbe | None = None  # on the tracks' symbolic features; derived on first use
     path: Path | None = None
     background: Background | None = None  # the model's background tracks (background.py), all of them, or None
     cohort: Background | None = field(init=False, repr=False)  # derived: the background less the indexed composers
@@ -223,14 +226,17 @@ class IndexStore:
         rows = self._nearest_rows(-ip, k, exclude_tracks)
         return ip_to_distance(ip[rows]), self.tracks["track_id"].to_numpy()[rows]
 
-    @cached_property
+    @property
     def symbolic_probe(self) -> LinearProbe:
         """The fused classifier's second model (classifier.py): a class-balanced logistic regression on
-        the indexed tracks' standardised symbolic features, fitted on first use (milliseconds for
-        thousands of tracks), never stored."""
-        label = {c: i for i, c in enumerate(self.composers)}
-        labels = np.array([label[c] for c in self.tracks.get("composer", [])], dtype=np.int64)
-        return fit_linear_probe(self._symbolic_z, labels, len(self.composers), c=SYMBOLIC_C)
+        the indexed tracks' standardised symbolic features; fitted on first use where the index did not
+        keep one (written before 0.3, or just edited)."""
+        if self.fitted_symbolic_probe is None:
+            label = {c: i for i, c in enumerate(self.composers)}
+            labels = np.array([label[c] for c in self.tracks.get("composer", [])], dtype=np.int64)
+            self.fitted_symbolic_probe = fit_linear_probe(self._symbolic_z, labels, len(self.composers),
+                                                          c=SYMBOLIC_C)
+        return self.fitted_symbolic_probe
 
     def composer_proba(self, vectors: np.ndarray, symbolic: np.ndarray | None = None) -> np.ndarray:
         """(n_composers,) one track's composer probabilities by the linear probe over its (n_clips, d)
@@ -276,11 +282,12 @@ def write_store(directory: Path, store: IndexStore) -> dict[str, Any]:
     np.save(directory / "centroids.npy", store.centroids.astype(np.float32), allow_pickle=False)
     np.save(directory / "track_vectors.npy", store.track_vectors.astype(np.float32), allow_pickle=False)
     np.save(directory / "linear_probe.npy", store.probe.as_array(), allow_pickle=False)
+    np.save(directory / SYMBOLIC_PROBE_FILE, store.symbolic_probe.as_array(), allow_pickle=False)
     if store.background is not None:
         store.background.save(directory / BACKGROUND_FILE)
     manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "midi_reader": READER_VERSION,
                 **store.manifest.as_dict()}
-    names = (*DATA_FILES, BACKGROUND_FILE) if store.background is not None else DATA_FILES
+    names = (*DATA_FILES, SYMBOLIC_PROBE_FILE, *([BACKGROUND_FILE] if store.background is not None else []))
     manifest["files"] = {name: file_sha256(directory / name) for name in names}
     if isinstance(manifest.get("model"), dict):
         manifest["model"] = {**manifest["model"], "sha256": manifest["files"]["model.pt"]}
@@ -301,7 +308,7 @@ def publish(target: Path, store: IndexStore, put_model: Callable[[Path], object]
 def verify_files(path: Path, manifest: dict[str, Any]) -> None:
     """IndexCorrupt unless every data file is there with the checksum the manifest records."""
     files = manifest.get("files", {})
-    for name in (*DATA_FILES, BACKGROUND_FILE) if BACKGROUND_FILE in files else DATA_FILES:
+    for name in (*DATA_FILES, *(f for f in (SYMBOLIC_PROBE_FILE, BACKGROUND_FILE) if f in files)):
         f = path / name
         if not f.exists():
             raise IndexCorrupt(f"{path}: {name} is missing")
@@ -334,6 +341,8 @@ def load_store(path: str | Path, verify: bool = True) -> IndexStore:
         symbolic_norm, centroids, track_vectors = npy("symbolic_norm.npy"), npy("centroids.npy"), npy(
             "track_vectors.npy")
         probe = LinearProbe.from_array(npy("linear_probe.npy"))
+        symbolic_probe = (LinearProbe.from_array(npy(SYMBOLIC_PROBE_FILE))
+                          if SYMBOLIC_PROBE_FILE in raw.get("files", {}) else None)
         index = faiss.read_index(str(path / "index.faiss"))
         spectral_index = faiss.read_index(str(path / "spectral.faiss"))
         background = Background.load(path / BACKGROUND_FILE) if manifest.settings.novelty.background else None
@@ -353,10 +362,12 @@ def load_store(path: str | Path, verify: bool = True) -> IndexStore:
          and all(len(v) == N_SLOTS for v in tracks["sketch"])
          and list(tracks.columns) == list(TRACK_COLUMNS), "tracks.parquet does not have the columns of this version"),
         (probe.weights.shape == centroids.shape, "linear_probe.npy does not match composers and vector size"),
+        (symbolic_probe is None or symbolic_probe.weights.shape == (len(manifest.composers), N_SYMBOLIC),
+         f"{SYMBOLIC_PROBE_FILE} does not match composers and symbolic features"),
         (background is None or background.vectors.shape[1:] == (d,), "background.npz does not match the vector size"),
     ]
     for ok, what in checks:
         if not ok:
             raise IndexCorrupt(f"{path}: {what}")
     return IndexStore(manifest, clips, tracks, vectors, spectral, spectral_norm, symbolic_norm, index,
-                      spectral_index, centroids, track_vectors, probe, path, background)
+                      spectral_index, centroids, track_vectors, probe, symbolic_probe, path, background)

@@ -90,6 +90,8 @@ def test_fused_classifier_sums_the_probe_and_the_symbolic_model(built_index: Pat
     assert named == list(store.tracks["composer"])
 
     build_index(corpus, tmp_path / "idx", tiny_options(tmp_path, classifier="fused"))
+    kept = load_store(tmp_path / "idx").fitted_symbolic_probe  # kept in the index: a query does not fit it
+    assert kept is not None and kept.weights.shape == (3, len(sym))
     engine = QueryEngine.open(tmp_path / "idx")
     for style in ("Lowpiano", "Highflute", "Strings"):
         r = engine.query(write_piece(tmp_path / f"{style}.mid", style, 905))
