@@ -5,7 +5,12 @@
 #   2. the same two routes on the project's held-out check (bench/run_heldout.sh's music21 export):
 #      embedders trained on all of DCML (`embedder train`), enrolling the challenge set (16 min);
 #   3. ASAP's 8 composers, naming by work-grouped folds: the general roll embedder and per-index
-#      embedders trained on each fold (--also-per-index --no-loco: 6 trainings, 42 min).
+#      embedders trained on each fold (--also-per-index --no-loco: 6 trainings, 42 min);
+#   4. fine-tuning (session 11): each split's general embedder fine-tuned on the split's own tracks,
+#      on the challenge set (9 fine-tunings, 26 min) and ASAP (naming: 5, 39 min); the challenge set's
+#      per-index embedders (today's --train, 9 trainings, about 55 min); on the held-out check, the shipped
+#      embedder fine-tuned on the challenge set (7 min) and the fused classifier (1 min).
+# Every run also names with every classifier (track_by_classifier): the tables show the fused one.
 # Then docs/RESULTS.md's generated side-by-side section is rewritten with these tables and
 # bench/run_heldout.sh's check (run that first).
 #   bash bench/run_side_by_side.sh      (DATA=, CACHE=, OUT=, HELDOUT=: bench/common.sh)
@@ -27,12 +32,27 @@ $M eval "$HELDOUT/music21" --enrol "$D/sfl-challenge/train" --model "$OUT/dcml-a
 [ -f "$OUT/asap-per-index/eval.json" ] || $M eval "$D/asap" --train-on "$D/dcml-piano" \
   --train-on "$D/sfl-challenge/train" --composers "$ASAP8" "${GEN[@]}" --also-per-index --no-loco \
   --out "$OUT/asap-per-index"
+[ -f "$OUT/sfl-roll-dcml-ft/eval.json" ] || $M eval "$D/sfl-challenge/train" --train-on "$D/dcml-piano" "${GEN[@]}" \
+  --fine-tune --out "$OUT/sfl-roll-dcml-ft"
+[ -f "$OUT/sfl-per-index/eval.json" ] || $M eval "$D/sfl-challenge/train" --cache-dir "$CACHE" --out "$OUT/sfl-per-index"
+[ -f "$OUT/asap-ft/eval.json" ] || $M eval "$D/asap" --train-on "$D/dcml-piano" --train-on "$D/sfl-challenge/train" \
+  --composers "$ASAP8" "${GEN[@]}" --no-loco --fine-tune --out "$OUT/asap-ft"
+$M eval "$HELDOUT/music21" --enrol "$D/sfl-challenge/train" --model musicid/models/composer-embedder.pt --fine-tune \
+  --cache-dir "$CACHE" --out "$HELDOUT/fine-tuned"
+$M eval "$HELDOUT/music21" --enrol "$D/sfl-challenge/train" --model musicid/models/composer-embedder.pt \
+  --classifier fused --cache-dir "$CACHE" --out "$HELDOUT/fused-classifier"
 cd bench && "../$PY" results_general_md.py \
   --side "The challenge set: rendered audio with random instruments beside the roll (both trained on DCML alone)|audio, random GM programs=$OUT/sfl-audio-rp" \
   --side "The challenge set: rendered audio with random instruments beside the roll (both trained on DCML alone)|piano roll=$OUT/sfl-roll-dcml" \
+  --side "The challenge set: general, fine-tuned and per-index roll embedders, same folds|general, trained on DCML=$OUT/sfl-roll-dcml" \
+  --side "The challenge set: general, fine-tuned and per-index roll embedders, same folds|general, fine-tuned on each split=$OUT/sfl-roll-dcml-ft" \
+  --side "The challenge set: general, fine-tuned and per-index roll embedders, same folds|per-index (index build --train)=$OUT/sfl-per-index" \
   --side "ASAP's 8 composers, naming: general beside per-index, same folds|general roll embedder (DCML + challenge set)=$OUT/asap-per-index" \
+  --side "ASAP's 8 composers, naming: general beside per-index, same folds|general, fine-tuned on each fold=$OUT/asap-ft" \
   --heldout "shipped embedder, fused (the default)=$HELDOUT/fused" \
   --heldout "shipped embedder, background-margin=$HELDOUT/background-margin" \
   --heldout "per-index (trained on the challenge set), fused=$HELDOUT/per-index" \
   --heldout "roll, trained on DCML alone, fused=$HELDOUT/roll-dcml" \
-  --heldout "audio with random GM programs, trained on DCML alone, fused=$HELDOUT/audio-dcml-rp"
+  --heldout "audio with random GM programs, trained on DCML alone, fused=$HELDOUT/audio-dcml-rp" \
+  --heldout "shipped embedder fine-tuned on the challenge set, fused=$HELDOUT/fine-tuned" \
+  --heldout "shipped embedder, fused novelty, fused classifier=$HELDOUT/fused-classifier"

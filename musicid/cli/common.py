@@ -112,8 +112,9 @@ PITCH_SHIFT_OPT = typer.Option(2, "--pitch-shift", min=0,
                                     "(mel bins, or semitones with a piano roll).")
 CLASSIFIER_OPT = typer.Option(Classifier.auto, "--classifier",
                               help="How a track's composer is chosen: knn (its clips' nearest indexed clips vote), "
-                                   "linear (a class-balanced linear probe on the indexed clips), or auto: knn "
-                                   "with audio, linear with piano rolls (docs/RESULTS.md).")
+                                   "linear (a class-balanced linear probe on the indexed clips), fused (the probe "
+                                   "and a logistic regression on the notes' symbolic features, multiplied), or "
+                                   "auto: knn with audio, linear with the notes (docs/RESULTS.md).")
 NOVELTY_OPT = typer.Option(NoveltyMethod.fused, "--novelty",
                            help="The novelty score: track-knn (distance from the track's mean embedding to the "
                                 "nearest indexed track's), symbolic-knn (the same for its symbolic features: "
