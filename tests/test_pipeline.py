@@ -108,7 +108,8 @@ def test_build_writes_a_self_describing_index(built_index: Path, corpus: Path) -
     assert m["format_version"] == 6 and m["composers"] == ["Highflute", "Lowpiano", "Strings"]
     assert set(m["files"]) == {"vectors.npy", "spectral_vectors.npy", "clips.parquet", "tracks.parquet",
                                "spectral_norm.npy", "symbolic_norm.npy", "index.faiss", "spectral.faiss",
-                               "centroids.npy", "track_vectors.npy", "linear_probe.npy", "symbolic_probe.npy", "model.pt"}
+                               "centroids.npy", "track_vectors.npy", "linear_probe.npy", "symbolic_probe.npy",
+                               "model.pt"}
     settings = m["settings"]
     assert settings["novelty"] == {"method": "fused", "k": 5, "keep": 0.95, "background": False}
     assert settings["index_kind"] == "flat"
