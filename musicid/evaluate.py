@@ -97,7 +97,7 @@ class EvalOptions:
             raise ValueError("give the composers to evaluate or a minimum number of works, not both")
         if not self.train_on and (self.composer_groups is not None or self.also_per_index or self.fine_tune):
             raise ValueError("composer groups, fine-tuning and the per-index comparison belong to the "
-                             "general-embedder protocol: give --train-on")
+                             "general-embedder protocol: give --train-on (or, to fine-tune, --enrol and --model)")
         if self.composer_groups is not None and self.composer_groups < 1:
             raise ValueError(f"composer groups must be at least 1, not {self.composer_groups}")
         if self.baseline is not None:
