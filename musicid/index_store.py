@@ -44,7 +44,7 @@ import pandas as pd
 from .atomic import replace_directory, write_json
 from .background import FILE as BACKGROUND_FILE
 from .background import Background
-from .classifier import SYMBOLIC_C, LinearProbe, fit_linear_probe
+from .classifier import SYMBOLIC_C, LinearProbe, fit_linear_probe, fit_tempered_probe
 from .errors import IndexCorrupt
 from .faiss_index import ip_to_distance, make_faiss_index, search
 from .manifest import FORMAT, FORMAT_VERSION, Manifest, read_manifest_file
@@ -229,13 +229,15 @@ class IndexStore:
     @property
     def symbolic_probe(self) -> LinearProbe:
         """The fused classifier's second model (classifier.py): a class-balanced logistic regression on
-        the indexed tracks' standardised symbolic features; fitted on first use where the index did not
-        keep one (written before 0.3, or just edited)."""
+        the indexed tracks' standardised symbolic features, temperature-scaled on out-of-fold works
+        (fit_tempered_probe); fitted on first use where the index did not keep one (written before 0.3,
+        or just edited)."""
         if self.fitted_symbolic_probe is None:
             label = {c: i for i, c in enumerate(self.composers)}
             labels = np.array([label[c] for c in self.tracks.get("composer", [])], dtype=np.int64)
-            self.fitted_symbolic_probe = fit_linear_probe(self._symbolic_z, labels, len(self.composers),
-                                                          c=SYMBOLIC_C)
+            groups = self.tracks["group"].to_numpy() if len(self.tracks) else np.zeros(0, np.int64)
+            self.fitted_symbolic_probe, _ = fit_tempered_probe(self._symbolic_z, labels, groups,
+                                                               len(self.composers), c=SYMBOLIC_C)
         return self.fitted_symbolic_probe
 
     def composer_proba(self, vectors: np.ndarray, symbolic: np.ndarray | None = None) -> np.ndarray:

@@ -11,7 +11,7 @@ import pytest
 from musicid.classifier import LinearProbe, fit_linear_probe
 from musicid.index_store import load_store
 
-from .conftest import tiny_options, write_piece
+from .conftest import make_corpus, tiny_options, write_piece
 
 
 def _blobs(rng: np.random.Generator, n_major: int, n_minor: int) -> tuple[np.ndarray, np.ndarray]:
@@ -71,6 +71,9 @@ def test_a_large_index_is_fitted_on_a_bounded_sample() -> None:
 
 def test_fused_classifier_sums_the_probe_and_the_symbolic_model(built_index: Path, corpus: Path,
                                                                 tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from musicid.features import family_rolls_settings
     from musicid.indexer import build_index
     from musicid.query import QueryEngine
 
@@ -88,6 +91,13 @@ def test_fused_classifier_sums_the_probe_and_the_symbolic_model(built_index: Pat
     sym_z = (np.stack(store.tracks["symbolic"].to_numpy()) - store.symbolic_norm[0]) / store.symbolic_norm[1]
     named = [store.composers[i] for i in store.symbolic_probe.log_proba(sym_z).argmax(1)]
     assert named == list(store.tracks["composer"])
+    # ... but not two composers with the same notes on other instruments: there it must not outvote the probe
+    same_notes = make_corpus(tmp_path / "same", ["Lowpiano", "Lowcello"], per_composer=6)
+    features = replace(family_rolls_settings(), clip_seconds=4, clip_hop_seconds=2, max_clips=8)
+    build_index(same_notes, tmp_path / "same_idx", tiny_options(tmp_path, features=features, classifier="fused"))
+    engine = QueryEngine.open(tmp_path / "same_idx")
+    for style, seed in (("Lowpiano", 901), ("Lowcello", 901), ("Lowpiano", 902), ("Lowcello", 902)):
+        assert engine.query(write_piece(tmp_path / f"{style}{seed}.mid", style, seed)).composer == style
 
     build_index(corpus, tmp_path / "idx", tiny_options(tmp_path, classifier="fused"))
     kept = load_store(tmp_path / "idx").fitted_symbolic_probe  # kept in the index: a query does not fit it
@@ -97,3 +107,19 @@ def test_fused_classifier_sums_the_probe_and_the_symbolic_model(built_index: Pat
         r = engine.query(write_piece(tmp_path / f"{style}.mid", style, 905))
         assert r.classifier == "fused" and r.composer == style, r.probabilities
         assert sum(r.probabilities.values()) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_tempered_probe_weighs_features_by_what_they_tell_on_works_it_did_not_fit() -> None:
+    from musicid.classifier import fit_tempered_probe
+
+    rng = np.random.default_rng(4)
+    labels = np.repeat([0, 1, 2], 8)
+    groups = np.arange(24) // 2  # works of two movements each
+    noise = rng.normal(size=(24, 119))  # the same distribution for every composer: nothing to tell
+    probe, w = fit_tempered_probe(noise, labels, groups, 3, c=0.1)
+    assert w <= 0.2  # it fits its 24 tracks, and out of fold it knows nothing
+    assert np.abs(np.exp(probe.log_proba(rng.normal(size=(50, 119)))) - 1 / 3).max() < 0.15
+    telling = noise + np.eye(3)[labels] @ rng.normal(0.0, 1.5, (3, 119))  # each composer its own means
+    probe, w = fit_tempered_probe(telling, labels, groups, 3, c=0.1)
+    assert w >= 0.5 and (probe.log_proba(telling).argmax(1) == labels).mean() == 1.0
+    assert fit_tempered_probe(noise, labels, np.zeros(24), 3, c=0.1)[1] == 0.0  # one work: no evidence
