@@ -60,7 +60,7 @@ class LinearProbe:
         return p / p.sum()
 
 
-SYMBOLIC_C = 0.1  # the symbolic model's inverse L2 strength: ~60 features fitted on a few hundred tracks
+SYMBOLIC_C = 0.1  # the symbolic model's inverse L2 strength: 119 features fitted on a few hundred tracks
 MAX_FIT = 200_000  # clips a probe is fitted on at most: a fixed random sample above (memory and time bound)
 
 
@@ -113,11 +113,11 @@ def fit_tempered_probe(x: np.ndarray, labels: np.ndarray, groups: np.ndarray, n_
     they were fitted on get a weight near 0, so in a fusion they cannot outvote the other model.
     Fewer than two groups give no out-of-fold evidence: weight 0. Returns (probe, w)."""
     labels = np.asarray(labels, dtype=np.int64)
-    full = fit_linear_probe(x, labels, n_classes, c=c)
     _, g = np.unique(np.asarray(groups), return_inverse=True)
     n_groups = int(g.max()) + 1 if len(g) else 0
-    if n_groups < 2:
-        return LinearProbe(full.weights * 0.0, full.bias * 0.0), 0.0
+    if n_groups < 2:  # nothing to fit: every composer equally likely
+        return LinearProbe(np.zeros((n_classes, np.shape(x)[1]), np.float32), np.zeros(n_classes, np.float32)), 0.0
+    full = fit_linear_probe(x, labels, n_classes, c=c)
     fold = g % min(folds, n_groups)
     logits = np.zeros((len(labels), n_classes))
     for f in np.unique(fold):

@@ -18,6 +18,7 @@ from .query import TrackResult
 
 CLASSIFIER_NAMES = {"linear": "linear probe", "knn": "k-NN vote", "fused": "linear probe and symbolic model"}
 
+
 def _secs(s: float) -> str:
     return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
 

@@ -246,15 +246,18 @@ class IndexStore:
         assert self.probe is not None
         if symbolic is None:
             return self.probe.track_proba(vectors)
-        z = (np.asarray(symbolic, np.float32) - self.symbolic_norm[0]) / self.symbolic_norm[1]
-        return self.probe.track_proba(vectors, prior=self.symbolic_probe.log_proba(z[None])[0])
+        prior = self.symbolic_probe.log_proba(self._standardise(symbolic)[None])[0]
+        return self.probe.track_proba(vectors, prior=prior)
+
+    def _standardise(self, symbolic: np.ndarray) -> np.ndarray:
+        """(N_SYMBOLIC,) symbolic features in the indexed tracks' standard deviations (symbolic_norm)."""
+        return (np.asarray(symbolic, np.float32) - self.symbolic_norm[0]) / self.symbolic_norm[1]
 
     def search_symbolic(self, symbolic: np.ndarray, k: int,
                         exclude_tracks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Distances and track ids of the k indexed tracks nearest to one track's symbolic features
         (N_SYMBOLIC,), each feature standardised over the indexed tracks; exact."""
-        z = (np.asarray(symbolic, np.float32) - self.symbolic_norm[0]) / self.symbolic_norm[1]
-        dist = np.sqrt(((self._symbolic_z - z) ** 2).sum(axis=1))
+        dist = np.sqrt(((self._symbolic_z - self._standardise(symbolic)) ** 2).sum(axis=1))
         rows = self._nearest_rows(dist, k, exclude_tracks)
         return dist[rows], self.tracks["track_id"].to_numpy()[rows]
 
