@@ -37,6 +37,7 @@ from .classifier import CLASSIFIERS
 from .dataset import holdout_split, kfold_groups
 from .embedder import Embedder, dims_for, embed_tracks
 from .errors import TrainingError
+from .eval_intervals import add_intervals
 from .eval_sources import (
     EmbedderSource,
     FineTunedSource,
@@ -58,13 +59,10 @@ from .indexer import (
     prepare_corpus,
 )
 from .metrics import (
-    auroc_draws,
     classification_report,
     group_bootstrap,
     loco_summary,
-    macro_f1_draws,
     open_set_figures,
-    percentile_interval,
 )
 from .novelty import METHODS, SCORERS, NoveltySettings, TrackQuery, calibrate, final_score, raw_scores
 from .progress import ProgressFn
@@ -137,63 +135,6 @@ def loco_splits(composers_of: Sequence[str], groups: np.ndarray, seed: int) -> d
         novel = np.flatnonzero(labels == c)
         out[c] = (rest[~calib_mask], rest[calib_mask], known_idx[test_mask], novel)
     return out
-
-
-def _auroc_draws(draws: np.ndarray, scores: LocoScores) -> dict[str, np.ndarray]:
-    """Each left-out composer's AUROC under each draw's multiplicities."""
-    return {c: auroc_draws(draws, ni, ns, ki, ks) for c, (ni, ns, ki, ks) in scores.items()}
-
-
-def _mean_over(per: dict[str, np.ndarray]) -> np.ndarray:
-    """Each draw's mean over the left-out composers, leaving out a composer whose draw held no novel
-    or no known track (AUROC undefined); NaN where every composer's was."""
-    stacked = np.stack(list(per.values()))
-    finite = np.isfinite(stacked)
-    with np.errstate(invalid="ignore"):
-        return np.where(finite, stacked, 0.0).sum(axis=0) / finite.sum(axis=0)
-
-
-def _add_intervals(out: dict[str, Any], draws: np.ndarray, composers_of: Sequence[str], labels: Sequence[str],
-                   tested: np.ndarray, y_pred: dict[str, list[str]], classifier: str, method: str,
-                   loco: dict[str, LocoScores], published: tuple[np.ndarray, list[str], LocoScores] | None,
-                   kinds: Sequence[str] = ()) -> None:
-    """95% intervals beside each headline figure, from the same draws of whole works (also per
-    timing kind, kinds: one per corpus track); and the differences to the published baseline,
-    paired (both methods judged on each draw's works)."""
-    f1 = {n: macro_f1_draws(draws, tested, p, composers_of, labels) for n, p in y_pred.items()}
-    for n, values in f1.items():
-        out["track_by_classifier"][n]["macro_f1_ci"] = percentile_interval(values)
-    out["track"]["macro_f1_ci"] = out["track_by_classifier"][classifier]["macro_f1_ci"]
-    for kind, rep in out.get("track_by_timing", {}).items():
-        mine = np.asarray([kinds[i] == kind for i in tested], dtype=bool)
-        rep["macro_f1_ci"] = percentile_interval(macro_f1_draws(
-            draws, tested[mine], list(np.asarray(y_pred[classifier])[mine]), composers_of, labels))
-    means = {}
-    for v, scores in loco.items():
-        per = _auroc_draws(draws, scores)
-        means[v] = _mean_over(per)
-        out["loco_by_method"][v]["mean_auroc_ci"] = percentile_interval(means[v])
-        for c, values in per.items():
-            out["loco_by_method"][v]["per_composer"][c]["auroc_ci"] = percentile_interval(values)
-    if method in loco:
-        out["loco"]["mean_auroc_ci"] = out["loco_by_method"][method]["mean_auroc_ci"]
-    out["intervals"] = {"level": 0.95, "draws": len(draws),
-                        "resampled": "whole works with replacement, each composer keeping its number of works"}
-    if published is None:
-        return
-    base_tested, base_pred, base_loco = published
-    base = out["baseline"]
-    base_f1 = macro_f1_draws(draws, base_tested, base_pred, composers_of, labels)
-    base["track"]["macro_f1_ci"] = percentile_interval(base_f1)
-    vs: dict[str, Any] = {"macro_f1": {"difference": out["track"]["macro_f1"] - base["track"]["macro_f1"],
-                                       "ci": percentile_interval(f1[classifier] - base_f1)}}
-    if base_loco:
-        base_mean = _mean_over(_auroc_draws(draws, base_loco))
-        base["loco"]["mean_auroc_ci"] = percentile_interval(base_mean)
-        if method in means:
-            vs["loco_mean_auroc"] = {"difference": out["loco"]["mean_auroc"] - base["loco"]["mean_auroc"],
-                                     "ci": percentile_interval(means[method] - base_mean)}
-    out["vs_baseline"] = vs
 
 
 def _embed_all(model: Embedder, corpus: Corpus, spectral: list[np.ndarray]) -> Embedding:
@@ -392,11 +333,11 @@ def evaluate(data_dir: str | Path, options: EvalOptions = EvalOptions(),
     classifier = classifier_for(b)
     if options.bootstrap:
         draws = group_bootstrap(groups, composers_of, options.bootstrap, b.seed)
-        _add_intervals(out, draws, composers_of, composers, np.asarray(tested, dtype=np.int64), y_pred, classifier,
+        add_intervals(out, draws, composers_of, composers, np.asarray(tested, dtype=np.int64), y_pred, classifier,
                        b.novelty.method, loco_scores, baseline_rows, kinds)
         if per_index is not None:
             pi_out, pi_pred, pi_tested, _, pi_loco = per_index
-            _add_intervals(pi_out, draws, composers_of, composers, np.asarray(pi_tested, dtype=np.int64), pi_pred,
+            add_intervals(pi_out, draws, composers_of, composers, np.asarray(pi_tested, dtype=np.int64), pi_pred,
                            classifier, b.novelty.method, pi_loco, None, kinds)
     if per_index is not None:
         out["per_index"] = {k: v for k, v in per_index[0].items() if k != "fold_of"}  # the same folds

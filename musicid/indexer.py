@@ -31,6 +31,7 @@ from .embedder import (
     TrainSettings,
     dims_for,
     embed_tracks,
+    fine_tuning,
     load_checkpoint,
     save_checkpoint,
     train_embedder,
@@ -188,7 +189,8 @@ def _model_cache_path(options: BuildOptions, training_set: list[tuple[str, str]]
     unchanged data does not train again; None when caching is off."""
     if options.cache_dir is None:
         return None
-    train = without_later_defaults(asdict(options.train), {"pitch_shift": 2})  # cached models keep their keys
+    # settings added later leave the keys of models cached before them as they were
+    train = without_later_defaults(asdict(options.train), {"pitch_shift": 2, "anchor": 0.0})
     dims = without_later_defaults(asdict(options.dims), {"in_channels": 1})
     if options.fine_tune and options.model_path:
         start = {"init": file_sha256(options.model_path)}
@@ -204,7 +206,9 @@ def train_or_load(prepared: list[Prepared], composers_of: list[str], train_idx: 
                   init: Embedder | None = None) -> tuple[Embedder, TrainReport | None, bool]:
     """Step 2: train the embedder on the tracks at train_idx (from init's weights when fine-tuning),
     or load the model the cache holds for exactly that training set and those settings. Returns
-    (model, report, from_cache)."""
+    (model, report, from_cache). Fine-tuning trains with embedder.fine_tuning(options.train)."""
+    if init is not None:
+        options = replace(options, train=fine_tuning(options.train))
     cached = _model_cache_path(options, [(prepared[i].sha256, composers_of[i]) for i in train_idx], init)
     if cached is not None and cached.exists():
         model, _, meta = load_checkpoint(cached)

@@ -6,17 +6,19 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from musicid.cli import app
-from musicid.embedder import load_checkpoint
+from musicid.embedder import FINE_TUNE_ANCHOR, fine_tuning, load_checkpoint, train_embedder
 from musicid.errors import DataDirError, TrainingError
 from musicid.indexer import build_index
 from musicid.pretrain import collection_licence, train_general_embedder, weights_licence
 from musicid.query import QueryEngine
 
-from .conftest import TINY_TRAIN, make_corpus, tiny_options, write_piece
+from .conftest import TINY_DIMS, TINY_TRAIN, make_corpus, tiny_options, write_piece
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +75,26 @@ def test_fine_tuning_starts_from_the_given_model(general: Path, tmp_path: Path) 
     assert meta["licence"] == load_checkpoint(general)[2]["licence"] and meta["fine_tuned_from"] == str(general)
     with pytest.raises(TrainingError, match="--fine-tune starts from a model"):
         build_index(folder, tmp_path / "idx2", tiny_options(tmp_path, fine_tune=True))
+
+
+def test_fine_tuning_is_pulled_towards_the_starting_weights() -> None:
+    # L2-SP: with a pull, fine-tuning on new composers moves the weights less from the general ones
+    torch.manual_seed(0)
+    clips = torch.rand(48, 32, 64)
+    labels = np.repeat([0, 1, 2, 3], 12)
+    for c, rows in enumerate([(0, 8), (24, 32), (12, 16), (16, 20)]):
+        clips[labels == c, rows[0]:rows[1]] += 1.0  # each composer loud in its own register
+    start, _ = train_embedder(clips[labels < 2], labels[labels < 2], TINY_DIMS, TINY_TRAIN)
+
+    def moved(anchor: float) -> float:  # fine-tuned on composers 2 and 3, which the start never saw
+        new = labels >= 2
+        tuned, _ = train_embedder(clips[new], labels[new], settings=replace(TINY_TRAIN, anchor=anchor), init=start)
+        return float(sum(((a - b) ** 2).sum() for a, b in zip(tuned.parameters(), start.parameters(), strict=True)))
+
+    free, pulled = moved(0.0), moved(1.0)
+    assert 0 < pulled < 0.5 * free, (pulled, free)
+    assert fine_tuning(TINY_TRAIN).anchor == FINE_TUNE_ANCHOR > 0  # what --fine-tune trains with
+    assert fine_tuning(replace(TINY_TRAIN, anchor=0.5)).anchor == 0.5  # a given pull is kept
 
 
 def test_licences_and_bad_collections(tmp_path: Path) -> None:
