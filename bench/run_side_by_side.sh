@@ -6,8 +6,9 @@
 #      embedders trained on all of DCML (`embedder train`), enrolling the challenge set (16 min);
 #   3. ASAP's 8 composers, naming by work-grouped folds: the general roll embedder and per-index
 #      embedders trained on each fold (--also-per-index --no-loco: 6 trainings, 42 min);
-#   4. fine-tuning (session 11): each split's general embedder fine-tuned on the split's own tracks,
-#      on the challenge set (9 fine-tunings, 26 min) and ASAP (naming: 5, 39 min); the challenge set's
+#   4. fine-tuning (session 11; with the L2-SP pull since session 12): each split's general embedder
+#      fine-tuned on the split's own tracks, on the challenge set (9 fine-tunings, 29 min) and ASAP
+#      (naming: 5, about 45 min); the challenge set's
 #      per-index embedders (today's --train, 9 trainings, about 55 min); on the held-out check, the shipped
 #      embedder fine-tuned on the challenge set (7 min) and the fused classifier (1 min).
 # Every run also names with every classifier (track_by_classifier): the tables show the fused one.
@@ -45,14 +46,14 @@ cd bench && "../$PY" results_general_md.py \
   --side "The challenge set: rendered audio with random instruments beside the roll (both trained on DCML alone)|audio, random GM programs=$OUT/sfl-audio-rp" \
   --side "The challenge set: rendered audio with random instruments beside the roll (both trained on DCML alone)|piano roll=$OUT/sfl-roll-dcml" \
   --side "The challenge set: general, fine-tuned and per-index roll embedders, same folds|general, trained on DCML=$OUT/sfl-roll-dcml" \
-  --side "The challenge set: general, fine-tuned and per-index roll embedders, same folds|general, fine-tuned on each split=$OUT/sfl-roll-dcml-ft" \
+  --side "The challenge set: general, fine-tuned and per-index roll embedders, same folds|general, fine-tuned on each split with the L2-SP pull (session 12)=$OUT/sfl-roll-dcml-ft" \
   --side "The challenge set: general, fine-tuned and per-index roll embedders, same folds|per-index (index build --train)=$OUT/sfl-per-index" \
   --side "ASAP's 8 composers, naming: general beside per-index, same folds|general roll embedder (DCML + challenge set)=$OUT/asap-per-index" \
-  --side "ASAP's 8 composers, naming: general beside per-index, same folds|general, fine-tuned on each fold=$OUT/asap-ft" \
+  --side "ASAP's 8 composers, naming: general beside per-index, same folds|general, fine-tuned on each fold with the L2-SP pull (session 12)=$OUT/asap-ft" \
   --heldout "shipped embedder, fused (the default)=$HELDOUT/fused" \
   --heldout "shipped embedder, background-margin=$HELDOUT/background-margin" \
   --heldout "per-index (trained on the challenge set), fused=$HELDOUT/per-index" \
   --heldout "roll, trained on DCML alone, fused=$HELDOUT/roll-dcml" \
   --heldout "audio with random GM programs, trained on DCML alone, fused=$HELDOUT/audio-dcml-rp" \
-  --heldout "shipped embedder fine-tuned on the challenge set, fused=$HELDOUT/fine-tuned" \
-  --heldout "shipped embedder, fused novelty, fused classifier=$HELDOUT/fused-classifier"
+  --heldout "shipped embedder fine-tuned on the challenge set with the L2-SP pull, fused=$HELDOUT/fine-tuned" \
+  --heldout "shipped embedder, fused novelty, fused classifier (tempered)=$HELDOUT/fused-classifier"

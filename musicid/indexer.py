@@ -384,7 +384,8 @@ def build_index(data_dir: str | Path, out: str | Path, options: BuildOptions = B
         "data_dir": str(data_dir.resolve()),
         "model": {"dims": asdict(model.dims), "trained_here": trained, "from_cache": model_from_cache,
                   "started_from": str(options.model_path) if options.model_path else None,
-                  "train": asdict(options.train) if trained else None,
+                  "train": asdict(fine_tuning(options.train) if options.fine_tune else options.train)
+                  if trained else None,
                   "train_seconds": round(train_report.seconds, 1) if train_report else None,
                   "final_loss": round(train_report.final_loss, 4) if train_report else None},
         "novelty": {"score": DESCRIPTIONS[options.novelty.method],

@@ -69,6 +69,7 @@ def test_fine_tuning_starts_from_the_given_model(general: Path, tmp_path: Path) 
     assert (tmp_path / "idx" / "model.pt").read_bytes() != general.read_bytes()
     manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
     assert manifest["model"]["started_from"] == str(general) and manifest["model"]["trained_here"] is True
+    assert manifest["model"]["train"]["anchor"] == FINE_TUNE_ANCHOR  # it says how it was fine-tuned
     # the tuned weights still carry the licence of what the general model was trained on
     assert manifest["model"]["licence"].startswith("CC BY-NC-SA 4.0")
     _, _, meta = load_checkpoint(tmp_path / "idx" / "model.pt")
