@@ -10,7 +10,7 @@
 #      fine-tuned on the split's own tracks, on the challenge set (9 fine-tunings, 29 min) and ASAP
 #      (naming: 5, about 45 min); the challenge set's
 #      per-index embedders (today's --train, 9 trainings, about 55 min); on the held-out check, the shipped
-#      embedder fine-tuned on the challenge set (7 min) and the fused classifier (1 min).
+#      embedder fine-tuned on the challenge set (8 min) and the fused classifier (1 min).
 # Every run also names with every classifier (track_by_classifier): the tables show the fused one.
 # Then docs/RESULTS.md's generated side-by-side section is rewritten with these tables and
 # bench/run_heldout.sh's check (run that first).

@@ -33,9 +33,9 @@ def _mean_over(per: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def add_intervals(out: dict[str, Any], draws: np.ndarray, composers_of: Sequence[str], labels: Sequence[str],
-                   tested: np.ndarray, y_pred: dict[str, list[str]], classifier: str, method: str,
-                   loco: dict[str, LocoScores], published: tuple[np.ndarray, list[str], LocoScores] | None,
-                   kinds: Sequence[str] = ()) -> None:
+                  tested: np.ndarray, y_pred: dict[str, list[str]], classifier: str, method: str,
+                  loco: dict[str, LocoScores], published: tuple[np.ndarray, list[str], LocoScores] | None,
+                  kinds: Sequence[str] = ()) -> None:
     """Write 95% intervals into eval's summary `out` beside each headline figure, from the same draws
     (n_draws, n_tracks) of whole works (also per timing kind, kinds: one per corpus track); and the
     differences to the published baseline, paired (both methods judged on each draw's works).

@@ -35,7 +35,7 @@ from .baseline import LocoScores, Split, run_published
 from .choices import Baseline
 from .classifier import CLASSIFIERS
 from .dataset import holdout_split, kfold_groups
-from .embedder import Embedder, dims_for, embed_tracks
+from .embedder import Embedder, dims_for, embed_tracks, fine_tuning
 from .errors import TrainingError
 from .eval_intervals import add_intervals
 from .eval_sources import (
@@ -334,11 +334,11 @@ def evaluate(data_dir: str | Path, options: EvalOptions = EvalOptions(),
     if options.bootstrap:
         draws = group_bootstrap(groups, composers_of, options.bootstrap, b.seed)
         add_intervals(out, draws, composers_of, composers, np.asarray(tested, dtype=np.int64), y_pred, classifier,
-                       b.novelty.method, loco_scores, baseline_rows, kinds)
+                      b.novelty.method, loco_scores, baseline_rows, kinds)
         if per_index is not None:
             pi_out, pi_pred, pi_tested, _, pi_loco = per_index
             add_intervals(pi_out, draws, composers_of, composers, np.asarray(pi_tested, dtype=np.int64), pi_pred,
-                           classifier, b.novelty.method, pi_loco, None, kinds)
+                          classifier, b.novelty.method, pi_loco, None, kinds)
     if per_index is not None:
         out["per_index"] = {k: v for k, v in per_index[0].items() if k != "fold_of"}  # the same folds
 
@@ -359,6 +359,7 @@ def evaluate(data_dir: str | Path, options: EvalOptions = EvalOptions(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"), "musicid_version": __version__,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "settings": {"features": b.features.as_dict(), "dims": asdict(b.dims), "train": asdict(b.train),
+                     **({"fine_tune_train": asdict(fine_tuning(b.train))} if options.fine_tune else {}),
                      "classifier": classifier, "novelty": asdict(b.novelty)},
     }
     return EvalResult(out, map_vectors, composers_of, [bool(f == 0) for f in fold])
