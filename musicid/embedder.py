@@ -51,6 +51,7 @@ class TrainSettings:
     threads: int = 0  # torch threads while training; 0 = all cores
     pitch_shift: int = 2  # augmentation: rows (mel bins, or semitones of a piano roll) a batch may move
     anchor: float = 0.0  # from a starting model: L2-SP weight on the squared distance to its weights
+    time_stretch: float = 0.0  # augmentation: each crop's tempo scaled by up to 1 + this, either way
 
 
 FINE_TUNE_ANCHOR = 0.01  # L2-SP weight for --fine-tune (docs/RESULTS.md, session 12)
@@ -169,6 +170,22 @@ def _augment(x: Tensor, gen: torch.Generator, max_shift: int = 2, planes: int = 
     return x + (torch.rand(x.shape[0], 1, 1, generator=gen) - 0.5)
 
 
+def _stretched_crop(clip: Tensor, start: int, source: int, crop: int) -> Tensor:
+    """clip[:, start:start + source] (rows, frames) resampled linearly to crop frames: the same notes
+    played crop / source times as slow (rows keep their pitch)."""
+    x = clip[None, :, start:start + source].float()
+    return x[0] if source == crop else F.interpolate(x, size=crop, mode="linear", align_corners=False)[0]
+
+
+def _crop_lengths(rng: np.random.Generator, n: int, crop: int, frames: int, stretch: float) -> np.ndarray:
+    """n source lengths for crops of `crop` frames: crop itself without stretch; else crop times a tempo
+    factor drawn log-uniformly from [1 / (1 + stretch), 1 + stretch], at most the clip's frames."""
+    if not stretch:
+        return np.full(n, crop)
+    factors = np.exp(rng.uniform(-np.log1p(stretch), np.log1p(stretch), size=n))
+    return np.clip(np.rint(crop * factors).astype(int), 8, frames)
+
+
 def train_embedder(
     clips: Tensor,
     labels: np.ndarray,
@@ -213,8 +230,10 @@ def train_embedder(
             idx = np.concatenate([
                 rng.choice(by_class[int(c)], size=k, replace=len(by_class[int(c)]) < k) for c in chosen
             ])
-            starts = rng.integers(0, clips.shape[-1] - crop + 1, size=len(idx))
-            batch = torch.stack([clips[i, :, s:s + crop] for i, s in zip(idx, starts, strict=True)]).float()
+            sources = _crop_lengths(rng, len(idx), crop, clips.shape[-1], settings.time_stretch)
+            starts = rng.integers(0, clips.shape[-1] - sources + 1)
+            batch = torch.stack([_stretched_crop(clips[i], s, n, crop)
+                                 for i, s, n in zip(idx, starts, sources, strict=True)])
             batch = _augment(batch, gen, settings.pitch_shift, dims.in_channels)
             y = torch.from_numpy(np.repeat(chosen, k))
             triplet = LOSSES[settings.mining](model(batch), y, settings.margin)

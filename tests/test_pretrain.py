@@ -98,6 +98,21 @@ def test_fine_tuning_is_pulled_towards_the_starting_weights() -> None:
     assert fine_tuning(replace(TINY_TRAIN, anchor=0.5)).anchor == 0.5  # a given pull is kept
 
 
+def test_time_stretch_plays_a_crop_faster_or_slower_at_the_same_pitch() -> None:
+    from musicid.embedder import _crop_lengths, _stretched_crop
+
+    clip = torch.zeros(16, 120)
+    clip[5, 10:30] = 1.0  # one note, 20 frames (2 s) long, on row 5
+    twice_as_fast = _stretched_crop(clip, 0, 100, 50)  # 100 frames of music squeezed into 50
+    assert twice_as_fast.shape == (16, 50)
+    assert (twice_as_fast[5] > 0.5).sum() == 10 and twice_as_fast[torch.arange(16) != 5].abs().sum() == 0
+    assert torch.equal(_stretched_crop(clip, 7, 50, 50), clip[:, 7:57])  # no stretch: the plain crop
+    rng = np.random.default_rng(0)
+    lengths = _crop_lengths(rng, 2000, 100, 120, 0.25)  # tempo x0.8 to x1.25, at most the clip's 120 frames
+    assert lengths.min() == 80 and lengths.max() == 120 and (lengths < 100).mean() > 0.4
+    assert (_crop_lengths(rng, 5, 100, 120, 0.0) == 100).all()
+
+
 def test_licences_and_bad_collections(tmp_path: Path) -> None:
     assert weights_licence(["MIT", ""]) == "MIT"
     assert weights_licence(["", ""]) == "unknown: the training collections declare no licence"

@@ -19,6 +19,7 @@ from .common import (
     P_OPT,
     PITCH_SHIFT_OPT,
     RANDOM_PROGRAMS_OPT,
+    TIME_STRETCH_OPT,
     app,
     build_flags,
     build_options,
@@ -51,6 +52,7 @@ def eval_cmd(
     classifier: Classifier = CLASSIFIER_OPT,
     novelty: NoveltyMethod = NOVELTY_OPT,
     pitch_shift: int = PITCH_SHIFT_OPT,
+    time_stretch: float = TIME_STRETCH_OPT,
     composers_per_batch: int = P_OPT,
     clips_per_composer: int = K_OPT,
     random_programs: bool = RANDOM_PROGRAMS_OPT,
@@ -95,8 +97,8 @@ def eval_cmd(
 
     with domain_errors(as_json, data_dir):  # index build's flags: both protocols build indexes with them
         b = build_flags(features, classifier, naming, novelty, novelty_view, group_by=group_by, epochs=epochs,
-                        steps_per_epoch=steps_per_epoch, pitch_shift=pitch_shift, cache_dir=cache_dir,
-                        random_programs=random_programs)
+                        steps_per_epoch=steps_per_epoch, pitch_shift=pitch_shift, time_stretch=time_stretch,
+                        cache_dir=cache_dir, random_programs=random_programs)
     if enrol is not None or model is not None:
         if train_on:
             fail("--train-on and --enrol/--model are two protocols: give one", 2, as_json)
@@ -138,6 +140,7 @@ def embedder_train(
     composers_per_batch: int = P_OPT,
     clips_per_composer: int = K_OPT,
     pitch_shift: int = PITCH_SHIFT_OPT,
+    time_stretch: float = TIME_STRETCH_OPT,
     random_programs: bool = RANDOM_PROGRAMS_OPT,
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Render and model cache."),
     workers: int = typer.Option(0, "--workers", min=0, help="Render processes [default: one per core]."),
@@ -149,6 +152,7 @@ def embedder_train(
 
     with domain_errors(as_json, data_dirs[0]):
         b = build_options(features.value, epochs=epochs, steps_per_epoch=steps_per_epoch, pitch_shift=pitch_shift,
+                          time_stretch=time_stretch,
                           cache_dir=cache_dir, workers=workers, random_programs=random_programs)
         b = replace(b, train=replace(b.train, composers_per_batch=composers_per_batch,
                                      clips_per_composer=clips_per_composer))

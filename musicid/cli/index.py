@@ -17,6 +17,7 @@ from .common import (
     NOVELTY_OPT,
     PITCH_SHIFT_OPT,
     RANDOM_PROGRAMS_OPT,
+    TIME_STRETCH_OPT,
     build_flags,
     domain_errors,
     echo_json,
@@ -59,6 +60,7 @@ def index_build(
     classifier: Classifier = CLASSIFIER_OPT,
     novelty: NoveltyMethod = NOVELTY_OPT,
     pitch_shift: int = PITCH_SHIFT_OPT,
+    time_stretch: float = TIME_STRETCH_OPT,
     random_programs: bool = RANDOM_PROGRAMS_OPT,
     index_type: IndexKind = typer.Option(IndexKind.auto, "--index-type",
                                          help="FAISS index: auto (exact below 100k clips, IVF to 20M, IVF-PQ "
@@ -80,9 +82,9 @@ def index_build(
     with domain_errors(as_json, data_dir):
         opts = build_flags(features, classifier, naming, novelty, novelty_view, index_kind=index_type.value,
                         group_by=group_by, soundfont=soundfont, model=model, epochs=epochs,
-                        steps_per_epoch=steps_per_epoch, pitch_shift=pitch_shift, cache_dir=cache_dir,
-                        no_cache=no_cache, workers=workers, ray_address=ray_address, fine_tune=fine_tune,
-                        shipped=not train, random_programs=random_programs)
+                        steps_per_epoch=steps_per_epoch, pitch_shift=pitch_shift, time_stretch=time_stretch,
+                        cache_dir=cache_dir, no_cache=no_cache, workers=workers, ray_address=ray_address,
+                        fine_tune=fine_tune, shipped=not train, random_programs=random_programs)
         with progress_bars(not as_json) as progress:
             report = build_index(data_dir, index_dir(out_dir), opts, progress)
     if as_json:
