@@ -52,6 +52,7 @@ class TrainSettings:
     pitch_shift: int = 2  # augmentation: rows (mel bins, or semitones of a piano roll) a batch may move
     anchor: float = 0.0  # from a starting model: L2-SP weight on the squared distance to its weights
     time_stretch: float = 0.0  # augmentation: each crop's tempo scaled by up to 1 + this, either way
+    cosface: float = 0.0  # weight of a CosFace term over the training composers, added to the triplet loss
 
 
 FINE_TUNE_ANCHOR = 0.01  # L2-SP weight for --fine-tune (docs/RESULTS.md, session 12)
@@ -151,6 +152,22 @@ def batch_all_triplet_loss(emb: Tensor, labels: Tensor, margin: float = 0.2) -> 
     return losses[active].mean() if active.any() else losses.sum()
 
 
+COSFACE_SCALE = 16.0  # s: CosFace's logit scale
+COSFACE_MARGIN = 0.2  # m: subtracted from the cosine to the clip's own composer
+
+
+def cosface_loss(emb: Tensor, labels: Tensor, proxies: Tensor, scale: float = COSFACE_SCALE,
+                 margin: float = COSFACE_MARGIN) -> Tensor:
+    """Large-margin cosine loss (Wang et al., "CosFace: Large Margin Cosine Loss for Deep Face
+    Recognition", CVPR 2018): cross-entropy over scale * cos(emb, proxy of each composer), less
+    margin for the clip's own. emb: (batch, dim) unit vectors; labels: (batch,) indices into
+    proxies (n_composers, dim), learnt with the embedder and thrown away after training. Unlike
+    triplets, every step sees every training composer, not the batch's P."""
+    cos = emb @ F.normalize(proxies, dim=-1).T
+    logits = scale * (cos - margin * F.one_hot(labels, len(proxies)).to(cos.dtype))
+    return F.cross_entropy(logits, labels)
+
+
 @dataclass
 class TrainReport:
     seconds: float
@@ -216,7 +233,11 @@ def train_embedder(
     model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     start = [w.detach().clone() for w in model.parameters()] if init is not None and settings.anchor else []
     total_steps = settings.epochs * settings.steps_per_epoch
-    opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    proxies = None  # CosFace's, one per training composer
+    if settings.cosface:
+        proxies = nn.Parameter(0.01 * torch.randn(len(classes), dims.embed_dim, generator=gen))
+    params = list(model.parameters()) + ([proxies] if proxies is not None else [])
+    opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, settings.lr, total_steps=total_steps, pct_start=0.15)
     p = min(settings.composers_per_batch, len(classes))
     k = settings.clips_per_composer
@@ -236,11 +257,15 @@ def train_embedder(
                                  for i, s, n in zip(idx, starts, sources, strict=True)])
             batch = _augment(batch, gen, settings.pitch_shift, dims.in_channels)
             y = torch.from_numpy(np.repeat(chosen, k))
-            triplet = LOSSES[settings.mining](model(batch), y, settings.margin)
+            emb = model(batch)
+            triplet = LOSSES[settings.mining](emb, y, settings.margin)
             loss = triplet
+            if proxies is not None:
+                index = torch.from_numpy(np.searchsorted(classes, np.repeat(chosen, k)))
+                loss = loss + settings.cosface * cosface_loss(emb, index, proxies)
             if start:  # L2-SP
                 drift = sum(((w - w0) ** 2).sum() for w, w0 in zip(model.parameters(), start, strict=True))
-                loss = triplet + settings.anchor * drift
+                loss = loss + settings.anchor * drift
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

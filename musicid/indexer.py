@@ -190,7 +190,8 @@ def _model_cache_path(options: BuildOptions, training_set: list[tuple[str, str]]
     if options.cache_dir is None:
         return None
     # settings added later leave the keys of models cached before them as they were
-    train = without_later_defaults(asdict(options.train), {"pitch_shift": 2, "anchor": 0.0, "time_stretch": 0.0})
+    train = without_later_defaults(asdict(options.train), {"pitch_shift": 2, "anchor": 0.0, "time_stretch": 0.0,
+                                                          "cosface": 0.0})
     dims = without_later_defaults(asdict(options.dims), {"in_channels": 1})
     if options.fine_tune and options.model_path:
         start = {"init": file_sha256(options.model_path)}

@@ -113,6 +113,21 @@ def test_time_stretch_plays_a_crop_faster_or_slower_at_the_same_pitch() -> None:
     assert (_crop_lengths(rng, 5, 100, 120, 0.0) == 100).all()
 
 
+def test_cosface_term_pulls_clips_to_their_own_composer_and_leaves_no_trace_in_the_model() -> None:
+    from musicid.embedder import Embedder, cosface_loss
+
+    proxies = torch.eye(3, 8)  # three composers' directions
+    labels = torch.tensor([0, 1, 2])
+    right = cosface_loss(proxies.clone(), labels, proxies)  # every clip on its own composer's direction
+    wrong = cosface_loss(proxies.roll(1, dims=0), labels, proxies)  # every clip on another's
+    assert right < 0.1 < 5 < wrong
+    assert cosface_loss(proxies.clone(), labels, proxies, margin=0.0) < right  # the margin asks for more
+    clips = torch.rand(36, 32, 64)
+    labels_np = np.repeat([3, 7, 9], 12)  # composer labels need not be 0..n-1
+    model, _ = train_embedder(clips, labels_np, TINY_DIMS, replace(TINY_TRAIN, cosface=1.0))
+    assert model.state_dict().keys() == Embedder(TINY_DIMS).state_dict().keys()  # the proxies are not kept
+
+
 def test_licences_and_bad_collections(tmp_path: Path) -> None:
     assert weights_licence(["MIT", ""]) == "MIT"
     assert weights_licence(["", ""]) == "unknown: the training collections declare no licence"

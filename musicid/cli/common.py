@@ -114,6 +114,9 @@ TIME_STRETCH_OPT = typer.Option(0.0, "--time-stretch", min=0.0, max=1.0,
                                  help="Training augmentation: play each crop up to 1 + this times faster or "
                                       "slower (0.25: tempo x0.8 to x1.25), so that tempo, which differs by "
                                       "collection and edition, says less of the composer.")
+COSFACE_OPT = typer.Option(0.0, "--cosface", min=0.0,
+                            help="Training: add this weight times a CosFace term (a large-margin softmax over "
+                                 "every training composer, as in face recognition) to the triplet loss.")
 CLASSIFIER_OPT = typer.Option(Classifier.auto, "--classifier",
                               help="How a track's composer is chosen: knn (its clips' nearest indexed clips vote), "
                                    "linear (a class-balanced linear probe on the indexed clips), fused (the probe "
@@ -157,8 +160,8 @@ def build_flags(features: Representation, classifier: Classifier, naming: str | 
 def build_options(representation: str = "pianoroll", classifier: str = "auto", novelty: str = "fused",
                   index_kind: str = "auto", group_by: str | None = None, soundfont: Path | None = None,
                   model: Path | None = None, epochs: int | None = None, steps_per_epoch: int | None = None,
-                  pitch_shift: int = 2, time_stretch: float = 0.0, cache_dir: Path | None = None,
-                  no_cache: bool = False, workers: int = 0,
+                  pitch_shift: int = 2, time_stretch: float = 0.0, cosface: float = 0.0,
+                  cache_dir: Path | None = None, no_cache: bool = False, workers: int = 0,
                   ray_address: str | None = None, fine_tune: bool = False, shipped: bool = False,
                   random_programs: bool = False) -> Any:
     """indexer.BuildOptions from the command line's flags (index build, eval and embedder train share them).
@@ -187,7 +190,7 @@ def build_options(representation: str = "pianoroll", classifier: str = "auto", n
         model = default_model(feature_settings.as_dict())
     train = TrainSettings()
     train = replace(train, epochs=epochs or train.epochs, steps_per_epoch=steps_per_epoch or train.steps_per_epoch,
-                    pitch_shift=pitch_shift, time_stretch=time_stretch)
+                    pitch_shift=pitch_shift, time_stretch=time_stretch, cosface=cosface)
     return BuildOptions(render=RenderSettings(soundfont=str(soundfont.resolve()) if soundfont else "",
                                               random_programs=random_programs),
                         features=feature_settings, train=train, model_path=model, fine_tune=fine_tune,

@@ -11,6 +11,7 @@ import typer
 from ..choices import Baseline, Classifier, NoveltyMethod, Representation
 from .common import (
     CLASSIFIER_OPT,
+    COSFACE_OPT,
     FEATURES_OPT,
     K_OPT,
     LEGACY_NAMING_OPT,
@@ -53,6 +54,7 @@ def eval_cmd(
     novelty: NoveltyMethod = NOVELTY_OPT,
     pitch_shift: int = PITCH_SHIFT_OPT,
     time_stretch: float = TIME_STRETCH_OPT,
+    cosface: float = COSFACE_OPT,
     composers_per_batch: int = P_OPT,
     clips_per_composer: int = K_OPT,
     random_programs: bool = RANDOM_PROGRAMS_OPT,
@@ -98,7 +100,7 @@ def eval_cmd(
     with domain_errors(as_json, data_dir):  # index build's flags: both protocols build indexes with them
         b = build_flags(features, classifier, naming, novelty, novelty_view, group_by=group_by, epochs=epochs,
                         steps_per_epoch=steps_per_epoch, pitch_shift=pitch_shift, time_stretch=time_stretch,
-                        cache_dir=cache_dir, random_programs=random_programs)
+                        cosface=cosface, cache_dir=cache_dir, random_programs=random_programs)
     if enrol is not None or model is not None:
         if train_on:
             fail("--train-on and --enrol/--model are two protocols: give one", 2, as_json)
@@ -141,6 +143,7 @@ def embedder_train(
     clips_per_composer: int = K_OPT,
     pitch_shift: int = PITCH_SHIFT_OPT,
     time_stretch: float = TIME_STRETCH_OPT,
+    cosface: float = COSFACE_OPT,
     random_programs: bool = RANDOM_PROGRAMS_OPT,
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Render and model cache."),
     workers: int = typer.Option(0, "--workers", min=0, help="Render processes [default: one per core]."),
@@ -152,7 +155,7 @@ def embedder_train(
 
     with domain_errors(as_json, data_dirs[0]):
         b = build_options(features.value, epochs=epochs, steps_per_epoch=steps_per_epoch, pitch_shift=pitch_shift,
-                          time_stretch=time_stretch,
+                          time_stretch=time_stretch, cosface=cosface,
                           cache_dir=cache_dir, workers=workers, random_programs=random_programs)
         b = replace(b, train=replace(b.train, composers_per_batch=composers_per_batch,
                                      clips_per_composer=clips_per_composer))

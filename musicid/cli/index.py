@@ -10,6 +10,7 @@ import typer
 from ..choices import Classifier, IndexKind, NoveltyMethod, Representation
 from .common import (
     CLASSIFIER_OPT,
+    COSFACE_OPT,
     FEATURES_OPT,
     INDEX_OPT,
     LEGACY_NAMING_OPT,
@@ -61,6 +62,7 @@ def index_build(
     novelty: NoveltyMethod = NOVELTY_OPT,
     pitch_shift: int = PITCH_SHIFT_OPT,
     time_stretch: float = TIME_STRETCH_OPT,
+    cosface: float = COSFACE_OPT,
     random_programs: bool = RANDOM_PROGRAMS_OPT,
     index_type: IndexKind = typer.Option(IndexKind.auto, "--index-type",
                                          help="FAISS index: auto (exact below 100k clips, IVF to 20M, IVF-PQ "
@@ -83,8 +85,9 @@ def index_build(
         opts = build_flags(features, classifier, naming, novelty, novelty_view, index_kind=index_type.value,
                         group_by=group_by, soundfont=soundfont, model=model, epochs=epochs,
                         steps_per_epoch=steps_per_epoch, pitch_shift=pitch_shift, time_stretch=time_stretch,
-                        cache_dir=cache_dir, no_cache=no_cache, workers=workers, ray_address=ray_address,
-                        fine_tune=fine_tune, shipped=not train, random_programs=random_programs)
+                        cosface=cosface, cache_dir=cache_dir, no_cache=no_cache, workers=workers,
+                        ray_address=ray_address, fine_tune=fine_tune, shipped=not train,
+                        random_programs=random_programs)
         with progress_bars(not as_json) as progress:
             report = build_index(data_dir, index_dir(out_dir), opts, progress)
     if as_json:
