@@ -10,7 +10,7 @@
   composers are dealt into groups (composer_groups) and each group's model is trained without any
   track by the group's composers, so a left-out composer was never in its embedder's training.
 
-Every model comes from indexer.train_or_load, so a model already trained on exactly the same
+Every model comes from model_cache.train_or_load, so a model already trained on exactly the same
 tracks with the same settings is loaded from the model cache; each source records its models.
 """
 
@@ -26,7 +26,8 @@ import numpy as np
 from .background import Background
 from .embedder import Embedder
 from .errors import DataDirError, TrainingError
-from .indexer import BuildOptions, Corpus, relative, train_or_load
+from .indexer import BuildOptions, Corpus, relative
+from .model_cache import train_or_load
 from .piece_match import SAME_PIECE, best_matches
 from .prepare import Prepared
 from .pretrain import embed_background, prepare_collections

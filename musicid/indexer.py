@@ -18,30 +18,27 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from . import __version__
 from .background import Background, load_background
-from .cache import FeatureCache, default_cache_dir, settings_digest, without_later_defaults
+from .cache import FeatureCache, default_cache_dir
 from .dataset import group_works, holdout_split, scan_labelled, work_key
 from .embedder import (
     Embedder,
     EmbedderDims,
-    TrainReport,
     TrainSettings,
     dims_for,
     embed_tracks,
     fine_tuning,
     load_checkpoint,
     save_checkpoint,
-    train_embedder,
-    weights_digest,
 )
 from .errors import TrainingError
 from .faiss_index import choose_index_kind
 from .features import FeatureSettings, pianoroll_settings
-from .index_store import IndexStore, file_sha256, publish, track_row
+from .index_store import IndexStore, publish, track_row
 from .manifest import IndexSettings, Manifest
+from .model_cache import train_or_load
 from .novelty import DESCRIPTIONS, Calibration, NoveltySettings, TrackQuery, calibrate, final_score
 from .prepare import Failure, Prepared, prepare_many
 from .progress import ProgressFn
@@ -180,50 +177,6 @@ def prepare_corpus(data_dir: Path, options: BuildOptions, model: Embedder | None
                          np.stack([p.sketch for p in prepared]) if prepared else None)
     held = holdout_split(composers_of, groups, options.holdout_fraction, options.seed)
     return Corpus(data_dir, prepared, composers_of, works, groups, held, failures, warnings), embedded, ray_run
-
-
-def _model_cache_path(options: BuildOptions, training_set: list[tuple[str, str]],
-                      init: Embedder | None = None) -> Path | None:
-    """Where a model trained on exactly these (file sha256, composer) pairs with these settings (and,
-    fine-tuning, from this starting checkpoint, or these starting weights) is kept, so that rebuilding
-    unchanged data does not train again; None when caching is off."""
-    if options.cache_dir is None:
-        return None
-    # settings added later leave the keys of models cached before them as they were
-    train = without_later_defaults(asdict(options.train), {"pitch_shift": 2, "anchor": 0.0, "time_stretch": 0.0,
-                                                          "cosface": 0.0})
-    dims = without_later_defaults(asdict(options.dims), {"in_channels": 1})
-    if options.fine_tune and options.model_path:
-        start = {"init": file_sha256(options.model_path)}
-    else:
-        start = {"init_weights": weights_digest(init)} if init is not None else {}
-    key = settings_digest({"tracks": sorted(training_set), "dims": dims, "train": train,
-                           "features": options.features.as_dict(), "render": options.render.identity(), **start})
-    return options.cache_dir / "models" / f"{key}.pt"
-
-
-def train_or_load(prepared: list[Prepared], composers_of: list[str], train_idx: np.ndarray,
-                  all_composers: list[str], options: BuildOptions, progress: ProgressFn | None = None,
-                  init: Embedder | None = None) -> tuple[Embedder, TrainReport | None, bool]:
-    """Step 2: train the embedder on the tracks at train_idx (from init's weights when fine-tuning),
-    or load the model the cache holds for exactly that training set and those settings. Returns
-    (model, report, from_cache). Fine-tuning trains with embedder.fine_tuning(options.train)."""
-    if init is not None:
-        options = replace(options, train=fine_tuning(options.train))
-    cached = _model_cache_path(options, [(prepared[i].sha256, composers_of[i]) for i in train_idx], init)
-    if cached is not None and cached.exists():
-        model, _, meta = load_checkpoint(cached)
-        report = TrainReport(**meta["train_report"]) if "train_report" in meta else None
-        return model, report, True
-    clips = torch.from_numpy(np.concatenate([prepared[i].clips for i in train_idx]))
-    labels = np.concatenate([
-        np.full(len(prepared[i].clips), all_composers.index(composers_of[i])) for i in train_idx
-    ])
-    model, report = train_embedder(clips, labels, options.dims, options.train, progress, init)
-    if cached is not None:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        save_checkpoint(cached, model, options.features, {"train_report": {**asdict(report), "losses": []}})
-    return model, report, False
 
 
 def embed_corpus(model: Embedder, prepared: list[Prepared], options: BuildOptions,

@@ -22,7 +22,8 @@ from . import __version__
 from .background import Background, background_of
 from .embedder import Embedder, TrainReport, dims_for, embed_tracks, save_checkpoint
 from .errors import DataDirError
-from .indexer import BuildOptions, prepare_corpus, train_or_load
+from .indexer import BuildOptions, prepare_corpus
+from .model_cache import train_or_load
 from .novelty import mean_vector
 from .prepare import Prepared
 from .progress import ProgressFn

@@ -1,0 +1,74 @@
+"""The model cache: an embedder trained on exactly this training set with exactly these settings
+is kept under the cache directory, keyed by both, so that rebuilding an index or rerunning an
+evaluation on unchanged data loads it instead of training again (indexer's step 2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from .cache import settings_digest, without_later_defaults
+from .embedder import (
+    Embedder,
+    TrainReport,
+    fine_tuning,
+    load_checkpoint,
+    save_checkpoint,
+    train_embedder,
+    weights_digest,
+)
+from .index_store import file_sha256
+from .prepare import Prepared
+from .progress import ProgressFn
+
+if TYPE_CHECKING:
+    from .indexer import BuildOptions
+
+
+def model_cache_path(options: BuildOptions, training_set: list[tuple[str, str]],
+                      init: Embedder | None = None) -> Path | None:
+    """Where a model trained on exactly these (file sha256, composer) pairs with these settings (and,
+    fine-tuning, from this starting checkpoint, or these starting weights) is kept, so that rebuilding
+    unchanged data does not train again; None when caching is off."""
+    if options.cache_dir is None:
+        return None
+    # settings added later leave the keys of models cached before them as they were
+    train = without_later_defaults(asdict(options.train), {"pitch_shift": 2, "anchor": 0.0, "time_stretch": 0.0,
+                                                          "cosface": 0.0})
+    dims = without_later_defaults(asdict(options.dims), {"in_channels": 1})
+    if options.fine_tune and options.model_path:
+        start = {"init": file_sha256(options.model_path)}
+    else:
+        start = {"init_weights": weights_digest(init)} if init is not None else {}
+    key = settings_digest({"tracks": sorted(training_set), "dims": dims, "train": train,
+                           "features": options.features.as_dict(), "render": options.render.identity(), **start})
+    return options.cache_dir / "models" / f"{key}.pt"
+
+
+def train_or_load(prepared: list[Prepared], composers_of: list[str], train_idx: np.ndarray,
+                  all_composers: list[str], options: BuildOptions, progress: ProgressFn | None = None,
+                  init: Embedder | None = None) -> tuple[Embedder, TrainReport | None, bool]:
+    """Step 2: train the embedder on the tracks at train_idx (from init's weights when fine-tuning),
+    or load the model the cache holds for exactly that training set and those settings. Returns
+    (model, report, from_cache). Fine-tuning trains with embedder.fine_tuning(options.train)."""
+    if init is not None:
+        options = replace(options, train=fine_tuning(options.train))
+    cached = model_cache_path(options, [(prepared[i].sha256, composers_of[i]) for i in train_idx], init)
+    if cached is not None and cached.exists():
+        model, _, meta = load_checkpoint(cached)
+        report = TrainReport(**meta["train_report"]) if "train_report" in meta else None
+        return model, report, True
+    clips = torch.from_numpy(np.concatenate([prepared[i].clips for i in train_idx]))
+    labels = np.concatenate([
+        np.full(len(prepared[i].clips), all_composers.index(composers_of[i])) for i in train_idx
+    ])
+    model, report = train_embedder(clips, labels, options.dims, options.train, progress, init)
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(cached, model, options.features, {"train_report": {**asdict(report), "losses": []}})
+    return model, report, False
