@@ -196,7 +196,9 @@ def _stretched_crop(clip: Tensor, start: int, source: int, crop: int) -> Tensor:
 
 def _crop_lengths(rng: np.random.Generator, n: int, crop: int, frames: int, stretch: float) -> np.ndarray:
     """n source lengths for crops of `crop` frames: crop itself without stretch; else crop times a tempo
-    factor drawn log-uniformly from [1 / (1 + stretch), 1 + stretch], at most the clip's frames."""
+    factor drawn log-uniformly from [1 / (1 + stretch), 1 + stretch], at most the clip's frames (so a
+    speed-up tops out at frames / crop: x1.17 for the roll's 256-frame crops of 300-frame clips, where
+    about 15% of crops sit at stretch 0.25)."""
     if not stretch:
         return np.full(n, crop)
     factors = np.exp(rng.uniform(-np.log1p(stretch), np.log1p(stretch), size=n))

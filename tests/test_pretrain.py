@@ -113,7 +113,7 @@ def test_time_stretch_plays_a_crop_faster_or_slower_at_the_same_pitch() -> None:
     assert (_crop_lengths(rng, 5, 100, 120, 0.0) == 100).all()
 
 
-def test_cosface_term_pulls_clips_to_their_own_composer_and_leaves_no_trace_in_the_model() -> None:
+def test_cosface_term_pulls_clips_to_their_own_composer_and_trains_with_any_composer_labels() -> None:
     from musicid.embedder import Embedder, cosface_loss
 
     proxies = torch.eye(3, 8)  # three composers' directions
@@ -126,6 +126,25 @@ def test_cosface_term_pulls_clips_to_their_own_composer_and_leaves_no_trace_in_t
     labels_np = np.repeat([3, 7, 9], 12)  # composer labels need not be 0..n-1
     model, _ = train_embedder(clips, labels_np, TINY_DIMS, replace(TINY_TRAIN, cosface=1.0))
     assert model.state_dict().keys() == Embedder(TINY_DIMS).state_dict().keys()  # the proxies are not kept
+
+
+def test_models_cached_by_earlier_versions_are_still_found(tmp_path: Path) -> None:
+    # a training setting added at its default leaves the model cache's key as it was (pinned from 0.2 as of
+    # session 12); setting it makes a different model, so a different key
+    from musicid.embedder import TrainSettings
+    from musicid.features import pianoroll_settings
+    from musicid.indexer import BuildOptions
+    from musicid.model_cache import model_cache_path
+    from musicid.render import RenderSettings
+
+    sf2 = tmp_path / "fixed.sf2"
+    sf2.write_bytes(b"RIFF\x00\x00\x00\x00sfbk a fixed stand-in")  # the key digests the SoundFont's bytes
+    options = BuildOptions(features=pianoroll_settings(), cache_dir=Path("/cache"),
+                           render=RenderSettings(soundfont=str(sf2)))
+    tracks = [("ab" * 32, "Bach"), ("cd" * 32, "Chopin")]
+    assert model_cache_path(options, tracks).name == "51add1f7677e6947.pt"
+    for changed in (TrainSettings(time_stretch=0.25), TrainSettings(cosface=1.0), TrainSettings(anchor=0.01)):
+        assert model_cache_path(replace(options, train=changed), tracks).name != "51add1f7677e6947.pt"
 
 
 def test_licences_and_bad_collections(tmp_path: Path) -> None:

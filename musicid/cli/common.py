@@ -111,12 +111,14 @@ PITCH_SHIFT_OPT = typer.Option(2, "--pitch-shift", min=0,
                                help="Training augmentation: shift each batch by up to this many rows "
                                     "(mel bins, or semitones with a piano roll).")
 TIME_STRETCH_OPT = typer.Option(0.0, "--time-stretch", min=0.0, max=1.0,
-                                 help="Training augmentation: play each crop up to 1 + this times faster or "
-                                      "slower (0.25: tempo x0.8 to x1.25), so that tempo, which differs by "
-                                      "collection and edition, says less of the composer.")
+                                 help="Training augmentation (when an embedder is trained): play each crop up "
+                                      "to 1 + this times slower or faster (0.25: tempo x0.8 to x1.25; faster "
+                                      "at most clip / crop, x1.17 with the piano roll), so that tempo, which "
+                                      "differs by collection and edition, says less of the composer.")
 COSFACE_OPT = typer.Option(0.0, "--cosface", min=0.0,
-                            help="Training: add this weight times a CosFace term (a large-margin softmax over "
-                                 "every training composer, as in face recognition) to the triplet loss.")
+                            help="Training (when an embedder is trained): add this weight times a CosFace "
+                                 "term (a large-margin softmax over every training composer, as in face "
+                                 "recognition) to the triplet loss.")
 CLASSIFIER_OPT = typer.Option(Classifier.auto, "--classifier",
                               help="How a track's composer is chosen: knn (its clips' nearest indexed clips vote), "
                                    "linear (a class-balanced linear probe on the indexed clips), fused (the probe "
