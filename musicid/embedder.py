@@ -258,12 +258,13 @@ def train_embedder(
             batch = torch.stack([_stretched_crop(clips[i], s, n, crop)
                                  for i, s, n in zip(idx, starts, sources, strict=True)])
             batch = _augment(batch, gen, settings.pitch_shift, dims.in_channels)
-            y = torch.from_numpy(np.repeat(chosen, k))
+            batch_labels = np.repeat(chosen, k)
+            y = torch.from_numpy(batch_labels)
             emb = model(batch)
             triplet = LOSSES[settings.mining](emb, y, settings.margin)
             loss = triplet
             if proxies is not None:
-                index = torch.from_numpy(np.searchsorted(classes, np.repeat(chosen, k)))
+                index = torch.from_numpy(np.searchsorted(classes, batch_labels))  # rows of proxies
                 loss = loss + settings.cosface * cosface_loss(emb, index, proxies)
             if start:  # L2-SP
                 drift = sum(((w - w0) ** 2).sum() for w, w0 in zip(model.parameters(), start, strict=True))
