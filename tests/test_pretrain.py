@@ -163,13 +163,14 @@ def test_embedder_train_through_the_cli(tmp_path: Path) -> None:
     a = make_corpus(tmp_path / "a", ["Lowpiano", "Highflute"], per_composer=3, seconds=6)
     r = CliRunner().invoke(app, ["embedder", "train", str(a), "--out", str(tmp_path / "m.pt"), "--features",
                                  "pianoroll", "--epochs", "1", "--steps-per-epoch", "2", "-P", "2", "-K", "4",
-                                 "--cache-dir", str(tmp_path / "cache"), "--workers", "1", "--json"])
+                                 "--cache-dir", str(tmp_path / "cache"), "--workers", "1", "--seed", "3", "--json"])
     assert r.exit_code == 0, r.output
     rep = json.loads(r.stdout)
     assert rep["composers"] == ["Highflute", "Lowpiano"] and rep["train"]["steps"] == 2
     assert rep["licence"] == "unknown: the training collections declare no licence"
     _, features, meta = load_checkpoint(tmp_path / "m.pt")
     assert features.representation == "pianoroll" and meta["train"]["composers_per_batch"] == 2
+    assert meta["train"]["seed"] == 3
 
 
 def test_open_set_labels_make_every_other_composer_and_every_flag_unknown() -> None:

@@ -144,6 +144,9 @@ def embedder_train(
     pitch_shift: int = PITCH_SHIFT_OPT,
     time_stretch: float = TIME_STRETCH_OPT,
     cosface: float = COSFACE_OPT,
+    seed: int = typer.Option(0, "--seed", min=0,
+                             help="Training seed (batches, crops, augmentation, initial weights): another seed "
+                                  "shows how far a result moves by chance alone (docs/RESULTS.md, session 13)."),
     random_programs: bool = RANDOM_PROGRAMS_OPT,
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Render and model cache."),
     workers: int = typer.Option(0, "--workers", min=0, help="Render processes [default: one per core]."),
@@ -158,7 +161,7 @@ def embedder_train(
                           time_stretch=time_stretch, cosface=cosface,
                           cache_dir=cache_dir, workers=workers, random_programs=random_programs)
         b = replace(b, train=replace(b.train, composers_per_batch=composers_per_batch,
-                                     clips_per_composer=clips_per_composer))
+                                     clips_per_composer=clips_per_composer, seed=seed))
         with progress_bars(not as_json) as progress:
             rep = train_general_embedder(data_dirs, out_path, b, progress)
     if as_json:
