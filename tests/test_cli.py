@@ -55,6 +55,18 @@ def test_index_build_through_the_cli(tmp_path: Path) -> None:
     assert info["model"]["licence"].startswith("CC BY-NC-SA 4.0")
 
 
+def test_index_build_train_seed_reaches_the_model(tmp_path: Path) -> None:
+    data = make_corpus(tmp_path / "data", ["Lowpiano", "Highflute"], per_composer=3, seconds=12)
+    flags = ["--train", "--epochs", "1", "--steps-per-epoch", "2", "--workers", "1", "--cache-dir", tmp_path / "c"]
+    for seed in ("0", "4"):
+        code, _, err = run("index", "build", data, "--out", tmp_path / f"idx{seed}", "--seed", seed, *flags)
+        assert code == 0, err
+    manifest = json.loads((tmp_path / "idx4" / "manifest.json").read_text())
+    assert manifest["model"]["trained_here"] is True and manifest["model"]["train"]["seed"] == 4
+    # another seed trains another model (the model cache keys it apart), not the cached one again
+    assert (tmp_path / "idx4" / "model.pt").read_bytes() != (tmp_path / "idx0" / "model.pt").read_bytes()
+
+
 def test_index_build_errors_are_one_line(tmp_path: Path) -> None:
     code, _, err = run("index", "build", tmp_path, "--train", "--fine-tune")
     assert code == 2 and "--train trains from scratch" in err

@@ -107,6 +107,10 @@ RANDOM_PROGRAMS_OPT = typer.Option(False, "--random-programs",
                                         "challenge set far worse than the piano roll (docs/RESULTS.md).")
 P_OPT = typer.Option(4, "--composers-per-batch", "-P", min=2, help="P: composers in each training batch.")
 K_OPT = typer.Option(12, "--clips-per-composer", "-K", min=2, help="K: clips per composer in each batch.")
+SEED_OPT = typer.Option(0, "--seed", min=0,
+                        help="Training seed (batches, crops, augmentation, initial weights), when an embedder is "
+                             "trained: another seed shows how far a result moves by chance alone "
+                             "(docs/RESULTS.md, session 13). eval's folds and splits do not change with it.")
 PITCH_SHIFT_OPT = typer.Option(2, "--pitch-shift", min=0,
                                help="Training augmentation: shift each batch by up to this many rows "
                                     "(mel bins, or semitones with a piano roll).")
@@ -165,11 +169,13 @@ def build_options(representation: str = "pianoroll", classifier: str = "auto", n
                   pitch_shift: int = 2, time_stretch: float = 0.0, cosface: float = 0.0,
                   cache_dir: Path | None = None, no_cache: bool = False, workers: int = 0,
                   ray_address: str | None = None, fine_tune: bool = False, shipped: bool = False,
-                  random_programs: bool = False) -> Any:
+                  random_programs: bool = False, seed: int = 0) -> Any:
     """indexer.BuildOptions from the command line's flags (index build, eval and embedder train share them).
 
     shipped: without `model`, start from the shipped embedder where it serves this representation
     (shipped.default_model), as `index build` does unless told --train.
+
+    seed: the training seed (TrainSettings.seed), not the seed of eval's folds (BuildOptions.seed).
 
     ray_address: None (no Ray), "local" (start a local instance) or HOST:PORT / auto. ValueError for
     an unknown representation, classifier, novelty method or index kind."""
@@ -192,7 +198,7 @@ def build_options(representation: str = "pianoroll", classifier: str = "auto", n
         model = default_model(feature_settings.as_dict())
     train = TrainSettings()
     train = replace(train, epochs=epochs or train.epochs, steps_per_epoch=steps_per_epoch or train.steps_per_epoch,
-                    pitch_shift=pitch_shift, time_stretch=time_stretch, cosface=cosface)
+                    pitch_shift=pitch_shift, time_stretch=time_stretch, cosface=cosface, seed=seed)
     return BuildOptions(render=RenderSettings(soundfont=str(soundfont.resolve()) if soundfont else "",
                                               random_programs=random_programs),
                         features=feature_settings, train=train, model_path=model, fine_tune=fine_tune,

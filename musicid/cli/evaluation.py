@@ -20,6 +20,7 @@ from .common import (
     P_OPT,
     PITCH_SHIFT_OPT,
     RANDOM_PROGRAMS_OPT,
+    SEED_OPT,
     TIME_STRETCH_OPT,
     app,
     build_flags,
@@ -58,6 +59,7 @@ def eval_cmd(
     composers_per_batch: int = P_OPT,
     clips_per_composer: int = K_OPT,
     random_programs: bool = RANDOM_PROGRAMS_OPT,
+    seed: int = SEED_OPT,
     bootstrap: int = typer.Option(1000, "--bootstrap", min=0,
                                   help="Draws of whole works for the 95% intervals; 0: no intervals."),
     as_json: bool = typer.Option(False, "--json", help="Print eval.json to stdout."),
@@ -100,7 +102,7 @@ def eval_cmd(
     with domain_errors(as_json, data_dir):  # index build's flags: both protocols build indexes with them
         b = build_flags(features, classifier, naming, novelty, novelty_view, group_by=group_by, epochs=epochs,
                         steps_per_epoch=steps_per_epoch, pitch_shift=pitch_shift, time_stretch=time_stretch,
-                        cosface=cosface, cache_dir=cache_dir, random_programs=random_programs)
+                        cosface=cosface, cache_dir=cache_dir, random_programs=random_programs, seed=seed)
     if enrol is not None or model is not None:
         if train_on:
             fail("--train-on and --enrol/--model are two protocols: give one", 2, as_json)
@@ -144,9 +146,7 @@ def embedder_train(
     pitch_shift: int = PITCH_SHIFT_OPT,
     time_stretch: float = TIME_STRETCH_OPT,
     cosface: float = COSFACE_OPT,
-    seed: int = typer.Option(0, "--seed", min=0,
-                             help="Training seed (batches, crops, augmentation, initial weights): another seed "
-                                  "shows how far a result moves by chance alone (docs/RESULTS.md, session 13)."),
+    seed: int = SEED_OPT,
     random_programs: bool = RANDOM_PROGRAMS_OPT,
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Render and model cache."),
     workers: int = typer.Option(0, "--workers", min=0, help="Render processes [default: one per core]."),
@@ -158,10 +158,10 @@ def embedder_train(
 
     with domain_errors(as_json, data_dirs[0]):
         b = build_options(features.value, epochs=epochs, steps_per_epoch=steps_per_epoch, pitch_shift=pitch_shift,
-                          time_stretch=time_stretch, cosface=cosface,
+                          time_stretch=time_stretch, cosface=cosface, seed=seed,
                           cache_dir=cache_dir, workers=workers, random_programs=random_programs)
         b = replace(b, train=replace(b.train, composers_per_batch=composers_per_batch,
-                                     clips_per_composer=clips_per_composer, seed=seed))
+                                     clips_per_composer=clips_per_composer))
         with progress_bars(not as_json) as progress:
             rep = train_general_embedder(data_dirs, out_path, b, progress)
     if as_json:

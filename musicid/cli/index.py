@@ -18,6 +18,7 @@ from .common import (
     NOVELTY_OPT,
     PITCH_SHIFT_OPT,
     RANDOM_PROGRAMS_OPT,
+    SEED_OPT,
     TIME_STRETCH_OPT,
     build_flags,
     domain_errors,
@@ -64,6 +65,7 @@ def index_build(
     time_stretch: float = TIME_STRETCH_OPT,
     cosface: float = COSFACE_OPT,
     random_programs: bool = RANDOM_PROGRAMS_OPT,
+    seed: int = SEED_OPT,
     index_type: IndexKind = typer.Option(IndexKind.auto, "--index-type",
                                          help="FAISS index: auto (exact below 100k clips, IVF to 20M, IVF-PQ "
                                               "above), flat, ivf, ivfpq, hnsw."),
@@ -87,7 +89,7 @@ def index_build(
                         steps_per_epoch=steps_per_epoch, pitch_shift=pitch_shift, time_stretch=time_stretch,
                         cosface=cosface, cache_dir=cache_dir, no_cache=no_cache, workers=workers,
                         ray_address=ray_address, fine_tune=fine_tune, shipped=not train,
-                        random_programs=random_programs)
+                        random_programs=random_programs, seed=seed)
         with progress_bars(not as_json) as progress:
             report = build_index(data_dir, index_dir(out_dir), opts, progress)
     if as_json:
