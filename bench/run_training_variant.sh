@@ -15,13 +15,16 @@ source "$(dirname "$0")/common.sh"
 NAME=${1:?a name for the runs}
 shift
 mkdir -p "$OUT"
-# a name is reused only with the flags it was first trained with (they are kept beside the model)
-if [ -f "$OUT/dcml-$NAME.flags" ] && [ "$(cat "$OUT/dcml-$NAME.flags")" != "$*" ]; then
+# a name's model is reused only with the flags it was trained with (kept beside it once training has
+# succeeded, so a training that failed leaves the name free)
+if [ -f "$OUT/dcml-$NAME.pt" ] && [ -f "$OUT/dcml-$NAME.flags" ] && [ "$(cat "$OUT/dcml-$NAME.flags")" != "$*" ]; then
   echo "error: $OUT/dcml-$NAME.pt was trained with flags '$(cat "$OUT/dcml-$NAME.flags")', not '$*': choose another name" >&2
   exit 1
 fi
-[ -f "$OUT/dcml-$NAME.pt" ] || { printf '%s' "$*" > "$OUT/dcml-$NAME.flags"; $M embedder train "$D/dcml-piano" --out "$OUT/dcml-$NAME.pt" -P 8 -K 8 "$@" \
-  --cache-dir "$CACHE"; }
+if [ ! -f "$OUT/dcml-$NAME.pt" ]; then
+  $M embedder train "$D/dcml-piano" --out "$OUT/dcml-$NAME.pt" -P 8 -K 8 "$@" --cache-dir "$CACHE"
+  printf '%s' "$*" > "$OUT/dcml-$NAME.flags"
+fi
 $M eval "$HELDOUT/music21" --enrol "$D/sfl-challenge/train" --model "$OUT/dcml-$NAME.pt" --cache-dir "$CACHE" \
   --out "$HELDOUT/roll-dcml-$NAME"
 $M eval "$D/asap" --enrol "$D/sfl-challenge/train" --model "$OUT/dcml-$NAME.pt" --cache-dir "$CACHE" \
