@@ -93,8 +93,9 @@ def print_index_info(console: Console, store: IndexStore) -> None:
         ("novelty", f"{nov.method}, threshold {m.calibration.threshold:.4f} "
                     f"({about.get('novelty', {}).get('rule', '')}"
                     + (f"; k={nov.k})" if nov.method in ("clip-knn", "spectral-knn") else ")")),
-        *([("fused parts", "; ".join(f"{PART_NAMES.get(v, v)}: median {a:.4g}, interquartile range {b:.4g}"
-                                     for v, (a, b) in m.calibration.scales.items()))] if m.calibration.scales else []),
+        *([(f"fused parts ({FUSION_NAMES[m.calibration.rule]})",
+            "; ".join(f"{PART_NAMES.get(v, v)}: median {a:.4g}, interquartile range {b:.4g}"
+                      for v, (a, b) in m.calibration.scales.items()))] if m.calibration.scales else []),
         *([("held-out accuracy", f"{heldout['accuracy']:.1%} on {heldout['tracks']} tracks")] if heldout else []),
         ("works grouped by", settings.group_by or "catalog number or file name (dataset.work_key)"),
         ("skipped files", str(about.get("counts", {}).get("failed", 0))),
@@ -117,7 +118,9 @@ def _background_line(composers: tuple[str, ...]) -> str:
     return f"{n} composer{'s' if n != 1 else ''} the embedder knows and the index does not ({', '.join(composers)})"
 
 
-PART_NAMES = {"track-knn": "embedding distance", "symbolic-knn": "symbolic-feature distance"}  # the fused parts
+PART_NAMES = {"track-knn": "embedding distance", "symbolic-knn": "symbolic-feature distance",
+              "background-margin": "background margin"}  # the fused parts
+FUSION_NAMES = {"max": "the larger z-score", "mean": "the mean z-score"}
 
 
 def print_query(console: Console, r: TrackResult) -> None:
@@ -131,7 +134,8 @@ def print_query(console: Console, r: TrackResult) -> None:
                   f"{'flagged novel' if r.novel else 'known composer'}", highlight=False)
     if r.novelty_parts:
         parts = ", ".join(f"{PART_NAMES.get(v, v)} {x:.4f}" for v, x in r.novelty_parts.items())
-        console.print(f"  from {parts}: the larger of the two, each counted in interquartile ranges above "
+        how = "the mean" if r.novelty_rule == "mean" else "the larger"
+        console.print(f"  from {parts}: {how} of the two, each counted in interquartile ranges above "
                       "held-out known tracks' median", highlight=False, soft_wrap=True)
     if r.background_composer and r.novel:
         console.print(f"  nearest background composer (known to the embedder, not in this index): "

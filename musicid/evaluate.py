@@ -255,7 +255,7 @@ def _leave_composers_out(corpus: Corpus, embed: _Embeddings, splits: dict[str, S
         for method in methods:
             settings = NoveltySettings(method, b.novelty.k, b.novelty.keep, background=cohort)
             cal = calibrate(raw["calib"], settings)
-            scores = {part: np.asarray([final_score(p, method, cal.scales) for p in ps]) for part, ps in raw.items()}
+            scores = {part: np.asarray([final_score(p, method, cal) for p in ps]) for part, ps in raw.items()}
             per_method[method][c] = open_set_figures(scores["novel"], scores["known"], cal.threshold, len(calib_idx))
             loco_scores.setdefault(method, {})[c] = (novel_idx, scores["novel"], known_test, scores["known"])
         step()

@@ -244,7 +244,7 @@ def calibrate_index(corpus: Corpus, emb: Embedding, settings: IndexSettings) -> 
     if not parts:
         raise TrainingError("no track could be scored to calibrate the novelty threshold")
     calibration = calibrate(parts, settings.novelty)
-    scores = [final_score(p, settings.novelty.method, calibration.scales) for p in parts]
+    scores = [final_score(p, settings.novelty.method, calibration) for p in parts]
     per = {}
     for c in corpus.composers:
         mask = np.array(y_true) == c

@@ -19,12 +19,18 @@ and the k-NN out-of-distribution score of Sun et al., ICML 2022):
   the composers a general embedder was trained on that the index does not
   enrol, a cohort of impostors): positive when the track lies nearer some
   composer the index does not hold than any it does;
-- ``fused`` (the default): the maximum of the ``track-knn`` and
-  ``symbolic-knn`` scores, each as a robust z-score -- (score - median) /
+- ``fused`` (the default), from robust z-scores -- (score - median) /
   interquartile range over held-out known tracks -- so 0 is a typical known
-  track and 1 one interquartile range above. (Fusing ``background-margin`` in
-  place of ``track-knn`` helped across collections and hurt when the left-out
-  composer was unseen by the embedder: docs/RESULTS.md, session 9; not the default.)
+  track and 1 one interquartile range above: where the index has a background
+  cohort (a general embedder's, such as the shipped one), the mean of the
+  ``background-margin`` and ``symbolic-knn`` z-scores; otherwise the larger of
+  the ``track-knn`` and ``symbolic-knn`` z-scores. The cohort makes the score a
+  normalised one, as in speaker verification (Auckenthaler et al., "Score
+  normalization for text-independent speaker verification systems", DSP 2000):
+  across collections it ranked novel tracks better than the nearest distance
+  did, whether or not the embedder had seen their composers (docs/RESULTS.md,
+  session 16). An index records the parts and the rule it was calibrated with
+  (Calibration), so one built before keeps scoring as it did.
 
 docs/RESULTS.md compares them by left-out composer.
 """
@@ -32,7 +38,7 @@ docs/RESULTS.md compares them by left-out composer.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -45,7 +51,9 @@ if TYPE_CHECKING:
 METHODS = values(NoveltyMethod)  # fused, track-knn, clip-knn, symbolic-knn, spectral-knn
 LEGACY_METHODS = {"blend": "fused", "track": "track-knn", "embedding": "clip-knn", "score": "symbolic-knn",
                   "sound": "spectral-knn"}  # the names before 0.2 ("views"), still accepted on the command line
-FUSED_PARTS = ("track-knn", "symbolic-knn")
+FUSED_PARTS = ("track-knn", "symbolic-knn")  # without a background cohort: the larger z-score
+FUSED_COHORT_PARTS = ("background-margin", "symbolic-knn")  # with one: the mean z-score
+FUSION_RULES = ("max", "mean")
 DEFAULT_K = 5  # neighbours of each clip for clip-knn and spectral-knn; track-knn and symbolic-knn take the nearest
 DESCRIPTIONS = {  # what each score is, written into the manifest
     "track-knn": "distance from the track's mean embedding to the nearest indexed track's mean embedding",
@@ -56,8 +64,10 @@ DESCRIPTIONS = {  # what each score is, written into the manifest
                     "track's, each feature standardised over the indexed tracks",
     "background-margin": "track-knn less the distance from the track's mean embedding to the nearest "
                          "background track (composers the embedder was trained on that the index does not hold)",
-    "fused": "the larger of track-knn and symbolic-knn, each as a robust z-score: (score - median) / "
-             "interquartile range of held-out known tracks (calibration.scales)",
+    "fused": "robust z-scores ((score - median) / interquartile range of held-out known tracks, "
+             "calibration.scales) combined by calibration.rule: the mean of background-margin and "
+             "symbolic-knn where the index has a background cohort, else the larger of track-knn and "
+             "symbolic-knn",
 }
 
 
@@ -84,8 +94,16 @@ class NoveltySettings:
 
     @property
     def parts(self) -> tuple[str, ...]:
-        """The raw scores this method is made from."""
-        return FUSED_PARTS if self.method == "fused" else (self.method,)
+        """The raw scores this method is made from (an index calibrated before keeps its own:
+        Calibration.parts)."""
+        if self.method != "fused":
+            return (self.method,)
+        return FUSED_COHORT_PARTS if self.background else FUSED_PARTS
+
+    @property
+    def rule(self) -> str:
+        """How the fused score combines its parts' z-scores: "mean" with a background cohort, else "max"."""
+        return "mean" if self.method == "fused" and self.background else "max"
 
 
 Scales = dict[str, tuple[float, float]]  # fused: each part's (median, interquartile range)
@@ -93,20 +111,33 @@ Scales = dict[str, tuple[float, float]]  # fused: each part's (median, interquar
 
 @dataclass(frozen=True)
 class Calibration:
-    """Where a method's threshold lies, from held-out known tracks (and the fused score's scales)."""
+    """Where a method's threshold lies, from held-out known tracks (and the fused score's scales,
+    one per part, and how their z-scores combine)."""
 
     threshold: float
     scales: Scales | None = None
+    rule: str = "max"  # fused: "max" or "mean" of the parts' z-scores ("max" where a file does not say)
+
+    def __post_init__(self) -> None:
+        if self.rule not in FUSION_RULES:
+            raise ValueError(f"unknown fusion rule {self.rule!r} ({', '.join(FUSION_RULES)})")
+
+    @property
+    def parts(self) -> tuple[str, ...] | None:
+        """The fused score's parts, as calibrated (None for any other method)."""
+        return tuple(self.scales) if self.scales else None
 
     def as_dict(self) -> dict[str, Any]:
         return {"threshold": round(self.threshold, 4),
-                "scales": {k: [float(a), float(b)] for k, (a, b) in self.scales.items()} if self.scales else None}
+                "scales": {k: [float(a), float(b)] for k, (a, b) in self.scales.items()} if self.scales else None,
+                "rule": self.rule}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Calibration:
         scales = d.get("scales")
         return cls(float(d["threshold"]),
-                   {str(k): (float(a), float(b)) for k, (a, b) in scales.items()} if scales else None)
+                   {str(k): (float(a), float(b)) for k, (a, b) in scales.items()} if scales else None,
+                   str(d.get("rule", "max")))
 
 
 @dataclass(frozen=True)
@@ -170,17 +201,20 @@ def raw_scores(store: IndexStore, q: TrackQuery, methods: Sequence[str], k: int 
     return {m: SCORERS[m](store, q, k, excluded) for m in methods}
 
 
-def fuse(parts: dict[str, float], scales: Scales) -> float:
-    """The fused score: the largest part, each as a robust z-score on its own scale."""
-    return float(max((parts[m] - med) / iqr for m, (med, iqr) in scales.items()))
+def fuse(parts: dict[str, float], scales: Scales, rule: str = "max") -> float:
+    """The fused score: each part as a robust z-score on its own scale, then their maximum or mean."""
+    z = [(parts[m] - med) / iqr for m, (med, iqr) in scales.items()]
+    return float(max(z) if rule == "max" else np.mean(z))
 
 
-def final_score(parts: dict[str, float], method: str, scales: Scales | None) -> float:
+def final_score(parts: dict[str, float], method: str, calibration: Calibration | None) -> float:
     """A track's novelty score under `method` from its raw scores; NaN for the fused score
     before its scales exist (an index being calibrated)."""
     if method != "fused":
         return parts[method]
-    return fuse(parts, scales) if scales else float("nan")
+    if calibration is None or not calibration.scales:
+        return float("nan")
+    return fuse(parts, calibration.scales, calibration.rule)
 
 
 def robust_scales(parts: Sequence[dict[str, float]], names: Sequence[str] = FUSED_PARTS) -> Scales:
@@ -208,6 +242,9 @@ def calibrate(held_out: Sequence[dict[str, float]], settings: NoveltySettings) -
     Raises ValueError when there are none."""
     if not len(held_out):
         raise ValueError("no held-out scores to calibrate on")
-    scales = robust_scales(held_out, settings.parts) if settings.method == "fused" else None
-    scores = [final_score(p, settings.method, scales) for p in held_out]
-    return Calibration(float(np.quantile(np.asarray(scores, dtype=float), settings.keep)), scales)
+    if settings.method != "fused":
+        scores = [p[settings.method] for p in held_out]
+        return Calibration(float(np.quantile(np.asarray(scores, dtype=float), settings.keep)))
+    fitted = Calibration(float("inf"), robust_scales(held_out, settings.parts), settings.rule)
+    scores = [final_score(p, settings.method, fitted) for p in held_out]
+    return replace(fitted, threshold=float(np.quantile(np.asarray(scores, dtype=float), settings.keep)))

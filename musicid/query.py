@@ -60,6 +60,7 @@ class TrackResult:
     classifier: str = "linear"  # how the composer was chosen: "knn", "linear" or "fused"
     novelty_method: str = "fused"
     novelty_parts: dict[str, float] = field(default_factory=dict)  # the raw scores the novelty is made from
+    novelty_rule: str = ""  # how the fused score combines its parts' z-scores: "max" or "mean" ("" otherwise)
     background_composer: str | None = None  # nearest background composer (known to the embedder, not indexed)
     background_distance: float | None = None  # to that composer's nearest background track (0-2)
 
@@ -134,8 +135,9 @@ def score_track(store: IndexStore, q: TrackQuery, path: str, notes_hash: str | N
     best = int(np.argmax(probs))
     track_vector = mean_vector(q.vectors)
     cdist = ip_to_distance(store.centroids @ track_vector)
-    parts = raw_scores(store, q, novelty_settings.parts, novelty_settings.k, exclude_tracks)
-    novelty = final_score(parts, novelty_settings.method, store.manifest.calibration.scales)
+    calibration = store.manifest.calibration
+    parts = raw_scores(store, q, calibration.parts or novelty_settings.parts, novelty_settings.k, exclude_tracks)
+    novelty = final_score(parts, novelty_settings.method, calibration)
 
     # nearest tracks: best clip distance per track
     nearest: dict[int, tuple[float, int]] = {}
@@ -164,6 +166,7 @@ def score_track(store: IndexStore, q: TrackQuery, path: str, notes_hash: str | N
         neighbours=neighbours, classifier=settings.classifier,
         novelty_method=novelty_settings.method,
         novelty_parts={m: round(x, 4) for m, x in parts.items()} if novelty_settings.method == "fused" else {},
+        novelty_rule=calibration.rule if novelty_settings.method == "fused" else "",
         background_composer=background[1] if background else None,
         background_distance=round(background[0], 4) if background else None,
     )

@@ -250,6 +250,36 @@ def test_background_composers_the_index_does_not_hold_are_its_novelty_cohort(gen
     assert not (tmp_path / "idx2").exists()
 
 
+def test_with_a_background_the_default_novelty_is_the_mean_of_margin_and_symbolic_z_scores(
+        general: Path, tmp_path: Path) -> None:
+    from musicid.novelty import Calibration
+
+    folder = make_corpus(tmp_path / "mine", ["Lowpiano", "Organ"], per_composer=6, seed=7)
+    build_index(folder, tmp_path / "idx", tiny_options(tmp_path, model_path=general))  # --novelty fused
+    cal = json.loads((tmp_path / "idx" / "manifest.json").read_text())["calibration"]
+    assert cal["rule"] == "mean" and list(cal["scales"]) == ["background-margin", "symbolic-knn"]
+    engine = QueryEngine.open(tmp_path / "idx")
+    strings = engine.query(write_piece(tmp_path / "strings.mid", "Strings", 931))
+    organ = engine.query(write_piece(tmp_path / "organ.mid", "Organ", 901))
+    assert strings.novelty_rule == "mean" and set(strings.novelty_parts) == {"background-margin", "symbolic-knn"}
+    z = [(strings.novelty_parts[m] - med) / iqr for m, (med, iqr) in cal["scales"].items()]
+    assert strings.novelty == pytest.approx(sum(z) / 2, abs=1e-3)
+    # Strings, a background composer, lies past the threshold; the enrolled Organ below it
+    assert strings.novel and not organ.novel and strings.novelty > organ.novelty + 1, (strings, organ)
+    info = CliRunner().invoke(app, ["index", "info", "--index", str(tmp_path / "idx")], env={"COLUMNS": "200"})
+    assert "fused parts (the mean z-score)  background margin: median" in info.output, info.output
+    # an index calibrated before the rule existed (its calibration names track-knn and symbolic-knn, and no
+    # rule) keeps scoring as it did: the larger of those two z-scores
+    old = Calibration.from_dict({"threshold": 2.0, "scales": {"track-knn": [0.1, 0.05], "symbolic-knn": [3.0, 1.0]}})
+    assert old.rule == "max" and old.parts == ("track-knn", "symbolic-knn")
+    engine.store.manifest = replace(engine.store.manifest, calibration=old)
+    again = engine.query(write_piece(tmp_path / "strings.mid", "Strings", 931))
+    assert again.novelty_rule == "max" and set(again.novelty_parts) == {"track-knn", "symbolic-knn"}
+    assert again.novelty == pytest.approx(max((again.novelty_parts["track-knn"] - 0.1) / 0.05,
+                                              again.novelty_parts["symbolic-knn"] - 3.0), abs=1e-3)
+    assert again.novelty_parts["symbolic-knn"] == strings.novelty_parts["symbolic-knn"]
+
+
 def test_a_composer_spelt_otherwise_is_still_the_same_composer() -> None:
     import numpy as np
 

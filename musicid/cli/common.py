@@ -131,9 +131,11 @@ CLASSIFIER_OPT = typer.Option(Classifier.auto, "--classifier",
 NOVELTY_OPT = typer.Option(NoveltyMethod.fused, "--novelty",
                            help="The novelty score: track-knn (distance from the track's mean embedding to the "
                                 "nearest indexed track's), symbolic-knn (the same for its symbolic features: "
-                                "intervals, chords, voices, rhythm), fused (the larger of those two as robust "
-                                "z-scores on held-out known tracks), clip-knn (its clips to their k nearest "
-                                "indexed clips), spectral-knn (the same in spectral statistics) or background-margin "
+                                "intervals, chords, voices, rhythm), fused (robust z-scores on held-out known "
+                                "tracks: with a general embedder's background, the mean of background-margin's "
+                                "and symbolic-knn's; otherwise the larger of track-knn's and symbolic-knn's), "
+                                "clip-knn (its clips to their k nearest indexed clips), spectral-knn (the same "
+                                "in spectral statistics) or background-margin "
                                 "(track-knn less the distance to the nearest piece by a composer the embedder "
                                 "learnt and the index does not hold; needs a general embedder, e.g. the shipped "
                                 "one); docs/RESULTS.md compares them.")

@@ -8,7 +8,8 @@ const PALETTE = ["#2f6fdf", "#d97706", "#059669", "#9333ea", "#dc2626", "#0891b2
 let indexInfo = null;
 let indexMap = null;
 const colours = {};
-const PART_NAMES = { "track-knn": "embedding distance", "symbolic-knn": "symbolic-feature distance" };
+const PART_NAMES = { "track-knn": "embedding distance", "symbolic-knn": "symbolic-feature distance",
+                     "background-margin": "background margin" };
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
