@@ -93,9 +93,10 @@ def print_index_info(console: Console, store: IndexStore) -> None:
         ("novelty", f"{nov.method}, threshold {m.calibration.threshold:.4f} "
                     f"({about.get('novelty', {}).get('rule', '')}"
                     + (f"; k={nov.k})" if nov.method in ("clip-knn", "spectral-knn") else ")")),
-        *([(f"fused parts ({FUSION_NAMES[m.calibration.rule]})",
-            "; ".join(f"{PART_NAMES.get(v, v)}: median {a:.4g}, interquartile range {b:.4g}"
-                      for v, (a, b) in m.calibration.scales.items()))] if m.calibration.scales else []),
+        *([("fused parts", f"{FUSION_NAMES[m.calibration.rule]} of "
+                           + "; ".join(f"{PART_NAMES.get(v, v)}: median {a:.4g}, interquartile range {b:.4g}"
+                                       for v, (a, b) in m.calibration.scales.items()))]
+          if m.calibration.scales else []),
         *([("held-out accuracy", f"{heldout['accuracy']:.1%} on {heldout['tracks']} tracks")] if heldout else []),
         ("works grouped by", settings.group_by or "catalog number or file name (dataset.work_key)"),
         ("skipped files", str(about.get("counts", {}).get("failed", 0))),

@@ -267,7 +267,7 @@ def test_with_a_background_the_default_novelty_is_the_mean_of_margin_and_symboli
     # Strings, a background composer, lies past the threshold; the enrolled Organ below it
     assert strings.novel and not organ.novel and strings.novelty > organ.novelty + 1, (strings, organ)
     info = CliRunner().invoke(app, ["index", "info", "--index", str(tmp_path / "idx")], env={"COLUMNS": "200"})
-    assert "fused parts (the mean z-score)  background margin: median" in info.output, info.output
+    assert "fused parts  the mean z-score of background margin: median" in info.output, info.output
     # an index calibrated before the rule existed (its calibration names track-knn and symbolic-knn, and no
     # rule) keeps scoring as it did: the larger of those two z-scores
     old = Calibration.from_dict({"threshold": 2.0, "scales": {"track-knn": [0.1, 0.05], "symbolic-knn": [3.0, 1.0]}})
