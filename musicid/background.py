@@ -78,7 +78,8 @@ class Background:
     def nearest(self, track_vector: np.ndarray) -> tuple[float, str]:
         """Distance (Euclidean between unit vectors, 0-2) from one unit track vector (d,) to the
         nearest background track, and that track's composer; (inf, "") when it holds none (every
-        background composer enrolled: the margin is then -inf, and the fused score its other part)."""
+        background composer enrolled: the margin is then -inf, and the fused score is its other
+        part alone, under either rule: novelty.fuse)."""
         if not len(self):
             return float("inf"), ""
         ip = self.vectors @ track_vector.astype(np.float32)

@@ -202,9 +202,16 @@ def raw_scores(store: IndexStore, q: TrackQuery, methods: Sequence[str], k: int 
 
 
 def fuse(parts: dict[str, float], scales: Scales, rule: str = "max") -> float:
-    """The fused score: each part as a robust z-score on its own scale, then their maximum or mean."""
+    """The fused score: each part as a robust z-score on its own scale, then their maximum or mean.
+
+    A part that cannot be measured is left out of the mean: the background margin is -inf once
+    every background composer has been enrolled (index add), and then the other part alone
+    decides (as it always did under "max")."""
     z = [(parts[m] - med) / iqr for m, (med, iqr) in scales.items()]
-    return float(max(z) if rule == "max" else np.mean(z))
+    if rule == "max":
+        return float(max(z))
+    finite = [x for x in z if np.isfinite(x)]
+    return float(np.mean(finite)) if finite else float(max(z))
 
 
 def final_score(parts: dict[str, float], method: str, calibration: Calibration | None) -> float:

@@ -17,6 +17,7 @@ For a track cut into clips and embedded:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -65,7 +66,11 @@ class TrackResult:
     background_distance: float | None = None  # to that composer's nearest background track (0-2)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON-ready: a score that could not be measured (the background margin of an index that
+        has enrolled every background composer: -inf) is None, since JSON has no infinity."""
+        d = asdict(self)
+        d["novelty_parts"] = {m: x if math.isfinite(x) else None for m, x in self.novelty_parts.items()}
+        return d
 
 
 def neighbour_composers(store: IndexStore, neighbour_tracks: np.ndarray) -> np.ndarray:

@@ -268,6 +268,19 @@ def test_with_a_background_the_default_novelty_is_the_mean_of_margin_and_symboli
     assert strings.novel and not organ.novel and strings.novelty > organ.novelty + 1, (strings, organ)
     info = CliRunner().invoke(app, ["index", "info", "--index", str(tmp_path / "idx")], env={"COLUMNS": "200"})
     assert "fused parts  the mean z-score of background margin: median" in info.output, info.output
+    # once every background composer is enrolled the margin cannot be measured (-inf): the symbolic
+    # part alone decides, and the score stays a number a JSON reader accepts
+    from musicid.index_edit import add_tracks
+
+    add_tracks(tmp_path / "idx", make_corpus(tmp_path / "more", ["Strings", "Highflute"], per_composer=4, seed=8),
+               tmp_path / "cache")
+    emptied = QueryEngine.open(tmp_path / "idx")
+    assert emptied.store.cohort is not None and len(emptied.store.cohort) == 0
+    alone = emptied.query(write_piece(tmp_path / "organ.mid", "Organ", 901))
+    med, iqr = cal["scales"]["symbolic-knn"]
+    assert alone.novelty_parts["background-margin"] == float("-inf")
+    assert alone.novelty == pytest.approx((alone.novelty_parts["symbolic-knn"] - med) / iqr, abs=1e-3)
+    assert json.loads(json.dumps(alone.as_dict(), allow_nan=False))["novelty_parts"]["background-margin"] is None
     # an index calibrated before the rule existed (its calibration names track-knn and symbolic-knn, and no
     # rule) keeps scoring as it did: the larger of those two z-scores
     old = Calibration.from_dict({"threshold": 2.0, "scales": {"track-knn": [0.1, 0.05], "symbolic-knn": [3.0, 1.0]}})

@@ -84,7 +84,8 @@ function gauge(result) {
   return el("div", {}, el("h3", { text: "novelty against the threshold" }), scale,
     el("div", { class: "gauge-text novelty", text:
       `novelty ${result.novelty.toFixed(4)} (threshold ${result.threshold.toFixed(4)}) \u2192 ${verdict}` +
-      (parts ? `; parts: ${parts}` : "") +
+      (parts ? `; parts: ${parts} (${result.novelty_rule === "mean" ? "the mean" : "the larger"} of their ` +
+        `z-scores)` : "") +
       (result.background_composer ? `; nearest background composer (known to the embedder, not indexed): ` +
         `${result.background_composer}` : "") }));
 }
