@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -135,8 +136,9 @@ def print_query(console: Console, r: TrackResult) -> None:
                   f"{'flagged novel' if r.novel else 'known composer'}", highlight=False)
     if r.novelty_parts:
         parts = ", ".join(f"{PART_NAMES.get(v, v)} {x:.4f}" for v, x in r.novelty_parts.items())
-        how = "the mean" if r.novelty_rule == "mean" else "the larger"
-        console.print(f"  from {parts}: {how} of the two, each counted in interquartile ranges above "
+        how = ("the one measured" if not all(map(math.isfinite, r.novelty_parts.values()))
+               else "the mean of the two" if r.novelty_rule == "mean" else "the larger of the two")
+        console.print(f"  from {parts}: {how}, each counted in interquartile ranges above "
                       "held-out known tracks' median", highlight=False, soft_wrap=True)
     if r.background_composer and r.novel:
         console.print(f"  nearest background composer (known to the embedder, not in this index): "

@@ -249,9 +249,7 @@ def calibrate(held_out: Sequence[dict[str, float]], settings: NoveltySettings) -
     Raises ValueError when there are none."""
     if not len(held_out):
         raise ValueError("no held-out scores to calibrate on")
-    if settings.method != "fused":
-        scores = [p[settings.method] for p in held_out]
-        return Calibration(float(np.quantile(np.asarray(scores, dtype=float), settings.keep)))
-    fitted = Calibration(float("inf"), robust_scales(held_out, settings.parts), settings.rule)
+    scales = robust_scales(held_out, settings.parts) if settings.method == "fused" else None
+    fitted = Calibration(float("inf"), scales, settings.rule)
     scores = [final_score(p, settings.method, fitted) for p in held_out]
     return replace(fitted, threshold=float(np.quantile(np.asarray(scores, dtype=float), settings.keep)))

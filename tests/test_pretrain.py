@@ -281,6 +281,11 @@ def test_with_a_background_the_default_novelty_is_the_mean_of_margin_and_symboli
     assert alone.novelty_parts["background-margin"] == float("-inf")
     assert alone.novelty == pytest.approx((alone.novelty_parts["symbolic-knn"] - med) / iqr, abs=1e-3)
     assert json.loads(json.dumps(alone.as_dict(), allow_nan=False))["novelty_parts"]["background-margin"] is None
+    said = CliRunner().invoke(app, ["query", str(tmp_path / "organ.mid"), "--index", str(tmp_path / "idx")],
+                              env={"COLUMNS": "200"})
+    assert said.exit_code == 0 and "from background margin -inf" in said.output and "the one measured" in said.output
+    said = CliRunner().invoke(app, ["query", str(tmp_path / "organ.mid"), "--index", str(tmp_path / "idx"), "--json"])
+    assert said.exit_code == 0 and json.loads(said.output)["novelty_parts"]["background-margin"] is None
     # an index calibrated before the rule existed (its calibration names track-knn and symbolic-knn, and no
     # rule) keeps scoring as it did: the larger of those two z-scores
     old = Calibration.from_dict({"threshold": 2.0, "scales": {"track-knn": [0.1, 0.05], "symbolic-knn": [3.0, 1.0]}})
