@@ -75,6 +75,12 @@ class Background:
         return Background(tuple(self.composers[i] for i in present), remap[self.labels[keep]],
                           self.vectors[keep])
 
+    def nearest_distances(self, track_vector: np.ndarray, k: int) -> np.ndarray:
+        """(min(k, len),) distances (0-2, ascending) from one unit track vector (d,) to its k nearest
+        background tracks; empty when the background holds none."""
+        ip = np.sort(self.vectors @ track_vector.astype(np.float32))[::-1][:k]
+        return np.sqrt(np.maximum(2.0 - 2.0 * ip, 0.0))
+
     def nearest(self, track_vector: np.ndarray) -> tuple[float, str]:
         """Distance (Euclidean between unit vectors, 0-2) from one unit track vector (d,) to the
         nearest background track, and that track's composer; (inf, "") when it holds none (every

@@ -33,6 +33,7 @@ class NoveltyMethod(StrEnum):
     symbolic_knn = "symbolic-knn"
     spectral_knn = "spectral-knn"
     background_margin = "background-margin"
+    background_snorm = "background-snorm"
 
 
 class IndexKind(StrEnum):

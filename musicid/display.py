@@ -121,7 +121,8 @@ def _background_line(composers: tuple[str, ...]) -> str:
 
 
 PART_NAMES = {"track-knn": "embedding distance", "symbolic-knn": "symbolic-feature distance",
-              "background-margin": "background margin"}  # the fused parts
+              "background-margin": "background margin",
+              "background-snorm": "background-normalised distance"}  # the fused parts
 FUSION_NAMES = {"max": "the larger z-score", "mean": "the mean z-score"}
 
 

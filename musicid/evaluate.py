@@ -64,7 +64,7 @@ from .metrics import (
     loco_summary,
     open_set_figures,
 )
-from .novelty import METHODS, SCORERS, NoveltySettings, TrackQuery, calibrate, final_score, raw_scores
+from .novelty import COHORT_METHODS, METHODS, SCORERS, NoveltySettings, TrackQuery, calibrate, final_score, raw_scores
 from .progress import ProgressFn
 from .query import DEFAULT_K, neighbour_composers, shares
 from .spectral_stats import spectral_stats
@@ -247,7 +247,7 @@ def _leave_composers_out(corpus: Corpus, embed: _Embeddings, splits: dict[str, S
         # model was trained without it) are the background-margin novelty's cohort
         cohort = emb.background is not None and len(emb.background.without(known_composers)) > 0
         store = make_store(corpus, emb, train_idx, index_settings(b, 0, background=cohort), known_composers)
-        methods = [m for m in METHODS if cohort or m != "background-margin"]
+        methods = [m for m in METHODS if cohort or m not in COHORT_METHODS]
         raw_methods = tuple(m for m in SCORERS if m in methods)
         raw = {part: [raw_scores(store, TrackQuery(emb.vectors[i], emb.spectral[i], corpus.prepared[i].symbolic),
                                  raw_methods, b.novelty.k) for i in idx]

@@ -39,7 +39,7 @@ from .features import FeatureSettings, pianoroll_settings
 from .index_store import IndexStore, publish, track_row
 from .manifest import IndexSettings, Manifest
 from .model_cache import train_or_load
-from .novelty import DESCRIPTIONS, Calibration, NoveltySettings, TrackQuery, calibrate, final_score
+from .novelty import COHORT_METHODS, DESCRIPTIONS, Calibration, NoveltySettings, TrackQuery, calibrate, final_score
 from .prepare import Failure, Prepared, prepare_many
 from .progress import ProgressFn
 from .query import DEFAULT_K, score_track
@@ -319,8 +319,8 @@ def build_index(data_dir: str | Path, out: str | Path, options: BuildOptions = B
     # a general embedder's background composers (not when fine-tuned: its vectors came from the old weights)
     emb.background = load_background(options.model_path) if options.model_path and not trained else None
     cohort = emb.background.without(corpus.composers) if emb.background is not None else None
-    if options.novelty.method == "background-margin" and not (cohort is not None and len(cohort)):
-        raise TrainingError("--novelty background-margin needs a general embedder whose background holds "
+    if options.novelty.method in COHORT_METHODS and not (cohort is not None and len(cohort)):
+        raise TrainingError(f"--novelty {options.novelty.method} needs a general embedder whose background holds "
                             "composers this index does not (the shipped one, or one from musicid embedder train; "
                             "not --train, --fine-tune or --features audio)")
     timings["embed"] = time.monotonic() - t

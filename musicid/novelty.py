@@ -19,17 +19,23 @@ and the k-NN out-of-distribution score of Sun et al., ICML 2022):
   the composers a general embedder was trained on that the index does not
   enrol, a cohort of impostors): positive when the track lies nearer some
   composer the index does not hold than any it does;
+- ``background-snorm``: adaptive score normalisation of ``track-knn`` against
+  the same cohort: less the mean of the distances to the 10 nearest background
+  tracks, divided by their standard deviation (AS-norm: Matějka et al.,
+  "Analysis of score normalization in multilingual speaker recognition",
+  Interspeech 2017);
 - ``fused`` (the default), from robust z-scores -- (score - median) /
   interquartile range over held-out known tracks -- so 0 is a typical known
   track and 1 one interquartile range above: where the index has a background
   cohort (a general embedder's, such as the shipped one), the mean of the
-  ``background-margin`` and ``symbolic-knn`` z-scores; otherwise the larger of
+  ``background-snorm`` and ``symbolic-knn`` z-scores; otherwise the larger of
   the ``track-knn`` and ``symbolic-knn`` z-scores. The cohort makes the score a
   normalised one, as in speaker verification (Auckenthaler et al., "Score
   normalization for text-independent speaker verification systems", DSP 2000):
   across collections it ranked novel tracks better than the nearest distance
   did, whether or not the embedder had seen their composers (docs/RESULTS.md,
-  session 16). An index records the parts and the rule it was calibrated with
+  session 16; indexes built during that session used ``background-margin`` in
+  its place). An index records the parts and the rule it was calibrated with
   (Calibration), so one built before keeps scoring as it did.
 
 docs/RESULTS.md compares them by left-out composer.
@@ -52,7 +58,9 @@ METHODS = values(NoveltyMethod)  # fused, track-knn, clip-knn, symbolic-knn, spe
 LEGACY_METHODS = {"blend": "fused", "track": "track-knn", "embedding": "clip-knn", "score": "symbolic-knn",
                   "sound": "spectral-knn"}  # the names before 0.2 ("views"), still accepted on the command line
 FUSED_PARTS = ("track-knn", "symbolic-knn")  # without a background cohort: the larger z-score
-FUSED_COHORT_PARTS = ("background-margin", "symbolic-knn")  # with one: the mean z-score
+FUSED_COHORT_PARTS = ("background-snorm", "symbolic-knn")  # with one: the mean z-score
+COHORT_METHODS = ("background-margin", "background-snorm")  # scores that need a background cohort
+SNORM_COHORT = 10  # background-snorm: the nearest background tracks whose distances normalise the score
 FUSION_RULES = ("max", "mean")
 DEFAULT_K = 5  # neighbours of each clip for clip-knn and spectral-knn; track-knn and symbolic-knn take the nearest
 DESCRIPTIONS = {  # what each score is, written into the manifest
@@ -64,8 +72,10 @@ DESCRIPTIONS = {  # what each score is, written into the manifest
                     "track's, each feature standardised over the indexed tracks",
     "background-margin": "track-knn less the distance from the track's mean embedding to the nearest "
                          "background track (composers the embedder was trained on that the index does not hold)",
+    "background-snorm": "track-knn less the mean distance from the track's mean embedding to its 10 nearest "
+                        "background tracks, divided by their standard deviation (adaptive score normalisation)",
     "fused": "robust z-scores ((score - median) / interquartile range of held-out known tracks, "
-             "calibration.scales) combined by calibration.rule: the mean of background-margin and "
+             "calibration.scales) combined by calibration.rule: the mean of background-snorm and "
              "symbolic-knn where the index has a background cohort, else the larger of track-knn and "
              "symbolic-knn",
 }
@@ -181,6 +191,17 @@ def _background_margin(store: IndexStore, q: TrackQuery, k: int, exclude: np.nda
     return _nearest_track(store.search_tracks(v, 1, exclude)[0]) - store.cohort.nearest(v)[0]
 
 
+def _background_snorm(store: IndexStore, q: TrackQuery, k: int, exclude: np.ndarray) -> float:
+    if store.cohort is None:
+        raise ValueError("background-snorm needs an index enrolled with a general embedder that keeps "
+                         "background composers (musicid embedder train)")
+    v = mean_vector(q.vectors)
+    cohort = store.cohort.nearest_distances(v, SNORM_COHORT)
+    if not len(cohort):
+        return float("-inf")  # every background composer enrolled: nothing to normalise against
+    return (_nearest_track(store.search_tracks(v, 1, exclude)[0]) - float(cohort.mean())) / (float(cohort.std()) + 1e-6)
+
+
 def _spectral_knn(store: IndexStore, q: TrackQuery, k: int, exclude: np.ndarray) -> float:
     if q.spectral is None:
         raise ValueError("spectral-knn needs the clips' spectral statistics")
@@ -189,7 +210,8 @@ def _spectral_knn(store: IndexStore, q: TrackQuery, k: int, exclude: np.ndarray)
 
 Scorer = Callable[["IndexStore", TrackQuery, int, np.ndarray], float]
 SCORERS: dict[str, Scorer] = {"track-knn": _track_knn, "clip-knn": _clip_knn, "symbolic-knn": _symbolic_knn,
-                              "spectral-knn": _spectral_knn, "background-margin": _background_margin}
+                              "spectral-knn": _spectral_knn, "background-margin": _background_margin,
+                              "background-snorm": _background_snorm}
 
 
 def raw_scores(store: IndexStore, q: TrackQuery, methods: Sequence[str], k: int = DEFAULT_K,

@@ -250,24 +250,24 @@ def test_background_composers_the_index_does_not_hold_are_its_novelty_cohort(gen
     assert not (tmp_path / "idx2").exists()
 
 
-def test_with_a_background_the_default_novelty_is_the_mean_of_margin_and_symbolic_z_scores(
+def test_with_a_background_the_default_novelty_is_the_mean_of_normalised_and_symbolic_z_scores(
         general: Path, tmp_path: Path) -> None:
     from musicid.novelty import Calibration
 
     folder = make_corpus(tmp_path / "mine", ["Lowpiano", "Organ"], per_composer=6, seed=7)
     build_index(folder, tmp_path / "idx", tiny_options(tmp_path, model_path=general))  # --novelty fused
     cal = json.loads((tmp_path / "idx" / "manifest.json").read_text())["calibration"]
-    assert cal["rule"] == "mean" and list(cal["scales"]) == ["background-margin", "symbolic-knn"]
+    assert cal["rule"] == "mean" and list(cal["scales"]) == ["background-snorm", "symbolic-knn"]
     engine = QueryEngine.open(tmp_path / "idx")
     strings = engine.query(write_piece(tmp_path / "strings.mid", "Strings", 931))
     organ = engine.query(write_piece(tmp_path / "organ.mid", "Organ", 901))
-    assert strings.novelty_rule == "mean" and set(strings.novelty_parts) == {"background-margin", "symbolic-knn"}
+    assert strings.novelty_rule == "mean" and set(strings.novelty_parts) == {"background-snorm", "symbolic-knn"}
     z = [(strings.novelty_parts[m] - med) / iqr for m, (med, iqr) in cal["scales"].items()]
     assert strings.novelty == pytest.approx(sum(z) / 2, abs=1e-3)
     # Strings, a background composer, lies past the threshold; the enrolled Organ below it
     assert strings.novel and not organ.novel and strings.novelty > organ.novelty + 1, (strings, organ)
     info = CliRunner().invoke(app, ["index", "info", "--index", str(tmp_path / "idx")], env={"COLUMNS": "200"})
-    assert "fused parts  the mean z-score of background margin: median" in info.output, info.output
+    assert "fused parts  the mean z-score of background-normalised distance: median" in info.output, info.output
     # once every background composer is enrolled the margin cannot be measured (-inf): the symbolic
     # part alone decides, and the score stays a number a JSON reader accepts
     from musicid.index_edit import add_tracks
@@ -278,14 +278,15 @@ def test_with_a_background_the_default_novelty_is_the_mean_of_margin_and_symboli
     assert emptied.store.cohort is not None and len(emptied.store.cohort) == 0
     alone = emptied.query(write_piece(tmp_path / "organ.mid", "Organ", 901))
     med, iqr = cal["scales"]["symbolic-knn"]
-    assert alone.novelty_parts["background-margin"] == float("-inf")
+    assert alone.novelty_parts["background-snorm"] == float("-inf")
     assert alone.novelty == pytest.approx((alone.novelty_parts["symbolic-knn"] - med) / iqr, abs=1e-3)
-    assert json.loads(json.dumps(alone.as_dict(), allow_nan=False))["novelty_parts"]["background-margin"] is None
+    assert json.loads(json.dumps(alone.as_dict(), allow_nan=False))["novelty_parts"]["background-snorm"] is None
     said = CliRunner().invoke(app, ["query", str(tmp_path / "organ.mid"), "--index", str(tmp_path / "idx")],
                               env={"COLUMNS": "200"})
-    assert said.exit_code == 0 and "from background margin -inf" in said.output and "the one measured" in said.output
+    assert said.exit_code == 0 and "from background-normalised distance -inf" in said.output
+    assert "the one measured" in said.output
     said = CliRunner().invoke(app, ["query", str(tmp_path / "organ.mid"), "--index", str(tmp_path / "idx"), "--json"])
-    assert said.exit_code == 0 and json.loads(said.output)["novelty_parts"]["background-margin"] is None
+    assert said.exit_code == 0 and json.loads(said.output)["novelty_parts"]["background-snorm"] is None
     # an index calibrated before the rule existed (its calibration names track-knn and symbolic-knn, and no
     # rule) keeps scoring as it did: the larger of those two z-scores
     old = Calibration.from_dict({"threshold": 2.0, "scales": {"track-knn": [0.1, 0.05], "symbolic-knn": [3.0, 1.0]}})
@@ -296,6 +297,31 @@ def test_with_a_background_the_default_novelty_is_the_mean_of_margin_and_symboli
     assert again.novelty == pytest.approx(max((again.novelty_parts["track-knn"] - 0.1) / 0.05,
                                               again.novelty_parts["symbolic-knn"] - 3.0), abs=1e-3)
     assert again.novelty_parts["symbolic-knn"] == strings.novelty_parts["symbolic-knn"]
+
+
+def test_background_snorm_is_the_nearest_distance_normalised_by_the_ten_nearest_background_tracks() -> None:
+    import numpy as np
+
+    from musicid.background import background_of
+    from musicid.novelty import SCORERS, TrackQuery, mean_vector
+
+    rng = np.random.default_rng(0)
+    unit = lambda x: (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)  # noqa: E731
+    bg = background_of(unit(rng.normal(size=(12, 8))), ["Dvorak"] * 6 + ["Grieg"] * 6)
+
+    class Store:  # the two things the score reads from an index: its cohort and its nearest track
+        cohort = bg
+
+        def search_tracks(self, v: np.ndarray, k: int, exclude: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return np.array([0.3]), np.array([0])
+
+    clips = unit(rng.normal(size=(3, 8)))
+    ip = np.sort(bg.vectors @ mean_vector(clips))[::-1][:10]
+    d = np.sqrt(2 - 2 * ip)
+    score = SCORERS["background-snorm"](Store(), TrackQuery(clips), 5, np.array([], dtype=np.int64))
+    assert score == pytest.approx((0.3 - d.mean()) / d.std(), rel=1e-4)
+    Store.cohort = bg.without(["Dvorak", "Grieg"])  # every background composer enrolled: nothing to compare
+    assert SCORERS["background-snorm"](Store(), TrackQuery(clips), 5, np.array([], dtype=np.int64)) == float("-inf")
 
 
 def test_a_composer_spelt_otherwise_is_still_the_same_composer() -> None:

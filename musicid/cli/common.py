@@ -132,13 +132,15 @@ NOVELTY_OPT = typer.Option(NoveltyMethod.fused, "--novelty",
                            help="The novelty score: track-knn (distance from the track's mean embedding to the "
                                 "nearest indexed track's), symbolic-knn (the same for its symbolic features: "
                                 "intervals, chords, voices, rhythm), fused (robust z-scores on held-out known "
-                                "tracks: with a general embedder's background, the mean of background-margin's "
+                                "tracks: with a general embedder's background, the mean of background-snorm's "
                                 "and symbolic-knn's; otherwise the larger of track-knn's and symbolic-knn's), "
                                 "clip-knn (its clips to their k nearest indexed clips), spectral-knn (the same "
-                                "in spectral statistics) or background-margin "
+                                "in spectral statistics), background-margin "
                                 "(track-knn less the distance to the nearest piece by a composer the embedder "
-                                "learnt and the index does not hold; needs a general embedder, e.g. the shipped "
-                                "one); docs/RESULTS.md compares them.")
+                                "learnt and the index does not hold) or background-snorm (track-knn less the "
+                                "mean distance to the 10 nearest such pieces, over their standard deviation); "
+                                "those two need a general embedder, e.g. the shipped one. docs/RESULTS.md "
+                                "compares them.")
 # the flags of musicid 0.1, hidden, for one release
 LEGACY_NAMING_OPT = typer.Option(None, "--naming", hidden=True, help="Old name of --classifier (vote, head).")
 LEGACY_VIEW_OPT = typer.Option(None, "--novelty-view", hidden=True, help="Old name of --novelty.")

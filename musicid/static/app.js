@@ -9,7 +9,8 @@ let indexInfo = null;
 let indexMap = null;
 const colours = {};
 const PART_NAMES = { "track-knn": "embedding distance", "symbolic-knn": "symbolic-feature distance",
-                     "background-margin": "background margin" };
+                     "background-margin": "background margin",
+                     "background-snorm": "background-normalised distance" };
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
