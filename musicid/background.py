@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from .faiss_index import ip_to_distance
+
 FILE = "background.npz"
 
 
@@ -78,8 +80,7 @@ class Background:
     def nearest_distances(self, track_vector: np.ndarray, k: int) -> np.ndarray:
         """(min(k, len),) distances (0-2, ascending) from one unit track vector (d,) to its k nearest
         background tracks; empty when the background holds none."""
-        ip = np.sort(self.vectors @ track_vector.astype(np.float32))[::-1][:k]
-        return np.sqrt(np.maximum(2.0 - 2.0 * ip, 0.0))
+        return ip_to_distance(np.sort(self.vectors @ track_vector.astype(np.float32))[::-1][:k])
 
     def nearest(self, track_vector: np.ndarray) -> tuple[float, str]:
         """Distance (Euclidean between unit vectors, 0-2) from one unit track vector (d,) to the
@@ -90,7 +91,7 @@ class Background:
             return float("inf"), ""
         ip = self.vectors @ track_vector.astype(np.float32)
         i = int(np.argmax(ip))
-        return float(np.sqrt(max(2.0 - 2.0 * float(ip[i]), 0.0))), self.composers[int(self.labels[i])]
+        return float(ip_to_distance(ip[i])), self.composers[int(self.labels[i])]
 
     def summary(self) -> dict[str, Any]:
         """What the manifest says of it: composers and track counts."""

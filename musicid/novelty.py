@@ -52,6 +52,7 @@ import numpy as np
 from .choices import NoveltyMethod, canonical, values
 
 if TYPE_CHECKING:
+    from .background import Background
     from .index_store import IndexStore
 
 METHODS = values(NoveltyMethod)  # fused, track-knn, clip-knn, symbolic-knn, spectral-knn
@@ -183,20 +184,23 @@ def _clip_knn(store: IndexStore, q: TrackQuery, k: int, exclude: np.ndarray) -> 
     return float(store.search_clips(q.vectors, k, exclude)[0][:, :k].mean())
 
 
-def _background_margin(store: IndexStore, q: TrackQuery, k: int, exclude: np.ndarray) -> float:
+def _cohort(store: IndexStore, method: str) -> Background:
+    """The index's background cohort; ValueError naming `method` when the index keeps none."""
     if store.cohort is None:
-        raise ValueError("background-margin needs an index enrolled with a general embedder that keeps "
+        raise ValueError(f"{method} needs an index enrolled with a general embedder that keeps "
                          "background composers (musicid embedder train)")
+    return store.cohort
+
+
+def _background_margin(store: IndexStore, q: TrackQuery, k: int, exclude: np.ndarray) -> float:
+    cohort = _cohort(store, "background-margin")
     v = mean_vector(q.vectors)
-    return _nearest_track(store.search_tracks(v, 1, exclude)[0]) - store.cohort.nearest(v)[0]
+    return _nearest_track(store.search_tracks(v, 1, exclude)[0]) - cohort.nearest(v)[0]
 
 
 def _background_snorm(store: IndexStore, q: TrackQuery, k: int, exclude: np.ndarray) -> float:
-    if store.cohort is None:
-        raise ValueError("background-snorm needs an index enrolled with a general embedder that keeps "
-                         "background composers (musicid embedder train)")
     v = mean_vector(q.vectors)
-    cohort = store.cohort.nearest_distances(v, SNORM_COHORT)
+    cohort = _cohort(store, "background-snorm").nearest_distances(v, SNORM_COHORT)
     if not len(cohort):
         return float("-inf")  # every background composer enrolled: nothing to normalise against
     return (_nearest_track(store.search_tracks(v, 1, exclude)[0]) - float(cohort.mean())) / (float(cohort.std()) + 1e-6)

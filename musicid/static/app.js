@@ -81,12 +81,14 @@ function gauge(result) {
        el("span", { text: "threshold" })),
     el("div", { class: "score", style: `left:${at(result.novelty)}` }));
   const verdict = result.novel ? "flagged novel" : "known composer";
-  const parts = Object.entries(result.novelty_parts || {}).map(([k, v]) => `${PART_NAMES[k] || k} ${v.toFixed(3)}`).join(", ");
+  // a part is null where it could not be measured (every background composer enrolled): the other decides
+  const entries = Object.entries(result.novelty_parts || {});
+  const parts = entries.map(([k, v]) => `${PART_NAMES[k] || k} ${v === null ? "not measured" : v.toFixed(3)}`).join(", ");
+  const rule = entries.some(([, v]) => v === null) ? "the one measured" : result.novelty_rule === "mean" ? "the mean" : "the larger";
   return el("div", {}, el("h3", { text: "novelty against the threshold" }), scale,
     el("div", { class: "gauge-text novelty", text:
       `novelty ${result.novelty.toFixed(4)} (threshold ${result.threshold.toFixed(4)}) \u2192 ${verdict}` +
-      (parts ? `; parts: ${parts} (${result.novelty_rule === "mean" ? "the mean" : "the larger"} of their ` +
-        `z-scores)` : "") +
+      (parts ? `; parts: ${parts} (${rule} of their z-scores)` : "") +
       (result.background_composer ? `; nearest background composer (known to the embedder, not indexed): ` +
         `${result.background_composer}` : "") }));
 }
