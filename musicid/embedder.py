@@ -53,6 +53,7 @@ class TrainSettings:
     anchor: float = 0.0  # from a starting model: L2-SP weight on the squared distance to its weights
     time_stretch: float = 0.0  # augmentation: each crop's tempo scaled by up to 1 + this, either way
     cosface: float = 0.0  # weight of a CosFace term over the training composers, added to the triplet loss
+    balance_collections: bool = False  # a composer's K clips drawn evenly from each collection that holds it
 
 
 FINE_TUNE_ANCHOR = 0.01  # L2-SP weight for --fine-tune (docs/RESULTS.md, session 12)
@@ -205,6 +206,22 @@ def _crop_lengths(rng: np.random.Generator, n: int, crop: int, frames: int, stre
     return np.clip(np.rint(crop * factors).astype(int), 8, frames)
 
 
+def collection_balanced_pick(rng: np.random.Generator, pools: list[np.ndarray], k: int) -> np.ndarray:
+    """k clip indices of one composer from its pools (one array of clip indices per collection that
+    holds it): the k places dealt round-robin over the pools in a random order, then each pool's share
+    drawn without replacement where it has enough clips. One pool: k clips of it, as plain P x K
+    sampling (Hermans et al., 2017) draws them. Balancing the positives over collections is domain-
+    balanced sampling for domain generalisation (e.g. Gulrajani and Lopez-Paz, "In Search of Lost
+    Domain Generalization", ICLR 2021): a composer's clips from another collection, often another
+    genre or ensemble, are positives in every batch rather than in proportion to their number."""
+    if len(pools) == 1:
+        return rng.choice(pools[0], size=k, replace=len(pools[0]) < k)
+    order = rng.permutation(len(pools))
+    counts = np.bincount(order[np.arange(k) % len(pools)], minlength=len(pools))
+    return np.concatenate([rng.choice(pool, size=n, replace=len(pool) < n)
+                           for pool, n in zip(pools, counts, strict=True) if n])
+
+
 def train_embedder(
     clips: Tensor,
     labels: np.ndarray,
@@ -212,15 +229,22 @@ def train_embedder(
     settings: TrainSettings = TrainSettings(),
     progress: ProgressFn | None = None,
     init: Embedder | None = None,
+    collections: np.ndarray | None = None,
 ) -> tuple[Embedder, TrainReport]:
     """Train on clips (n, n_bins, frames) with integer composer labels (n,); P composers x K clips a
     batch, triplet loss (settings.mining). init: start from this model's weights (fine-tuning; its
-    dims are used, `dims` is ignored). Raises TrainingError with fewer than two composers."""
+    dims are used, `dims` is ignored). collections (n,): each clip's collection, integer; with
+    settings.balance_collections a composer's K clips are dealt evenly over the collections that
+    hold it (collection_balanced_pick), so that its positives span them. Raises TrainingError with
+    fewer than two composers."""
     labels = np.asarray(labels)
     classes = np.unique(labels)
     if len(classes) < 2:
         raise TrainingError("training needs at least two composers (triplets need a negative)")
-    by_class = {int(c): np.flatnonzero(labels == c) for c in classes}
+    if collections is None or not settings.balance_collections:
+        collections = np.zeros(len(labels), dtype=np.int64)
+    by_class = {int(c): [np.flatnonzero((labels == c) & (collections == d))
+                         for d in np.unique(collections[labels == c])] for c in classes}
     torch.manual_seed(settings.seed)
     gen = torch.Generator().manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
@@ -250,9 +274,7 @@ def train_embedder(
     try:
         for step in range(total_steps):
             chosen = rng.choice(classes, size=p, replace=False)
-            idx = np.concatenate([
-                rng.choice(by_class[int(c)], size=k, replace=len(by_class[int(c)]) < k) for c in chosen
-            ])
+            idx = np.concatenate([collection_balanced_pick(rng, by_class[int(c)], k) for c in chosen])
             sources = _crop_lengths(rng, len(idx), crop, clips.shape[-1], settings.time_stretch)
             starts = rng.integers(0, clips.shape[-1] - sources + 1)
             batch = torch.stack([_stretched_crop(clips[i], s, n, crop)

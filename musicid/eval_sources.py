@@ -82,6 +82,7 @@ class TrainingSet:
     collections: list[dict[str, Any]]  # per collection: path, licence, tracks (read), kept, composers
     removed: dict[str, dict[str, Any]]  # collection path -> {tracks, same_notes, same_piece, matches}
     failed: int  # files of the collections that could not be read
+    collection_of: list[int] = field(default_factory=list)  # per track: its position in collections
 
     def tracks_of(self, composers: Sequence[str]) -> int:
         """How many training tracks are by these composers (folder names, any case)."""
@@ -129,8 +130,9 @@ def build_training_set(train_on: Sequence[Path], evaluated: Corpus, options: Bui
         col["kept"] = n - rec["tracks"]
         start += n
     idx = np.flatnonzero(keep)
+    collection_of = [i for i, c in enumerate(collections) for _ in range(c["tracks"])]
     return TrainingSet([prepared[i] for i in idx], [composers_of[i] for i in idx], collections, removed,
-                       len(failures))
+                       len(failures), [collection_of[i] for i in idx])
 
 
 def composer_groups(composers: Sequence[str], n_groups: int | None, training: TrainingSet | None = None,
@@ -254,7 +256,8 @@ class GeneralSource:
             raise TrainingError("the --train-on collections have fewer than two composers"
                                 + (f" besides {', '.join(left_out)}" if left_out else "")
                                 + ": a general embedder needs at least two")
-        model, _, cached = train_or_load(t.prepared, t.composers_of, idx, composers, self.options, self.progress)
+        model, _, cached = train_or_load(t.prepared, t.composers_of, idx, composers, self.options, self.progress,
+                                         collection_of=t.collection_of or None)
         rec = _record(used_for, t.composers_of, idx, cached, left_out)
         self.models.append(rec)
         self._made[key] = (model, rec, idx)

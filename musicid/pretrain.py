@@ -121,8 +121,9 @@ def train_general_embedder(data_dirs: list[Path], out: Path, options: BuildOptio
     composers = sorted(set(composers_of))
     if len(composers) < 2:
         raise DataDirError("a general embedder needs at least two composers across the collections given")
+    collection_of = [i for i, c in enumerate(collections) for _ in range(c["tracks"])]
     model, report, from_cache = train_or_load(prepared, composers_of, np.arange(len(prepared)), composers, options,
-                                              progress)
+                                              progress, collection_of=collection_of)
     licence = weights_licence([c["licence"] for c in collections])
     background = embed_background(model, prepared, composers_of, progress)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -128,6 +128,49 @@ def test_cosface_term_pulls_clips_to_their_own_composer_and_trains_with_any_comp
     assert model.state_dict().keys() == Embedder(TINY_DIMS).state_dict().keys()  # the proxies are not kept
 
 
+def test_balanced_batches_draw_a_composer_evenly_from_each_collection_that_holds_it() -> None:
+    from musicid.embedder import collection_balanced_pick
+
+    rng = np.random.default_rng(0)
+    big, small = np.arange(100), np.arange(100, 104)  # 100 keyboard clips, 4 string clips of one composer
+    for _ in range(50):
+        pick = collection_balanced_pick(rng, [big, small], 8)
+        assert len(pick) == 8 and np.isin(pick, small).sum() == 4 and len(set(pick[np.isin(pick, small)])) == 4
+    odd = [collection_balanced_pick(rng, [big, small, np.arange(200, 300)], 8) for _ in range(300)]
+    assert all(sorted(np.bincount(np.digitize(p, [100, 104]), minlength=3)) == [2, 3, 3] for p in odd)
+    # one collection: the plain draw, with the same random numbers as before the option existed
+    a, b = np.random.default_rng(5), np.random.default_rng(5)
+    assert (collection_balanced_pick(a, [big], 8) == b.choice(big, size=8, replace=False)).all()
+
+
+def test_balanced_training_draws_every_collection_into_each_batch(tmp_path: Path) -> None:
+    # through train_or_load, as embedder train calls it: the composer's few clips from the second collection
+    # are in every batch only with the option
+    import musicid.embedder as E
+
+    seen: list[np.ndarray] = []
+    real = E.collection_balanced_pick
+
+    def spy(rng: np.random.Generator, pools: list[np.ndarray], k: int) -> np.ndarray:
+        out = real(rng, pools, k)
+        seen.append(out)
+        return out
+
+    clips = torch.rand(44, 32, 64)
+    labels = np.repeat([0, 1], [40, 4])
+    collections = np.r_[np.zeros(36, int), np.full(4, 1), np.zeros(4, int)]  # composer 0: 36 + 4 clips
+    E.collection_balanced_pick = spy
+    try:
+        for balance in (False, True):
+            seen.clear()
+            train_embedder(clips, labels, TINY_DIMS, replace(TINY_TRAIN, epochs=1, balance_collections=balance),
+                           collections=collections)
+            from_second = [np.isin(p, np.arange(36, 40)).sum() for p in seen if p.max() < 40]
+            assert bool(min(from_second) == TINY_TRAIN.clips_per_composer // 2) is balance
+    finally:
+        E.collection_balanced_pick = real
+
+
 def test_models_cached_by_earlier_versions_are_still_found(tmp_path: Path) -> None:
     # a training setting added at its default leaves the model cache's key as it was (pinned from 0.2 as of
     # session 12); setting it makes a different model, so a different key
@@ -143,7 +186,8 @@ def test_models_cached_by_earlier_versions_are_still_found(tmp_path: Path) -> No
                            render=RenderSettings(soundfont=str(sf2)))
     tracks = [("ab" * 32, "Bach"), ("cd" * 32, "Chopin")]
     assert model_cache_path(options, tracks).name == "51add1f7677e6947.pt"
-    for changed in (TrainSettings(time_stretch=0.25), TrainSettings(cosface=1.0), TrainSettings(anchor=0.01)):
+    for changed in (TrainSettings(time_stretch=0.25), TrainSettings(cosface=1.0), TrainSettings(anchor=0.01),
+                    TrainSettings(balance_collections=True)):
         assert model_cache_path(replace(options, train=changed), tracks).name != "51add1f7677e6947.pt"
 
 

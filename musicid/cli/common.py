@@ -123,6 +123,10 @@ COSFACE_OPT = typer.Option(0.0, "--cosface", min=0.0,
                             help="Training (when an embedder is trained): add this weight times a CosFace "
                                  "term (a large-margin softmax over every training composer, as in face "
                                  "recognition) to the triplet loss.")
+BALANCE_OPT = typer.Option(False, "--balance-collections",
+                           help="Training a general embedder on several collections: draw each composer's "
+                                "clips in a batch evenly from every collection that holds it, so that its "
+                                "positives span collections (often genres and ensembles), not their sizes.")
 CLASSIFIER_OPT = typer.Option(Classifier.auto, "--classifier",
                               help="How a track's composer is chosen: knn (its clips' nearest indexed clips vote), "
                                    "linear (a class-balanced linear probe on the indexed clips), fused (the probe "

@@ -10,6 +10,7 @@ import typer
 
 from ..choices import Baseline, Classifier, NoveltyMethod, Representation
 from .common import (
+    BALANCE_OPT,
     CLASSIFIER_OPT,
     COSFACE_OPT,
     FEATURES_OPT,
@@ -56,6 +57,7 @@ def eval_cmd(
     pitch_shift: int = PITCH_SHIFT_OPT,
     time_stretch: float = TIME_STRETCH_OPT,
     cosface: float = COSFACE_OPT,
+    balance_collections: bool = BALANCE_OPT,
     composers_per_batch: int = P_OPT,
     clips_per_composer: int = K_OPT,
     random_programs: bool = RANDOM_PROGRAMS_OPT,
@@ -118,7 +120,8 @@ def eval_cmd(
         return
     with domain_errors(as_json, data_dir):
         b = replace(b, train=replace(b.train, composers_per_batch=composers_per_batch,
-                                     clips_per_composer=clips_per_composer))
+                                     clips_per_composer=clips_per_composer,
+                                     balance_collections=balance_collections))
         options = replace(protocol, folds=folds, loco=loco, baseline=baseline.value if baseline else None,
                           bootstrap=bootstrap, build=b)
         with progress_bars(not as_json) as progress:
@@ -146,6 +149,7 @@ def embedder_train(
     pitch_shift: int = PITCH_SHIFT_OPT,
     time_stretch: float = TIME_STRETCH_OPT,
     cosface: float = COSFACE_OPT,
+    balance_collections: bool = BALANCE_OPT,
     seed: int = SEED_OPT,
     random_programs: bool = RANDOM_PROGRAMS_OPT,
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Render and model cache."),
@@ -161,7 +165,8 @@ def embedder_train(
                           time_stretch=time_stretch, cosface=cosface, seed=seed,
                           cache_dir=cache_dir, workers=workers, random_programs=random_programs)
         b = replace(b, train=replace(b.train, composers_per_batch=composers_per_batch,
-                                     clips_per_composer=clips_per_composer))
+                                     clips_per_composer=clips_per_composer,
+                                     balance_collections=balance_collections))
         with progress_bars(not as_json) as progress:
             rep = train_general_embedder(data_dirs, out_path, b, progress)
     if as_json:
