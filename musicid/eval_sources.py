@@ -30,7 +30,7 @@ from .indexer import BuildOptions, Corpus, relative
 from .model_cache import train_or_load
 from .piece_match import SAME_PIECE, best_matches
 from .prepare import Prepared
-from .pretrain import embed_background, prepare_collections
+from .pretrain import collection_of, embed_background, prepare_collections
 from .progress import ProgressFn
 
 
@@ -130,9 +130,9 @@ def build_training_set(train_on: Sequence[Path], evaluated: Corpus, options: Bui
         col["kept"] = n - rec["tracks"]
         start += n
     idx = np.flatnonzero(keep)
-    collection_of = [i for i, c in enumerate(collections) for _ in range(c["tracks"])]
+    of = collection_of(collections)
     return TrainingSet([prepared[i] for i in idx], [composers_of[i] for i in idx], collections, removed,
-                       len(failures), [collection_of[i] for i in idx])
+                       len(failures), [of[i] for i in idx])
 
 
 def composer_groups(composers: Sequence[str], n_groups: int | None, training: TrainingSet | None = None,

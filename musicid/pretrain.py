@@ -99,6 +99,12 @@ def prepare_collections(data_dirs: list[Path], options: BuildOptions, progress: 
     return prepared, composers_of, collections, failures
 
 
+def collection_of(collections: list[dict[str, Any]]) -> list[int]:
+    """Each prepared track's collection, as its position in prepare_collections' collections (whose
+    tracks come in that order)."""
+    return [i for i, c in enumerate(collections) for _ in range(c["tracks"])]
+
+
 def embed_background(model: Embedder, prepared: list[Prepared], composers_of: list[str],
                      progress: ProgressFn | None = None) -> Background:
     """The background a general embedder keeps (background.py): each training track's unit mean
@@ -121,9 +127,8 @@ def train_general_embedder(data_dirs: list[Path], out: Path, options: BuildOptio
     composers = sorted(set(composers_of))
     if len(composers) < 2:
         raise DataDirError("a general embedder needs at least two composers across the collections given")
-    collection_of = [i for i, c in enumerate(collections) for _ in range(c["tracks"])]
     model, report, from_cache = train_or_load(prepared, composers_of, np.arange(len(prepared)), composers, options,
-                                              progress, collection_of=collection_of)
+                                              progress, collection_of=collection_of(collections))
     licence = weights_licence([c["licence"] for c in collections])
     background = embed_background(model, prepared, composers_of, progress)
     out.parent.mkdir(parents=True, exist_ok=True)
