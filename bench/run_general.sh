@@ -16,11 +16,12 @@ mkdir -p "$OUT"
 $M eval "$D/asap" --enrol "$D/sfl-challenge/train" --model "$OUT/sfl-index/model.pt" --out "$OUT/cc-perindex" \
   --cache-dir "$CACHE"
 $M eval "$D/asap" --enrol "$D/sfl-challenge/train" --model "$OUT/dcml.pt" --out "$OUT/cc" --cache-dir "$CACHE"
-# 4. ASAP's 8 composers: embedders trained on the other collections, the left-out composers' groups without them
+# 4. ASAP's 8 composers: embedders trained on the other collections, the left-out composers' groups without them,
+#    with the shipped recipe's collection-balanced batches (session 18; Beethoven is in both collections)
 $M eval "$D/asap" --train-on "$D/dcml-piano" --train-on "$D/sfl-challenge/train" \
-  --composers "$ASAP8" --composer-groups 2 -P 8 -K 8 --epochs 8 \
+  --composers "$ASAP8" --composer-groups 2 -P 8 -K 8 --epochs 8 --balance-collections \
   --cache-dir "$CACHE" --out "$OUT/asap-general"
 cd bench && "../$PY" results_general_md.py --general "$OUT/asap-general" \
-  --general-command "musicid eval asap --train-on dcml-piano --train-on sfl-challenge/train --composers $ASAP8 --composer-groups 2 -P 8 -K 8 --epochs 8" \
+  --general-command "musicid eval asap --train-on dcml-piano --train-on sfl-challenge/train --composers $ASAP8 --composer-groups 2 -P 8 -K 8 --epochs 8 --balance-collections" \
   --cross "per-index (trained on the challenge set), fused=$OUT/cc-perindex" \
   --cross "general, DCML (480 steps), fused (the default)=$OUT/cc"
