@@ -389,5 +389,8 @@ def test_embedder_info_says_what_the_shipped_and_a_given_embedder_were_trained_o
     assert r.exit_code == 0 and shipped["shipped"] and len(shipped["composers"]) == 20
     assert shipped["licence"].startswith("CC BY-NC-SA 4.0")
     assert [c["path"] for c in shipped["collections"]] == ["asap", "dcml-piano", "sfl-challenge/train"]
+    r = runner.invoke(app, ["embedder", "info"])  # the shipped recipe, readable without --json
+    assert r.exit_code == 0 and "P = 8 composers x K = 8 clips" in r.stdout
+    assert "collection-balanced batches" in r.stdout
     r = runner.invoke(app, ["embedder", "info", str(general)])
     assert r.exit_code == 0 and "Highflute, Lowpiano, Strings" in r.stdout and "18 tracks" in r.stdout

@@ -204,6 +204,15 @@ def embedder_info(
             ("licence", str(d.get("licence") or "not recorded")),
             ("background", f"{d['background']['tracks']} tracks" if isinstance(d.get("background"), dict)
              and "tracks" in d["background"] else "none")]
+    train = d.get("train") or {}
+    if train:
+        extras = [name for name, on in (("collection-balanced batches", train.get("balance_collections")),
+                                        (f"CosFace {train.get('cosface')}", train.get("cosface")),
+                                        (f"time stretch {train.get('time_stretch')}", train.get("time_stretch")))
+                  if on]
+        rows.append(("recipe", ", ".join([f"P = {train.get('composers_per_batch')} composers x K = "
+                                          f"{train.get('clips_per_composer')} clips, {train.get('mining')} triplets, "
+                                          f"seed {train.get('seed')}", *extras])))
     report = d.get("train_report") or {}
     if report:
         rows.append(("training", f"{report.get('steps')} steps, {report.get('seconds', 0) / 60:.1f} min, "
