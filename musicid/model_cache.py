@@ -50,6 +50,18 @@ def model_cache_path(options: BuildOptions, training_set: list[tuple[str, str]],
     return options.cache_dir / "models" / f"{key}.pt"
 
 
+def balancing_acts(composers_of: list[str], train_idx: np.ndarray, collection_of: list[int] | None) -> bool:
+    """Whether collection-balanced batches (TrainSettings.balance_collections) change anything for the
+    tracks at train_idx: only when some composer among them has tracks in two collections or more.
+    Otherwise every composer has one pool and training is plain P x K sampling, draw for draw."""
+    if collection_of is None:
+        return False
+    spans: dict[str, set[int]] = {}
+    for i in train_idx:
+        spans.setdefault(composers_of[i], set()).add(collection_of[i])
+    return any(len(s) > 1 for s in spans.values())
+
+
 def train_or_load(prepared: list[Prepared], composers_of: list[str], train_idx: np.ndarray,
                   all_composers: list[str], options: BuildOptions, progress: ProgressFn | None = None,
                   init: Embedder | None = None, collection_of: list[int] | None = None
@@ -57,9 +69,14 @@ def train_or_load(prepared: list[Prepared], composers_of: list[str], train_idx: 
     """Step 2: train the embedder on the tracks at train_idx (from init's weights when fine-tuning),
     or load the model the cache holds for exactly that training set and those settings. Returns
     (model, report, from_cache). Fine-tuning trains with embedder.fine_tuning(options.train).
-    collection_of: each prepared track's collection (an integer), for options.train.balance_collections."""
+    collection_of: each prepared track's collection (an integer), for options.train.balance_collections;
+    where no composer of the training set spans two collections the option changes nothing, and the
+    model is keyed (and trained) as without it, so a cached one is reused."""
     if init is not None:
         options = replace(options, train=fine_tuning(options.train))
+    if options.train.balance_collections and not balancing_acts(composers_of, train_idx, collection_of):
+        # the same training draw for draw as without the option: key (and train) it as that one
+        options = replace(options, train=replace(options.train, balance_collections=False))
     cached = model_cache_path(options, [(prepared[i].sha256, composers_of[i]) for i in train_idx], init)
     if cached is not None and cached.exists():
         model, _, meta = load_checkpoint(cached)

@@ -191,6 +191,32 @@ def test_models_cached_by_earlier_versions_are_still_found(tmp_path: Path) -> No
         assert model_cache_path(replace(options, train=changed), tracks).name != "51add1f7677e6947.pt"
 
 
+def test_balancing_a_training_set_with_no_composer_in_two_collections_reuses_the_plain_model(tmp_path: Path) -> None:
+    # every composer in one collection: the option changes no draw, so the model trained without it is
+    # loaded, not trained again; a composer in two collections makes it a different model
+    from musicid.model_cache import balancing_acts, train_or_load
+    from musicid.prepare import Prepared
+
+    rng = np.random.default_rng(0)
+    prepared = [Prepared(tmp_path / f"{i}.mid", f"{i:064x}", "", 30.0, 30.0,
+                         rng.random((2, 32, 64)).astype(np.float16), [0.0, 15.0], np.zeros(4), np.zeros(4, np.uint32))
+                for i in range(6)]
+    composers_of = ["Bach"] * 3 + ["Chopin"] * 3
+    idx = np.arange(6)
+    plain = tiny_options(tmp_path, train=replace(TINY_TRAIN, epochs=1))
+    balanced = replace(plain, train=replace(plain.train, balance_collections=True))
+    one_each, bach_in_both = [0, 0, 0, 1, 1, 1], [0, 0, 1, 1, 1, 1]
+    assert not balancing_acts(composers_of, idx, one_each) and balancing_acts(composers_of, idx, bach_in_both)
+    assert not balancing_acts(composers_of, np.arange(2, 6), [0, 0, 1, 1, 1, 1])  # Bach's other track not trained on
+    model, _, cached = train_or_load(prepared, composers_of, idx, ["Bach", "Chopin"], plain)
+    assert not cached
+    again, _, cached = train_or_load(prepared, composers_of, idx, ["Bach", "Chopin"], balanced, collection_of=one_each)
+    assert cached and all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
+                                                             again.state_dict().values(), strict=True))
+    _, _, cached = train_or_load(prepared, composers_of, idx, ["Bach", "Chopin"], balanced, collection_of=bach_in_both)
+    assert not cached
+
+
 def test_licences_and_bad_collections(tmp_path: Path) -> None:
     assert weights_licence(["MIT", ""]) == "MIT"
     assert weights_licence(["", ""]) == "unknown: the training collections declare no licence"
