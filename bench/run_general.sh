@@ -16,6 +16,9 @@ mkdir -p "$OUT"
 $M eval "$D/asap" --enrol "$D/sfl-challenge/train" --model "$OUT/sfl-index/model.pt" --out "$OUT/cc-perindex" \
   --cache-dir "$CACHE"
 $M eval "$D/asap" --enrol "$D/sfl-challenge/train" --model "$OUT/dcml.pt" --out "$OUT/cc" --cache-dir "$CACHE"
+#    the same, the threshold at the equal-error point against the background (session 19's opt-in rule)
+$M eval "$D/asap" --enrol "$D/sfl-challenge/train" --model "$OUT/dcml.pt" --threshold-rule equal-error \
+  --out "$OUT/cc-equal-error" --cache-dir "$CACHE"
 # 4. ASAP's 8 composers: embedders trained on the other collections, the left-out composers' groups without them,
 #    with the shipped recipe's collection-balanced batches (session 18; Beethoven is in both collections)
 $M eval "$D/asap" --train-on "$D/dcml-piano" --train-on "$D/sfl-challenge/train" \
@@ -24,4 +27,5 @@ $M eval "$D/asap" --train-on "$D/dcml-piano" --train-on "$D/sfl-challenge/train"
 cd bench && "../$PY" results_general_md.py --general "$OUT/asap-general" \
   --general-command "musicid eval asap --train-on dcml-piano --train-on sfl-challenge/train --composers $ASAP8 --composer-groups 2 -P 8 -K 8 --epochs 8 --balance-collections" \
   --cross "per-index (trained on the challenge set), fused=$OUT/cc-perindex" \
-  --cross "general, DCML (480 steps), fused (the default)=$OUT/cc"
+  --cross "general, DCML (480 steps), fused (the default)=$OUT/cc" \
+  --cross "general, DCML (480 steps), fused, --threshold-rule equal-error=$OUT/cc-equal-error"

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from .faiss_index import ip_to_distance
+from .symbolic_features import SYMBOLIC_VERSION
 
 FILE = "background.npz"
 
@@ -51,15 +52,22 @@ class Background:
     """Background tracks: unit track vectors and their composers.
 
     composers: the background composers' names; labels (n,): each vector's composer, an index into
-    composers; vectors (n, d): unit mean clip embeddings, float32."""
+    composers; vectors (n, d): unit mean clip embeddings, float32; symbolic (n, N_SYMBOLIC): each
+    track's symbolic features (symbolic_features.py), float32, or None (backgrounds written before
+    0.3 keep none), so that background tracks can be scored as queries by composers an index does
+    not hold (novelty.calibrate's background rule)."""
 
     composers: tuple[str, ...]
     labels: np.ndarray
     vectors: np.ndarray
+    symbolic: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.vectors.ndim != 2 or len(self.labels) != len(self.vectors):
             raise ValueError(f"background: {len(self.labels)} labels for vectors of shape {self.vectors.shape}")
+        if self.symbolic is not None and (self.symbolic.ndim != 2 or len(self.symbolic) != len(self.labels)):
+            raise ValueError(f"background: symbolic features of shape {self.symbolic.shape} "
+                             f"for {len(self.labels)} tracks")
         if len(self.labels) and not 0 <= int(self.labels.min()) <= int(self.labels.max()) < len(self.composers):
             raise ValueError("background: a label names no composer")
 
@@ -75,7 +83,7 @@ class Background:
         remap = np.full(len(self.composers), -1, dtype=np.int64)
         remap[present] = np.arange(len(present))
         return Background(tuple(self.composers[i] for i in present), remap[self.labels[keep]],
-                          self.vectors[keep])
+                          self.vectors[keep], None if self.symbolic is None else self.symbolic[keep])
 
     def nearest_distances(self, track_vector: np.ndarray, k: int) -> np.ndarray:
         """(min(k, len),) distances (0-2, ascending) from one unit track vector (d,) to its k nearest
@@ -104,32 +112,51 @@ class Background:
         """Tensors and lists that torch.load(weights_only=True) reads back (vectors as float16)."""
         import torch
 
-        return {"composers": list(self.composers), "labels": torch.from_numpy(self.labels.astype(np.int64)),
-                "vectors": torch.from_numpy(self.vectors.astype(np.float16))}
+        out = {"composers": list(self.composers), "labels": torch.from_numpy(self.labels.astype(np.int64)),
+               "vectors": torch.from_numpy(self.vectors.astype(np.float16))}
+        if self.symbolic is not None:
+            out["symbolic"] = torch.from_numpy(self.symbolic.astype(np.float32))
+            out["symbolic_version"] = SYMBOLIC_VERSION
+        return out
 
     @classmethod
     def from_checkpoint(cls, d: dict[str, Any]) -> Background:
+        symbolic = d.get("symbolic") if d.get("symbolic_version") == SYMBOLIC_VERSION else None
         return cls(tuple(str(c) for c in d["composers"]), d["labels"].numpy().astype(np.int64),
-                   d["vectors"].float().numpy())
+                   d["vectors"].float().numpy(), None if symbolic is None else symbolic.numpy().astype(np.float32))
 
     def save(self, path: Path) -> None:
-        """An .npz of vectors (float16), labels and composers; no pickles."""
+        """An .npz of vectors (float16), labels, composers and symbolic features (float32, where kept);
+        no pickles."""
+        arrays: dict[str, np.ndarray] = {"vectors": self.vectors.astype(np.float16),
+                                         "labels": self.labels.astype(np.int64),
+                                         "composers": np.array(self.composers, dtype=str)}
+        if self.symbolic is not None:
+            arrays |= {"symbolic": self.symbolic.astype(np.float32), "symbolic_version": np.array(SYMBOLIC_VERSION)}
         with path.open("wb") as f:
-            np.savez(f, vectors=self.vectors.astype(np.float16), labels=self.labels.astype(np.int64),
-                     composers=np.array(self.composers, dtype=str))
+            np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
 
     @classmethod
     def load(cls, path: Path) -> Background:
         with np.load(path, allow_pickle=False) as z:
             return cls(tuple(str(c) for c in z["composers"]), z["labels"].astype(np.int64),
-                       z["vectors"].astype(np.float32))
+                       z["vectors"].astype(np.float32),
+                       z["symbolic"].astype(np.float32) if _current_symbolic(z) else None)
 
 
-def background_of(track_vectors: np.ndarray, composers_of: Sequence[str]) -> Background:
-    """A background from unit track vectors (n, d) and each track's composer."""
+def _current_symbolic(z: Any) -> bool:
+    """Whether an .npz holds symbolic features of today's SYMBOLIC_VERSION (older ones are not comparable)."""
+    return "symbolic" in z and "symbolic_version" in z and z["symbolic_version"].item() == SYMBOLIC_VERSION
+
+
+def background_of(track_vectors: np.ndarray, composers_of: Sequence[str],
+                  symbolic: np.ndarray | None = None) -> Background:
+    """A background from unit track vectors (n, d), each track's composer and (optionally) each
+    track's symbolic features (n, N_SYMBOLIC)."""
     composers = tuple(sorted(set(composers_of)))
     labels = np.asarray([composers.index(c) for c in composers_of], dtype=np.int64)
-    return Background(composers, labels, np.asarray(track_vectors, dtype=np.float32).reshape(len(labels), -1))
+    return Background(composers, labels, np.asarray(track_vectors, dtype=np.float32).reshape(len(labels), -1),
+                      None if symbolic is None else np.asarray(symbolic, dtype=np.float32).reshape(len(labels), -1))
 
 
 def load_background(checkpoint: Path) -> Background | None:

@@ -36,6 +36,13 @@ class NoveltyMethod(StrEnum):
     background_snorm = "background-snorm"
 
 
+class ThresholdRule(StrEnum):
+    """Where the novelty threshold goes (novelty.calibrate)."""
+
+    known_quantile = "known-quantile"  # above a share (keep) of held-out known tracks
+    equal_error = "equal-error"  # between held-out known tracks and background tracks scored as known unknowns
+
+
 class IndexKind(StrEnum):
     """The FAISS index (faiss_index.py)."""
 

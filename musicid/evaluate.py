@@ -64,7 +64,17 @@ from .metrics import (
     loco_summary,
     open_set_figures,
 )
-from .novelty import COHORT_METHODS, METHODS, SCORERS, NoveltySettings, TrackQuery, calibrate, final_score, raw_scores
+from .novelty import (
+    COHORT_METHODS,
+    METHODS,
+    SCORERS,
+    NoveltySettings,
+    TrackQuery,
+    calibrate,
+    final_score,
+    impostor_scores,
+    raw_scores,
+)
 from .progress import ProgressFn
 from .query import DEFAULT_K, neighbour_composers, shares
 from .spectral_stats import spectral_stats
@@ -253,8 +263,10 @@ def _leave_composers_out(corpus: Corpus, embed: _Embeddings, splits: dict[str, S
                                  raw_methods, b.novelty.k) for i in idx]
                for part, idx in (("calib", calib_idx), ("known", known_test), ("novel", novel_idx))}
         for method in methods:
-            settings = NoveltySettings(method, b.novelty.k, b.novelty.keep, background=cohort)
-            cal = calibrate(raw["calib"], settings)
+            settings = NoveltySettings(method, b.novelty.k, b.novelty.keep, background=cohort,
+                                       threshold_rule=b.novelty.threshold_rule)
+            impostors = impostor_scores(store, settings.parts) if settings.threshold_rule == "equal-error" else []
+            cal = calibrate(raw["calib"], settings, impostors)
             scores = {part: np.asarray([final_score(p, method, cal) for p in ps]) for part, ps in raw.items()}
             per_method[method][c] = open_set_figures(scores["novel"], scores["known"], cal.threshold, len(calib_idx))
             loco_scores.setdefault(method, {})[c] = (novel_idx, scores["novel"], known_test, scores["known"])

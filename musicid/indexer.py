@@ -39,7 +39,16 @@ from .features import FeatureSettings, pianoroll_settings
 from .index_store import IndexStore, publish, track_row
 from .manifest import IndexSettings, Manifest
 from .model_cache import train_or_load
-from .novelty import COHORT_METHODS, DESCRIPTIONS, Calibration, NoveltySettings, TrackQuery, calibrate, final_score
+from .novelty import (
+    COHORT_METHODS,
+    DESCRIPTIONS,
+    Calibration,
+    NoveltySettings,
+    TrackQuery,
+    calibrate,
+    final_score,
+    impostor_scores,
+)
 from .prepare import Failure, Prepared, prepare_many
 from .progress import ProgressFn
 from .query import DEFAULT_K, score_track
@@ -243,7 +252,9 @@ def calibrate_index(corpus: Corpus, emb: Embedding, settings: IndexSettings) -> 
         correct.append(r.composer == corpus.composers_of[i])
     if not parts:
         raise TrainingError("no track could be scored to calibrate the novelty threshold")
-    calibration = calibrate(parts, settings.novelty)
+    impostors = impostor_scores(store, settings.novelty.parts) if settings.novelty.threshold_rule == "equal-error" \
+        else []
+    calibration = calibrate(parts, settings.novelty, impostors)
     scores = [final_score(p, settings.novelty.method, calibration) for p in parts]
     per = {}
     for c in corpus.composers:
@@ -330,6 +341,10 @@ def build_index(data_dir: str | Path, out: str | Path, options: BuildOptions = B
     settings = index_settings(options, n_clips, background=cohort is not None and len(cohort) > 0)
     calibration, heldout = calibrate_index(corpus, emb, settings)
     timings["calibrate"] = time.monotonic() - t
+    if options.novelty.threshold_rule != calibration.threshold_rule:
+        corpus.warnings.append(f"--threshold-rule {options.novelty.threshold_rule}: the embedder's background "
+                               "(with symbolic features) holds no composer outside the index to place it against, "
+                               f"so the threshold is {calibration.threshold_rule}'s")
 
     t = time.monotonic()
     about: dict[str, Any] = {
@@ -345,7 +360,10 @@ def build_index(data_dir: str | Path, out: str | Path, options: BuildOptions = B
         "novelty": {"score": DESCRIPTIONS[options.novelty.method],
                     "background": cohort.summary() if cohort is not None and settings.novelty.background else None,
                     "rule": f"{options.novelty.keep:.0%} of held-out known-composer tracks "
-                            "score at or below the threshold",
+                            "score at or below the threshold" if calibration.threshold_rule == "known-quantile" else
+                            "as many held-out known-composer tracks score above the threshold as of "
+                            f"{calibration.impostors} background tracks (pieces by composers the index does not "
+                            "hold) score at or below it",
                     "heldout": heldout},
         "counts": {"tracks": len(corpus.prepared), "clips": n_clips, "failed": len(corpus.failures)},
         "failures": [{"path": p, "reason": r} for p, r in corpus.failures],

@@ -43,13 +43,14 @@ docs/RESULTS.md compares them by left-out composer.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .choices import NoveltyMethod, canonical, values
+from .choices import NoveltyMethod, ThresholdRule, canonical, values
 
 if TYPE_CHECKING:
     from .background import Background
@@ -63,6 +64,10 @@ FUSED_COHORT_PARTS = ("background-snorm", "symbolic-knn")  # with one: the mean 
 COHORT_METHODS = ("background-margin", "background-snorm")  # scores that need a background cohort
 SNORM_COHORT = 10  # background-snorm: the nearest background tracks whose distances normalise the score
 FUSION_RULES = ("max", "mean")
+# where the threshold goes: above settings.keep of held-out known tracks; or, where the index's
+# background can be scored as known unknowns (impostor_scores), at the equal-error point between
+# those and the held-out known tracks (falling back to the quantile where it cannot)
+THRESHOLD_RULES = values(ThresholdRule)
 DEFAULT_K = 5  # neighbours of each clip for clip-knn and spectral-knn; track-knn and symbolic-knn take the nearest
 DESCRIPTIONS = {  # what each score is, written into the manifest
     "track-knn": "distance from the track's mean embedding to the nearest indexed track's mean embedding",
@@ -93,8 +98,9 @@ class NoveltySettings:
 
     method: str = "fused"  # one of METHODS
     k: int = DEFAULT_K  # neighbours per clip (clip-knn, spectral-knn)
-    keep: float = 0.95  # share of held-out known tracks at or under the threshold
+    keep: float = 0.95  # share of held-out known tracks at or under the threshold ("known-quantile")
     background: bool = False  # the index keeps background tracks (background.py): background-margin can be scored
+    threshold_rule: str = "known-quantile"  # one of THRESHOLD_RULES: where calibrate puts the threshold
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "method", method_name(self.method))
@@ -102,6 +108,8 @@ class NoveltySettings:
             raise ValueError(f"novelty k must be at least 1, not {self.k}")
         if not 0.0 < self.keep < 1.0:
             raise ValueError(f"novelty keep must lie between 0 and 1, not {self.keep}")
+        if self.threshold_rule not in THRESHOLD_RULES:
+            raise ValueError(f"unknown threshold rule {self.threshold_rule!r} ({', '.join(THRESHOLD_RULES)})")
 
     @property
     def parts(self) -> tuple[str, ...]:
@@ -128,10 +136,14 @@ class Calibration:
     threshold: float
     scales: Scales | None = None
     rule: str = "max"  # fused: "max" or "mean" of the parts' z-scores ("max" where a file does not say)
+    threshold_rule: str = "known-quantile"  # how the threshold was placed (THRESHOLD_RULES)
+    impostors: int = 0  # "equal-error": how many known unknowns it was placed against
 
     def __post_init__(self) -> None:
         if self.rule not in FUSION_RULES:
             raise ValueError(f"unknown fusion rule {self.rule!r} ({', '.join(FUSION_RULES)})")
+        if self.threshold_rule not in THRESHOLD_RULES:
+            raise ValueError(f"unknown threshold rule {self.threshold_rule!r} ({', '.join(THRESHOLD_RULES)})")
 
     @property
     def parts(self) -> tuple[str, ...] | None:
@@ -141,14 +153,15 @@ class Calibration:
     def as_dict(self) -> dict[str, Any]:
         return {"threshold": round(self.threshold, 4),
                 "scales": {k: [float(a), float(b)] for k, (a, b) in self.scales.items()} if self.scales else None,
-                "rule": self.rule}
+                "rule": self.rule, "threshold_rule": self.threshold_rule, "impostors": self.impostors}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Calibration:
         scales = d.get("scales")
         return cls(float(d["threshold"]),
                    {str(k): (float(a), float(b)) for k, (a, b) in scales.items()} if scales else None,
-                   str(d.get("rule", "max")))
+                   str(d.get("rule", "max")), str(d.get("threshold_rule", "known-quantile")),
+                   int(d.get("impostors", 0)))
 
 
 @dataclass(frozen=True)
@@ -227,6 +240,33 @@ def raw_scores(store: IndexStore, q: TrackQuery, methods: Sequence[str], k: int 
     return {m: SCORERS[m](store, q, k, excluded) for m in methods}
 
 
+TRACK_VECTOR_METHODS = ("track-knn", "symbolic-knn", "background-margin", "background-snorm")  # need no clips
+
+
+def impostor_scores(store: IndexStore, methods: Sequence[str]) -> list[dict[str, float]]:
+    """Each background cohort track scored as a query by a composer the index does not hold: its
+    unit track vector and symbolic features against the indexed tracks, with the cohort less its
+    own composer (as for a composer the embedder never saw). These are *known unknowns* in the sense
+    of open-set recognition (Scheirer et al., "Toward Open Set Recognition", TPAMI 2013; Dhamija et
+    al., NeurIPS 2018): measured novel tracks for the threshold to sit above.
+
+    Returns one dict of raw scores per cohort track, by method; [] when the index keeps no cohort,
+    when its background has no symbolic features and symbolic-knn is asked for, or when a method
+    needs clips (clip-knn, spectral-knn), which the background does not keep."""
+    cohort = store.cohort
+    if (cohort is None or not len(cohort) or any(m not in TRACK_VECTOR_METHODS for m in methods)
+            or ("symbolic-knn" in methods and cohort.symbolic is None)):
+        return []
+    out = []
+    view = copy.copy(store)  # the same index, another cohort per background composer
+    for label, composer in enumerate(cohort.composers):
+        view.cohort = cohort.without([composer])
+        for i in np.flatnonzero(cohort.labels == label):
+            q = TrackQuery(cohort.vectors[i][None, :], None, None if cohort.symbolic is None else cohort.symbolic[i])
+            out.append(raw_scores(view, q, methods))
+    return out
+
+
 def fuse(parts: dict[str, float], scales: Scales, rule: str = "max") -> float:
     """The fused score: each part as a robust z-score on its own scale, then their maximum or mean.
 
@@ -267,15 +307,35 @@ def robust_scales(parts: Sequence[dict[str, float]], names: Sequence[str] = FUSE
     return out
 
 
-def calibrate(held_out: Sequence[dict[str, float]], settings: NoveltySettings) -> Calibration:
-    """The threshold under which `settings.keep` of held-out known tracks score (and, for the fused
-    score, its parts' scales, fitted first on the same tracks).
+def equal_error_threshold(known: np.ndarray, impostors: np.ndarray) -> float:
+    """The threshold at which the share of known scores (n,) above it equals the share of impostor
+    scores (m,) at or under it: the equal-error operating point of verification (e.g. the EER of
+    speaker recognition, NIST SRE), between two measured distributions. Both non-empty."""
+    candidates = np.unique(np.r_[known, impostors])
+    false_alarm = (known[None, :] > candidates[:, None]).mean(axis=1)
+    miss = (impostors[None, :] <= candidates[:, None]).mean(axis=1)
+    return float(candidates[int(np.argmin(np.abs(false_alarm - miss)))])
 
-    held_out: each held-out known track's raw scores (raw_scores), holding settings.parts.
-    Raises ValueError when there are none."""
+
+def calibrate(held_out: Sequence[dict[str, float]], settings: NoveltySettings,
+              impostors: Sequence[dict[str, float]] = ()) -> Calibration:
+    """The novelty threshold (and, for the fused score, its parts' scales, fitted first on the
+    held-out known tracks): under settings.threshold_rule "known-quantile", the score under which
+    `settings.keep` of held-out known tracks lie; under "equal-error", the equal-error point between
+    the held-out known tracks and the impostors (equal_error_threshold), or the quantile where there
+    are no impostors with finite scores.
+
+    held_out: each held-out known track's raw scores (raw_scores), holding settings.parts;
+    impostors: the same for known unknowns (impostor_scores). Raises ValueError when held_out is empty."""
     if not len(held_out):
         raise ValueError("no held-out scores to calibrate on")
     scales = robust_scales(held_out, settings.parts) if settings.method == "fused" else None
     fitted = Calibration(float("inf"), scales, settings.rule)
-    scores = [final_score(p, settings.method, fitted) for p in held_out]
-    return replace(fitted, threshold=float(np.quantile(np.asarray(scores, dtype=float), settings.keep)))
+    scores = np.asarray([final_score(p, settings.method, fitted) for p in held_out], dtype=float)
+    threshold = float(np.quantile(scores, settings.keep))
+    imp = np.asarray([final_score(p, settings.method, fitted) for p in impostors], dtype=float)
+    imp = imp[np.isfinite(imp)]
+    if settings.threshold_rule == "equal-error" and len(imp):
+        return replace(fitted, threshold=equal_error_threshold(scores[np.isfinite(scores)], imp),
+                       threshold_rule="equal-error", impostors=len(imp))
+    return replace(fitted, threshold=threshold)

@@ -11,12 +11,14 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from musicid.background import load_background
 from musicid.cli import app
 from musicid.embedder import FINE_TUNE_ANCHOR, fine_tuning, load_checkpoint, train_embedder
 from musicid.errors import DataDirError, TrainingError
 from musicid.indexer import build_index
 from musicid.pretrain import collection_licence, train_general_embedder, weights_licence
 from musicid.query import QueryEngine
+from musicid.symbolic_features import N_SYMBOLIC
 
 from .conftest import TINY_DIMS, TINY_TRAIN, make_corpus, tiny_options, write_piece
 
@@ -367,6 +369,51 @@ def test_with_a_background_the_default_novelty_is_the_mean_of_normalised_and_sym
     assert again.novelty == pytest.approx(max((again.novelty_parts["track-knn"] - 0.1) / 0.05,
                                               again.novelty_parts["symbolic-knn"] - 3.0), abs=1e-3)
     assert again.novelty_parts["symbolic-knn"] == strings.novelty_parts["symbolic-knn"]
+
+
+def test_equal_error_threshold_sits_between_held_out_known_tracks_and_the_background(
+        general: Path, tmp_path: Path) -> None:
+    from musicid.novelty import NoveltySettings, equal_error_threshold
+
+    # one known score in four above it, one impostor in four at or under it
+    assert equal_error_threshold(np.array([0.0, 1, 2, 3]), np.array([2.5, 4, 5, 6])) == 2.5
+    # the background keeps each training track's symbolic features, so it can be scored as queries
+    bg = load_background(general)
+    assert bg is not None and bg.symbolic is not None and bg.symbolic.shape == (18, N_SYMBOLIC)
+    folder = make_corpus(tmp_path / "mine", ["Lowpiano", "Organ"], per_composer=6, seed=7)
+    build_index(folder, tmp_path / "q", tiny_options(tmp_path))  # known-quantile, the default
+    build_index(folder, tmp_path / "e", tiny_options(tmp_path, model_path=general,
+                                                     novelty=NoveltySettings(threshold_rule="equal-error")))
+    manifest = json.loads((tmp_path / "e" / "manifest.json").read_text())
+    cal = manifest["calibration"]
+    # placed against the 12 background tracks the index does not enrol (Highflute's and Strings')
+    assert cal["threshold_rule"] == "equal-error" and cal["impostors"] == 12, cal
+    assert "as many held-out known-composer tracks score above the threshold as of 12 background" \
+        in manifest["novelty"]["rule"]
+    engine = QueryEngine.open(tmp_path / "e")
+    strings = engine.query(write_piece(tmp_path / "strings.mid", "Strings", 931))
+    organ = engine.query(write_piece(tmp_path / "organ.mid", "Organ", 901))
+    assert strings.novel and not organ.novel, (strings, organ)
+    # a per-index embedder keeps no background: the rule falls back to the quantile of known tracks
+    said = build_index(folder, tmp_path / "p",
+                       tiny_options(tmp_path, novelty=NoveltySettings(threshold_rule="equal-error")))
+    assert any("so the threshold is known-quantile's" in w for w in said.warnings), said.warnings
+    assert json.loads((tmp_path / "p" / "manifest.json").read_text())["calibration"]["threshold_rule"] \
+        == "known-quantile"
+    r = CliRunner().invoke(app, ["index", "build", str(folder), "--threshold-rule", "nearest"])
+    assert r.exit_code == 2 and "threshold-rule" in r.output
+
+
+def test_a_background_keeps_symbolic_features_only_of_the_current_version(tmp_path: Path) -> None:
+    from musicid.background import Background, background_of
+
+    bg = background_of(np.eye(3, 4), ["Bach", "Grieg", "Bach"], np.arange(15.0).reshape(3, 5))
+    bg.save(tmp_path / "b.npz")
+    for again in (Background.load(tmp_path / "b.npz"), Background.from_checkpoint(bg.to_checkpoint())):
+        assert again.symbolic is not None and (again.without(["Bach"]).symbolic == [[5, 6, 7, 8, 9]]).all()
+    stale = {**bg.to_checkpoint(), "symbolic_version": -1}  # features computed another way: not comparable
+    assert Background.from_checkpoint(stale).symbolic is None
+    assert background_of(np.eye(2, 4), ["Bach", "Grieg"]).symbolic is None
 
 
 def test_background_snorm_is_the_nearest_distance_normalised_by_the_ten_nearest_background_tracks() -> None:

@@ -21,7 +21,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from ..choices import Classifier, NoveltyMethod, Representation
+from ..choices import Classifier, NoveltyMethod, Representation, ThresholdRule
 from ..errors import MusicIdError
 
 # rich_markup_mode=None: click's plain usage errors ("Error: Invalid value for '--features': ..."), one line
@@ -145,6 +145,12 @@ NOVELTY_OPT = typer.Option(NoveltyMethod.fused, "--novelty",
                                 "mean distance to the 10 nearest such pieces, over their standard deviation); "
                                 "those two need a general embedder, e.g. the shipped one. docs/RESULTS.md "
                                 "compares them.")
+THRESHOLD_OPT = typer.Option(ThresholdRule.known_quantile, "--threshold-rule",
+                             help="Where the novelty threshold goes: known-quantile (above 95% of held-out "
+                                  "tracks by indexed composers) or equal-error (where as many of those lie "
+                                  "above it as of the embedder's background tracks, scored as pieces by "
+                                  "composers the index does not hold, lie below; needs a general embedder "
+                                  "whose background keeps symbolic features, else known-quantile).")
 # the flags of musicid 0.1, hidden, for one release
 LEGACY_NAMING_OPT = typer.Option(None, "--naming", hidden=True, help="Old name of --classifier (vote, head).")
 LEGACY_VIEW_OPT = typer.Option(None, "--novelty-view", hidden=True, help="Old name of --novelty.")
@@ -177,7 +183,7 @@ def build_options(representation: str = "pianoroll", classifier: str = "auto", n
                   pitch_shift: int = 2, time_stretch: float = 0.0, cosface: float = 0.0,
                   cache_dir: Path | None = None, no_cache: bool = False, workers: int = 0,
                   ray_address: str | None = None, fine_tune: bool = False, shipped: bool = False,
-                  random_programs: bool = False, seed: int = 0) -> Any:
+                  random_programs: bool = False, seed: int = 0, threshold_rule: str = "known-quantile") -> Any:
     """indexer.BuildOptions from the command line's flags (index build, eval and embedder train share them).
 
     shipped: without `model`, start from the shipped embedder where it serves this representation
@@ -210,7 +216,8 @@ def build_options(representation: str = "pianoroll", classifier: str = "auto", n
     return BuildOptions(render=RenderSettings(soundfont=str(soundfont.resolve()) if soundfont else "",
                                               random_programs=random_programs),
                         features=feature_settings, train=train, model_path=model, fine_tune=fine_tune,
-                        novelty=NoveltySettings(novelty), classifier=classifier, index_kind=index_kind,
+                        novelty=NoveltySettings(novelty, threshold_rule=threshold_rule), classifier=classifier,
+                        index_kind=index_kind,
                         group_by=group_by, cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
                         workers=workers, ray=ray_address is not None,
                         ray_address=None if ray_address in (None, "local") else ray_address)

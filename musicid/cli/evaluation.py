@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from ..choices import Baseline, Classifier, NoveltyMethod, Representation
+from ..choices import Baseline, Classifier, NoveltyMethod, Representation, ThresholdRule
 from .common import (
     BALANCE_OPT,
     CLASSIFIER_OPT,
@@ -22,6 +22,7 @@ from .common import (
     PITCH_SHIFT_OPT,
     RANDOM_PROGRAMS_OPT,
     SEED_OPT,
+    THRESHOLD_OPT,
     TIME_STRETCH_OPT,
     app,
     build_flags,
@@ -54,6 +55,7 @@ def eval_cmd(
     features: Representation = FEATURES_OPT,
     classifier: Classifier = CLASSIFIER_OPT,
     novelty: NoveltyMethod = NOVELTY_OPT,
+    threshold_rule: ThresholdRule = THRESHOLD_OPT,
     pitch_shift: int = PITCH_SHIFT_OPT,
     time_stretch: float = TIME_STRETCH_OPT,
     cosface: float = COSFACE_OPT,
@@ -104,7 +106,8 @@ def eval_cmd(
     with domain_errors(as_json, data_dir):  # index build's flags: both protocols build indexes with them
         b = build_flags(features, classifier, naming, novelty, novelty_view, group_by=group_by, epochs=epochs,
                         steps_per_epoch=steps_per_epoch, pitch_shift=pitch_shift, time_stretch=time_stretch,
-                        cosface=cosface, cache_dir=cache_dir, random_programs=random_programs, seed=seed)
+                        cosface=cosface, cache_dir=cache_dir, random_programs=random_programs, seed=seed,
+                        threshold_rule=threshold_rule.value)
     if enrol is not None or model is not None:
         if train_on:
             fail("--train-on and --enrol/--model are two protocols: give one", 2, as_json)

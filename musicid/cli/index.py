@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from ..choices import Classifier, IndexKind, NoveltyMethod, Representation
+from ..choices import Classifier, IndexKind, NoveltyMethod, Representation, ThresholdRule
 from .common import (
     CLASSIFIER_OPT,
     COSFACE_OPT,
@@ -19,6 +19,7 @@ from .common import (
     PITCH_SHIFT_OPT,
     RANDOM_PROGRAMS_OPT,
     SEED_OPT,
+    THRESHOLD_OPT,
     TIME_STRETCH_OPT,
     build_flags,
     domain_errors,
@@ -61,6 +62,7 @@ def index_build(
     features: Representation = FEATURES_OPT,
     classifier: Classifier = CLASSIFIER_OPT,
     novelty: NoveltyMethod = NOVELTY_OPT,
+    threshold_rule: ThresholdRule = THRESHOLD_OPT,
     pitch_shift: int = PITCH_SHIFT_OPT,
     time_stretch: float = TIME_STRETCH_OPT,
     cosface: float = COSFACE_OPT,
@@ -89,7 +91,8 @@ def index_build(
                         steps_per_epoch=steps_per_epoch, pitch_shift=pitch_shift, time_stretch=time_stretch,
                         cosface=cosface, cache_dir=cache_dir, no_cache=no_cache, workers=workers,
                         ray_address=ray_address, fine_tune=fine_tune, shipped=not train,
-                        random_programs=random_programs, seed=seed)
+                        random_programs=random_programs, seed=seed,
+                        threshold_rule=threshold_rule.value)
         with progress_bars(not as_json) as progress:
             report = build_index(data_dir, index_dir(out_dir), opts, progress)
     if as_json:
