@@ -111,7 +111,9 @@ def test_build_writes_a_self_describing_index(built_index: Path, corpus: Path) -
                                "centroids.npy", "track_vectors.npy", "linear_probe.npy", "symbolic_probe.npy",
                                "model.pt"}
     settings = m["settings"]
-    assert settings["novelty"] == {"method": "fused", "k": 5, "keep": 0.95, "background": False}
+    assert settings["novelty"] == {"method": "fused", "k": 5, "keep": 0.95, "background": False,
+                                   "threshold_rule": "known-quantile"}
+    assert m["calibration"]["threshold_rule"] == "known-quantile" and m["calibration"]["impostors"] == 0
     assert settings["index_kind"] == "flat"
     assert set(m["calibration"]["scales"]) == {"track-knn", "symbolic-knn"} and store.symbolic_norm.shape == (2, 119)
     assert settings["classifier"] == "knn" and settings["group_by"] is None  # auto, on the audio representation
