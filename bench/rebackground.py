@@ -1,5 +1,5 @@
 """Recompute a general embedder's background (its training tracks' unit mean clip vectors, composers
-and, since 0.3, symbolic features) with the checkpoint's own weights, and write the checkpoint anew.
+and, since 2026-12-02, symbolic features) with the checkpoint's own weights, and write the checkpoint anew.
 
     python bench/rebackground.py general.pt DATA_DIR... [--out new.pt] [--cache-dir DIR]
 

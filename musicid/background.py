@@ -54,8 +54,8 @@ class Background:
     composers: the background composers' names; labels (n,): each vector's composer, an index into
     composers; vectors (n, d): unit mean clip embeddings, float32; symbolic (n, N_SYMBOLIC): each
     track's symbolic features (symbolic_features.py), float32, or None (backgrounds written before
-    0.3 keep none), so that background tracks can be scored as queries by composers an index does
-    not hold (novelty.calibrate's background rule)."""
+    2026-12-02 keep none), so that background tracks can be scored as queries by composers an
+    index does not hold (novelty.impostor_scores, for the equal-error threshold rule)."""
 
     composers: tuple[str, ...]
     labels: np.ndarray

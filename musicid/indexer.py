@@ -42,6 +42,7 @@ from .model_cache import train_or_load
 from .novelty import (
     COHORT_METHODS,
     DESCRIPTIONS,
+    TRACK_VECTOR_METHODS,
     Calibration,
     NoveltySettings,
     TrackQuery,
@@ -342,8 +343,12 @@ def build_index(data_dir: str | Path, out: str | Path, options: BuildOptions = B
     calibration, heldout = calibrate_index(corpus, emb, settings)
     timings["calibrate"] = time.monotonic() - t
     if options.novelty.threshold_rule != calibration.threshold_rule:
-        corpus.warnings.append(f"--threshold-rule {options.novelty.threshold_rule}: the embedder's background "
-                               "(with symbolic features) holds no composer outside the index to place it against, "
+        why = ("the index has no background (an embedder trained here, or every background composer enrolled)"
+               if cohort is None or not len(cohort) else
+               f"--novelty {options.novelty.method} needs clips, which the background does not keep"
+               if any(m not in TRACK_VECTOR_METHODS for m in settings.novelty.parts) else
+               "the embedder's background keeps no symbolic features (python bench/rebackground.py adds them)")
+        corpus.warnings.append(f"--threshold-rule {options.novelty.threshold_rule}: {why}, "
                                f"so the threshold is {calibration.threshold_rule}'s")
 
     t = time.monotonic()
@@ -361,9 +366,9 @@ def build_index(data_dir: str | Path, out: str | Path, options: BuildOptions = B
                     "background": cohort.summary() if cohort is not None and settings.novelty.background else None,
                     "rule": f"{options.novelty.keep:.0%} of held-out known-composer tracks "
                             "score at or below the threshold" if calibration.threshold_rule == "known-quantile" else
-                            "as many held-out known-composer tracks score above the threshold as of "
+                            "the same share of held-out known-composer tracks scores above the threshold as of "
                             f"{calibration.impostors} background tracks (pieces by composers the index does not "
-                            "hold) score at or below it",
+                            "hold) at or below it",
                     "heldout": heldout},
         "counts": {"tracks": len(corpus.prepared), "clips": n_clips, "failed": len(corpus.failures)},
         "failures": [{"path": p, "reason": r} for p, r in corpus.failures],

@@ -147,10 +147,11 @@ NOVELTY_OPT = typer.Option(NoveltyMethod.fused, "--novelty",
                                 "compares them.")
 THRESHOLD_OPT = typer.Option(ThresholdRule.known_quantile, "--threshold-rule",
                              help="Where the novelty threshold goes: known-quantile (above 95% of held-out "
-                                  "tracks by indexed composers) or equal-error (where as many of those lie "
+                                  "tracks by indexed composers) or equal-error (where the same share of those lies "
                                   "above it as of the embedder's background tracks, scored as pieces by "
-                                  "composers the index does not hold, lie below; needs a general embedder "
-                                  "whose background keeps symbolic features, else known-quantile).")
+                                  "composers the index does not hold, lies below; needs a general embedder "
+                                  "whose background keeps symbolic features and a --novelty scored from track "
+                                  "vectors, else known-quantile, with a warning).")
 # the flags of musicid 0.1, hidden, for one release
 LEGACY_NAMING_OPT = typer.Option(None, "--naming", hidden=True, help="Old name of --classifier (vote, head).")
 LEGACY_VIEW_OPT = typer.Option(None, "--novelty-view", hidden=True, help="Old name of --novelty.")
