@@ -265,8 +265,7 @@ def _leave_composers_out(corpus: Corpus, embed: _Embeddings, splits: dict[str, S
         for method in methods:
             settings = NoveltySettings(method, b.novelty.k, b.novelty.keep, background=cohort,
                                        threshold_rule=b.novelty.threshold_rule)
-            impostors = impostor_scores(store, settings.parts) if settings.threshold_rule == "equal-error" else []
-            cal = calibrate(raw["calib"], settings, impostors)
+            cal = calibrate(raw["calib"], settings, impostor_scores(store, settings))
             scores = {part: np.asarray([final_score(p, method, cal) for p in ps]) for part, ps in raw.items()}
             per_method[method][c] = open_set_figures(scores["novel"], scores["known"], cal.threshold, len(calib_idx))
             loco_scores.setdefault(method, {})[c] = (novel_idx, scores["novel"], known_test, scores["known"])

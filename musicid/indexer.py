@@ -253,9 +253,7 @@ def calibrate_index(corpus: Corpus, emb: Embedding, settings: IndexSettings) -> 
         correct.append(r.composer == corpus.composers_of[i])
     if not parts:
         raise TrainingError("no track could be scored to calibrate the novelty threshold")
-    impostors = impostor_scores(store, settings.novelty.parts) if settings.novelty.threshold_rule == "equal-error" \
-        else []
-    calibration = calibrate(parts, settings.novelty, impostors)
+    calibration = calibrate(parts, settings.novelty, impostor_scores(store, settings.novelty))
     scores = [final_score(p, settings.novelty.method, calibration) for p in parts]
     per = {}
     for c in corpus.composers:

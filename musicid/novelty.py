@@ -243,18 +243,20 @@ def raw_scores(store: IndexStore, q: TrackQuery, methods: Sequence[str], k: int 
 TRACK_VECTOR_METHODS = ("track-knn", "symbolic-knn", "background-margin", "background-snorm")  # need no clips
 
 
-def impostor_scores(store: IndexStore, methods: Sequence[str]) -> list[dict[str, float]]:
+def impostor_scores(store: IndexStore, settings: NoveltySettings) -> list[dict[str, float]]:
     """Each background cohort track scored as a query by a composer the index does not hold: its
     unit track vector and symbolic features against the indexed tracks, with the cohort less its
     own composer (as for a composer the embedder never saw). These are *known unknowns* in the sense
     of open-set recognition (Scheirer et al., "Toward Open Set Recognition", TPAMI 2013; Dhamija et
     al., NeurIPS 2018): measured novel tracks for the threshold to sit above.
 
-    Returns one dict of raw scores per cohort track, by method; [] when the index keeps no cohort,
+    Only the "equal-error" threshold rule uses them, so [] under any other. Returns one dict of
+    raw scores (settings.parts) per cohort track; [] when the index keeps no cohort,
     when its background has no symbolic features and symbolic-knn is asked for, or when a method
     needs clips (clip-knn, spectral-knn), which the background does not keep."""
-    cohort = store.cohort
-    if (cohort is None or not len(cohort) or any(m not in TRACK_VECTOR_METHODS for m in methods)
+    cohort, methods = store.cohort, settings.parts
+    if (settings.threshold_rule != "equal-error" or cohort is None or not len(cohort)
+            or any(m not in TRACK_VECTOR_METHODS for m in methods)
             or ("symbolic-knn" in methods and cohort.symbolic is None)):
         return []
     out = []
