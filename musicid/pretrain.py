@@ -80,23 +80,27 @@ class PretrainReport:
 
 
 def prepare_collections(data_dirs: list[Path], options: BuildOptions, progress: ProgressFn | None = None
-                        ) -> tuple[list[Prepared], list[str], list[dict[str, Any]], list[tuple[str, str]]]:
+                        ) -> tuple[list[Prepared], list[str], list[dict[str, Any]], list[tuple[str, str]], list[str]]:
     """Every usable track of the labelled collections, in order: (prepared tracks, composer folder
     name of each, one {path, licence, tracks, composers} per collection, (collection/path, reason)
-    per skipped file). Raises DataDirError for a folder that is not a labelled collection."""
+    per skipped file, the work of each track as "<collection position>/<work group>" (indexer.Corpus's
+    groups: a piece's score and performances are one work)). Raises DataDirError for a folder that is
+    not a labelled collection."""
     prepared: list[Prepared] = []
     composers_of: list[str] = []
     collections: list[dict[str, Any]] = []
     failures: list[tuple[str, str]] = []
+    works_of: list[str] = []
     for root in data_dirs:
         root = Path(root)
         corpus, _, _ = prepare_corpus(root, options, None, progress, min_composers=1)
         prepared += corpus.prepared
         composers_of += corpus.composers_of
+        works_of += [f"{len(collections)}/{g}" for g in corpus.groups]
         failures += [(f"{root.name}/{p}", r) for p, r in corpus.failures]
         collections.append({"path": str(root.resolve()), "licence": collection_licence(root),
                             "tracks": len(corpus.prepared), "composers": corpus.composers})
-    return prepared, composers_of, collections, failures
+    return prepared, composers_of, collections, failures, works_of
 
 
 def collection_of(collections: list[dict[str, Any]]) -> list[int]:
@@ -124,12 +128,12 @@ def train_general_embedder(data_dirs: list[Path], out: Path, options: BuildOptio
     labelled collection, or no composer left) and TrainingError."""
     t0 = time.monotonic()
     options = replace(options, dims=dims_for(options.dims, options.features))
-    prepared, composers_of, collections, failures = prepare_collections(data_dirs, options, progress)
+    prepared, composers_of, collections, failures, works_of = prepare_collections(data_dirs, options, progress)
     composers = sorted(set(composers_of))
     if len(composers) < 2:
         raise DataDirError("a general embedder needs at least two composers across the collections given")
     model, report, from_cache = train_or_load(prepared, composers_of, np.arange(len(prepared)), composers, options,
-                                              progress, collection_of=collection_of(collections))
+                                              progress, collection_of=collection_of(collections), works_of=works_of)
     licence = weights_licence([c["licence"] for c in collections])
     background = embed_background(model, prepared, composers_of, progress)
     out.parent.mkdir(parents=True, exist_ok=True)

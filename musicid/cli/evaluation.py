@@ -209,7 +209,9 @@ def embedder_info(
              and "tracks" in d["background"] else "none")]
     train = d.get("train") or {}
     if train:
-        extras = [name for name, on in (("collection-balanced batches", train.get("balance_collections")),
+        floor = int(train.get("min_pool_works", 1))  # recorded since session 20; before it, no floor
+        balanced = "collection-balanced batches" + (f" (pools of at least {floor} works)" if floor > 1 else "")
+        extras = [name for name, on in ((balanced, train.get("balance_collections")),
                                         (f"CosFace {train.get('cosface')}", train.get("cosface")),
                                         (f"time stretch {train.get('time_stretch')}", train.get("time_stretch")))
                   if on]
