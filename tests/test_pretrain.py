@@ -278,6 +278,14 @@ def test_embedder_train_through_the_cli(tmp_path: Path) -> None:
     _, features, meta = load_checkpoint(tmp_path / "m.pt")
     assert features.representation == "pianoroll" and meta["train"]["composers_per_batch"] == 2
     assert meta["train"]["seed"] == 3
+    # balanced over two collections, the second holding one work (two movements) of Lowpiano: the user is told
+    # that it is drawn with the first collection's Lowpiano, not given half of his positives
+    b = make_corpus(tmp_path / "b", ["Lowpiano"], per_composer=2, seconds=6, seed=5)
+    r = CliRunner().invoke(app, ["embedder", "train", str(a), str(b), "--out", str(tmp_path / "m2.pt"), "--features",
+                                 "pianoroll", "--epochs", "1", "--steps-per-epoch", "2", "-P", "2", "-K", "4",
+                                 "--cache-dir", str(tmp_path / "cache"), "--workers", "1", "--balance-collections"])
+    assert r.exit_code == 0, r.output
+    assert "Lowpiano's 1 work(s) in b are drawn with a's (a pool needs 3 works)" in " ".join(r.stdout.split())
 
 
 def test_open_set_labels_make_every_other_composer_and_every_flag_unknown() -> None:

@@ -180,6 +180,9 @@ def embedder_train(
     out.print(f"wrote {rep.out}: {len(rep.composers)} composers, {sum(rep.tracks_per_composer.values())} tracks "
               f"from {len(rep.collections)} collection(s) in {rep.seconds / 60:.1f} min"
               + (" (the model cache held it)" if rep.from_cache else ""), highlight=False, soft_wrap=True)
+    for f in rep.folded:
+        out.print(f"  balanced batches: {f['composer']}'s {f['works']} work(s) in {f['collection']} are drawn with "
+                  f"{f['drawn_with']}'s (a pool needs {b.train.min_pool_works} works)", highlight=False, soft_wrap=True)
     out.print(f"licence of the weights: {rep.licence}", highlight=False, soft_wrap=True)
 
 
