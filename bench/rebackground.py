@@ -37,7 +37,7 @@ def main() -> None:
     ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
     old = Background.from_checkpoint(ckpt["background"])
     options = replace(BuildOptions(cache_dir=args.cache_dir), features=features, dims=model.dims)
-    prepared, composers_of, collections, _, _ = prepare_collections(args.data_dirs, options)
+    prepared, composers_of, collections, _ = prepare_collections(args.data_dirs, options)
     recorded = [c["tracks"] for c in meta.get("collections", [])]
     if [c["tracks"] for c in collections] != recorded:
         raise SystemExit(f"the collections give {[c['tracks'] for c in collections]} tracks, the checkpoint "

@@ -54,9 +54,6 @@ class TrainSettings:
     time_stretch: float = 0.0  # augmentation: each crop's tempo scaled by up to 1 + this, either way
     cosface: float = 0.0  # weight of a CosFace term over the training composers, added to the triplet loss
     balance_collections: bool = False  # a composer's K clips drawn evenly from each collection that holds it
-    # with balance_collections: a collection holding fewer of a composer's works than this gets no share of its
-    # own; its tracks join the composer's pool with the most works (model_cache.balancing_pools)
-    min_pool_works: int = 3
 
 
 FINE_TUNE_ANCHOR = 0.01  # L2-SP weight for --fine-tune (docs/RESULTS.md, session 12)

@@ -83,7 +83,6 @@ class TrainingSet:
     removed: dict[str, dict[str, Any]]  # collection path -> {tracks, same_notes, same_piece, matches}
     failed: int  # files of the collections that could not be read
     collection_of: list[int] = field(default_factory=list)  # per track: its position in collections
-    works_of: list[str] = field(default_factory=list)  # per track: its work (prepare_collections)
 
     def tracks_of(self, composers: Sequence[str]) -> int:
         """How many training tracks are by these composers (folder names, any case)."""
@@ -98,7 +97,7 @@ def build_training_set(train_on: Sequence[Path], evaluated: Corpus, options: Bui
     `evaluated`: the same notes (notes_hash) or a piece_match similarity of at least SAME_PIECE
     between their sketches (a performance of a score, an edition with other repeats). Raises
     DataDirError for a folder that is not a labelled collection."""
-    prepared, composers_of, collections, failures, works_of = prepare_collections(list(train_on), options, progress)
+    prepared, composers_of, collections, failures = prepare_collections(list(train_on), options, progress)
     by_hash: dict[str, int] = {}
     for i, p in enumerate(evaluated.prepared):
         by_hash.setdefault(p.notes_hash, i)
@@ -133,7 +132,7 @@ def build_training_set(train_on: Sequence[Path], evaluated: Corpus, options: Bui
     idx = np.flatnonzero(keep)
     of = collection_of(collections)
     return TrainingSet([prepared[i] for i in idx], [composers_of[i] for i in idx], collections, removed,
-                       len(failures), [of[i] for i in idx], [works_of[i] for i in idx])
+                       len(failures), [of[i] for i in idx])
 
 
 def composer_groups(composers: Sequence[str], n_groups: int | None, training: TrainingSet | None = None,
@@ -258,7 +257,7 @@ class GeneralSource:
                                 + (f" besides {', '.join(left_out)}" if left_out else "")
                                 + ": a general embedder needs at least two")
         model, _, cached = train_or_load(t.prepared, t.composers_of, idx, composers, self.options, self.progress,
-                                         collection_of=t.collection_of or None, works_of=t.works_of or None)
+                                         collection_of=t.collection_of or None)
         rec = _record(used_for, t.composers_of, idx, cached, left_out)
         self.models.append(rec)
         self._made[key] = (model, rec, idx)

@@ -37,13 +37,9 @@ def model_cache_path(options: BuildOptions, training_set: list[tuple[str, str]],
     unchanged data does not train again; None when caching is off."""
     if options.cache_dir is None:
         return None
-    # settings added later leave the keys of models cached before them as they were; the pool floor only
-    # acts on balanced batches (and min_pool_works = 1 is how they were drawn before it existed)
-    train = asdict(options.train)
-    if not options.train.balance_collections:
-        train["min_pool_works"] = 1
-    train = without_later_defaults(train, {"pitch_shift": 2, "anchor": 0.0, "time_stretch": 0.0, "cosface": 0.0,
-                                           "balance_collections": False, "min_pool_works": 1})
+    # settings added later leave the keys of models cached before them as they were
+    train = without_later_defaults(asdict(options.train), {"pitch_shift": 2, "anchor": 0.0, "time_stretch": 0.0,
+                                                          "cosface": 0.0, "balance_collections": False})
     dims = without_later_defaults(asdict(options.dims), {"in_channels": 1})
     if options.fine_tune and options.model_path:
         start = {"init": file_sha256(options.model_path)}
@@ -66,51 +62,20 @@ def balancing_acts(composers_of: list[str], train_idx: np.ndarray, collection_of
     return any(len(s) > 1 for s in spans.values())
 
 
-def balancing_pools(composers_of: list[str], train_idx: np.ndarray, collection_of: list[int],
-                    works_of: list[str] | None, min_works: int) -> list[int]:
-    """Each track's pool for collection-balanced batches (embedder.collection_balanced_pick), over the
-    tracks at train_idx: its collection, unless that collection holds fewer than min_works of its
-    composer's works (works_of; None counts each track as a work); then the composer's pool with the
-    most works (the first collection of those tied), where those tracks are drawn in proportion to
-    their number, as without balancing. A floor for tiny pools: dealing half of Brahms's positives to
-    ASAP's one intermezzo (2 files) taught the shipped embedder of session 18 a piano-and-chamber
-    spread from one piece (docs/RESULTS.md, session 17: 16 of the held-out check's chorales named
-    Brahms). min_works = 1 keeps every collection's pool. Entries outside train_idx are kept as given."""
-    works: dict[tuple[str, int], set[str]] = {}
-    for i in train_idx:
-        works.setdefault((composers_of[i], collection_of[i]), set()).add(works_of[i] if works_of else f"#{i}")
-    largest: dict[str, int] = {}
-    for (composer, col), _ in sorted(works.items(), key=lambda kv: (kv[0][0], -len(kv[1]), kv[0][1])):
-        largest.setdefault(composer, col)
-    pools = list(collection_of)
-    for i in train_idx:
-        if len(works[(composers_of[i], collection_of[i])]) < min_works:
-            pools[i] = largest[composers_of[i]]
-    return pools
-
-
 def train_or_load(prepared: list[Prepared], composers_of: list[str], train_idx: np.ndarray,
                   all_composers: list[str], options: BuildOptions, progress: ProgressFn | None = None,
-                  init: Embedder | None = None, collection_of: list[int] | None = None,
-                  works_of: list[str] | None = None) -> tuple[Embedder, TrainReport | None, bool]:
+                  init: Embedder | None = None, collection_of: list[int] | None = None
+                  ) -> tuple[Embedder, TrainReport | None, bool]:
     """Step 2: train the embedder on the tracks at train_idx (from init's weights when fine-tuning),
     or load the model the cache holds for exactly that training set and those settings. Returns
     (model, report, from_cache). Fine-tuning trains with embedder.fine_tuning(options.train).
-    collection_of: each prepared track's collection (an integer), for options.train.balance_collections,
-    and works_of each track's work, for its floor (balancing_pools); where no composer of the training
-    set keeps pools in two collections the option changes nothing, and the model is keyed (and trained)
-    as without it, so a cached one is reused; where the floor merges no pool, as before the floor."""
+    collection_of: each prepared track's collection (an integer), for options.train.balance_collections;
+    where no composer of the training set spans two collections the option changes nothing, and the
+    model is keyed (and trained) as without it, so a cached one is reused."""
     if init is not None:
         options = replace(options, train=fine_tuning(options.train))
-    if options.train.balance_collections and collection_of is not None:
-        pools = balancing_pools(composers_of, train_idx, collection_of, works_of, options.train.min_pool_works)
-        if not balancing_acts(composers_of, train_idx, pools):
-            # the same training draw for draw as without the option: key (and train) it as that one
-            options = replace(options, train=replace(options.train, balance_collections=False))
-        elif all(pools[i] == collection_of[i] for i in train_idx):  # drawn as before the floor existed
-            options = replace(options, train=replace(options.train, min_pool_works=1))
-        collection_of = pools
-    elif options.train.balance_collections:
+    if options.train.balance_collections and not balancing_acts(composers_of, train_idx, collection_of):
+        # the same training draw for draw as without the option: key (and train) it as that one
         options = replace(options, train=replace(options.train, balance_collections=False))
     cached = model_cache_path(options, [(prepared[i].sha256, composers_of[i]) for i in train_idx], init)
     if cached is not None and cached.exists():

@@ -12,7 +12,7 @@ the weights: a model trained on a CC BY-NC-SA collection carries its terms.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from .background import Background, background_of
 from .embedder import Embedder, TrainReport, dims_for, embed_tracks, save_checkpoint
 from .errors import DataDirError
 from .indexer import BuildOptions, prepare_corpus
-from .model_cache import balancing_pools, train_or_load
+from .model_cache import train_or_load
 from .novelty import mean_vector
 from .prepare import Prepared
 from .progress import ProgressFn
@@ -70,8 +70,6 @@ class PretrainReport:
     train: TrainReport | None
     from_cache: bool
     seconds: float
-    # with collection-balanced batches: each pool under the floor, {composer, collection, works, drawn_with}
-    folded: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -82,27 +80,23 @@ class PretrainReport:
 
 
 def prepare_collections(data_dirs: list[Path], options: BuildOptions, progress: ProgressFn | None = None
-                        ) -> tuple[list[Prepared], list[str], list[dict[str, Any]], list[tuple[str, str]], list[str]]:
+                        ) -> tuple[list[Prepared], list[str], list[dict[str, Any]], list[tuple[str, str]]]:
     """Every usable track of the labelled collections, in order: (prepared tracks, composer folder
     name of each, one {path, licence, tracks, composers} per collection, (collection/path, reason)
-    per skipped file, the work of each track as "<collection position>/<work group>" (indexer.Corpus's
-    groups: a piece's score and performances are one work)). Raises DataDirError for a folder that is
-    not a labelled collection."""
+    per skipped file). Raises DataDirError for a folder that is not a labelled collection."""
     prepared: list[Prepared] = []
     composers_of: list[str] = []
     collections: list[dict[str, Any]] = []
     failures: list[tuple[str, str]] = []
-    works_of: list[str] = []
     for root in data_dirs:
         root = Path(root)
         corpus, _, _ = prepare_corpus(root, options, None, progress, min_composers=1)
         prepared += corpus.prepared
         composers_of += corpus.composers_of
-        works_of += [f"{len(collections)}/{g}" for g in corpus.groups]
         failures += [(f"{root.name}/{p}", r) for p, r in corpus.failures]
         collections.append({"path": str(root.resolve()), "licence": collection_licence(root),
                             "tracks": len(corpus.prepared), "composers": corpus.composers})
-    return prepared, composers_of, collections, failures, works_of
+    return prepared, composers_of, collections, failures
 
 
 def collection_of(collections: list[dict[str, Any]]) -> list[int]:
@@ -130,21 +124,12 @@ def train_general_embedder(data_dirs: list[Path], out: Path, options: BuildOptio
     labelled collection, or no composer left) and TrainingError."""
     t0 = time.monotonic()
     options = replace(options, dims=dims_for(options.dims, options.features))
-    prepared, composers_of, collections, failures, works_of = prepare_collections(data_dirs, options, progress)
+    prepared, composers_of, collections, failures = prepare_collections(data_dirs, options, progress)
     composers = sorted(set(composers_of))
     if len(composers) < 2:
         raise DataDirError("a general embedder needs at least two composers across the collections given")
-    everything, of = np.arange(len(prepared)), collection_of(collections)
-    model, report, from_cache = train_or_load(prepared, composers_of, everything, composers, options,
-                                              progress, collection_of=of, works_of=works_of)
-    folded: list[dict[str, Any]] = []
-    if options.train.balance_collections:
-        pools = balancing_pools(composers_of, everything, of, works_of, options.train.min_pool_works)
-        moved = {(c, a, b) for c, a, b in zip(composers_of, of, pools, strict=True) if a != b}
-        for composer, col, pool in sorted(moved):
-            works = {w for c, a, w in zip(composers_of, of, works_of, strict=True) if c == composer and a == col}
-            folded.append({"composer": composer, "collection": Path(collections[col]["path"]).name,
-                           "works": len(works), "drawn_with": Path(collections[pool]["path"]).name})
+    model, report, from_cache = train_or_load(prepared, composers_of, np.arange(len(prepared)), composers, options,
+                                              progress, collection_of=collection_of(collections))
     licence = weights_licence([c["licence"] for c in collections])
     background = embed_background(model, prepared, composers_of, progress)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -155,4 +140,4 @@ def train_general_embedder(data_dirs: list[Path], out: Path, options: BuildOptio
         "background": {"tracks": len(background), "what": "each training track's unit mean clip vector"},
     }, background.to_checkpoint())
     return PretrainReport(out, composers, {c: composers_of.count(c) for c in composers}, collections, licence,
-                          failures, report, from_cache, round(time.monotonic() - t0, 1), folded)
+                          failures, report, from_cache, round(time.monotonic() - t0, 1))

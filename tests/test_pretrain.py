@@ -206,7 +206,7 @@ def test_balancing_a_training_set_with_no_composer_in_two_collections_reuses_the
     composers_of = ["Bach"] * 3 + ["Chopin"] * 3
     idx = np.arange(6)
     plain = tiny_options(tmp_path, train=replace(TINY_TRAIN, epochs=1))
-    balanced = replace(plain, train=replace(plain.train, balance_collections=True, min_pool_works=1))
+    balanced = replace(plain, train=replace(plain.train, balance_collections=True))
     one_each, bach_in_both = [0, 0, 0, 1, 1, 1], [0, 0, 1, 1, 1, 1]
     assert not balancing_acts(composers_of, idx, one_each) and balancing_acts(composers_of, idx, bach_in_both)
     assert not balancing_acts(composers_of, np.arange(2, 6), [0, 0, 1, 1, 1, 1])  # Bach's other track not trained on
@@ -217,41 +217,6 @@ def test_balancing_a_training_set_with_no_composer_in_two_collections_reuses_the
                                                              again.state_dict().values(), strict=True))
     _, _, cached = train_or_load(prepared, composers_of, idx, ["Bach", "Chopin"], balanced, collection_of=bach_in_both)
     assert not cached
-
-
-def test_a_collection_with_one_or_two_of_a_composers_works_gets_no_share_of_its_own(tmp_path: Path) -> None:
-    # Brahms: 2 files of one intermezzo in collection 1 beside 4 chamber works in collection 0; Bach: 3 works
-    # in each. Only Bach's two pools stay apart; Brahms's intermezzo joins his chamber pool
-    from musicid.model_cache import balancing_acts, balancing_pools, train_or_load
-    from musicid.prepare import Prepared
-
-    composers_of = ["Brahms"] * 6 + ["Bach"] * 6
-    collection_of = [0, 0, 0, 0, 1, 1, 0, 0, 0, 1, 1, 1]
-    works_of = ["0/a", "0/b", "0/c", "0/d", "1/op118", "1/op118", "0/e", "0/f", "0/g", "1/h", "1/i", "1/j"]
-    idx = np.arange(12)
-    assert balancing_pools(composers_of, idx, collection_of, works_of, 3) == [0] * 9 + [1] * 3
-    assert balancing_pools(composers_of, idx, collection_of, works_of, 1) == collection_of  # no floor
-    assert balancing_pools(composers_of, idx, collection_of, works_of, 4) == [0] * 12  # Bach's tie: the first
-    # a pool under the floor among the tracks trained on: Bach's collection 1 without two of its works
-    bach_thin = balancing_pools(composers_of, np.arange(10), collection_of, works_of, 3)
-    assert bach_thin[9] == 0 and not balancing_acts(composers_of, np.arange(10), bach_thin)
-    # through train_or_load: the floor leaves no composer in two pools, so the plain model is reused
-    rng = np.random.default_rng(0)
-    prepared = [Prepared(tmp_path / f"{i}.mid", f"{i:064x}", "", 30.0, 30.0,
-                         rng.random((2, 32, 64)).astype(np.float16), [0.0, 15.0], np.zeros(4), np.zeros(4, np.uint32))
-                for i in range(10)]
-    plain = tiny_options(tmp_path, train=replace(TINY_TRAIN, epochs=1))
-    balanced = replace(plain, train=replace(plain.train, balance_collections=True))
-    names = ["Bach", "Brahms"]
-    model, _, cached = train_or_load(prepared, composers_of, np.arange(10), names, plain)
-    again, _, cached = train_or_load(prepared, composers_of, np.arange(10), names, balanced,
-                                     collection_of=collection_of, works_of=works_of)
-    assert cached and all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
-                                                             again.state_dict().values(), strict=True))
-    no_floor = replace(balanced, train=replace(balanced.train, min_pool_works=1))
-    _, _, cached = train_or_load(prepared, composers_of, np.arange(10), names, no_floor,
-                                 collection_of=collection_of, works_of=works_of)
-    assert not cached  # every pool its own share: another model
 
 
 def test_licences_and_bad_collections(tmp_path: Path) -> None:
@@ -278,14 +243,6 @@ def test_embedder_train_through_the_cli(tmp_path: Path) -> None:
     _, features, meta = load_checkpoint(tmp_path / "m.pt")
     assert features.representation == "pianoroll" and meta["train"]["composers_per_batch"] == 2
     assert meta["train"]["seed"] == 3
-    # balanced over two collections, the second holding one work (two movements) of Lowpiano: the user is told
-    # that it is drawn with the first collection's Lowpiano, not given half of his positives
-    b = make_corpus(tmp_path / "b", ["Lowpiano"], per_composer=2, seconds=6, seed=5)
-    r = CliRunner().invoke(app, ["embedder", "train", str(a), str(b), "--out", str(tmp_path / "m2.pt"), "--features",
-                                 "pianoroll", "--epochs", "1", "--steps-per-epoch", "2", "-P", "2", "-K", "4",
-                                 "--cache-dir", str(tmp_path / "cache"), "--workers", "1", "--balance-collections"])
-    assert r.exit_code == 0, r.output
-    assert "Lowpiano's 1 work(s) in b are drawn with a's (a pool needs 3 works)" in " ".join(r.stdout.split())
 
 
 def test_open_set_labels_make_every_other_composer_and_every_flag_unknown() -> None:

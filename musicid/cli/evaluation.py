@@ -180,9 +180,6 @@ def embedder_train(
     out.print(f"wrote {rep.out}: {len(rep.composers)} composers, {sum(rep.tracks_per_composer.values())} tracks "
               f"from {len(rep.collections)} collection(s) in {rep.seconds / 60:.1f} min"
               + (" (the model cache held it)" if rep.from_cache else ""), highlight=False, soft_wrap=True)
-    for f in rep.folded:
-        out.print(f"  balanced batches: {f['composer']}'s {f['works']} work(s) in {f['collection']} are drawn with "
-                  f"{f['drawn_with']}'s (a pool needs {b.train.min_pool_works} works)", highlight=False, soft_wrap=True)
     out.print(f"licence of the weights: {rep.licence}", highlight=False, soft_wrap=True)
 
 
@@ -212,9 +209,7 @@ def embedder_info(
              and "tracks" in d["background"] else "none")]
     train = d.get("train") or {}
     if train:
-        floor = int(train.get("min_pool_works", 1))  # recorded since session 20; before it, no floor
-        balanced = "collection-balanced batches" + (f" (pools of at least {floor} works)" if floor > 1 else "")
-        extras = [name for name, on in ((balanced, train.get("balance_collections")),
+        extras = [name for name, on in (("collection-balanced batches", train.get("balance_collections")),
                                         (f"CosFace {train.get('cosface')}", train.get("cosface")),
                                         (f"time stretch {train.get('time_stretch')}", train.get("time_stretch")))
                   if on]
