@@ -1,16 +1,18 @@
 """Regenerate docs/RESULTS.md's section on general embedders (issue 18) from real `musicid eval` runs.
 
     python bench/results_general_md.py --general RUN_DIR --general-command "musicid eval ..." \
-        --cross "LABEL=RUN_DIR" [--cross ...] [--side "TITLE|LABEL=RUN_DIR" ...] [--heldout "LABEL=RUN_DIR" ...]
+        --cross "LABEL=RUN_DIR" [--cross ...] [--side "TITLE|LABEL=RUN_DIR" ...] \
+        [--side-cross "TITLE|LABEL=RUN_DIR" ...] [--heldout "LABEL=RUN_DIR" ...]
 
 --general: a run of the general-embedder protocol (`musicid eval DIR --train-on ...`): naming by
 work-grouped folds and leave-composers-out novelty, the left-out composers absent from the
 embedder's training. --cross: runs of the cross-collection protocol (`musicid eval QUERY --enrol DIR
 --model M`), one row each. --side: general-protocol runs side by side, one table per TITLE, a row
-per run (and one for its per-index embedder when the run had --also-per-index). --heldout: the
-cross-collection protocol on the project's held-out check (bench/run_heldout.sh). --general and
---cross replace what lies between the general-section markers of docs/RESULTS.md, --side and
---heldout what lies between the side-by-side markers (each appended when absent); the rest is kept.
+per run (and one for its per-index embedder when the run had --also-per-index). --side-cross: the
+same for cross-collection runs (a table per TITLE). --heldout: the cross-collection protocol on the
+project's held-out check (bench/run_heldout.sh). --general and --cross replace what lies between the
+general-section markers of docs/RESULTS.md, --side, --side-cross and --heldout what lies between the
+side-by-side markers (each appended when absent); the rest is kept.
 """
 
 from __future__ import annotations
@@ -150,6 +152,7 @@ def main() -> None:
     ap.add_argument("--general-command", default="musicid eval ASAP --train-on ...")
     ap.add_argument("--cross", action="append", default=[], help="LABEL=RUN_DIR (repeatable)")
     ap.add_argument("--side", action="append", default=[], help="TITLE|LABEL=RUN_DIR (repeatable)")
+    ap.add_argument("--side-cross", action="append", default=[], help="TITLE|LABEL=RUN_DIR (repeatable)")
     ap.add_argument("--heldout", action="append", default=[], help="LABEL=RUN_DIR (repeatable)")
     args = ap.parse_args()
     path = DOCS / "RESULTS.md"
@@ -161,14 +164,18 @@ def main() -> None:
         if args.cross:
             body += cross_rows(_runs(args.cross))
         text = replace_block(text, START, END, body, "# Across collections: general embedders (issue 18)")
-    if args.side or args.heldout:  # bench/run_side_by_side.sh's block
+    if args.side or args.side_cross or args.heldout:  # bench/run_side_by_side.sh's block
         body = []
-        tables: dict[str, list[str]] = {}
-        for spec in args.side:
-            title, run = spec.split("|", 1)
-            tables.setdefault(title, []).append(run)
-        for title, runs in tables.items():
-            body += side_rows(f"### {title}", _runs(runs))
+        def cross_table(title: str, runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
+            return cross_rows(runs, title)
+
+        for specs, make in ((args.side, side_rows), (args.side_cross, cross_table)):
+            tables: dict[str, list[str]] = {}
+            for spec in specs:
+                title, run = spec.split("|", 1)
+                tables.setdefault(title, []).append(run)
+            for title, runs in tables.items():
+                body += make(f"### {title}", _runs(runs))
         if args.heldout:
             body += cross_rows(_runs(args.heldout), "### The project's held-out check: music21's chorales, quartets "
                                                     "and madrigals (bench/run_heldout.sh)")

@@ -11,6 +11,10 @@
 #      (naming: 5, about 45 min); the challenge set's
 #      per-index embedders (today's --train, 9 trainings, about 55 min); on the held-out check, the shipped
 #      embedder fine-tuned on the challenge set (8 min) and the fused classifier (1 min).
+#   5. the two routes across collections (session 20): the DCML-trained audio embedder enrols the challenge
+#      set and queries all of ASAP, beside bench/run_general.sh's roll run ($OUT/cc); and on ASAP's 8
+#      composers, the audio route with the roll run's settings, beside its $OUT/asap-general (run that first);
+#      42 min from nothing, 19 of them rendering ASAP.
 # Every run also names with every classifier (track_by_classifier): the tables show the fused one.
 # Then docs/RESULTS.md's generated side-by-side section is rewritten with these tables and
 # bench/run_heldout.sh's check (run that first).
@@ -42,7 +46,18 @@ $M eval "$HELDOUT/music21" --enrol "$D/sfl-challenge/train" --model musicid/mode
   --cache-dir "$CACHE" --out "$HELDOUT/fine-tuned"
 $M eval "$HELDOUT/music21" --enrol "$D/sfl-challenge/train" --model musicid/models/composer-embedder.pt \
   --classifier fused --cache-dir "$CACHE" --out "$HELDOUT/fused-classifier"
+[ -f "$OUT/cc-audio-rp/eval.json" ] || $M eval "$D/asap" --enrol "$D/sfl-challenge/train" --model "$OUT/dcml-audio-rp.pt" \
+  --features audio --random-programs --cache-dir "$CACHE" --out "$OUT/cc-audio-rp"
+[ -f "$OUT/asap-audio-rp/eval.json" ] || $M eval "$D/asap" --train-on "$D/dcml-piano" \
+  --train-on "$D/sfl-challenge/train" --composers "$ASAP8" "${GEN[@]}" --balance-collections --features audio \
+  --random-programs --out "$OUT/asap-audio-rp"
+CC="Cross-collection: rendered audio with random instruments beside the roll (both trained on DCML alone; the challenge set enrolled, all of ASAP queried)"
+AS="ASAP's 8 composers: rendered audio with random instruments beside the roll (trained on DCML and the challenge set, balanced)"
 cd bench && "../$PY" results_general_md.py \
+  --side-cross "$CC|piano roll, fused=$OUT/cc" \
+  --side-cross "$CC|audio, random GM programs, fused=$OUT/cc-audio-rp" \
+  --side "$AS|piano roll=$OUT/asap-general" \
+  --side "$AS|audio, random GM programs=$OUT/asap-audio-rp" \
   --side "The challenge set: rendered audio with random instruments beside the roll (both trained on DCML alone)|audio, random GM programs=$OUT/sfl-audio-rp" \
   --side "The challenge set: rendered audio with random instruments beside the roll (both trained on DCML alone)|piano roll=$OUT/sfl-roll-dcml" \
   --side "The challenge set: general, fine-tuned and per-index roll embedders, same folds|general, trained on DCML=$OUT/sfl-roll-dcml" \
