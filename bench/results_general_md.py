@@ -9,7 +9,7 @@ work-grouped folds and leave-composers-out novelty, the left-out composers absen
 embedder's training. --cross: runs of the cross-collection protocol (`musicid eval QUERY --enrol DIR
 --model M`), one row each. --side: general-protocol runs side by side, one table per TITLE, a row
 per run (and one for its per-index embedder when the run had --also-per-index). --side-cross: the
-same for cross-collection runs (a table per TITLE). --heldout: the cross-collection protocol on the
+same for cross-collection runs (a table per TITLE; these tables come first). --heldout: the cross-collection protocol on the
 project's held-out check (bench/run_heldout.sh). --general and --cross replace what lies between the
 general-section markers of docs/RESULTS.md, --side, --side-cross and --heldout what lies between the
 side-by-side markers (each appended when absent); the rest is kept.
@@ -169,7 +169,7 @@ def main() -> None:
         def cross_table(title: str, runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
             return cross_rows(runs, title)
 
-        for specs, make in ((args.side, side_rows), (args.side_cross, cross_table)):
+        for specs, make in ((args.side_cross, cross_table), (args.side, side_rows)):
             tables: dict[str, list[str]] = {}
             for spec in specs:
                 title, run = spec.split("|", 1)

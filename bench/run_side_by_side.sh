@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 18's comparisons beside the general roll embedder, each on one protocol's splits in one run:
-#   1. the challenge set, embedders trained on DCML alone (ASAP's 1,302 renders did not fit): the
+#   1. the challenge set, embedders trained on DCML alone (in session 10 ASAP's renders did not fit; 5 adds them): the
 #      rendered-audio route with random General MIDI programs per part, then the piano roll (33 min);
 #   2. the same two routes on the project's held-out check (bench/run_heldout.sh's music21 export):
 #      embedders trained on all of DCML (`embedder train`), enrolling the challenge set (16 min);
@@ -13,14 +13,17 @@
 #      embedder fine-tuned on the challenge set (8 min) and the fused classifier (1 min).
 #   5. the two routes across collections (session 20): the DCML-trained audio embedder enrols the challenge
 #      set and queries all of ASAP, beside bench/run_general.sh's roll run ($OUT/cc); and on ASAP's 8
-#      composers, the audio route with the roll run's settings, beside its $OUT/asap-general (run that first);
-#      42 min from nothing, 19 of them rendering ASAP.
+#      composers, the audio route with the roll run's settings, beside its $OUT/asap-general (run
+#      bench/run_general.sh first); 42 min from nothing, 17 of them rendering ASAP.
 # Every run also names with every classifier (track_by_classifier): the tables show the fused one.
 # Then docs/RESULTS.md's generated side-by-side section is rewritten with these tables and
 # bench/run_heldout.sh's check (run that first).
 #   bash bench/run_side_by_side.sh      (DATA=, CACHE=, OUT=, HELDOUT=: bench/common.sh)
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
+for run in cc asap-general; do  # the roll's runs beside the audio route's (5.)
+  [ -f "$OUT/$run/eval.json" ] || { echo "no $OUT/$run/eval.json: run bench/run_general.sh first" >&2; exit 1; }
+done
 GEN=(--composer-groups 2 -P 8 -K 8 --epochs 8 --cache-dir "$CACHE")
 mkdir -p "$OUT"
 [ -f "$OUT/sfl-audio-rp/eval.json" ] || $M eval "$D/sfl-challenge/train" --train-on "$D/dcml-piano" --features audio \
