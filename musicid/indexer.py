@@ -42,13 +42,13 @@ from .model_cache import train_or_load
 from .novelty import (
     COHORT_METHODS,
     DESCRIPTIONS,
-    TRACK_VECTOR_METHODS,
     Calibration,
     NoveltySettings,
     TrackQuery,
     calibrate,
     final_score,
     impostor_scores,
+    impostors_unavailable,
 )
 from .prepare import Failure, Prepared, prepare_many
 from .progress import ProgressFn
@@ -341,11 +341,7 @@ def build_index(data_dir: str | Path, out: str | Path, options: BuildOptions = B
     calibration, heldout = calibrate_index(corpus, emb, settings)
     timings["calibrate"] = time.monotonic() - t
     if options.novelty.threshold_rule != calibration.threshold_rule:
-        why = ("the index has no background (an embedder trained here, or every background composer enrolled)"
-               if cohort is None or not len(cohort) else
-               f"--novelty {options.novelty.method} needs clips, which the background does not keep"
-               if any(m not in TRACK_VECTOR_METHODS for m in settings.novelty.parts) else
-               "the embedder's background keeps no symbolic features (python bench/rebackground.py adds them)")
+        why = impostors_unavailable(cohort, settings.novelty) or "no background track scored finitely"
         corpus.warnings.append(f"--threshold-rule {options.novelty.threshold_rule}: {why}, "
                                f"so the threshold is {calibration.threshold_rule}'s")
 

@@ -243,6 +243,18 @@ def raw_scores(store: IndexStore, q: TrackQuery, methods: Sequence[str], k: int 
 TRACK_VECTOR_METHODS = ("track-knn", "symbolic-knn", "background-margin", "background-snorm")  # need no clips
 
 
+def impostors_unavailable(cohort: Background | None, settings: NoveltySettings) -> str:
+    """Why the background cohort's tracks cannot be scored as known unknowns (impostor_scores) under
+    these settings, in words for a warning; "" when they can."""
+    if cohort is None or not len(cohort):
+        return "the index has no background (an embedder trained here, or every background composer enrolled)"
+    if any(m not in TRACK_VECTOR_METHODS for m in settings.parts):
+        return f"--novelty {settings.method} needs clips, which the background does not keep"
+    if "symbolic-knn" in settings.parts and cohort.symbolic is None:
+        return "the embedder's background keeps no symbolic features (python bench/rebackground.py adds them)"
+    return ""
+
+
 def impostor_scores(store: IndexStore, settings: NoveltySettings) -> list[dict[str, float]]:
     """Each background cohort track scored as a query by a composer the index does not hold: its
     unit track vector and symbolic features against the indexed tracks, with the cohort less its
@@ -251,14 +263,12 @@ def impostor_scores(store: IndexStore, settings: NoveltySettings) -> list[dict[s
     al., NeurIPS 2018): measured novel tracks for the threshold to sit above.
 
     Only the "equal-error" threshold rule uses them, so [] under any other. Returns one dict of
-    raw scores (settings.parts) per cohort track; [] when the index keeps no cohort,
-    when its background has no symbolic features and symbolic-knn is asked for, or when a method
-    needs clips (clip-knn, spectral-knn), which the background does not keep."""
+    raw scores (settings.parts) per cohort track; [] when they cannot be scored (impostors_unavailable:
+    no cohort, a method that needs clips, or symbolic-knn without the background's symbolic features)."""
     cohort, methods = store.cohort, settings.parts
-    if (settings.threshold_rule != "equal-error" or cohort is None or not len(cohort)
-            or any(m not in TRACK_VECTOR_METHODS for m in methods)
-            or ("symbolic-knn" in methods and cohort.symbolic is None)):
+    if settings.threshold_rule != "equal-error" or impostors_unavailable(cohort, settings):
         return []
+    assert cohort is not None
     out = []
     view = copy.copy(store)  # the same index, another cohort per background composer
     for label, composer in enumerate(cohort.composers):
