@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from musicid.dataset import list_midi_files
+from musicid.dataset import list_music_files
 from musicid.features import FeatureSettings
 from musicid.prepare import default_workers, prepare_many
 from musicid.render import RenderSettings
@@ -45,7 +45,7 @@ def main() -> None:
     ap.add_argument("--cold", action="store_true", help="also time a build from an empty cache (minutes)")
     ap.add_argument("--no-builds", action="store_true", help="only the render scaling")
     args = ap.parse_args()
-    paths = list_midi_files(args.data_dir)
+    paths = list_music_files(args.data_dir)
     paths = [paths[i] for i in np.linspace(0, len(paths) - 1, args.files).round().astype(int)]
     cores = default_workers()
     t = time.perf_counter()

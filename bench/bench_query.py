@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from musicid.dataset import list_midi_files
+from musicid.dataset import list_music_files
 from musicid.midi import load_midi
 from musicid.query import QueryEngine
 from musicid.render import render
@@ -39,7 +39,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     faiss.omp_set_num_threads(1)
-    files = list_midi_files(args.test_dir)
+    files = list_music_files(args.test_dir)
     fresh = []
     for f in files:
         t = time.perf_counter()

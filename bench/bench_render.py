@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from musicid.dataset import list_midi_files
+from musicid.dataset import list_music_files
 from musicid.features import FeatureSettings
 from musicid.midi import load_midi
 from musicid.prepare import prepare_track
@@ -83,7 +83,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    paths = list_midi_files(args.data_dir)
+    paths = list_music_files(args.data_dir)
     paths = [paths[i] for i in np.linspace(0, len(paths) - 1, args.files).round().astype(int)]
     settings = RenderSettings()
     midis = [load_midi(p) for p in paths]

@@ -1,4 +1,4 @@
-"""Regenerate docs/RESULTS.md's section on general embedders (issue 18) from real `musicid eval` runs.
+"""Regenerate docs/RESULTS.md's section on general embedders from real `musicid eval` runs.
 
     python bench/results_general_md.py --general RUN_DIR --general-command "musicid eval ..." \
         --cross "LABEL=RUN_DIR" [--cross ...] [--side "TITLE|LABEL=RUN_DIR" ...] \
@@ -9,10 +9,11 @@ work-grouped folds and leave-composers-out novelty, the left-out composers absen
 embedder's training. --cross: runs of the cross-collection protocol (`musicid eval QUERY --enrol DIR
 --model M`), one row each. --side: general-protocol runs side by side, one table per TITLE, a row
 per run (and one for its per-index embedder when the run had --also-per-index). --side-cross: the
-same for cross-collection runs (a table per TITLE; these tables come first). --heldout: the cross-collection protocol on the
-project's held-out check (bench/run_heldout.sh). --general and --cross replace what lies between the
-general-section markers of docs/RESULTS.md, --side, --side-cross and --heldout what lies between the
-side-by-side markers (each appended when absent); the rest is kept.
+same for cross-collection runs (a table per TITLE; these tables come first). --heldout: the
+cross-collection protocol on the project's held-out check (bench/run_heldout.sh). --general and
+--cross replace what lies between the general-section markers of docs/RESULTS.md, --side,
+--side-cross and --heldout what lies between the side-by-side markers (each appended when absent);
+the rest is kept.
 """
 
 from __future__ import annotations

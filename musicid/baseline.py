@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .errors import MidiError, RenderError
-from .midi import load_midi
+from .errors import ReadError, RenderError
+from .reader import load_music
 from .render import RenderSettings, render
 
 PUBLISHED_SAMPLE_RATE = 44100
@@ -59,7 +59,7 @@ def published_input(path: Path) -> Tensor:
     """Render the first 30 s of a file as the published attempt did and featurise it."""
     settings = RenderSettings(sample_rate=PUBLISHED_SAMPLE_RATE, stereo=True, effects=True,
                               max_seconds=PUBLISHED_SECONDS + 1)
-    audio = render(load_midi(path), settings, path.name, max_seconds=PUBLISHED_SAMPLES / PUBLISHED_SAMPLE_RATE)
+    audio = render(load_music(path), settings, path.name, max_seconds=PUBLISHED_SAMPLES / PUBLISHED_SAMPLE_RATE)
     padded = np.zeros((2, PUBLISHED_SAMPLES), dtype=np.float32)
     padded[:, : audio.shape[1]] = audio[:, :PUBLISHED_SAMPLES]
     return published_features(torch.from_numpy(padded))
@@ -145,7 +145,7 @@ def prepare_published_inputs(paths: Sequence[Path]) -> tuple[Tensor, list[int]]:
         try:
             feats.append(published_input(p))
             ok.append(i)
-        except (MidiError, RenderError):
+        except (ReadError, RenderError):
             continue
     return torch.stack(feats) if feats else torch.zeros(0, 2, PUBLISHED_N_MELS, PUBLISHED_FRAMES), ok
 

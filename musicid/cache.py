@@ -36,11 +36,11 @@ def without_later_defaults(settings: dict[str, Any], added_later: dict[str, Any]
 
 
 def settings_digest(settings: dict[str, Any]) -> str:
-    """Key of cached features and models: the settings, and the MIDI reader that read the notes
-    (a new reader can give other notes, times or notes_hashes: its entries never mix with old)."""
-    from .midi import READER_VERSION
+    """Key of cached features and models: the settings, and the readers that read the notes (MIDI and
+    score: a new reader can give other notes, times or notes_hashes: its entries never mix with old)."""
+    from .reader import READERS
 
-    blob = json.dumps({"v": CACHE_VERSION, "midi_reader": READER_VERSION, **settings}, sort_keys=True).encode()
+    blob = json.dumps({"v": CACHE_VERSION, **READERS, **settings}, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 

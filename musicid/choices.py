@@ -43,6 +43,13 @@ class ThresholdRule(StrEnum):
     equal_error = "equal-error"  # between held-out known tracks and background tracks scored as known unknowns
 
 
+class Labels(StrEnum):
+    """Where a track's composer comes from (dataset.scan_labelled)."""
+
+    folders = "folders"  # <root>/<Composer>/...: the folder's name
+    metadata = "metadata"  # the file itself: a score's <creator type="composer"> or kern !!!COM
+
+
 class IndexKind(StrEnum):
     """The FAISS index (faiss_index.py)."""
 

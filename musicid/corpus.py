@@ -22,6 +22,7 @@ from typing import Any
 from .atomic import write_with
 from .errors import MusicIdError
 from .progress import ProgressFn
+from .score import program_for
 
 DEFAULT_COMPOSERS = ("bach", "palestrina", "monteverdi", "trecento", "josquin", "mozart", "haydn")
 SCORE_SUFFIXES = {".mxl", ".xml", ".musicxml", ".krn", ".abc", ".mid"}
@@ -30,13 +31,6 @@ MAX_NOTES = 40000
 PARSE_TIMEOUT = 120.0
 
 # part name keyword -> General MIDI program (0-based)
-_PROGRAMS = [
-    (r"sopran|alto|altus|tenor|cantus|bassus|quint|sext|voice|vox|canto|basso(?!on)|^bass(\s|$)", 52),
-    (r"violin|violino", 40), (r"viola", 41), (r"cello|violoncello", 42), (r"contrabass|double bass", 43),
-    (r"flute|flauto", 73), (r"oboe", 68), (r"clarinet", 71), (r"bassoon|fagott", 70), (r"horn|corno", 60),
-    (r"trumpet|tromba", 56), (r"organ|organo", 19), (r"harpsichord|cembalo|continuo", 6),
-    (r"piano|klavier", 0),
-]
 
 
 class CorpusError(MusicIdError):
@@ -53,19 +47,6 @@ class ExportReport:
     def as_dict(self) -> dict[str, Any]:
         return {"out": str(self.out), "written": self.written, "reused": self.reused,
                 "failures": [{"work": w, "reason": r} for w, r in self.failures]}
-
-
-def program_for(part_name: str, instrument_program: int | None, sung: bool = False) -> int:
-    """GM program for a part: named by the part ("Violin 1", "Tenor"), else a voice if it
-    has lyrics, else the score's own program, else piano. Part names come first because
-    score encoders often leave a default piano on every part."""
-    name = (part_name or "").lower()
-    for pattern, program in _PROGRAMS:
-        if re.search(pattern, name):
-            return program
-    if sung:
-        return 52
-    return int(instrument_program) if instrument_program is not None else 0
 
 
 def _composer_dir_name(composer: str) -> str:

@@ -108,8 +108,7 @@ def evaluate_cross_collection(model: Path, enrol_dir: Path, query_dir: Path,
             r = engine.score(p, str(ref.path.relative_to(query_dir)))
             rows.append({"path": r.path, "composer": str(ref.composer), "named": r.composer,
                          "novelty": r.novelty, "novel": r.novel, "known_piece": r.known_piece,
-                         "work": work_key(ref.path, str(ref.composer), options.group_by,
-                                          query_dir / str(ref.composer)),
+                         "work": work_key(ref.path, str(ref.composer), options.group_by, ref.base),
                          "notes_hash": p.notes_hash, "sketch": p.sketch})
             if progress:
                 progress("embed", n + 1, len(refs))

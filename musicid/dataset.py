@@ -1,6 +1,7 @@
-"""Composer-labelled MIDI folders: finding tracks, grouping them into works, splitting.
+"""Composer-labelled folders of MIDI files and scores: finding tracks, grouping them into works, splitting.
 
-A data folder is <root>/<Composer>/*.mid (also .midi, any case), with any
+A data folder is <root>/<Composer>/*.mid (also .midi, any case, and scores: .musicxml, .xml, .mxl,
+.krn; reader.py), with any
 folders between: Composer/Collection/piece.mid, or a folder per piece,
 Composer/Collection/Piece/{score,performance}.mid. A *work* is what must never
 straddle a train/held-out split: all movements of one catalog number or of one
@@ -18,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataDirError
+from .reader import is_music_file
 
-MIDI_SUFFIXES = {".mid", ".midi", ".smf", ".kar"}
 # "<title>_<catalog>_<id>_<short>", e.g. "Cello Suite 3_BWV1009_2217_cs3-1pre"
 _CATALOG = re.compile(r"_([A-Za-z]{1,4}\d+[A-Za-z0-9]*)_\d+_")
 # one trailing movement marker after a separator: "-movement1", ".6", "_m2", " III", "-2b"
@@ -29,65 +30,111 @@ _MOVEMENT_SUFFIX = re.compile(r"[\s_\-.]+(movement|mvt|mov|part|no|m)?\s*(\d+[a-
 _FOLDER_MOVEMENT = re.compile(r"(?<=\d)[\-_.]\d+[a-z]?$")
 
 
+LABELS = ("folders", "metadata")  # where a track's composer comes from: its folder, or the file itself
+
+
 @dataclass(frozen=True)
 class TrackRef:
     path: Path
     composer: str | None  # None for unlabelled query folders
+    base: Path | None = None  # the folder work keys are read below (work_key's composer_dir)
 
 
-def is_midi(path: Path) -> bool:
-    return path.suffix.lower() in MIDI_SUFFIXES and not path.name.startswith(".")
+def list_music_files(folder: Path) -> list[Path]:
+    """MIDI files and scores directly in a folder or below it, sorted, symlinks followed."""
+    return sorted(p for p in folder.rglob("*") if is_music_file(p) and (p.is_file() or p.is_symlink()))
 
 
-def list_midi_files(folder: Path) -> list[Path]:
-    """MIDI files directly in a folder or below it, sorted, symlinks followed."""
-    return sorted(p for p in folder.rglob("*") if is_midi(p) and (p.is_file() or p.is_symlink()))
-
-
-def scan_labelled(root: str | Path, min_composers: int = 1) -> tuple[list[TrackRef], list[str]]:
-    """Tracks of <root>/<Composer>/*.mid and the warnings a user should see.
-
-    Raises DataDirError when the layout is not usable at all.
-    """
-    root = Path(root)
+def _check_root(root: Path) -> None:
     if not root.exists():
         raise DataDirError(f"data folder not found: {root}")
     if not root.is_dir():
         raise DataDirError(f"not a folder: {root}")
+
+
+def _check_count(root: Path, composers: list[str], min_composers: int) -> None:
+    if len(composers) < min_composers:
+        shown = ", ".join(composers[:8]) + (", ..." if len(composers) > 8 else "")
+        raise DataDirError(f"{root}: {len(composers)} composer(s) ({shown}); training needs at least {min_composers}")
+
+
+def scan_labelled(root: str | Path, min_composers: int = 1, labels: str = "folders",
+                  ) -> tuple[list[TrackRef], list[str]]:
+    """Tracks of a labelled folder and the warnings a user should see.
+
+    labels "folders": <root>/<Composer>/... , the composer is the folder's name. labels "metadata":
+    every file below root, the composer is the one the file names (a score's `<creator
+    type="composer">` or kern `!!!COM`, reader.composer_of); files that name none (every MIDI file)
+    or cannot be read are skipped and counted in the warnings. Raises DataDirError when the layout
+    is not usable at all, or holds fewer than min_composers composers."""
+    root = Path(root)
+    _check_root(root)
+    if labels not in LABELS:
+        raise DataDirError(f"labels must be one of {', '.join(LABELS)}, not {labels!r}")
+    if labels == "metadata":
+        return _scan_by_metadata(root, min_composers)
     warnings: list[str] = []
     tracks: list[TrackRef] = []
     composers: list[str] = []
     subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     for d in subdirs:
-        files = list_midi_files(d)
+        files = list_music_files(d)
         if not files:
-            warnings.append(f"{d.name}/: no MIDI files, composer skipped")
+            warnings.append(f"{d.name}/: no MIDI files or scores, composer skipped")
             continue
         composers.append(d.name)
-        tracks += [TrackRef(f, d.name) for f in files]
+        tracks += [TrackRef(f, d.name, d) for f in files]
     if not composers:
-        loose = [p for p in root.iterdir() if is_midi(p)]
-        hint = (f" ({len(loose)} MIDI files lie directly in it: put each composer's in a subfolder)"
-                if loose else "")
+        loose = [p for p in root.iterdir() if is_music_file(p)]
+        hint = (f" ({len(loose)} music files lie directly in it: put each composer's in a subfolder, "
+                "or take composers from the files with --labels metadata)" if loose else "")
         raise DataDirError(f"{root}: no <Composer>/*.mid subfolders{hint}")
-    if len(composers) < min_composers:
-        raise DataDirError(
-            f"{root}: {len(composers)} composer folder(s) ({', '.join(composers)}); "
-            f"training needs at least {min_composers}"
-        )
+    _check_count(root, composers, min_composers)
+    return tracks, warnings
+
+
+def _scan_by_metadata(root: Path, min_composers: int) -> tuple[list[TrackRef], list[str]]:
+    from .errors import ReadError
+    from .reader import composer_of
+
+    tracks: list[TrackRef] = []
+    unnamed: list[str] = []
+    unreadable: list[str] = []
+    for f in list_music_files(root):
+        try:
+            composer = composer_of(f)
+        except ReadError as e:
+            unreadable.append(str(e))
+            continue
+        if composer is None:
+            unnamed.append(str(f.relative_to(root)))
+        else:
+            tracks.append(TrackRef(f, composer, root))
+    warnings = []
+    if unnamed:
+        warnings.append(f"{len(unnamed)} file(s) name no composer (MIDI files never do), skipped: "
+                        + ", ".join(unnamed[:3]) + (", ..." if len(unnamed) > 3 else ""))
+    if unreadable:
+        warnings.append(f"{len(unreadable)} file(s) unreadable, skipped: " + "; ".join(unreadable[:3])
+                        + ("; ..." if len(unreadable) > 3 else ""))
+    composers = sorted({str(t.composer) for t in tracks})
+    if not composers:
+        raise DataDirError(f"{root}: no file below it names its composer (--labels metadata reads a score's "
+                           "<creator type=\"composer\"> or kern !!!COM)")
+    _check_count(root, composers, min_composers)
     return tracks, warnings
 
 
 def scan_unlabelled(path: str | Path) -> list[TrackRef]:
-    """A single MIDI file, or every MIDI file below a folder."""
+    """A single MIDI file or score, or every one below a folder."""
     path = Path(path)
     if not path.exists():
         raise DataDirError(f"not found: {path}")
     if path.is_file():
         return [TrackRef(path, None)]
-    files = list_midi_files(path)
+    files = list_music_files(path)
     if not files:
-        raise DataDirError(f"{path}: no MIDI files")
+        raise DataDirError(f"{path}: no MIDI files or scores")
     return [TrackRef(f, None) for f in files]
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import math
+import re
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,14 +26,33 @@ def _secs(s: float) -> str:
     return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
 
 
+SKIPPED_LISTED = 12  # skipped files listed one by one; past this, a count by reason (all of them in --json)
+
+
+def reason_kind(reason: str) -> str:
+    """What a skip reason says, less its particulars: the text before its first parenthesis, numbers
+    as N ("a note at MIDI pitch 156 (...)" -> "a note at MIDI pitch N")."""
+    return re.sub(r"\d+(\.\d+)?", "N", reason.split(" (")[0]).strip()
+
+
+def print_skipped(console: Console, failures: Sequence[tuple[str, str]], n_files: int) -> None:
+    """Skipped files: each one while they are few, else a count by reason and the first few."""
+    console.print(f"[yellow]{len(failures)} of {n_files} file(s) could not be used, skipped:[/yellow]")
+    if len(failures) > SKIPPED_LISTED:
+        kinds = Counter(reason_kind(reason) for _, reason in failures)
+        for kind, count in kinds.most_common():
+            console.print(f"  {count:>5}  {kind}", highlight=False, soft_wrap=True)
+        console.print(f"  the first {SKIPPED_LISTED} (every one with --json):", highlight=False)
+    for path, reason in failures[:SKIPPED_LISTED]:
+        console.print(f"  {path}: {reason}", highlight=False, soft_wrap=True)
+
+
 def print_build_report(console: Console, r: BuildReport) -> None:
     for w in r.warnings:
         console.print(f"[yellow]warning:[/yellow] {w}")
     n_files = sum(r.tracks_per_composer.values()) + len(r.failures)
     if r.failures:
-        console.print(f"[yellow]{len(r.failures)} of {n_files} file(s) could not be used, skipped:[/yellow]")
-        for path, reason in r.failures:
-            console.print(f"  {path}: {reason}", highlight=False, soft_wrap=True)
+        print_skipped(console, r.failures, n_files)
     else:
         console.print(f"all {n_files} files used")
     t = Table(title=f"Index written to {r.out}")

@@ -7,8 +7,16 @@ class MusicIdError(Exception):
     """Base class of every error musicid reports to a user."""
 
 
-class MidiError(MusicIdError):
+class ReadError(MusicIdError):
+    """A music file (MIDI or score) cannot be read as notes: unreadable, unsafe, no notes, absurd length."""
+
+
+class MidiError(ReadError):
     """A file is not a usable MIDI file (unreadable, no notes, absurd length)."""
+
+
+class ScoreError(ReadError):
+    """A score (MusicXML, .mxl, Humdrum kern) is unreadable, unsafe to read, or holds no notes."""
 
 
 class RenderError(MusicIdError):

@@ -70,13 +70,14 @@ def _publish(index_dir: Path, store: IndexStore) -> None:
 
 
 def add_tracks(index_dir: str | Path, data_dir: str | Path, cache_dir: Path | None = None,
-               workers: int = 0, progress: ProgressFn | None = None) -> EditReport:
-    """Render, embed (with the index's model) and add <data_dir>/<Composer>/*.mid to an index.
+               workers: int = 0, progress: ProgressFn | None = None, labels: str = "folders") -> EditReport:
+    """Render, embed (with the index's model) and add <data_dir>/<Composer>/*.mid (and scores) to an
+    index; labels "metadata" takes each file's composer from the file (dataset.scan_labelled).
     A track whose path is already in the index is replaced. DataDirError when nothing could be added."""
     index_dir, data_dir = Path(index_dir), Path(data_dir)
     engine = QueryEngine.open(index_dir)
     store = engine.store
-    refs, _ = scan_labelled(data_dir)
+    refs, _ = scan_labelled(data_dir, labels=labels)
     cache = FeatureCache.for_tracks(cache_dir if cache_dir is not None else default_cache_dir(),
                                     engine.render_settings, engine.features)
     results = prepare_many([r.path for r in refs], engine.render_settings, engine.features, cache,
@@ -92,7 +93,7 @@ def add_tracks(index_dir: str | Path, data_dir: str | Path, cache_dir: Path | No
     keep_clips = ~store.clips["track_id"].isin(replaced["track_id"]).to_numpy()
     next_track = int(store.tracks["track_id"].max()) + 1 if len(store.tracks) else 0
     next_clip = int(store.clips["clip_id"].max()) + 1 if len(store.clips) else 0
-    works = [work_key(r.path, r.composer, store.manifest.settings.group_by, data_dir / str(r.composer))
+    works = [work_key(r.path, r.composer, store.manifest.settings.group_by, r.base)
              for r, _ in good]
     first_group = int(tracks["group"].max()) + 1 if len(tracks) else 0
     groups = group_works(works, [p.notes_hash for _, p in good], np.stack([p.sketch for _, p in good])) + first_group

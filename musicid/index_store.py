@@ -48,8 +48,8 @@ from .classifier import SYMBOLIC_C, LinearProbe, fit_linear_probe, fit_tempered_
 from .errors import IndexCorrupt
 from .faiss_index import ip_to_distance, make_faiss_index, search
 from .manifest import FORMAT, FORMAT_VERSION, Manifest, read_manifest_file
-from .midi import READER_VERSION
 from .piece_match import N_SLOTS
+from .reader import READERS
 from .spectral_stats import SpectralNorm
 from .symbolic_features import N_SYMBOLIC
 
@@ -290,7 +290,7 @@ def write_store(directory: Path, store: IndexStore) -> dict[str, Any]:
     np.save(directory / SYMBOLIC_PROBE_FILE, store.symbolic_probe.as_array(), allow_pickle=False)
     if store.background is not None:
         store.background.save(directory / BACKGROUND_FILE)
-    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "midi_reader": READER_VERSION,
+    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, **READERS,
                 **store.manifest.as_dict()}
     names = (*DATA_FILES, SYMBOLIC_PROBE_FILE, *([BACKGROUND_FILE] if store.background is not None else []))
     manifest["files"] = {name: file_sha256(directory / name) for name in names}

@@ -71,6 +71,7 @@ class BuildOptions:
     classifier: str = "auto"  # "knn", "linear" (classifier.py), or auto: the better one per representation
     index_kind: str = "auto"  # FAISS index: auto, flat, ivf, ivfpq, hnsw (faiss_index.make_faiss_index)
     group_by: str | None = None
+    labels: str = "folders"  # composer from the folder, or from the file itself (dataset.LABELS)
     cache_dir: Path | None = field(default_factory=default_cache_dir)
     workers: int = 0
     seed: int = 0
@@ -154,7 +155,7 @@ def prepare_corpus(data_dir: Path, options: BuildOptions, model: Embedder | None
     With a model and Ray, tracks are embedded where they are rendered: their Embedding comes back
     too (else None); and on Ray, where each track was rendered. DataDirError with fewer than
     min_composers composer folders."""
-    refs, warnings = scan_labelled(data_dir, min_composers=min_composers)
+    refs, warnings = scan_labelled(data_dir, min_composers=min_composers, labels=options.labels)
     paths = [r.path for r in refs]
     embedded, ray_run = None, None
     cache = FeatureCache.for_tracks(options.cache_dir, options.render, options.features)
@@ -175,14 +176,16 @@ def prepare_corpus(data_dir: Path, options: BuildOptions, model: Embedder | None
         ray_run = {"rendered_on": rendered_on}
     else:
         results = prepare_many(paths, options.render, options.features, cache, options.workers, progress)
-    prepared, composers_of, failures = [], [], []
+    prepared, composers_of, bases, failures = [], [], [], []
     for ref, res in zip(refs, results, strict=True):
         if isinstance(res, Failure):
             failures.append((relative(ref.path, data_dir), res.reason))
         else:
             prepared.append(res)
             composers_of.append(str(ref.composer))
-    works = [work_key(p.path, c, options.group_by, data_dir / c) for p, c in zip(prepared, composers_of, strict=True)]
+            bases.append(ref.base)
+    works = [work_key(p.path, c, options.group_by, base)
+             for p, c, base in zip(prepared, composers_of, bases, strict=True)]
     groups = group_works(works, [p.notes_hash for p in prepared],
                          np.stack([p.sketch for p in prepared]) if prepared else None)
     held = holdout_split(composers_of, groups, options.holdout_fraction, options.seed)

@@ -24,8 +24,8 @@ from .classifier import CLASSIFIERS
 from .errors import IndexCorrupt, IndexMismatch, IndexNotFound
 from .faiss_index import INDEX_KINDS
 from .features import FeatureSettings
-from .midi import READER_VERSION
 from .novelty import Calibration, NoveltySettings
+from .reader import READERS
 from .render import RenderSettings
 
 FORMAT = "musicid-index"
@@ -92,13 +92,15 @@ class Manifest:
         if d.get("format_version") != FORMAT_VERSION:
             raise IndexMismatch(f"{where}: index format {d.get('format_version')}, this musicid reads "
                                 f"{FORMAT_VERSION}; rebuild the index with musicid index build")
-        reader = d.get("midi_reader", 1)  # notes hashes and features from another reader would not match ours
-        if reader != READER_VERSION:
-            raise IndexMismatch(f"{where}: built with an {'older' if reader < READER_VERSION else 'newer'} MIDI "
-                                "reader; rebuild with musicid index build")
+        for key, ours in READERS.items():  # notes hashes and features from another reader would not match ours
+            reader = d.get(key, 1 if key == "midi_reader" else 0)
+            if reader != ours:
+                what = "MIDI" if key == "midi_reader" else "score"
+                raise IndexMismatch(f"{where}: built with an {'older' if reader < ours else 'newer'} {what} "
+                                    "reader; rebuild with musicid index build")
         try:
             known = ("composers", "settings", "calibration", "soundfont_sha", "format", "format_version", "files",
-                     "midi_reader")
+                     *READERS)
             return cls(tuple(str(c) for c in d["composers"]), IndexSettings.from_dict(d["settings"]),
                        Calibration.from_dict(d["calibration"]), str(d.get("soundfont_sha", "")),
                        {k: v for k, v in d.items() if k not in known})

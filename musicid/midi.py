@@ -24,7 +24,9 @@ their notes from `parse_midi`. It reads files as they are really written
   (ticks per beat) surrounds it;
 - SMPTE time division (negative frames per second x ticks per frame) is
   decoded; -29 is 30-drop-frame, 29.97 frames a second;
-- format 2 (independent patterns) is played pattern after pattern.
+- format 2 (independent patterns) is played pattern after pattern, each from the previous
+  one's End-of-Track tick;
+- a note never switched off sounds until the file ends: the reader writes its note-off there.
 
 Why our own ~150-line walker and not a library: measured in docs/PERFORMANCE.md
 ("MIDI reader"). mido reads 3 of the 10 reader cases and leaks its own
@@ -42,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import MidiError
+from .errors import MidiError, MusicIdError
 
 # Event kinds, as small ints so a track's events are cheap to send to a worker.
 NOTE_ON, NOTE_OFF, CONTROL, PROGRAM, PITCH = 0, 1, 2, 3, 4
@@ -54,7 +56,8 @@ DEFAULT_TEMPO = 500_000  # microseconds a beat until a Set Tempo says otherwise 
 # Bumped whenever the reader can give a file different events, times or notes hash; recorded in the
 # feature-cache key (cache.py) and the index manifest (index_store.py), which refuse older ones.
 # 2: integer-tick reader, tolerant chunks/meta, SMPTE; the roll and duration hear the sustain pedal.
-READER_VERSION = 2
+# 3: a note never switched off gets its note-off at the file's end in Midi.events.
+READER_VERSION = 3
 
 Event = tuple[float, int, int, int, int]  # (seconds, kind, channel, a, b)
 
@@ -80,17 +83,23 @@ class Midi:
         return Midi(events, self.duration, self.n_notes, self.n_drum_notes, self.notes_hash)
 
 
-def read_midi_bytes(path: Path) -> bytes:
-    """The file's bytes, or a MidiError saying why they cannot be had."""
+def read_file_bytes(path: Path, limit: int, what: str, error: type[MusicIdError] = MidiError) -> bytes:
+    """A music file's bytes, or `error` saying why they cannot be had (missing, unreadable, over
+    `limit` bytes: more than any real `what` holds)."""
     try:
         size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise MidiError(f"{path.name}: {size / 1e6:.0f} MB is too large for a MIDI file")
+        if size > limit:
+            raise error(f"{path.name}: {size / 1e6:.0f} MB is too large for a {what}")
         return path.read_bytes()
-    except MidiError:
+    except MusicIdError:
         raise
     except OSError as e:
-        raise MidiError(f"{path.name}: cannot read ({e.strerror or e})") from e
+        raise error(f"{path.name}: cannot read ({e.strerror or e})") from e
+
+
+def read_midi_bytes(path: Path) -> bytes:
+    """The file's bytes, or a MidiError saying why they cannot be had."""
+    return read_file_bytes(path, MAX_FILE_BYTES, "MIDI file")
 
 
 # ---------------------------------------------------------------- bytes -> chunks
@@ -351,7 +360,7 @@ def parse_midi(data: bytes, name: str = "<bytes>") -> Midi:
             track_events, track_tempos, track_end = read_track(body)
         except TrackError as e:
             raise MidiError(f"{name}: unreadable MIDI (track {i + 1} of {len(smf.tracks)}: {e})") from e
-        if smf.format == 2:  # independent patterns: one after another
+        if smf.format == 2:  # independent patterns: each starts at the previous one's End-of-Track tick
             track_events = [(tick + offset, k, c, a, b) for tick, k, c, a, b in track_events]
             track_tempos = [(tick + offset, tempo) for tick, tempo in track_tempos]
             track_end += offset
@@ -360,13 +369,37 @@ def parse_midi(data: bytes, name: str = "<bytes>") -> Midi:
         tempos.extend(track_tempos)
         last_tick = max(last_tick, track_end)
     tick_events.sort(key=lambda e: e[0])  # stable: at one tick, track order then file order
-    time = TimeMap(smf.division, tempos)
+    return midi_from_ticks(tick_events, TimeMap(smf.division, tempos), last_tick, name, MidiError)
 
+
+def midi_from_ticks(tick_events: list[TickEvent], time: TimeMap, last_tick: int, name: str,
+                    error: type[MusicIdError] = MidiError) -> Midi:
+    """Tick-ordered channel events -> Midi: seconds once per event through the time map, the notes
+    hash, the duration. Shared by the MIDI and the score reader (score.py), so a score and its MIDI
+    export give the same notes hash.
+
+    A note never switched off sounds until the file ends (last_tick), as a synthesizer plays it: the
+    reader writes its note-off there, so every note in Midi.events is closed and every consumer (the
+    roll, the render, the symbolic features, the sketch) sees the same notes. Raises `error` (one
+    line naming the file) when no pitched note has a positive length or the piece lasts over
+    MAX_TRACK_SECONDS."""
     events: list[Event] = []
     open_notes: dict[tuple[int, int], list[int]] = {}
     notes: list[tuple[int, int, int]] = []  # (start cs, pitch, length cs) for the notes hash
     n_notes = n_drum = 0
     seconds: dict[int, float] = {}
+
+    def count(ch: int, pitch: int, start: int, stop: int) -> None:
+        nonlocal n_notes, n_drum
+        if stop <= start:
+            return
+        if ch == DRUM_CHANNEL:
+            n_drum += 1
+        else:
+            n_notes += 1
+            cs = time.centiseconds(start)
+            notes.append((cs, pitch, time.centiseconds(stop) - cs))
+
     for tick, kind, ch, a, b in tick_events:
         t = seconds.get(tick)
         if t is None:
@@ -377,35 +410,20 @@ def parse_midi(data: bytes, name: str = "<bytes>") -> Midi:
         elif kind == NOTE_OFF:
             starts = open_notes.get((ch, a))
             if starts:
-                start = starts.pop(0)
-                if tick > start:
-                    if ch == DRUM_CHANNEL:
-                        n_drum += 1
-                    else:
-                        n_notes += 1
-                        cs = time.centiseconds(start)
-                        notes.append((cs, a, time.centiseconds(tick) - cs))
-    # notes never switched off sound until the file ends
-    for (ch, pitch), starts in open_notes.items():
+                count(ch, a, starts.pop(0), tick)
+    file_end = time.seconds(last_tick)
+    for (ch, pitch), starts in sorted(open_notes.items()):  # never switched off: released at the end
         for start in starts:
-            if last_tick > start:
-                if ch == DRUM_CHANNEL:
-                    n_drum += 1
-                else:
-                    n_notes += 1
-                    cs = time.centiseconds(start)
-                    notes.append((cs, pitch, time.centiseconds(last_tick) - cs))
+            count(ch, pitch, start, last_tick)
+            events.append((file_end, NOTE_OFF, ch, pitch, 0))
 
     if n_notes == 0:
         if n_drum:
-            raise MidiError(f"{name}: only percussion, no pitched notes")
-        raise MidiError(f"{name}: no notes with a positive length")
-    file_end = time.seconds(last_tick)
+            raise error(f"{name}: only percussion, no pitched notes")
+        raise error(f"{name}: no notes with a positive length")
     end = max((e for s, e, *_ in note_spans(events, file_end) if e > s), default=0.0)
     if end > MAX_TRACK_SECONDS:
-        raise MidiError(
-            f"{name}: lasts {end / 3600:.1f} h, over the {MAX_TRACK_SECONDS / 3600:.0f} h limit"
-        )
+        raise error(f"{name}: lasts {end / 3600:.1f} h, over the {MAX_TRACK_SECONDS / 3600:.0f} h limit")
     notes.sort()
     digest = hashlib.sha1(repr(notes).encode()).hexdigest()[:16]
     return Midi(tuple(events), end, n_notes, n_drum, digest)

@@ -1,4 +1,4 @@
-"""MIDI file -> cached spectrogram -> clips, for one track or many in parallel.
+"""MIDI file or score -> cached spectrogram -> clips, for one track or many in parallel.
 
 Worker processes each own a FluidSynth instance and one torch thread; a bad
 file becomes a Failure with a one-line reason, never an exception that stops
@@ -20,11 +20,12 @@ import numpy as np
 import torch
 
 from .cache import FeatureCache
-from .errors import MidiError, MusicIdError, RenderError
+from .errors import MusicIdError, ReadError, RenderError
 from .features import FeatureSettings, cut_clips, log_mel, piano_roll
-from .midi import Midi, parse_midi, read_midi_bytes
+from .midi import Midi
 from .piece_match import SKETCH_VERSION, piece_sketch
 from .progress import ProgressFn
+from .reader import parse_music, read_music_bytes
 from .render import RenderSettings, render
 from .symbolic_features import SYMBOLIC_VERSION, symbolic_features_of
 
@@ -51,7 +52,7 @@ class Prepared:
 class Failure:
     path: Path
     reason: str
-    kind: str = "error"  # the error's class name (MidiError, RenderError), for `report --json`
+    kind: str = "error"  # the error's class name (MidiError, ScoreError, RenderError), for `report --json`
 
 
 def _note_meta(midi: Midi) -> dict[str, Any]:
@@ -67,7 +68,7 @@ def _note_meta_current(meta: dict[str, Any]) -> bool:
 def _from_spec(path: Path, sha: str, spec_np: np.ndarray, meta: dict[str, Any], features: FeatureSettings,
                cached: bool, data: bytes, cache: FeatureCache | None = None) -> Prepared:
     if not _note_meta_current(meta):  # cached before these features or the sketch, or by another version
-        meta = {**meta, **_note_meta(parse_midi(data, path.name))}
+        meta = {**meta, **_note_meta(parse_music(data, path.name))}
         if cache:
             cache.put(sha, spec_np, meta)
     clips, starts = cut_clips(torch.from_numpy(spec_np), features)
@@ -82,7 +83,7 @@ def cached_track(path: Path, features: FeatureSettings, cache: FeatureCache) -> 
     """The track from the cache, or None when it is not there (or cannot be read: the render
     path will say why)."""
     try:
-        data = read_midi_bytes(path)
+        data = read_music_bytes(path)
     except MusicIdError:
         return None
     sha = hashlib.sha256(data).hexdigest()
@@ -93,12 +94,12 @@ def cached_track(path: Path, features: FeatureSettings, cache: FeatureCache) -> 
 def prepare_track(path: Path, render_settings: RenderSettings, features: FeatureSettings,
                   cache: FeatureCache | None = None) -> Prepared:
     """Read, render and featurise one file (through the cache); raise MusicIdError on failure."""
-    data = read_midi_bytes(path)
+    data = read_music_bytes(path)
     sha = hashlib.sha256(data).hexdigest()
     hit = cache.get(sha) if cache else None
     if hit is not None:
         return _from_spec(path, sha, hit[0], hit[1], features, True, data, cache)
-    midi = parse_midi(data, path.name)
+    midi = parse_music(data, path.name)
     if features.from_notes:  # the notes themselves: nothing to render
         seconds = min(midi.duration, render_settings.max_seconds)
         spec = piano_roll(midi.events, seconds, features)
@@ -122,7 +123,7 @@ def _prepare_or_fail(path: Path, render_settings: RenderSettings, features: Feat
                      cache: FeatureCache | None) -> Prepared | Failure:
     try:
         return prepare_track(path, render_settings, features, cache)
-    except (MidiError, RenderError) as e:
+    except (ReadError, RenderError) as e:
         return Failure(path, str(e).removeprefix(f"{path.name}: "), type(e).__name__)
     except MusicIdError:
         raise  # a bad SoundFont is the user's to fix, not a per-file skip

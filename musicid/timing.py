@@ -17,6 +17,7 @@ import numpy as np
 
 from .errors import MidiError
 from .midi import NOTE_ON, TrackError, read_midi_bytes, read_track, split_chunks
+from .reader import is_score_name
 
 GRID_PER_BEAT = 24  # grid points a beat
 SCORE_SHARE = 0.5  # this share of onsets on the grid, or more: a score
@@ -60,6 +61,9 @@ def onset_ticks(data: bytes, name: str = "<bytes>") -> tuple[np.ndarray, int | N
 
 
 def file_timing_kind(path: str | Path) -> TimingKind:
-    """timing_kind of a MIDI file's onsets. Raises MidiError when it cannot be read."""
+    """timing_kind of a MIDI file's onsets; a score (reader.is_score_name) is a score. Raises MidiError
+    when a MIDI file cannot be read."""
     path = Path(path)
+    if is_score_name(path.name):
+        return "score"
     return timing_kind(*onset_ticks(read_midi_bytes(path), path.name))

@@ -118,3 +118,27 @@ def test_drop_a_file_see_the_verdict_and_hear_the_neighbour(server: str, browser
     with urllib.request.urlopen(src, timeout=30) as r:
         head = r.read(12)
         assert r.headers["Content-Type"] == "audio/wav" and head[:4] == b"RIFF" and head[8:] == b"WAVE"
+
+
+def test_drop_a_compressed_musicxml_score_on_the_page(server: str, browser: object, tmp_path: Path) -> None:
+    """A score (.mxl) dropped on the page gets the same verdict, novelty and neighbours as the API gives."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.remote.webdriver import WebDriver
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from .test_score_reader import musicxml, mxl, n
+
+    driver: WebDriver = browser  # type: ignore[assignment]
+    bars = "<next/>".join("".join(n(step, 5, 1) for step in "CEGE") for _ in range(5))  # 10 s at 120
+    score = tmp_path / "dropped score.mxl"
+    score.write_bytes(mxl(musicxml(("Flute", bars))))
+    expected = api_query(server, score)
+    driver.get(server + "/")
+    wait = WebDriverWait(driver, 90)
+    wait.until(lambda d: "Highflute" in d.find_element(By.ID, "index-summary").text)
+    driver.find_element(By.ID, "files").send_keys(str(score))
+    card = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "section.result.done"))
+    assert "failed" not in (card.get_attribute("class") or ""), card.text
+    assert card.find_element(By.CSS_SELECTOR, ".verdict").get_attribute("data-composer") == expected["composer"]
+    assert f"novelty {expected['novelty']:.4f}" in card.find_element(By.CSS_SELECTOR, ".novelty").text
+    assert len(card.find_elements(By.CSS_SELECTOR, "tr.neighbour")) == len(expected["neighbours"])  # type: ignore

@@ -164,12 +164,15 @@ def test_index_from_an_older_reader_is_refused(built_index: Path, tmp_path: Path
 
 
 def test_feature_cache_key_names_the_reader(monkeypatch: pytest.MonkeyPatch) -> None:
-    from musicid import midi
+    from musicid import reader
     from musicid.cache import settings_digest
 
     now = settings_digest({"features": {"representation": "pianoroll"}})
-    monkeypatch.setattr(midi, "READER_VERSION", READER_VERSION - 1)
-    assert settings_digest({"features": {"representation": "pianoroll"}}) != now
+    for key in ("midi_reader", "score_reader"):  # either reader changed: other notes, another key
+        monkeypatch.setattr(reader, "READERS", {**reader.READERS, key: reader.READERS[key] - 1})
+        assert settings_digest({"features": {"representation": "pianoroll"}}) != now
+        monkeypatch.undo()
+    assert reader.READERS["midi_reader"] == READER_VERSION
 
 
 # ---------------------------------------------------------------- properties
@@ -211,7 +214,7 @@ def test_metadata_and_resolution_never_move_a_note(notes: list[Note], metas: lis
         assert piano_roll(midi.events, midi.duration, roll).equal(piano_roll(plain.events, plain.duration, roll))
 
 
-CASES_DIR = Path("/work/shared/cases/midi-reader")
+CASES_DIR = Path(__file__).resolve().parents[2] / "shared" / "cases" / "midi-reader"
 
 
 @pytest.mark.skipif(not CASES_DIR.is_dir(), reason="the shared reader cases are not on this machine")
@@ -222,3 +225,35 @@ def test_shared_cases_when_present() -> None:
     a = load_midi(CASES_DIR / "m21a_note_at_1s_plain.mid")
     b = load_midi(CASES_DIR / "m21b_note_at_1s_after_text_events.mid")
     assert a.events == b.events and a.notes_hash == b.notes_hash
+
+
+def test_format_2_patterns_start_at_the_previous_end_of_track() -> None:
+    """32 patterns of 1.5 s whose End-of-Track lies 40 ticks after their last note-off (48 s in all):
+    pattern k starts at k x 1.5 s, not at the previous pattern's last event (which drifts 42 ms a pattern)."""
+    pattern = (b"\x00\xff\x51\x03\x07\xa1\x20" + b"\x00\x90\x3c\x40" + vlq(1400) + b"\x80\x3c\x00"
+               + vlq(40) + b"\xff\x2f\x00")  # tempo 120, C4 for 1400 ticks, End-of-Track at 1440
+    midi = parse_midi(smf(*[pattern] * 32, fmt=2), "patterns.mid")
+    onsets = [t for t, kind, *_ in midi.events if kind == NOTE_ON]
+    assert onsets == [k * 1.5 for k in range(32)]
+    assert midi.duration == pytest.approx(31 * 1.5 + 1400 / 960)
+
+
+def test_a_note_never_released_sounds_until_the_file_ends(built_index: Path, tmp_path: Path) -> None:
+    """As a synthesizer plays it: the reader writes the note-off at End-of-Track, so the note table,
+    the symbolic features and a query all see the note (C4 from 1 s to 2 s)."""
+    from typer.testing import CliRunner
+
+    from musicid.cli import app
+    from musicid.symbolic_features import N_SYMBOLIC, note_table, symbolic_features_of
+
+    data = smf(vlq(960) + b"\x90\x3c\x5a" + vlq(960) + b"\xff\x2f\x00")  # on at 1 s, End-of-Track at 2 s
+    midi = parse_midi(data, "m22.mid")
+    assert midi.events == ((1.0, NOTE_ON, 0, 60, 90), (2.0, NOTE_OFF, 0, 60, 0))
+    assert midi.duration == 2.0 and midi.n_notes == 1
+    assert note_table(midi.events).tolist() == [[1.0, 2.0, 60.0]]
+    assert symbolic_features_of(midi.events).shape == (N_SYMBOLIC,)
+    (tmp_path / "m22.mid").write_bytes(data)
+    r = CliRunner().invoke(app, ["query", str(tmp_path / "m22.mid"), "--index", str(built_index), "--json"])
+    assert r.exit_code == 0, r.output
+    if CASES_DIR.is_dir():
+        assert load_midi(CASES_DIR / "m22_note_never_released.mid").events == midi.events

@@ -193,7 +193,7 @@ def test_audio_of_a_track_whose_file_moved_says_where_it_looked(built_index: Pat
         store = c.app.app.state.service.state.engine.store  # type: ignore[attr-defined]
         store.manifest = store.manifest.with_about(data_dir=str(tmp_path / "gone"))
         r = c.get("/tracks/0/audio")
-    assert r.status_code == 404 and r.json()["error"].startswith(f"track 0: its MIDI file is no longer at {tmp_path}")
+    assert r.status_code == 404 and r.json()["error"].startswith(f"track 0: its file is no longer at {tmp_path}")
 
 
 def test_clip_window_restarts_held_notes_and_shifts_the_rest(tmp_path: Path) -> None:
@@ -328,3 +328,25 @@ def test_a_render_past_its_bound_is_504_and_a_bad_file_422(tmp_path: Path) -> No
     with pytest.raises(MidiError) as bad:
         parse_midi(b"MThd", "x.mid")
     assert error_status(bad.value) == 422
+
+
+def test_scores_are_queried_reported_and_added_like_midi(client: TestClient, editable: TestClient) -> None:
+    """An .mxl upload is read by the score reader in /query, /report and /tracks; a bad score is one
+    line in the report's failures."""
+    from .test_score_bad_input import BAD_SCORES, ENTITIES
+    from .test_score_reader import musicxml, mxl, n
+
+    score = mxl(musicxml(("Flute", "<next/>".join("".join(n(s, 5, 1) for s in "CEGE") for _ in range(5)))))
+    single = client.post("/query", files={"file": ("s.mxl", score)}).json()
+    assert single["path"] == "s.mxl" and single["composer"] in {"Highflute", "Lowpiano", "Strings"}
+    body = client.post("/report", files=[("files", ("s.mxl", score)),
+                                         ("files", ("x.musicxml", BAD_SCORES["xxe.musicxml"][0]))]).json()
+    assert body["results"] == [single]
+    assert body["failures"] == [{"path": "x.musicxml", "reason": ENTITIES}]
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    r = editable.post("/tracks", data={"composer": "Scored"}, headers=auth, files=[("files", ("s.mxl", score))])
+    assert r.status_code == 200, r.text
+    assert r.json()["added"] == {"Scored": 1}
+    added = {t["path"]: t["track_id"] for t in editable.get("/tracks").json()}["Scored/s.mxl"]
+    assert editable.get(f"/tracks/{added}/audio?seconds=2").status_code == 200  # found by content, read as a score
+    assert editable.post("/query", files={"file": ("s.mxl", score)}).json()["known_piece"] == "Scored/s.mxl"

@@ -21,13 +21,13 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from ..choices import Classifier, NoveltyMethod, Representation, ThresholdRule
+from ..choices import Classifier, Labels, NoveltyMethod, Representation, ThresholdRule
 from ..errors import MusicIdError
 
 # rich_markup_mode=None: click's plain usage errors ("Error: Invalid value for '--features': ..."), one line
 # a script can read, instead of a boxed panel
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
-                  help="Tell who composed a MIDI file, or that it is by nobody the index knows.")
+                  help="Tell who composed a MIDI file or score, or that it is by nobody the index knows.")
 index_app = typer.Typer(no_args_is_help=True, help="Build and inspect an index.")
 app.add_typer(index_app, name="index")
 corpus_app = typer.Typer(no_args_is_help=True, help="A starter corpus from music21's bundled scores.")
@@ -153,6 +153,10 @@ THRESHOLD_OPT = typer.Option(ThresholdRule.known_quantile, "--threshold-rule",
                                   "whose background keeps symbolic features and a --novelty scored from track "
                                   "vectors, else known-quantile, with a warning).")
 # the flags of musicid 0.1, hidden, for one release
+LABELS_OPT = typer.Option(Labels.folders, "--labels",
+                          help="Composer of each file: folders (<Composer>/ subfolders) or metadata (the "
+                               "composer a score names: MusicXML <creator type=\"composer\">, kern !!!COM; "
+                               "files naming none are skipped).")
 LEGACY_NAMING_OPT = typer.Option(None, "--naming", hidden=True, help="Old name of --classifier (vote, head).")
 LEGACY_VIEW_OPT = typer.Option(None, "--novelty-view", hidden=True, help="Old name of --novelty.")
 
@@ -184,7 +188,8 @@ def build_options(representation: str = "pianoroll", classifier: str = "auto", n
                   pitch_shift: int = 2, time_stretch: float = 0.0, cosface: float = 0.0,
                   cache_dir: Path | None = None, no_cache: bool = False, workers: int = 0,
                   ray_address: str | None = None, fine_tune: bool = False, shipped: bool = False,
-                  random_programs: bool = False, seed: int = 0, threshold_rule: str = "known-quantile") -> Any:
+                  random_programs: bool = False, seed: int = 0, threshold_rule: str = "known-quantile",
+                  labels: str = "folders") -> Any:
     """indexer.BuildOptions from the command line's flags (index build, eval and embedder train share them).
 
     shipped: without `model`, start from the shipped embedder where it serves this representation
@@ -218,7 +223,7 @@ def build_options(representation: str = "pianoroll", classifier: str = "auto", n
                                               random_programs=random_programs),
                         features=feature_settings, train=train, model_path=model, fine_tune=fine_tune,
                         novelty=NoveltySettings(novelty, threshold_rule=threshold_rule), classifier=classifier,
-                        index_kind=index_kind,
-                        group_by=group_by, cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
+                        index_kind=index_kind, group_by=group_by, labels=labels,
+                        cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
                         workers=workers, ray=ray_address is not None,
                         ray_address=None if ray_address in (None, "local") else ray_address)

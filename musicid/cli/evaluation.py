@@ -41,7 +41,8 @@ if TYPE_CHECKING:
 
 @app.command("eval")
 def eval_cmd(
-    data_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="Folder of <Composer>/*.mid subfolders."),
+    data_dir: Path = typer.Argument(..., exists=True, file_okay=False,
+                                    help="Folder of <Composer>/ subfolders of MIDI files and scores."),
     folds: int = typer.Option(5, "--folds", min=2, help="Cross-validation folds, grouped by work."),
     out_dir: Path = typer.Option(Path("eval-results"), "--out", "-o", help="Where eval.json and the PNGs go."),
     group_by: str | None = typer.Option(None, "--group-by", help="Regex whose first group names the work."),

@@ -7,12 +7,13 @@ from typing import Any
 
 import typer
 
-from ..choices import Classifier, IndexKind, NoveltyMethod, Representation, ThresholdRule
+from ..choices import Classifier, IndexKind, Labels, NoveltyMethod, Representation, ThresholdRule
 from .common import (
     CLASSIFIER_OPT,
     COSFACE_OPT,
     FEATURES_OPT,
     INDEX_OPT,
+    LABELS_OPT,
     LEGACY_NAMING_OPT,
     LEGACY_VIEW_OPT,
     NOVELTY_OPT,
@@ -33,7 +34,10 @@ from .common import (
 
 @index_app.command("build")
 def index_build(
-    data_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="Folder of <Composer>/*.mid subfolders."),
+    data_dir: Path = typer.Argument(..., exists=True, file_okay=False,
+                                    help="Folder of <Composer>/ subfolders of MIDI files and scores (.mid, .midi, "
+                                         ".musicxml, .xml, .mxl, .krn)."),
+    labels: Labels = LABELS_OPT,
     out_dir: Path | None = typer.Option(None, "--out", "-o",
                                         help="Index directory to write [default: ./musicid-index]."),
     soundfont: Path | None = typer.Option(None, "--soundfont",
@@ -92,7 +96,7 @@ def index_build(
                         cosface=cosface, cache_dir=cache_dir, no_cache=no_cache, workers=workers,
                         ray_address=ray_address, fine_tune=fine_tune, shipped=not train,
                         random_programs=random_programs, seed=seed,
-                        threshold_rule=threshold_rule.value)
+                        threshold_rule=threshold_rule.value, labels=labels.value)
         with progress_bars(not as_json) as progress:
             report = build_index(data_dir, index_dir(out_dir), opts, progress)
     if as_json:
@@ -118,7 +122,8 @@ def _print_edit(rep: Any, as_json: bool) -> None:
 @index_app.command("add")
 def index_add(
     data_dir: Path = typer.Argument(..., exists=True, file_okay=False,
-                                    help="Folder of <Composer>/*.mid subfolders to add."),
+                                    help="Folder of <Composer>/ subfolders of MIDI files and scores to add."),
+    labels: Labels = LABELS_OPT,
     index: Path | None = INDEX_OPT,
     workers: int = typer.Option(0, "--workers", min=0, help="Render processes [default: one per core]."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Render cache [default: as for build]."),
@@ -128,7 +133,7 @@ def index_add(
     from ..index_edit import add_tracks
 
     with domain_errors(as_json, data_dir), progress_bars(not as_json) as progress:
-        rep = add_tracks(index_dir(index), data_dir, cache_dir, workers, progress)
+        rep = add_tracks(index_dir(index), data_dir, cache_dir, workers, progress, labels.value)
     _print_edit(rep, as_json)
 
 

@@ -21,7 +21,7 @@ from .common import (
 
 @app.command("query")
 def query(
-    track: Path = typer.Argument(..., help="MIDI file to identify."),
+    track: Path = typer.Argument(..., help="MIDI file or score (.musicxml, .xml, .mxl, .krn) to identify."),
     index: Path | None = INDEX_OPT,
     k: int = typer.Option(10, "-k", min=1, help="Neighbours per clip in the vote."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
@@ -40,7 +40,7 @@ def query(
 
 @app.command("report")
 def report(
-    test_dir: Path = typer.Argument(..., help="Folder (or file) of MIDI files to score."),
+    test_dir: Path = typer.Argument(..., help="Folder (or file) of MIDI files and scores to score."),
     novel: bool = typer.Option(False, "--novel", help="Rank by novelty score, most novel first."),
     index: Path | None = INDEX_OPT,
     csv: Path | None = typer.Option(None, "--csv", help="Also write the table as CSV."),
@@ -93,18 +93,18 @@ def corpus_export(
 
 @app.command("render")
 def render_cmd(
-    track: Path = typer.Argument(..., help="MIDI file."),
+    track: Path = typer.Argument(..., help="MIDI file or score (.musicxml, .xml, .mxl, .krn)."),
     wav: Path = typer.Argument(..., help="WAV file to write."),
     soundfont: Path | None = typer.Option(None, "--soundfont", help="SoundFont (.sf2)."),
     seconds: float | None = typer.Option(None, "--seconds", min=0.1, help="Render at most this much [default: 600]."),
 ) -> None:
-    """Render a MIDI file to a WAV, exactly as the model hears it."""
-    from ..midi import load_midi
+    """Render a MIDI file or score to a WAV, exactly as the model hears it."""
+    from ..reader import load_music
     from ..render import RenderSettings, render, write_wav
 
     with domain_errors():
         settings = RenderSettings(soundfont=str(soundfont) if soundfont else "")
-        audio = render(load_midi(track), settings, track.name, max_seconds=seconds)
+        audio = render(load_music(track), settings, track.name, max_seconds=seconds)
         write_wav(wav, audio, settings.sample_rate)
     out.print(f"wrote {wav} ({len(audio) / settings.sample_rate:.1f} s, {settings.sample_rate} Hz mono)",
               highlight=False, soft_wrap=True)

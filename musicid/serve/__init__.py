@@ -7,7 +7,7 @@ thread pool (`workers` threads, torch and FAISS release the GIL), never on the
 event loop, each call under a wall-clock bound (504 past it; 503 when too many
 wait). Uploads are read into memory (at most MAX_UPLOAD_BYTES a file) and only
 ever written under names the server chooses: a fresh private temporary folder
-for the query, `<sources>/<sha256>.mid` for tracks added to the index.
+for the query, `<sources>/<sha256>.<suffix>` for tracks added to the index.
 
 Audio: `GET /tracks/{id}/audio?offset=S&seconds=N` renders that stretch of an
 indexed track with the index's SoundFont (render.render) and returns a 16-bit
@@ -28,11 +28,11 @@ from .service import (
     HttpError,
     ServeConfig,
     Service,
-    check_midi_bytes,
+    check_upload,
     clip_window,
     safe_name,
     wav_bytes,
 )
 
-__all__ = ["MAX_UPLOAD_BYTES", "HttpError", "ServeConfig", "Service", "check_bind", "check_midi_bytes", "check_port",
+__all__ = ["MAX_UPLOAD_BYTES", "HttpError", "ServeConfig", "Service", "check_bind", "check_upload", "check_port",
            "clip_window", "create_app", "error_status", "safe_name", "serve", "wav_bytes"]

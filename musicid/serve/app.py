@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from ..errors import DataDirError, IndexNotFound, MidiError, MusicIdError, RenderError, ServeError, SoundFontError
+from ..errors import DataDirError, IndexNotFound, MusicIdError, ReadError, RenderError, ServeError, SoundFontError
 from .service import MAP_POINTS, MAX_AUDIO_SECONDS, HttpError, ServeConfig, Service, safe_name
 
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"  # the page: plain HTML, JS and CSS
@@ -55,7 +55,7 @@ def error_status(e: Exception) -> int:
         return e.status
     if isinstance(e, RenderError) and "took over" in str(e):
         return 504
-    if isinstance(e, MidiError | RenderError | DataDirError):
+    if isinstance(e, ReadError | RenderError | DataDirError):
         return 422
     if isinstance(e, SoundFontError | IndexNotFound):
         return 503

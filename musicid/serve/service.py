@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from ..errors import DataDirError, MidiError, RenderError
+from ..errors import DataDirError, ReadError, RenderError
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # one MIDI file; real scores are KBs
 MAX_REQUEST_BYTES = 64 * 1024 * 1024  # one request body, all files together
@@ -67,14 +67,27 @@ def safe_name(name: str | None) -> str:
     return base.encode()[:120].decode(errors="ignore") or "upload.mid"
 
 
-def check_midi_bytes(data: bytes, name: str, limit: int) -> None:
-    """413 over the size limit, 422 when empty, 415 when not a MIDI file at all."""
+def check_upload(data: bytes, name: str, limit: int) -> None:
+    """413 over the size limit, 422 when empty, 415 when neither a MIDI file nor a score: a MIDI
+    name (or none) must hold MIDI bytes; a score's name (.musicxml, .xml, .mxl, .krn) is read by the
+    score reader, which names its own faults (422)."""
+    from ..reader import is_score_name
+
     if len(data) > limit:
         raise HttpError(413, f"{name}: over the {limit / 1048576:.0f} MB upload limit")
     if not data:
         raise HttpError(422, f"{name}: empty file")
-    if not data.startswith(b"MThd"):
+    if is_score_name(name):
+        return
+    if not (data.startswith(b"MThd") or data.startswith(b"RIFF") and data[8:12] == b"RMID"):
         raise HttpError(415, f"{name}: not a MIDI file (no MThd header)")
+
+
+def stored_name(name: str) -> str:
+    """The name an upload is read under: its own where its suffix says MIDI or score, else name.mid."""
+    from ..reader import is_music_file
+
+    return name if is_music_file(Path(name)) else f"{name}.mid"
 
 
 def wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
@@ -222,11 +235,11 @@ class Service:
 
         state = self.state
         engine = state.engine
-        check_midi_bytes(data, name, self.config.max_upload_bytes)
+        check_upload(data, name, self.config.max_upload_bytes)
         settings = replace(engine.render_settings, timeout_seconds=self.config.query_timeout)
         folder = Path(tempfile.mkdtemp(dir=self._tmp))
         try:
-            path = folder / name  # a folder of our own; the name is the upload's last part, sanitised
+            path = folder / stored_name(name)  # a folder of our own; the upload's last part, sanitised
             path.write_bytes(data)
             prepared = prepare_track(path, settings, engine.features)
         finally:
@@ -275,7 +288,7 @@ class Service:
         for name, data in files:
             try:
                 results.append(self.query(data, name, 10, explain=False))
-            except (HttpError, MidiError, RenderError) as e:
+            except (HttpError, ReadError, RenderError) as e:
                 failures.append({"path": name, "reason": str(e).removeprefix(f"{name}: ")})
         # as query.rank_by_novelty and report_folder order TrackResults
         results.sort(key=(lambda r: -r["novelty"]) if novel else (lambda r: r["path"]))
@@ -290,14 +303,14 @@ class Service:
             raise HttpError(404, f"no track {track_id} in the index")
         path, sha = str(rows.iloc[0]["path"]), str(rows.iloc[0]["sha256"])
         data_dir = Path(str(store.manifest.about.get("data_dir", "")))
-        for candidate in (self.sources / f"{sha}.mid", data_dir / path):
+        for candidate in (self.sources / f"{sha}{Path(stored_name(path)).suffix.lower()}", data_dir / path):
             try:
                 data = candidate.read_bytes()
             except OSError:
                 continue
             if hashlib.sha256(data).hexdigest() == sha:
                 return self._render(data, Path(path).name, offset, seconds)
-        raise HttpError(404, f"track {track_id}: its MIDI file is no longer at {data_dir / path}")
+        raise HttpError(404, f"track {track_id}: its file is no longer at {data_dir / path}")
 
     def upload_audio(self, qid: str, offset: float, seconds: float) -> bytes:
         with self._uploads_lock:
@@ -307,13 +320,13 @@ class Service:
         return self._render(hit[1], hit[0], offset, seconds)
 
     def _render(self, data: bytes, name: str, offset: float, seconds: float) -> bytes:
-        from ..midi import parse_midi
+        from ..reader import parse_music
         from ..render import render
 
         if not (offset >= 0 and 0 < seconds <= MAX_AUDIO_SECONDS):
             raise HttpError(422, f"offset must be >= 0 and seconds in (0, {MAX_AUDIO_SECONDS:g}]")
         settings = replace(self.state.engine.render_settings, timeout_seconds=self.config.render_timeout)
-        audio = render(clip_window(parse_midi(data, name), offset, seconds), settings, name, max_seconds=seconds)
+        audio = render(clip_window(parse_music(data, name), offset, seconds), settings, name, max_seconds=seconds)
         return wav_bytes(audio, settings.sample_rate)
 
     # editing
@@ -321,25 +334,26 @@ class Service:
     def add(self, composer: str, files: list[tuple[str, bytes]]) -> dict[str, Any]:
         """Add uploaded files as tracks by `composer` (index add); the next query sees them."""
         from ..index_edit import add_tracks
-        from ..midi import parse_midi
+        from ..reader import parse_music
 
         if not re.fullmatch(r"[^\W_][\w .'-]{0,79}", composer):
             raise HttpError(422, f"composer name '{composer[:80]}' must be letters, digits, spaces, . ' or -")
+        files = [(stored_name(name), data) for name, data in files]
         for name, data in files:
-            check_midi_bytes(data, name, self.config.max_upload_bytes)
-            parse_midi(data, name)  # a bad file is the request's error, before the index is touched
+            check_upload(data, name, self.config.max_upload_bytes)
+            parse_music(data, name)  # a bad file is the request's error, before the index is touched
         with self._edit_lock, tempfile.TemporaryDirectory(dir=self._tmp) as tmp:
             folder = Path(tmp) / composer
             folder.mkdir()
-            for name, data in files:  # index add reads .mid and .midi files only
-                (folder / (name if name.lower().endswith((".mid", ".midi")) else f"{name}.mid")).write_bytes(data)
+            for name, data in files:
+                (folder / name).write_bytes(data)
             try:
                 rep = add_tracks(self.config.index_dir, tmp, self.config.cache_dir, workers=1)
             except DataDirError as e:
                 raise HttpError(422, str(e).replace(tmp, "upload")) from e
             self.sources.mkdir(parents=True, exist_ok=True)
-            for _, data in files:  # by content, so a track's audio is found whatever it is called
-                target = self.sources / f"{hashlib.sha256(data).hexdigest()}.mid"
+            for name, data in files:  # by content, so a track's audio is found whatever it is called
+                target = self.sources / f"{hashlib.sha256(data).hexdigest()}{Path(name).suffix.lower()}"
                 part = target.with_name(f".{target.name}.{os.getpid()}.tmp")
                 part.write_bytes(data)
                 os.replace(part, target)

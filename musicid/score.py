@@ -1,0 +1,439 @@
+"""Read a score (MusicXML, compressed MusicXML, Humdrum **kern) into the MIDI reader's Midi.
+
+A score becomes the same note events a MIDI file gives (midi.Midi): sounding pitch, onset and
+duration in seconds through the score's tempo marks, each part on its own channel with a General
+MIDI program named by the part, velocity from the dynamics marked. So the piano roll, the symbolic
+features, the notes hash, the piece sketch and the rendered audio all work on scores unchanged.
+
+The notation is read by partitura (Cancino-Chacón et al., "Partitura: A Python Package for Symbolic
+Music Processing", 2022; version 1.9), chosen by measurement over music21, verovio and muspy
+(docs/PERFORMANCE.md, "Score reader"). What this module adds in front of it is only what partitura
+does not do:
+
+- bounded, safe input: a size limit; `.mxl` archives opened by us (no member outside the archive,
+  no member that inflates past MAX_XML_BYTES, read in bounded chunks whatever its header claims);
+  XML that declares entities is refused before any parser sees it (XXE, "billion laughs"); lxml's
+  default depth limit (256) stops absurdly nested XML; kern without a **kern spine, or with NUL
+  bytes, is refused up front;
+- how the notes sound: grace notes are dropped (partitura gives them no duration; music21 and the
+  DCML conversions do the same or give them a 32nd), a transposing part's `<transpose>` is applied
+  (a B-flat clarinet's written D4 sounds C4), onsets and durations in quarters are turned into
+  seconds through the tempo marks (`<sound tempo>`, `<metronome>`, kern `*MM`; 120 quarters a
+  minute until the first one, as in MIDI), repeats are read once as written, never unfolded;
+- the composer written in the file (MusicXML `<creator type="composer">`, kern `!!!COM`).
+
+Every failure is a ScoreError whose message is one line naming the file and the fault.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import io
+import math
+import posixpath
+import re
+import sys
+import tempfile
+import warnings
+import zipfile
+from bisect import bisect_right
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from .errors import ScoreError
+from .midi import (
+    CONTROL,
+    DRUM_CHANNEL,
+    MAX_TRACK_SECONDS,
+    NOTE_OFF,
+    NOTE_ON,
+    PROGRAM,
+    Midi,
+    TickEvent,
+    TimeMap,
+    midi_from_ticks,
+)
+
+SCORE_SUFFIXES = {".musicxml", ".xml", ".mxl", ".krn"}
+# Bumped whenever the score reader can give a file other events; recorded with midi.READER_VERSION
+# in the feature-cache key and the index manifest.
+SCORE_READER_VERSION = 1
+MAX_SCORE_BYTES = 32 * 1024 * 1024  # a file as given (a 40-minute quartet's .mxl is under 1 MB)
+MAX_XML_BYTES = 128 * 1024 * 1024  # the MusicXML inside an .mxl, inflated (the largest handed: 24 MB)
+TICKS_PER_QUARTER = 10080  # divisible by 2^5, 3^2, 5 and 7: every common tuplet lands on a tick
+# more quarters than an hour holds at 1,000 a minute: absurd durations stop here, before any table is built
+MAX_TICKS = int(MAX_TRACK_SECONDS / 60 * 1000) * TICKS_PER_QUARTER
+DEFAULT_VELOCITY = 80  # where no dynamic is marked (MuseScore's mf; DCML's conversions use 80)
+VOICE_PROGRAM = 52  # Choir Aahs: a sung part
+VELOCITY_OF = {"pppp": 20, "ppp": 30, "pp": 40, "p": 55, "mp": 65, "mf": 80, "f": 95, "ff": 108,
+               "fff": 118, "ffff": 127, "sf": 100, "sfz": 100, "fz": 100, "rf": 95, "fp": 55}
+
+# part name -> General MIDI program (0-based); the first pattern that matches wins
+PART_PROGRAMS = [
+    (r"sopran|alto|altus|tenor|cantus|bassus|quint|sext|voice|vox|canto|basso(?!on)|^bass(\s|$)|"
+     r"singstimme|gesang|chant|voix|coro|choir|chorus", VOICE_PROGRAM),
+    (r"violin|violino|vl\.|^vn", 40), (r"viola|^va\b", 41), (r"cello|violoncello|^vc\b", 42),
+    (r"contrabass|double bass|violone|^cb\b", 43),
+    (r"flute|flauto|traverso", 73), (r"oboe", 68), (r"clarinet", 71), (r"bassoon|fagott", 70),
+    (r"horn|corno", 60), (r"trumpet|tromba|clarino", 56), (r"trombone", 57), (r"timpani", 47),
+    (r"organ|organo", 19), (r"harpsichord|cembalo|continuo", 6), (r"harp\b|arpa", 46),
+    (r"guitar|chitarra", 24), (r"lute|liuto|theorbo", 24),
+    (r"piano|klavier|pianoforte", 0),
+]
+# Humdrum instrument codes (*I...; the Humdrum Toolkit's instrument table) -> GM program
+KERN_PROGRAMS = {
+    "vox": VOICE_PROGRAM, "sopran": VOICE_PROGRAM, "mezzo": VOICE_PROGRAM, "calto": VOICE_PROGRAM,
+    "alto": VOICE_PROGRAM, "tenor": VOICE_PROGRAM, "barit": VOICE_PROGRAM, "bass": VOICE_PROGRAM,
+    "vioin": 40, "violn": 40, "viola": 41, "cello": 42, "contr": 43, "violo": 43,
+    "flt": 73, "piccl": 72, "oboe": 68, "clars": 71, "fagot": 70, "cor": 60, "tromp": 56, "tromb": 57,
+    "timpa": 47, "organ": 19, "cemba": 6, "piano": 0, "forte": 0, "harp": 46, "guitr": 24, "liuto": 24,
+}
+
+
+def program_for(part_name: str, instrument_program: int | None, sung: bool = False) -> int:
+    """GM program for a part: named by the part ("Violin 1", "Tenor"), else a voice if it has
+    lyrics, else the score's own program, else piano. Part names come first because score
+    encoders often leave a default piano on every part."""
+    name = (part_name or "").lower()
+    for pattern, program in PART_PROGRAMS:
+        if re.search(pattern, name):
+            return program
+    if sung:
+        return VOICE_PROGRAM
+    return int(instrument_program) if instrument_program is not None else 0
+
+
+def is_score(path: Path) -> bool:
+    return path.suffix.lower() in SCORE_SUFFIXES and not path.name.startswith(".")
+
+
+# ---------------------------------------------------------------- bytes in, safely
+
+
+def _read_bounded(archive: zipfile.ZipFile, member: zipfile.ZipInfo, limit: int, name: str) -> bytes:
+    """A zip member's bytes, read in chunks and stopped past limit whatever its header says."""
+    if member.file_size > limit:
+        raise ScoreError(f"{name}: {member.filename} inflates to {member.file_size / 1e6:.0f} MB, over the "
+                         f"{limit / 1e6:.0f} MB limit for a score")
+    out = bytearray()
+    with archive.open(member) as f:
+        while chunk := f.read(1 << 20):
+            out += chunk
+            if len(out) > limit:
+                raise ScoreError(f"{name}: {member.filename} inflates past the {limit / 1e6:.0f} MB limit "
+                                 "for a score (its header understates it)")
+    return bytes(out)
+
+
+def _inside(member: str) -> bool:
+    """A path that names something inside an archive: relative, no '..' above its root."""
+    if not member or member.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", member):
+        return False
+    return not posixpath.normpath(member.replace("\\", "/")).startswith("..")
+
+
+def unzip_mxl(data: bytes, name: str) -> bytes:
+    """The MusicXML document inside a compressed MusicXML (.mxl) archive (MusicXML 4.0, "Compressed
+    files"): the rootfile META-INF/container.xml names, else the one .xml/.musicxml member outside
+    META-INF. Raises ScoreError when the bytes are no zip, the container names a path outside the
+    archive or a member it lacks, or the document inflates past MAX_XML_BYTES."""
+    if not data.startswith(b"PK"):
+        raise ScoreError(f"{name}: not a compressed MusicXML file (an .mxl is a zip archive)")
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        members = {m.filename: m for m in archive.infolist() if not m.is_dir()}
+        target = None
+        if "META-INF/container.xml" in members:
+            container = check_xml(_read_bounded(archive, members["META-INF/container.xml"], 1 << 20, name),
+                                  f"{name}: META-INF/container.xml")
+            m = re.search(rb"<rootfile\b[^>]*\bfull-path\s*=\s*[\"']([^\"']*)[\"']", container)
+            if m:
+                target = html.unescape(m.group(1).decode("utf-8", "replace"))
+                if not _inside(target):
+                    raise ScoreError(f"{name}: its container points outside the archive ({target[:80]})")
+                if target not in members:
+                    raise ScoreError(f"{name}: its container names {target[:80]}, which the archive lacks")
+        if target is None:
+            docs = [n for n in members if not n.startswith("META-INF/") and _inside(n)
+                    and PurePosixPath(n).suffix.lower() in (".xml", ".musicxml")]
+            if not docs:
+                raise ScoreError(f"{name}: the archive holds no MusicXML document")
+            target = docs[0]
+        return _read_bounded(archive, members[target], MAX_XML_BYTES, name)
+    except ScoreError:
+        raise
+    except Exception as e:  # noqa: BLE001 - BadZipFile, zlib.error, encrypted members: one line, no traceback
+        raise ScoreError(f"{name}: unreadable .mxl archive ({type(e).__name__}: {e})") from e
+
+
+def check_xml(data: bytes, name: str) -> bytes:
+    """data, if it may be handed to an XML parser: text, within MAX_XML_BYTES, declaring no
+    entities. An entity declaration (`<!ENTITY`) is what both XML external entities (XXE) and
+    nested expansion ("billion laughs") need, and no score needs one: it is refused outright."""
+    if len(data) > MAX_XML_BYTES:
+        raise ScoreError(f"{name}: {len(data) / 1e6:.0f} MB of XML, over the {MAX_XML_BYTES / 1e6:.0f} MB limit")
+    head = data[:4096].lstrip(b"\xef\xbb\xbf \t\r\n")
+    if not head.startswith(b"<") or b"\x00" in head:
+        raise ScoreError(f"{name}: not XML (binary or text data where a MusicXML document should be)")
+    if re.search(rb"<!ENTITY", data):
+        raise ScoreError(f"{name}: the XML declares entities, which no score needs (refused: XML external "
+                         "entities and entity expansion are attacks)")
+    return data
+
+
+def composer_in(data: bytes, name: str) -> str | None:
+    """The composer a score names (MusicXML `<creator type="composer">`, kern `!!!COM:`), whitespace
+    collapsed; None where it names none. data: the file's bytes (an .mxl is opened)."""
+    suffix = Path(name).suffix.lower()
+    if suffix == ".krn":
+        m = re.search(rb"^!!!COM[0-9]*:[ \t]*([^\r\n]+)", data[:1 << 20], re.MULTILINE)
+        text = m.group(1).decode("utf-8", "replace") if m else ""
+    else:
+        xml = unzip_mxl(data, name) if suffix == ".mxl" and data.startswith(b"PK") else data
+        m = re.search(rb"<creator\b[^>]*type\s*=\s*[\"']composer[\"'][^>]*>([^<]*)</creator>", xml)
+        text = html.unescape(m.group(1).decode("utf-8", "replace")) if m else ""
+    text = " ".join(text.split())
+    return text or None
+
+
+def check_kern(data: bytes, name: str) -> None:
+    """Refuse what is not Humdrum **kern before a parser sees it: binary bytes, or no **kern spine
+    (the exclusive interpretation line names the spines: `**kern`, `**dynam`, ...)."""
+    if b"\x00" in data:
+        raise ScoreError(f"{name}: not a Humdrum file (binary data)")
+    for line in data.splitlines():
+        if line.startswith(b"**"):
+            if b"**kern" not in line:
+                raise ScoreError(f"{name}: no **kern spine (its spines: {line.decode('utf-8', 'replace')[:80]})")
+            return
+        if line.strip() and not line.startswith(b"!"):
+            break
+    raise ScoreError(f"{name}: not a Humdrum **kern file (no exclusive interpretation line such as **kern)")
+
+
+def _kern_programs(data: bytes) -> list[int]:
+    """GM program per **kern spine, left to right, from `*I` instrument codes and `*I"` names
+    declared before the first data line; 0 (piano) where none is."""
+    spines: list[int] | None = None
+    kinds: list[bool] = []
+    for raw in data.decode("utf-8", "replace").splitlines():
+        fields = raw.split("\t")
+        if spines is None:
+            if raw.startswith("**"):
+                kinds = [f.startswith("**kern") for f in fields]
+                spines = [0] * len(fields)
+            continue
+        if raw and not raw.startswith(("*", "!", "=")):
+            break  # the first data line: instruments are declared before it
+        if not raw.startswith("*") or len(fields) != len(kinds):
+            continue  # a comment, a barline, or a spine split that changes the count
+        for i, f in enumerate(fields):
+            if f.startswith('*I"'):
+                spines[i] = program_for(f[3:], spines[i] or None)
+            elif f.startswith("*I") and not f.startswith(("*IC", "*IG")):
+                spines[i] = KERN_PROGRAMS.get(f[2:].lower(), spines[i])
+    return [p for p, k in zip(spines or [], kinds, strict=False) if k]
+
+
+# ---------------------------------------------------------------- the notation libraries
+
+
+@dataclass(frozen=True)
+class PartNotes:
+    """One part of a score as it sounds, in quarter notes from the start (the libraries' unit)."""
+
+    name: str  # the part's name ("Violin 1"), "" where the score gives none
+    notes: list[tuple[float, float, int, int]]  # (onset, end, sounding MIDI pitch, velocity)
+
+
+Tempos = list[tuple[float, int]]  # (quarter, microseconds a quarter), in time order
+
+
+@functools.cache
+def _partitura() -> Any:
+    """partitura, imported so that it cannot reach the network: partitura 1.9 downloads a 30 MB
+    SoundFont at import whenever pyfluidsynth is importable (partitura/utils/fluidsynth.py). Hiding
+    pyfluidsynth while it imports keeps partitura to its readers; musicid renders through its own
+    FluidSynth wrapper (render.py)."""
+    saved = sys.modules.get("fluidsynth")
+    sys.modules["fluidsynth"] = None  # type: ignore[assignment]  # import fluidsynth -> ImportError
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import partitura
+    finally:
+        if saved is None:
+            del sys.modules["fluidsynth"]
+        else:
+            sys.modules["fluidsynth"] = saved
+    return partitura
+
+
+def _with_partitura(xml_or_kern: bytes, kern: bool) -> tuple[list[PartNotes], Tempos]:
+    """The parts and tempo marks partitura reads: ties joined, tuplets exact, grace notes (partitura's
+    GraceNote, no duration) left out, each part's `<transpose>` in force added to the written pitch."""
+    pt = _partitura()
+    if kern:
+        with tempfile.TemporaryDirectory(prefix="musicid-kern-") as tmp:  # load_kern reads a path
+            path = Path(tmp) / "score.krn"
+            path.write_bytes(xml_or_kern)
+            score = pt.load_kern(str(path), quiet=True)
+    else:
+        score = pt.load_musicxml(io.BytesIO(xml_or_kern), quiet=True)
+    parts, tempos = [], {}
+    for part in score.parts:
+        shifts = sorted((int(t.start.t), int(t.chromatic or 0)) for t in part.iter_all(pt.score.Transposition))
+        shift_at, shift_by = [t for t, _ in shifts], [c for _, c in shifts]
+        marks = sorted((int(d.start.t), VELOCITY_OF.get(str(getattr(d, "text", "") or "").strip().lower(), 0))
+                       for d in part.iter_all(pt.score.ConstantLoudnessDirection))
+        marks = [(t, v) for t, v in marks if v]
+        dyn_at, dyn_velocity = [t for t, _ in marks], [v for _, v in marks]
+        notes = []
+        for note in part.notes_tied:
+            if isinstance(note, pt.score.GraceNote):
+                continue
+            start = int(note.start.t)
+            end_point = getattr(note, "end_tied", None) or note.end
+            end = int(end_point.t) if end_point is not None else start
+            i, j = bisect_right(shift_at, start) - 1, bisect_right(dyn_at, start) - 1
+            notes.append((float(part.quarter_map(start)), float(part.quarter_map(end)),
+                          int(note.midi_pitch) + (shift_by[i] if i >= 0 else 0),
+                          dyn_velocity[j] if j >= 0 else DEFAULT_VELOCITY))
+        parts.append(PartNotes(str(getattr(part, "part_name", "") or ""), notes))
+        for tempo in part.iter_all(pt.score.Tempo):
+            try:
+                us = int(tempo.microseconds_per_quarter)
+            except (TypeError, ValueError, ZeroDivisionError, OverflowError):
+                continue
+            tempos.setdefault(float(part.quarter_map(tempo.start.t)), us)  # the first part's mark wins
+    return parts, sorted(tempos.items())
+
+
+def _with_music21(xml_or_kern: bytes, kern: bool) -> tuple[list[PartNotes], Tempos]:
+    """The same from music21 (converter.parseData; ties stripped, sounding pitch, grace notes left
+    out): the fallback for scores partitura cannot read (7.8% of the Polish kern files measured, its
+    spine-split handling)."""
+    from music21 import converter, dynamics, tempo
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        text: str | bytes = xml_or_kern.decode("utf-8", "replace") if kern else xml_or_kern
+        stream = converter.parseData(text, format="humdrum" if kern else "musicxml")
+        stream = stream.toSoundingPitch().stripTies()
+    tempos: dict[float, int] = {}
+    for mark in stream.flatten().getElementsByClass(tempo.MetronomeMark):
+        bpm = mark.getQuarterBPM()
+        if bpm:
+            tempos.setdefault(float(mark.offset), round(60_000_000 / bpm))
+    parts = []
+    for part in (stream.parts or [stream]):
+        levels = sorted((float(d.getOffsetInHierarchy(part)), VELOCITY_OF.get(str(d.value).lower(), 0))
+                        for d in part.recurse().getElementsByClass(dynamics.Dynamic))
+        levels = [(q, v) for q, v in levels if v]
+        notes = []
+        for n in part.recurse().notes:
+            if n.duration.isGrace:
+                continue
+            onset = float(n.getOffsetInHierarchy(part))
+            j = bisect_right([q for q, _ in levels], onset) - 1
+            for pitch in n.pitches:
+                notes.append((onset, onset + float(n.quarterLength), int(pitch.midi),
+                              levels[j][1] if j >= 0 else DEFAULT_VELOCITY))
+        parts.append(PartNotes(str(part.partName or ""), notes))
+    return parts, sorted(tempos.items())
+
+
+def _read(data: bytes, name: str) -> tuple[list[PartNotes], Tempos]:
+    """Parts and tempo marks of a score's bytes, by partitura, else by music21 where partitura fails;
+    ScoreError (one line) when neither reads it."""
+    suffix = Path(name).suffix.lower()
+    kern = suffix == ".krn"
+    if kern:
+        check_kern(data, name)
+        doc = data
+    else:
+        doc = check_xml(unzip_mxl(data, name) if suffix == ".mxl" and data.startswith(b"PK") else data, name)
+        if re.search(rb"<score-timewise\b", doc[:1 << 16]):
+            raise ScoreError(f"{name}: a timewise MusicXML score (only partwise scores are read)")
+        if re.search(rb"<divisions>\s*-?0*\s*</divisions>", doc):
+            raise ScoreError(f"{name}: <divisions> is 0: its note durations mean nothing")
+    failures = []
+    for reader in (_with_partitura, _with_music21):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return reader(doc, kern)
+        except RecursionError as e:
+            raise ScoreError(f"{name}: unreadable score (nested too deeply)") from e
+        except MemoryError as e:
+            raise ScoreError(f"{name}: unreadable score (too large to hold in memory)") from e
+        except Exception as e:  # noqa: BLE001 - the libraries raise anything from lxml's errors to IndexError
+            detail = " ".join(str(e).split())[:120]
+            failures.append(f"{type(e).__name__}{': ' + detail if detail else ''}")
+    what = "kern" if kern else "MusicXML"
+    raise ScoreError(f"{name}: unreadable {what} (partitura: {failures[0]}; music21: {failures[1]})")
+
+
+# ---------------------------------------------------------------- notes as they sound
+
+
+def _channels() -> Iterator[int]:
+    """MIDI channels for parts in turn, skipping the drum channel; past 15 parts they are reused."""
+    while True:
+        yield from (c for c in range(16) if c != DRUM_CHANNEL)
+
+
+def _ticks(quarters: float) -> int:
+    return round(quarters * TICKS_PER_QUARTER)
+
+
+def score_events(parts: list[PartNotes], tempos: Tempos, name: str, programs: list[int] | None = None,
+                 ) -> tuple[list[TickEvent], int, list[tuple[int, int]]]:
+    """Parts -> (tick events in time order, last tick, tempo changes (tick, microseconds a quarter))
+    at TICKS_PER_QUARTER ticks a quarter: one channel per part, its program first (named by the
+    part, else `programs`, kern's instrument codes, else piano). Tempo marks outside 1 to 60 million
+    quarters a minute are ignored. Raises ScoreError for a sounding pitch outside MIDI's 0-127 and
+    for a score whose onsets or lengths are not finite."""
+    events: list[TickEvent] = []
+    last_tick = 0
+    for index, (part, channel) in enumerate(zip(parts, _channels(), strict=False)):
+        program = (program_for(part.name, None) if part.name or not programs or index >= len(programs)
+                   else programs[index])
+        events.append((0, PROGRAM, channel, program, 0))
+        for onset, end, pitch, velocity in part.notes:
+            if not (math.isfinite(onset) and math.isfinite(end)):
+                raise ScoreError(f"{name}: a note with no finite onset or length")
+            if not 0 <= pitch <= 127:
+                raise ScoreError(f"{name}: a note at MIDI pitch {pitch} ({part.name or f'part {index + 1}'}, "
+                                 "sounding), outside MIDI's 0-127")
+            on, off = _ticks(onset), _ticks(end)
+            if off <= on or on < 0:
+                continue
+            events += [(on, NOTE_ON, channel, pitch, velocity), (off, NOTE_OFF, channel, pitch, 0)]
+            last_tick = max(last_tick, off)
+    # at one tick: programs, then note-offs before note-ons (a repeated key sounds twice)
+    order = {PROGRAM: 0, CONTROL: 1, NOTE_OFF: 2, NOTE_ON: 3}
+    events.sort(key=lambda e: (e[0], order.get(e[1], 4)))
+    changes = [(_ticks(q), us) for q, us in tempos if math.isfinite(q) and q >= 0 and 0 < us <= 60_000_000]
+    return events, last_tick, changes
+
+
+def parse_score(data: bytes, name: str = "<bytes>") -> Midi:
+    """Parse score bytes (the suffix of `name` says which notation: .musicxml/.xml, .mxl, .krn)
+    into a Midi, as midi.parse_midi does for MIDI bytes. Raises ScoreError, one line naming the
+    file and the fault, for anything that is not a readable score with notes."""
+    if len(data) > MAX_SCORE_BYTES:
+        raise ScoreError(f"{name}: {len(data) / 1e6:.0f} MB is too large for a score")
+    if not data.strip():
+        raise ScoreError(f"{name}: empty file")
+    parts, tempos = _read(data, name)
+    programs = _kern_programs(data) if Path(name).suffix.lower() == ".krn" else None
+    events, last_tick, changes = score_events(parts, tempos, name, programs)
+    if last_tick <= 0:
+        raise ScoreError(f"{name}: no notes with a positive length")
+    if last_tick > MAX_TICKS:
+        raise ScoreError(f"{name}: lasts {last_tick / TICKS_PER_QUARTER:.0f} quarter notes, too long for a piece")
+    return midi_from_ticks(events, TimeMap(TICKS_PER_QUARTER, changes), last_tick, name, ScoreError)
