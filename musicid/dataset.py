@@ -11,6 +11,7 @@ work folder, and every file with identical notes or of the same piece
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,8 +42,19 @@ class TrackRef:
 
 
 def list_music_files(folder: Path) -> list[Path]:
-    """MIDI files and scores directly in a folder or below it, sorted, symlinks followed."""
-    return sorted(p for p in folder.rglob("*") if is_music_file(p) and (p.is_file() or p.is_symlink()))
+    """MIDI files and scores directly in a folder or below it, sorted. Symbolic links are followed,
+    to files and to folders (each real folder read once, so a link loop ends), so collections can be
+    linked under one root; a dangling link to a file is listed, for its reader to report."""
+    found: list[Path] = []
+    seen: set[str] = set()
+    for where, subdirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(where)
+        if real in seen:
+            subdirs.clear()
+            continue
+        seen.add(real)
+        found += [p for p in (Path(where) / f for f in files) if is_music_file(p)]
+    return sorted(found)
 
 
 def _check_root(root: Path) -> None:

@@ -27,6 +27,7 @@ Every failure is a ScoreError whose message is one line naming the file and the 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import html
 import io
@@ -214,30 +215,6 @@ def check_kern(data: bytes, name: str) -> None:
     raise ScoreError(f"{name}: not a Humdrum **kern file (no exclusive interpretation line such as **kern)")
 
 
-def _kern_programs(data: bytes) -> list[int]:
-    """GM program per **kern spine, left to right, from `*I` instrument codes and `*I"` names
-    declared before the first data line; 0 (piano) where none is."""
-    spines: list[int] | None = None
-    kinds: list[bool] = []
-    for raw in data.decode("utf-8", "replace").splitlines():
-        fields = raw.split("\t")
-        if spines is None:
-            if raw.startswith("**"):
-                kinds = [f.startswith("**kern") for f in fields]
-                spines = [0] * len(fields)
-            continue
-        if raw and not raw.startswith(("*", "!", "=")):
-            break  # the first data line: instruments are declared before it
-        if not raw.startswith("*") or len(fields) != len(kinds):
-            continue  # a comment, a barline, or a spine split that changes the count
-        for i, f in enumerate(fields):
-            if f.startswith('*I"'):
-                spines[i] = program_for(f[3:], spines[i] or None)
-            elif f.startswith("*I") and not f.startswith(("*IC", "*IG")):
-                spines[i] = KERN_PROGRAMS.get(f[2:].lower(), spines[i])
-    return [p for p, k in zip(spines or [], kinds, strict=False) if k]
-
-
 # ---------------------------------------------------------------- the notation libraries
 
 
@@ -247,6 +224,7 @@ class PartNotes:
 
     name: str  # the part's name ("Violin 1"), "" where the score gives none
     notes: list[tuple[float, float, int, int]]  # (onset, end, sounding MIDI pitch, velocity)
+    program: int | None = None  # a GM program the score gives by code (kern *I), used where the name says none
 
 
 Tempos = list[tuple[float, int]]  # (quarter, microseconds a quarter), in time order
@@ -318,9 +296,10 @@ def _with_music21(xml_or_kern: bytes, kern: bool) -> tuple[list[PartNotes], Temp
     spine-split handling)."""
     from music21 import converter, dynamics, tempo
 
-    with warnings.catch_warnings():
+    text: str | bytes = xml_or_kern.decode("utf-8", "replace") if kern else xml_or_kern
+    noise = io.StringIO()  # music21 prints its parser's warnings ("humdrum.spineParser: WARNING ...")
+    with warnings.catch_warnings(), contextlib.redirect_stderr(noise), contextlib.redirect_stdout(noise):
         warnings.simplefilter("ignore")
-        text: str | bytes = xml_or_kern.decode("utf-8", "replace") if kern else xml_or_kern
         stream = converter.parseData(text, format="humdrum" if kern else "musicxml")
         stream = stream.toSoundingPitch().stripTies()
     tempos: dict[float, int] = {}
@@ -346,6 +325,17 @@ def _with_music21(xml_or_kern: bytes, kern: bool) -> tuple[list[PartNotes], Temp
     return parts, sorted(tempos.items())
 
 
+def _with_kern(text: bytes, kern: bool) -> tuple[list[PartNotes], Tempos]:
+    """musicid's own linear **kern pass (kern.py), first for kern: measured the fastest and the one
+    that reads every handed file."""
+    from .kern import read_kern
+
+    parts, tempos = read_kern(text.decode("utf-8", "replace"))
+    return ([PartNotes(p.name, [(float(on), float(off), int(key), DEFAULT_VELOCITY) for on, off, key in p.notes],
+                       p.program) for p in parts],
+            [(float(q), us) for q, us in tempos])
+
+
 def _read(data: bytes, name: str) -> tuple[list[PartNotes], Tempos]:
     """Parts and tempo marks of a score's bytes, by partitura, else by music21 where partitura fails;
     ScoreError (one line) when neither reads it."""
@@ -361,7 +351,8 @@ def _read(data: bytes, name: str) -> tuple[list[PartNotes], Tempos]:
         if re.search(rb"<divisions>\s*-?0*\s*</divisions>", doc):
             raise ScoreError(f"{name}: <divisions> is 0: its note durations mean nothing")
     failures = []
-    for reader in (_with_partitura, _with_music21):
+    readers = (_with_kern, _with_partitura, _with_music21) if kern else (_with_partitura, _with_music21)
+    for reader in readers:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -374,7 +365,9 @@ def _read(data: bytes, name: str) -> tuple[list[PartNotes], Tempos]:
             detail = " ".join(str(e).split())[:120]
             failures.append(f"{type(e).__name__}{': ' + detail if detail else ''}")
     what = "kern" if kern else "MusicXML"
-    raise ScoreError(f"{name}: unreadable {what} (partitura: {failures[0]}; music21: {failures[1]})")
+    said = "; ".join(f"{who}: {why}" for who, why in zip(("musicid", "partitura", "music21")[-len(readers):],
+                                                           failures, strict=True))
+    raise ScoreError(f"{name}: unreadable {what} ({said})")
 
 
 # ---------------------------------------------------------------- notes as they sound
@@ -390,26 +383,27 @@ def _ticks(quarters: float) -> int:
     return round(quarters * TICKS_PER_QUARTER)
 
 
-def score_events(parts: list[PartNotes], tempos: Tempos, name: str, programs: list[int] | None = None,
+def score_events(parts: list[PartNotes], tempos: Tempos, name: str,
                  ) -> tuple[list[TickEvent], int, list[tuple[int, int]]]:
     """Parts -> (tick events in time order, last tick, tempo changes (tick, microseconds a quarter))
     at TICKS_PER_QUARTER ticks a quarter: one channel per part, its program first (named by the
-    part, else `programs`, kern's instrument codes, else piano). Tempo marks outside 1 to 60 million
+    part, else the program the score gives by code, else piano). Tempo marks outside 1 to 60 million
     quarters a minute are ignored. Raises ScoreError for a sounding pitch outside MIDI's 0-127 and
     for a score whose onsets or lengths are not finite."""
     events: list[TickEvent] = []
     last_tick = 0
+    # partitura puts a pickup (anacrusis) before 0: the piece starts at its first note, as in MIDI
+    earliest = min((on for part in parts for on, *_ in part.notes if math.isfinite(on)), default=0.0)
+    shift = -min(0.0, earliest)
     for index, (part, channel) in enumerate(zip(parts, _channels(), strict=False)):
-        program = (program_for(part.name, None) if part.name or not programs or index >= len(programs)
-                   else programs[index])
-        events.append((0, PROGRAM, channel, program, 0))
+        events.append((0, PROGRAM, channel, program_for(part.name, part.program), 0))
         for onset, end, pitch, velocity in part.notes:
             if not (math.isfinite(onset) and math.isfinite(end)):
                 raise ScoreError(f"{name}: a note with no finite onset or length")
             if not 0 <= pitch <= 127:
                 raise ScoreError(f"{name}: a note at MIDI pitch {pitch} ({part.name or f'part {index + 1}'}, "
                                  "sounding), outside MIDI's 0-127")
-            on, off = _ticks(onset), _ticks(end)
+            on, off = _ticks(onset + shift), _ticks(end + shift)
             if off <= on or on < 0:
                 continue
             events += [(on, NOTE_ON, channel, pitch, velocity), (off, NOTE_OFF, channel, pitch, 0)]
@@ -417,7 +411,7 @@ def score_events(parts: list[PartNotes], tempos: Tempos, name: str, programs: li
     # at one tick: programs, then note-offs before note-ons (a repeated key sounds twice)
     order = {PROGRAM: 0, CONTROL: 1, NOTE_OFF: 2, NOTE_ON: 3}
     events.sort(key=lambda e: (e[0], order.get(e[1], 4)))
-    changes = [(_ticks(q), us) for q, us in tempos if math.isfinite(q) and q >= 0 and 0 < us <= 60_000_000]
+    changes = [(max(0, _ticks(q + shift)), us) for q, us in tempos if math.isfinite(q) and 0 < us <= 60_000_000]
     return events, last_tick, changes
 
 
@@ -430,8 +424,7 @@ def parse_score(data: bytes, name: str = "<bytes>") -> Midi:
     if not data.strip():
         raise ScoreError(f"{name}: empty file")
     parts, tempos = _read(data, name)
-    programs = _kern_programs(data) if Path(name).suffix.lower() == ".krn" else None
-    events, last_tick, changes = score_events(parts, tempos, name, programs)
+    events, last_tick, changes = score_events(parts, tempos, name)
     if last_tick <= 0:
         raise ScoreError(f"{name}: no notes with a positive length")
     if last_tick > MAX_TICKS:

@@ -504,3 +504,17 @@ def test_symbolic_features_see_a_piece_written_differently_on_a_known_instrument
     assert other.novelty_parts["symbolic-knn"] > 3 * known.novelty_parts["symbolic-knn"]
     assert other.novel and not known.novel
     assert other.novelty > known.novelty
+
+
+def test_scan_follows_linked_collection_folders(tmp_path: Path) -> None:
+    """Collections linked under one root make one composer of both; a link loop is read once."""
+    write_piece(tmp_path / "lieder" / "Brahms" / "a.mid", "Organ", 0, 2)
+    write_piece(tmp_path / "asap" / "Brahms" / "b.mid", "Organ", 1, 2)
+    root = tmp_path / "all" / "Brahms"
+    root.mkdir(parents=True)
+    (root / "lieder").symlink_to(tmp_path / "lieder" / "Brahms")
+    (root / "asap").symlink_to(tmp_path / "asap" / "Brahms")
+    (root / "loop").symlink_to(root)
+    tracks, warnings = scan_labelled(tmp_path / "all")
+    assert sorted(t.path.name for t in tracks) == ["a.mid", "b.mid"] and warnings == []
+    assert {t.composer for t in tracks} == {"Brahms"}

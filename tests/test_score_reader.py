@@ -274,3 +274,10 @@ def test_index_build_takes_composers_from_the_scores(tmp_path: Path) -> None:
     assert report.warnings == ["1 file(s) name no composer (MIDI files never do), skipped: stray.mid"]
     result = QueryEngine.open(tmp_path / "index").query(export)
     assert result.known_piece == "low0.musicxml"
+
+
+def test_a_pickup_bar_starts_the_piece_at_zero() -> None:
+    """An anacrusis (an implicit first bar of one quarter) sounds from 0 s, not before it."""
+    data = musicxml(("Piano", n("G", 4, 1) + "<next/>" + n("C", 5, 4))).replace(
+        b'<measure number="1">', b'<measure number="0" implicit="yes">', 1)
+    assert sounding(parse_score(data, "pickup.musicxml")) == [(0.0, 67, 0.5), (0.5, 72, 2.0)]
