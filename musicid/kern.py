@@ -163,9 +163,14 @@ def read_kern(text: str) -> tuple[list[KernPart], list[tuple[Fraction, int]]]:
                     ties[(spine.part, key)] = note
             if shortest is not None:
                 spine.until = now + shortest
-        # the next record starts when the first sounding token ends; a spine with nothing sounding that
-        # did not continue (".") holds it here: it starts something now (after a grace note, a spine path)
-        held = any(s.kern and s.until <= now and f != "." for s, f in zip(spines, fields, strict=True))
+        # the next record starts when the first sounding token ends, unless this one took no time: no
+        # token with a duration began on it (only nulls, grace notes, other spines' tokens such as a
+        # figured-bass change) while a **kern spine has nothing sounding, or a spine path written on it
+        # leaves a spine that starts its notes now
+        waiting = [f for s, f in zip(spines, fields, strict=True) if s.kern and s.until <= now]
+        began = any(s.kern and s.until > now and f not in (".", "") and not f.startswith("*")
+                    for s, f in zip(spines, fields, strict=True))
+        held = any(f.startswith("*") for f in waiting) or (bool(waiting) and not began)
         if any(f.startswith("*") for f in fields):  # a spine path on a data record: invalid, but written
             spines = _interpret([f if f.startswith("*") else "*" for f in fields], spines, parts, tempos, now)
         later = [s.until for s in spines if s.kern and s.until > now]
