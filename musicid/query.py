@@ -224,7 +224,7 @@ class QueryEngine:
                            sketch=prepared.sketch)
 
     def query(self, path: str | Path, k: int = DEFAULT_K) -> TrackResult:
-        """Render, embed and score one MIDI file; raises MidiError/RenderError on a bad file."""
+        """Read, render, embed and score one MIDI file or score; raises ReadError/RenderError on a bad file."""
         from .prepare import prepare_track
 
         path = Path(path)
@@ -233,7 +233,7 @@ class QueryEngine:
 
 def report_folder(engine: QueryEngine, folder: str | Path, by_novelty: bool = True, workers: int = 0,
                   progress: ProgressFn | None = None) -> tuple[list[TrackResult], list[Any]]:
-    """Score every MIDI file below a folder; bad files come back as Failures, not exceptions."""
+    """Score every MIDI file and score below a folder; bad files come back as Failures, not exceptions."""
     from .dataset import scan_unlabelled
     from .prepare import Failure, prepare_many
 

@@ -231,3 +231,10 @@ def test_corpus_export_through_the_cli(tmp_path: Path) -> None:
     assert code == 0 and out.strip() == f"1 works in {tmp_path / 'c'} (Schubert 1); 1 already there, 0 skipped"
     code, _, err = run("corpus", "export", tmp_path / "c", "--composers", "nobody")
     assert code == 1 and err.strip() == "error: music21 has no scores for composer 'nobody'"
+
+
+def test_version() -> None:
+    from musicid import __version__
+
+    r = CliRunner().invoke(app, ["--version"])
+    assert r.exit_code == 0 and r.stdout == f"musicid {__version__}\n"

@@ -350,3 +350,72 @@ def test_scores_are_queried_reported_and_added_like_midi(client: TestClient, edi
     added = {t["path"]: t["track_id"] for t in editable.get("/tracks").json()}["Scored/s.mxl"]
     assert editable.get(f"/tracks/{added}/audio?seconds=2").status_code == 200  # found by content, read as a score
     assert editable.post("/query", files={"file": ("s.mxl", score)}).json()["known_piece"] == "Scored/s.mxl"
+
+
+def test_k_and_explain_are_honoured_as_form_fields(client: TestClient, tmp_path: Path) -> None:
+    piece = write_piece(tmp_path / "p.mid", "Strings", seed=11)
+    plain = client.post("/query", files=upload(piece)).json()
+    as_form = client.post("/query", files=upload(piece), data={"k": "3", "explain": "true"}).json()
+    in_url = client.post("/query?k=3&explain=true", files=upload(piece)).json()
+    assert "explain" not in plain and as_form == in_url  # the form's k and explain, as the URL's
+    r = client.post("/query", files=upload(piece), data={"k": "0"})
+    assert r.status_code == 422 and r.json() == {"error": "k: Input should be greater than or equal to 1"}
+    both = client.post("/query?k=3", files=upload(piece), data={"k": "0"})
+    assert both.status_code == 422  # each is checked; where both are valid, the URL's wins
+
+
+def test_every_request_gets_one_access_log_line(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+    import re
+
+    with caplog.at_level(logging.INFO, logger="musicid.serve.access"):
+        client.get("/healthz")
+        client.get("/tracks/999999/audio")
+    lines = [r.getMessage() for r in caplog.records if r.name == "musicid.serve.access"]
+    assert len(lines) == 2
+    assert re.fullmatch(r"GET /healthz 200 \d+ ms", lines[0]) and re.fullmatch(r"GET /tracks/999999/audio 404 \d+ ms",
+                                                                                lines[1])
+
+
+def test_serve_says_where_it_is_and_logs_requests(built_index: Path, tmp_path: Path) -> None:
+    """A real `musicid serve`: its first line names the URL and the index; each request is a line on stderr."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[1]), "MUSICID_CACHE": str(tmp_path / "cache"),
+           "PATH": "/usr/bin:/bin"}
+    proc = subprocess.Popen([sys.executable, "-m", "musicid", "serve", "--index", str(built_index), "--port",
+                             str(port), "--workers", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    try:
+        first = proc.stdout.readline() if proc.stdout else ""
+        assert first.startswith(f"musicid 0.3.0 serving {built_index} (18 tracks by 3 composers) at "
+                                f"http://127.0.0.1:{port}/"), first
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                    assert r.status == 200
+                break
+            except OSError:
+                time.sleep(0.2)
+    finally:
+        proc.terminate()
+        _, errors = proc.communicate(timeout=20)
+    assert "GET /healthz 200" in errors
+
+
+def test_serve_without_its_extra_names_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    for name in [m for m in sys.modules if m == "musicid.serve" or m.startswith("musicid.serve.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "fastapi", None)
+    r = CliRunner().invoke(cli_app, ["serve", "--index", "/nonexistent"])
+    assert r.exit_code == 1
+    assert r.output.strip() == ("error: musicid serve needs fastapi, from the [serve] extra: "
+                                "pip install 'musicid[serve]'")

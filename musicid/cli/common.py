@@ -12,6 +12,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -38,6 +39,20 @@ app.add_typer(embedder_app, name="embedder")
 out = Console()
 err = Console(stderr=True)
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        out.print(f"musicid {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="Print musicid's version and exit.")) -> None:
+    """Tell who composed a MIDI file or score, or that it is by nobody the index knows."""
+
 STAGES = {"export": "Exporting scores", "render": "Preparing tracks", "train": "Training embedder",
           "embed": "Embedding clips", "evaluate": "Folds and LOCO splits"}
 INDEX_OPT = typer.Option(None, "--index", "-i",
@@ -48,7 +63,7 @@ def fail(message: str, code: int = 1, as_json: bool = False, path: Path | None =
           kind: str = "UsageError") -> None:
     """One red line on stderr and exit code; with as_json also {"error": {path, kind, message}} on
     stdout, so a script that asked for JSON always gets JSON."""
-    err.print(f"[red]error:[/red] {message}", markup=True, highlight=False, soft_wrap=True)
+    err.print(f"[red]error:[/red] {escape(message)}", markup=True, highlight=False, soft_wrap=True)
     if as_json:
         echo_json({"error": {"path": str(path) if path else None, "kind": kind, "message": message}})
     raise typer.Exit(code)

@@ -13,6 +13,7 @@ from .common import (
     corpus_app,
     domain_errors,
     echo_json,
+    fail,
     index_dir,
     out,
     progress_bars,
@@ -26,7 +27,7 @@ def query(
     k: int = typer.Option(10, "-k", min=1, help="Neighbours per clip in the vote."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
-    """Name the composer of one MIDI file, with confidence and novelty."""
+    """Name the composer of one MIDI file or score, with confidence and novelty."""
     from ..query import QueryEngine
 
     with domain_errors(as_json, track):
@@ -47,7 +48,7 @@ def report(
     as_json: bool = typer.Option(False, "--json", help="Print the table as JSON."),
     workers: int = typer.Option(0, "--workers", min=0, help="Render processes [default: one per core]."),
 ) -> None:
-    """Score every MIDI file in a folder: composer, confidence, novelty, flagged."""
+    """Score every MIDI file and score in a folder: composer, confidence, novelty, flagged."""
     from ..display import print_report, write_csv
     from ..query import QueryEngine, report_folder
 
@@ -120,7 +121,9 @@ def serve_cmd(
     workers: int = typer.Option(0, "--workers", min=0, help="Requests served in parallel [default: one per core]."),
 ) -> None:
     """Serve the index over HTTP (API docs at /docs) with a page at / to hear why."""
-    from ..serve import ServeConfig, serve
-
+    try:
+        from ..serve import ServeConfig, serve
+    except ModuleNotFoundError as e:  # the [serve] extra (fastapi, uvicorn, python-multipart) is not installed
+        fail(f"musicid serve needs {e.name or 'FastAPI'}, from the [serve] extra: pip install 'musicid[serve]'")
     with domain_errors():
         serve(ServeConfig(index_dir(index), token=token, workers=workers), host, port)

@@ -6,6 +6,9 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import json
+import logging
+import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,6 +24,7 @@ from ..errors import DataDirError, IndexNotFound, MusicIdError, ReadError, Rende
 from .service import MAP_POINTS, MAX_AUDIO_SECONDS, HttpError, ServeConfig, Service, safe_name
 
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"  # the page: plain HTML, JS and CSS
+ACCESS_LOG = logging.getLogger("musicid.serve.access")  # one line a request: method path status milliseconds
 
 
 def check_bind(host: str, token: str | None) -> None:
@@ -112,10 +116,22 @@ def create_app(config: ServeConfig) -> BodyLimit:
         yield
         service.close()
 
+    async def access_log(request: Request, call_next: Any) -> Response:
+        start = time.perf_counter()
+        status = 500
+        try:
+            response: Response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            ACCESS_LOG.info("%s %s %d %.0f ms", request.method, request.url.path, status,
+                            (time.perf_counter() - start) * 1000)
+
     api = FastAPI(title="musicid", version=_version(), lifespan=lifespan,
-                  description="Who composed this MIDI file, or is it by nobody the index knows? "
+                  description="Who composed this MIDI file or score, or is it by nobody the index knows? "
                               "The same answers as the musicid command line, from an index loaded once.")
     api.state.service = service
+    api.middleware("http")(access_log)
 
     @api.exception_handler(MusicIdError)
     @api.exception_handler(HttpError)
@@ -156,16 +172,20 @@ def create_app(config: ServeConfig) -> BodyLimit:
         store = service.state.engine.store
         return {"ok": True, "tracks": len(store.tracks), "composers": store.composers, "workers": service.workers}
 
-    @api.post("/query", summary="One MIDI file: the same JSON as `musicid query --json`")
-    async def query(file: UploadFile = File(...), k: int = Query(10, ge=1, le=100),
-                    explain: bool = Query(False, description="add what the page needs: clip offsets, "
-                                                             "audio ids, the place on the embedding map")
-                    ) -> JSONResponse:
+    @api.post("/query", summary="One MIDI file or score: the same JSON as `musicid query --json`")
+    async def query(file: UploadFile = File(...), k: int | None = Query(None, ge=1, le=100),
+                    explain: bool | None = Query(None, description="add what the page needs: clip offsets, "
+                                                                   "audio ids, the place on the embedding map"),
+                    k_field: int | None = Form(None, alias="k", ge=1, le=100),
+                    explain_field: bool | None = Form(None, alias="explain")) -> JSONResponse:
+        """`k` and `explain` may come in the URL or as form fields beside the file (the URL wins)."""
         name, data = await read(file)
-        work = lambda: service.query(data, name, k, explain)  # noqa: E731
+        neighbours = k if k is not None else k_field if k_field is not None else 10
+        why = explain if explain is not None else bool(explain_field)
+        work = lambda: service.query(data, name, neighbours, why)  # noqa: E731
         return JSONResponse(await service.run(work, service.config.query_timeout))
 
-    @api.post("/report", summary="Several MIDI files: rows as `musicid report --json` (most novel first)")
+    @api.post("/report", summary="Several MIDI files or scores: rows as `musicid report --json` (most novel first)")
     async def report(files: list[UploadFile] = File(...), novel: bool = True) -> JSONResponse:
         uploads = [await read(f) for f in files]
         timeout = service.config.query_timeout * max(1, len(uploads))
@@ -242,4 +262,11 @@ def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000) -> Non
     torch.set_num_threads(threads)
     faiss.omp_set_num_threads(threads)
     app = create_app(config)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    ACCESS_LOG.addHandler(handler)
+    ACCESS_LOG.setLevel(logging.INFO)
+    store = app.app.state.service.state.engine.store
+    print(f"musicid {_version()} serving {config.index_dir} ({len(store.tracks)} tracks by {len(store.composers)} "
+          f"composers) at http://{host}:{port}/ (API docs at /docs); Ctrl-C stops", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
