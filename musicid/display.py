@@ -22,6 +22,11 @@ from .query import TrackResult
 CLASSIFIER_NAMES = {"linear": "linear probe", "knn": "k-NN vote", "fused": "linear probe and symbolic model"}
 
 
+def plural(n: int, noun: str) -> str:
+    """ "1 track", "2 tracks" (nouns that take an s)."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _secs(s: float) -> str:
     return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
 
@@ -37,7 +42,7 @@ def reason_kind(reason: str) -> str:
 
 def print_skipped(console: Console, failures: Sequence[tuple[str, str]], n_files: int) -> None:
     """Skipped files: each one while they are few, else a count by reason and the first few."""
-    console.print(f"[yellow]{len(failures)} of {n_files} file(s) could not be used, skipped:[/yellow]")
+    console.print(f"[yellow]{len(failures)} of {plural(n_files, 'file')} could not be used, skipped:[/yellow]")
     if len(failures) > SKIPPED_LISTED:
         kinds = Counter(reason_kind(reason) for _, reason in failures)
         for kind, count in kinds.most_common():
@@ -73,7 +78,8 @@ def print_build_report(console: Console, r: BuildReport) -> None:
                   f"{r.cached_tracks} of {sum(r.tracks_per_composer.values())} tracks from the render cache")
     console.print(f"held-out accuracy: {r.heldout['accuracy']:.1%} on {r.heldout['tracks']} tracks "
                   f"({r.heldout['rule']}); novelty threshold {r.threshold:.4f}"
-                  + ("" if r.trained else " (model given, not trained)")
+                  + ("" if r.trained else " (the shipped embedder, enrolled without training)"
+                     if r.model_given == "shipped" else f" (enrolled with {r.model_given}, not trained)")
                   + (" (model trained earlier on the same tracks, from the cache)" if r.model_from_cache else ""))
 
 
@@ -162,8 +168,10 @@ def print_query(console: Console, r: TrackResult) -> None:
                else "the mean of the two" if r.novelty_rule == "mean" else "the larger of the two")
         console.print(f"  from {parts}: {how}, each counted in interquartile ranges above "
                       "held-out known tracks' median", highlight=False, soft_wrap=True)
+    if r.disagreement:
+        console.print(f"  [yellow]note:[/yellow] {r.disagreement}", highlight=False, soft_wrap=True)
     if r.background_composer and r.novel:
-        console.print(f"  nearest background composer (known to the embedder, not in this index): "
+        console.print(f"  of the composers the embedder learnt and this index does not hold, the nearest is "
                       f"{r.background_composer}", highlight=False, soft_wrap=True)
     if r.known_piece and r.known_piece_match == "same piece":
         console.print(f"  [yellow]known piece:[/yellow] a performance or edition of indexed track {r.known_piece} "
@@ -202,7 +210,7 @@ def print_report(console: Console, results: Sequence[TrackResult], failures: Seq
     console.print(t)
     flagged = sum(r.novel for r in results)
     thr = results[0].threshold if results else float("nan")
-    console.print(f"{len(results)} tracks scored, {flagged} flagged novel (threshold {thr:.4f})"
+    console.print(f"{plural(len(results), 'track')} scored, {flagged} flagged novel (threshold {thr:.4f})"
                   + (f", {len(failures)} skipped:" if failures else ""))
     for f in failures:
         console.print(f"  {f.path}: {f.reason}", highlight=False, soft_wrap=True)

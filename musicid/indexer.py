@@ -110,6 +110,7 @@ class BuildReport:
     cached_tracks: int
     model_from_cache: bool = False
     ray: dict[str, dict[str, int]] | None = None  # {"rendered_on": {node ip: tracks}, "embedded_on": ...}
+    model_given: str = ""  # where the model came from when not trained: "shipped", or the checkpoint given
 
 
 @dataclass
@@ -309,7 +310,8 @@ def build_index(data_dir: str | Path, out: str | Path, options: BuildOptions = B
     # fine-tuning changes the model: nothing may be embedded with the given one where it is rendered
     corpus, emb, ray_run = prepare_corpus(data_dir, options, None if options.fine_tune else model, progress,
                                           min_composers=1 if model is not None and not options.fine_tune else 2)
-    timings["render"] = time.monotonic() - t
+    # a piano roll is read from the notes, nothing is rendered: the stage is named for what it did
+    timings["read" if options.features.from_notes else "render"] = time.monotonic() - t
     trained = model is None or options.fine_tune
     if len(corpus.composers) < (2 if trained else 1):
         raise TrainingError(f"only {len(corpus.composers)} composer(s) have usable tracks; "
@@ -387,4 +389,14 @@ def build_index(data_dir: str | Path, out: str | Path, options: BuildOptions = B
                  for c in composers}
     return BuildReport(out, composers, tracks_per, clips_per, corpus.failures, corpus.warnings,
                        {k: round(v, 1) for k, v in timings.items()}, heldout, calibration.threshold, trained,
-                       sum(p.cached for p in corpus.prepared), model_from_cache, emb.ray)
+                       sum(p.cached for p in corpus.prepared), model_from_cache, emb.ray,
+                       "" if trained else model_given_as(options.model_path))
+
+
+def model_given_as(path: Path | None) -> str:
+    """"shipped" for the shipped embedder, else the checkpoint's path, as a build report says it."""
+    from .shipped import CHECKPOINT
+
+    if path is None:
+        return ""
+    return "shipped" if Path(path).resolve() == CHECKPOINT.resolve() else str(path)

@@ -18,6 +18,7 @@ For a track cut into clips and embedded:
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -64,6 +65,8 @@ class TrackResult:
     novelty_rule: str = ""  # how the fused score combines its parts' z-scores: "max" or "mean" ("" otherwise)
     background_composer: str | None = None  # nearest background composer (known to the embedder, not indexed)
     background_distance: float | None = None  # to that composer's nearest background track (0-2)
+    # where the classifier and the nearest indexed tracks name different composers, one line saying so
+    disagreement: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready: a score that could not be measured (the background margin of an index that
@@ -71,6 +74,19 @@ class TrackResult:
         d = asdict(self)
         d["novelty_parts"] = {m: x if math.isfinite(x) else None for m, x in self.novelty_parts.items()}
         return d
+
+
+def neighbours_disagree(composer: str, nearest: Sequence[str]) -> str | None:
+    """A line saying so where another composer holds more of the nearest indexed tracks than the
+    classifier's composer does (nearest: their composers, nearest first); None where they agree."""
+    if not nearest:
+        return None
+    counts = Counter(nearest)
+    top, n = counts.most_common(1)[0]
+    if top == composer or n <= counts.get(composer, 0):
+        return None
+    return (f"the {len(nearest)} nearest indexed tracks are mostly by {top} ({n} of {len(nearest)}; "
+            f"{counts.get(composer, 0)} by {composer}): the classifier and the neighbours disagree")
 
 
 def neighbour_composers(store: IndexStore, neighbour_tracks: np.ndarray) -> np.ndarray:
@@ -157,9 +173,10 @@ def score_track(store: IndexStore, q: TrackQuery, path: str, notes_hash: str | N
     composer, confidence = composers[best], float(probs[best])
     background = store.cohort.nearest(track_vector) if store.cohort else None  # (distance, composer)
     found = known_piece(store, notes_hash, sketch, exclude_tracks)
+    disagreement = neighbours_disagree(composer, [nb.composer for nb in neighbours])
     if found is not None:  # the same notes or piece as an indexed track: the index knows who wrote it
         row, match, similarity = found
-        composer, confidence = str(store.tracks.iloc[row]["composer"]), 1.0
+        composer, confidence, disagreement = str(store.tracks.iloc[row]["composer"]), 1.0, None
     return TrackResult(
         path=path, composer=composer, confidence=confidence,
         probabilities={c: round(float(v), 4) for c, v in zip(composers, probs, strict=True)},
@@ -174,6 +191,7 @@ def score_track(store: IndexStore, q: TrackQuery, path: str, notes_hash: str | N
         novelty_rule=calibration.rule if novelty_settings.method == "fused" else "",
         background_composer=background[1] if background else None,
         background_distance=round(background[0], 4) if background else None,
+        disagreement=disagreement,
     )
 
 

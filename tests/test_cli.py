@@ -43,7 +43,7 @@ def test_index_build_through_the_cli(tmp_path: Path) -> None:
     code, out, err = run("index", "build", data, "--out", tmp_path / "idx", "--epochs", "1",
                          "--steps-per-epoch", "2", "--cache-dir", tmp_path / "cache")
     assert code == 0, err
-    assert "1 of 9 file(s) could not be used, skipped:" in out
+    assert "1 of 9 files could not be used, skipped:" in out
     assert "Lowpiano/broken.mid: not a MIDI file (no MThd header)" in out
     assert "Index written to" in out and "held-out accuracy" in out
     code, out, _ = run("index", "info", "--index", tmp_path / "idx", "--json")
@@ -238,3 +238,23 @@ def test_version() -> None:
 
     r = CliRunner().invoke(app, ["--version"])
     assert r.exit_code == 0 and r.stdout == f"musicid {__version__}\n"
+
+
+def test_a_query_whose_neighbours_disagree_with_the_classifier_says_so() -> None:
+    from rich.console import Console
+
+    from musicid.display import print_query
+    from musicid.query import Neighbour, TrackResult, neighbours_disagree
+
+    note = neighbours_disagree("Haydn", ["Bach"] * 5)
+    assert note == ("the 5 nearest indexed tracks are mostly by Bach (5 of 5; 0 by Haydn): the classifier and the "
+                    "neighbours disagree")
+    assert neighbours_disagree("Bach", ["Haydn", "Bach", "Haydn", "Bach", "Mozart"]) is None  # a tie agrees
+    assert neighbours_disagree("Bach", []) is None
+    r = TrackResult("q.mid", "Haydn", 0.53, {"Haydn": 0.53, "Bach": 0.47}, {"Haydn": 0.3, "Bach": 0.2}, 0.1, 1.0,
+                    False, 3, neighbours=[Neighbour(f"Bach/{i}.mid", "Bach", 0.1, 0.0) for i in range(5)],
+                    disagreement=note)
+    console = Console(record=True, width=200)
+    print_query(console, r)
+    assert f"  note: {note}" in console.export_text().splitlines()
+    assert r.as_dict()["disagreement"] == note

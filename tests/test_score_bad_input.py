@@ -152,6 +152,6 @@ def test_many_skipped_files_are_counted_by_reason() -> None:
     console = Console(record=True, width=200)
     print_skipped(console, failures, 100)
     lines = console.export_text().splitlines()
-    assert lines[:4] == ["20 of 100 file(s) could not be used, skipped:", "     15  unreadable kern",
+    assert lines[:4] == ["20 of 100 files could not be used, skipped:", "     15  unreadable kern",
                          "      5  a note at MIDI pitch N", f"  the first {SKIPPED_LISTED} (every one with --json):"]
     assert len(lines) == 4 + SKIPPED_LISTED and lines[4] == "  K/0.krn: unreadable kern (partitura: IndexError 0)"

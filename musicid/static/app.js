@@ -89,8 +89,8 @@ function gauge(result) {
     el("div", { class: "gauge-text novelty", text:
       `novelty ${result.novelty.toFixed(4)} (threshold ${result.threshold.toFixed(4)}) \u2192 ${verdict}` +
       (parts ? `; parts: ${parts} (${rule} of their z-scores)` : "") +
-      (result.background_composer ? `; nearest background composer (known to the embedder, not indexed): ` +
-        `${result.background_composer}` : "") }));
+      (result.background_composer && result.novel ? `; of the composers the embedder learnt and this index ` +
+        `does not hold, the nearest is ${result.background_composer}` : "") }));
 }
 
 function neighbours(result) {
@@ -156,6 +156,7 @@ function render(card, name, result) {
   card.append(el("p", { class: "subtitle", text:
     `composer ${result.composer}, confidence ${result.confidence.toFixed(2)} (${how} over ${result.n_clips} clips)` +
     (result.known_piece ? `; known piece: same notes as ${result.known_piece}` : "") }));
+  if (result.disagreement) card.append(el("p", { class: "disagreement", text: `note: ${result.disagreement}` }));
   card.append(el("div", { class: "grid" }, el("div", {}, bars(result), gauge(result)), map(result), neighbours(result)));
   card.classList.add("done");
 }
