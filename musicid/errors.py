@@ -4,7 +4,12 @@ from __future__ import annotations
 
 
 class MusicIdError(Exception):
-    """Base class of every error musicid reports to a user."""
+    """Base class of every error musicid reports to a user. `path`, where given, is the file or folder
+    at fault (a missing index's folder), which `--json` errors report in place of the command's input."""
+
+    def __init__(self, message: str = "", path: str | None = None):
+        super().__init__(message)
+        self.path = path
 
 
 class ReadError(MusicIdError):

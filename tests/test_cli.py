@@ -258,3 +258,11 @@ def test_a_query_whose_neighbours_disagree_with_the_classifier_says_so() -> None
     print_query(console, r)
     assert f"  note: {note}" in console.export_text().splitlines()
     assert r.as_dict()["disagreement"] == note
+
+
+def test_json_error_of_a_missing_index_names_the_index(tmp_path: Path) -> None:
+    piece = write_piece(tmp_path / "q.mid", "Organ", 1, 2)
+    r = CliRunner().invoke(app, ["query", str(piece), "--index", str(tmp_path / "none"), "--json"])
+    assert r.exit_code == 1
+    assert json.loads(r.stdout)["error"]["path"] == str(tmp_path / "none")
+    assert json.loads(r.stdout)["error"]["kind"] == "IndexNotFound"

@@ -4,6 +4,7 @@ output, and the options index build and eval have in common."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -36,7 +37,9 @@ app.add_typer(corpus_app, name="corpus")
 embedder_app = typer.Typer(no_args_is_help=True, help="Train a general embedder once, to enrol any folder with.")
 app.add_typer(embedder_app, name="embedder")
 
-out = Console()
+# piped (a file, another program), Rich would wrap tables at 80 columns: give them room unless COLUMNS says
+PIPED_WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200
+out = Console(width=PIPED_WIDTH)
 err = Console(stderr=True)
 
 
@@ -76,7 +79,7 @@ def domain_errors(as_json: bool = False, path: Path | None = None) -> Iterator[N
     try:
         yield
     except MusicIdError as e:
-        fail(str(e), as_json=as_json, path=path, kind=type(e).__name__)
+        fail(str(e), as_json=as_json, path=Path(e.path) if e.path else path, kind=type(e).__name__)
     except KeyboardInterrupt:
         err.print("interrupted")
         raise typer.Exit(130) from None
@@ -98,6 +101,16 @@ def progress_bars(enabled: bool = True) -> Iterator[Callable[[str, int, int], No
 
     with bar:
         yield update
+
+
+def hidden(option: Any) -> Any:
+    """A copy of a shared option that --help does not list: a training knob for experiments, where the
+    command's everyday use does not need it (listed by `embedder train` and `eval`; README, usage)."""
+    import copy
+
+    quiet = copy.copy(option)
+    quiet.hidden = True
+    return quiet
 
 
 def index_dir(index: Path | None) -> Path:
@@ -124,8 +137,8 @@ P_OPT = typer.Option(4, "--composers-per-batch", "-P", min=2, help="P: composers
 K_OPT = typer.Option(12, "--clips-per-composer", "-K", min=2, help="K: clips per composer in each batch.")
 SEED_OPT = typer.Option(0, "--seed", min=0,
                         help="Training seed (batches, crops, augmentation, initial weights), when an embedder is "
-                             "trained: another seed shows how far a result moves by chance alone "
-                             "(docs/RESULTS.md, session 13). eval's folds and splits do not change with it.")
+                             "trained: another seed shows how far a result moves by chance alone. eval's folds "
+                             "and splits do not change with it.")
 PITCH_SHIFT_OPT = typer.Option(2, "--pitch-shift", min=0,
                                help="Training augmentation: shift each batch by up to this many rows "
                                     "(mel bins, or semitones with a piano roll).")

@@ -157,7 +157,8 @@ def embedder_train(
     seed: int = SEED_OPT,
     random_programs: bool = RANDOM_PROGRAMS_OPT,
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Render and model cache."),
-    workers: int = typer.Option(0, "--workers", min=0, help="Render processes [default: one per core]."),
+    workers: int = typer.Option(0, "--workers", min=0, show_default=False,
+                                help="Render processes [default: one per core]."),
     as_json: bool = typer.Option(False, "--json", help="Print the training summary as JSON."),
 ) -> None:
     """Train one embedder on every composer of every collection given; then enrol any folder with

@@ -46,7 +46,8 @@ def report(
     index: Path | None = INDEX_OPT,
     csv: Path | None = typer.Option(None, "--csv", help="Also write the table as CSV."),
     as_json: bool = typer.Option(False, "--json", help="Print the table as JSON."),
-    workers: int = typer.Option(0, "--workers", min=0, help="Render processes [default: one per core]."),
+    workers: int = typer.Option(0, "--workers", min=0, show_default=False,
+                                help="Render processes [default: one per core]."),
 ) -> None:
     """Score every MIDI file and score in a folder: composer, confidence, novelty, flagged."""
     from ..display import print_report, write_csv
@@ -73,7 +74,8 @@ def corpus_export(
     composers: str = typer.Option(",".join(DEFAULT_COMPOSERS), "--composers",
                                   help="Comma-separated music21 corpus composers."),
     max_works: int = typer.Option(40, "--max-works", min=1, help="At most this many works per composer."),
-    workers: int = typer.Option(0, "--workers", min=0, help="Parse processes [default: one per core]."),
+    workers: int = typer.Option(0, "--workers", min=0, show_default=False,
+                                help="Parse processes [default: one per core]."),
     as_json: bool = typer.Option(False, "--json", help="Print what was written as JSON."),
 ) -> None:
     """Export a starter corpus from music21's bundled scores, in the layout index build reads."""
@@ -118,7 +120,8 @@ def serve_cmd(
     port: int = typer.Option(8000, "--port", min=1, max=65535, help="Port to listen on."),
     token: str | None = typer.Option(None, "--token", envvar="MUSICID_TOKEN",
                                      help="Bearer token that allows POST /tracks and DELETE /tracks/ID."),
-    workers: int = typer.Option(0, "--workers", min=0, help="Requests served in parallel [default: one per core]."),
+    workers: int = typer.Option(0, "--workers", min=0, show_default=False,
+                                help="Requests served in parallel [default: one per core]."),
 ) -> None:
     """Serve the index over HTTP (API docs at /docs) with a page at / to hear why."""
     try:
