@@ -5,7 +5,8 @@
            process (a reader that aborts its process, as verovio does on some kern, costs that file,
            not the run). musicid's reader (partitura 1.9 behind score.py's layer, music21 where
            partitura fails) against partitura alone, music21, verovio and muspy where installed
-           (`pip install verovio muspy`); music21 reads every --music21-every'th file (its cost).
+           (`pip install verovio muspy`); music21 reads every --music21-every'th file (its cost); a file
+           past --timeout seconds counts as failed.
   prepare: `prepare_many` of every file under the folders given (read + piano roll + symbolic
            features + piece sketch into an empty feature cache) with one worker per core: the wall
            time of turning the handed scores into cached piano rolls.
@@ -29,7 +30,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
-FILE_TIMEOUT = 300.0  # seconds a reader may spend on one file before it counts as a failure
+FILE_TIMEOUT = 60.0  # seconds a reader may spend on one file before it counts as a failure (--timeout)
 
 
 def read_musicid(path: Path) -> int:
@@ -90,13 +91,13 @@ def _timed(reader: str, path: Path) -> tuple[float, str]:
     return time.perf_counter() - t, error
 
 
-def run_reader(reader: str, paths: list[Path]) -> list[dict[str, Any]]:
+def run_reader(reader: str, paths: list[Path], timeout: float = FILE_TIMEOUT) -> list[dict[str, Any]]:
     """Each file through `reader` in a worker process of its own; a crash or a hang costs the file."""
     rows: list[dict[str, Any]] = []
     pool = ProcessPoolExecutor(1)
     for path in paths:
         try:
-            seconds, error = pool.submit(_timed, reader, path).result(timeout=FILE_TIMEOUT)
+            seconds, error = pool.submit(_timed, reader, path).result(timeout=timeout)
         except (BrokenProcessPool, FutureTimeout) as e:
             seconds, error = float("nan"), "process aborted" if isinstance(e, BrokenProcessPool) else "timed out"
             for proc in list(getattr(pool, "_processes", {}).values()):
@@ -140,7 +141,7 @@ def readers_main(args: argparse.Namespace) -> None:
         for reader in readers:
             for name, paths in sets.items():
                 chosen = paths[::args.music21_every] if reader == "music21" else paths
-                jobs.append((reader, name, outer.submit(run_reader, reader, chosen)))
+                jobs.append((reader, name, outer.submit(run_reader, reader, chosen, args.timeout)))
         t0 = time.perf_counter()
         results = {(reader, name): fut.result() for reader, name, fut in jobs}
     wall = time.perf_counter() - t0
@@ -199,7 +200,8 @@ def main() -> None:
     r.add_argument("--sample", type=int, default=1000)
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--readers", default="musicid,partitura,music21,verovio,muspy")
-    r.add_argument("--music21-every", type=int, default=4)
+    r.add_argument("--music21-every", type=int, default=10)
+    r.add_argument("--timeout", type=float, default=FILE_TIMEOUT, help="seconds a file may take [60]")
     r.add_argument("--jobs", type=int, default=2)
     r.add_argument("--out", type=Path)
     p = sub.add_parser("prepare")

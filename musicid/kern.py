@@ -36,6 +36,15 @@ _RECIP = re.compile(r"(\d+)(?:%(\d+))?(\.*)")
 _PITCH = re.compile(r"([a-gA-G])\1*")
 _TRANSPOSE = re.compile(r"^\*ITrd(-?\d+)c(-?\d+)$")
 _STEPS = {"c": 0, "d": 2, "e": 4, "f": 5, "g": 7, "a": 9, "b": 11}
+# Humdrum instrument codes (*I..., the Humdrum Toolkit's instrument table) -> General MIDI program (0-based);
+# the codes of the handed Polish scores, most used first (*Iempty: a part whose instrument is not named)
+KERN_PROGRAMS = {
+    "violn": 40, "piano": 0, "tenor": 52, "organ": 19, "soprn": 52, "bass": 52, "alto": 52, "cor": 60,
+    "vox": 52, "viola": 41, "oboe": 68, "clars": 71, "flt": 73, "fagot": 70, "forte": 0, "cello": 42,
+    "timpa": 47, "tromp": 56, "clrno": 56, "tromt": 56, "cbass": 43, "picco": 72, "tromb": 57, "canto": 52,
+    "viole": 41, "arpa": 46, "troma": 56, "violb": 43, "clarb": 71, "cornt": 56, "corno": 60, "tuba": 58,
+    "barit": 52, "mezzo": 52, "calto": 52, "cemba": 6, "clavi": 6, "harp": 46, "guitr": 24, "liuto": 24,
+}
 QUARTERS_OF_RECIP_0 = Fraction(8)  # "0": a breve, two whole notes
 QUARTERS_OF_RECIP_00 = Fraction(16)  # "00": a long
 
@@ -229,6 +238,4 @@ def _interpret(fields: list[str], spines: list[Spine], parts: list[KernPart], te
 
 
 def _code_program(code: str) -> int | None:
-    from .score import KERN_PROGRAMS
-
     return KERN_PROGRAMS.get(code.lower())

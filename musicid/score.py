@@ -84,16 +84,6 @@ PART_PROGRAMS = [
     (r"guitar|chitarra", 24), (r"lute|liuto|theorbo", 24),
     (r"piano|klavier|pianoforte", 0),
 ]
-# Humdrum instrument codes (*I...; the Humdrum Toolkit's instrument table) -> GM program
-KERN_PROGRAMS = {
-    "vox": VOICE_PROGRAM, "sopran": VOICE_PROGRAM, "mezzo": VOICE_PROGRAM, "calto": VOICE_PROGRAM,
-    "alto": VOICE_PROGRAM, "tenor": VOICE_PROGRAM, "barit": VOICE_PROGRAM, "bass": VOICE_PROGRAM,
-    "vioin": 40, "violn": 40, "viola": 41, "cello": 42, "contr": 43, "violo": 43,
-    "flt": 73, "piccl": 72, "oboe": 68, "clars": 71, "fagot": 70, "cor": 60, "tromp": 56, "tromb": 57,
-    "timpa": 47, "organ": 19, "cemba": 6, "piano": 0, "forte": 0, "harp": 46, "guitr": 24, "liuto": 24,
-}
-
-
 def program_for(part_name: str, instrument_program: int | None, sung: bool = False) -> int:
     """GM program for a part: named by the part ("Violin 1", "Tenor"), else a voice if it has
     lyrics, else the score's own program, else piano. Part names come first because score
@@ -105,10 +95,6 @@ def program_for(part_name: str, instrument_program: int | None, sung: bool = Fal
     if sung:
         return VOICE_PROGRAM
     return int(instrument_program) if instrument_program is not None else 0
-
-
-def is_score(path: Path) -> bool:
-    return path.suffix.lower() in SCORE_SUFFIXES and not path.name.startswith(".")
 
 
 # ---------------------------------------------------------------- bytes in, safely
@@ -312,12 +298,13 @@ def _with_music21(xml_or_kern: bytes, kern: bool) -> tuple[list[PartNotes], Temp
         levels = sorted((float(d.getOffsetInHierarchy(part)), VELOCITY_OF.get(str(d.value).lower(), 0))
                         for d in part.recurse().getElementsByClass(dynamics.Dynamic))
         levels = [(q, v) for q, v in levels if v]
+        level_at = [q for q, _ in levels]
         notes = []
         for n in part.recurse().notes:
             if n.duration.isGrace:
                 continue
             onset = float(n.getOffsetInHierarchy(part))
-            j = bisect_right([q for q, _ in levels], onset) - 1
+            j = bisect_right(level_at, onset) - 1
             for pitch in n.pitches:
                 notes.append((onset, onset + float(n.quarterLength), int(pitch.midi),
                               levels[j][1] if j >= 0 else DEFAULT_VELOCITY))
