@@ -44,6 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import numpy as np
+
 from .errors import ScoreError
 from .midi import (
     CONTROL,
@@ -255,17 +257,21 @@ def _with_partitura(xml_or_kern: bytes, kern: bool) -> tuple[list[PartNotes], Te
                        for d in part.iter_all(pt.score.ConstantLoudnessDirection))
         marks = [(t, v) for t, v in marks if v]
         dyn_at, dyn_velocity = [t for t, _ in marks], [v for _, v in marks]
-        notes = []
+        starts, ends, keys, velocities = [], [], [], []
         for note in part.notes_tied:
             if isinstance(note, pt.score.GraceNote):
                 continue
             start = int(note.start.t)
             end_point = getattr(note, "end_tied", None) or note.end
-            end = int(end_point.t) if end_point is not None else start
             i, j = bisect_right(shift_at, start) - 1, bisect_right(dyn_at, start) - 1
-            notes.append((float(part.quarter_map(start)), float(part.quarter_map(end)),
-                          int(note.midi_pitch) + (shift_by[i] if i >= 0 else 0),
-                          dyn_velocity[j] if j >= 0 else DEFAULT_VELOCITY))
+            starts.append(start)
+            ends.append(int(end_point.t) if end_point is not None else start)
+            keys.append(int(note.midi_pitch) + (shift_by[i] if i >= 0 else 0))
+            velocities.append(dyn_velocity[j] if j >= 0 else DEFAULT_VELOCITY)
+        # divisions -> quarters for every onset and end at once (one call: it interpolates a table)
+        quarters = np.asarray(part.quarter_map(np.asarray(starts + ends, dtype=np.int64)), dtype=np.float64)
+        n = len(starts)
+        notes = list(zip(quarters[:n].tolist(), quarters[n:].tolist(), keys, velocities, strict=True))
         parts.append(PartNotes(str(getattr(part, "part_name", "") or ""), notes))
         for tempo in part.iter_all(pt.score.Tempo):
             try:
