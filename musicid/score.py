@@ -44,8 +44,6 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import numpy as np
-
 from .errors import ScoreError
 from .midi import (
     CONTROL,
@@ -241,6 +239,8 @@ def _partitura() -> Any:
 def _with_partitura(xml_or_kern: bytes, kern: bool) -> tuple[list[PartNotes], Tempos]:
     """The parts and tempo marks partitura reads: ties joined, tuplets exact, grace notes (partitura's
     GraceNote, no duration) left out, each part's `<transpose>` in force added to the written pitch."""
+    import numpy as np
+
     pt = _partitura()
     if kern:
         with tempfile.TemporaryDirectory(prefix="musicid-kern-") as tmp:  # load_kern reads a path
