@@ -45,12 +45,17 @@ KERN_PROGRAMS = {
     "viole": 41, "arpa": 46, "troma": 56, "violb": 43, "clarb": 71, "cornt": 56, "corno": 60, "tuba": 58,
     "barit": 52, "mezzo": 52, "calto": 52, "cemba": 6, "clavi": 6, "harp": 46, "guitr": 24, "liuto": 24,
 }
+MAX_NOTES = 1_000_000  # as score.MAX_NOTES: more than any piece holds, stopped before memory runs out
 QUARTERS_OF_RECIP_0 = Fraction(8)  # "0": a breve, two whole notes
 QUARTERS_OF_RECIP_00 = Fraction(16)  # "00": a long
 
 
 class KernError(ScoreError):
     """A **kern file whose spines or tokens cannot be followed."""
+
+
+class KernTooLarge(KernError):
+    """A **kern file with more notes than any piece holds: refused, not handed to another reader."""
 
 
 @dataclass
@@ -82,9 +87,9 @@ def duration(subtoken: str) -> Fraction | None:
     if digits == "0" or digits == "00":
         base = QUARTERS_OF_RECIP_0 if digits == "0" else QUARTERS_OF_RECIP_00
     else:
+        if int(digits) == 0 or (denominator and int(denominator) == 0):
+            return None  # "1%0": no duration
         recip = Fraction(int(digits), int(denominator)) if denominator else Fraction(int(digits))
-        if recip == 0:
-            return None
         base = Fraction(4) / recip
     return base * (2 - Fraction(1, 2 ** len(dots)))
 
@@ -121,7 +126,8 @@ def read_kern(text: str) -> tuple[list[KernPart], list[tuple[Fraction, int]]]:
     tempos: list[tuple[Fraction, int]] = []
     ties: dict[tuple[int, int], list[Fraction | int]] = {}  # (part, pitch) -> the note a tie extends
     now = Fraction(0)
-    for number, raw in enumerate(text.splitlines(), 1):
+    count = 0
+    for number, raw in enumerate(text.removeprefix("\ufeff").splitlines(), 1):
         line = raw.rstrip("\r")
         if not line or line.startswith("!!"):
             continue
@@ -168,6 +174,9 @@ def read_kern(text: str) -> tuple[list[KernPart], list[tuple[Fraction, int]]]:
                     continue
                 note: list[Fraction | int] = [now, now + length, key]
                 parts[spine.part].notes.append(note)
+                count += 1
+                if count > MAX_NOTES:
+                    raise KernTooLarge(f"over {MAX_NOTES:,} notes, more than any piece holds")
                 if "[" in sub:
                     ties[(spine.part, key)] = note
             if shortest is not None:
@@ -199,7 +208,7 @@ def _interpret(fields: list[str], spines: list[Spine], parts: list[KernPart], te
                 bpm = float(f[3:])
             except ValueError:
                 continue
-            if bpm > 0 and (not tempos or tempos[-1][0] != now):
+            if 1 <= bpm <= 60_000_000 and (not tempos or tempos[-1][0] != now):  # else an error, ignored
                 tempos.append((now, round(60_000_000 / bpm)))
         elif (m := _TRANSPOSE.match(f)) and spine.kern:
             spine.transpose = int(m.group(2))

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import hashlib
 from bisect import bisect_right
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -311,7 +312,7 @@ def note_spans(events: Any, end: float, pedal: bool = True) -> list[tuple[float,
     spans: list[tuple[float, float, int, int, int, int]] = []
     program = [0] * 16
     down = [False] * 16
-    open_notes: dict[tuple[int, int], list[int]] = {}  # (channel, pitch) -> indices into spans
+    open_notes: dict[tuple[int, int], deque[int]] = {}  # (channel, pitch) -> indices into spans
     held: dict[tuple[int, int], list[int]] = {}  # released under the pedal, still sounding
 
     def close(i: int, t: float) -> None:
@@ -322,12 +323,12 @@ def note_spans(events: Any, end: float, pedal: bool = True) -> list[tuple[float,
         if kind == NOTE_ON:
             for i in held.pop((ch, a), ()):
                 close(i, t)
-            open_notes.setdefault((ch, a), []).append(len(spans))
+            open_notes.setdefault((ch, a), deque()).append(len(spans))
             spans.append((t, end, ch, a, b, program[ch]))
         elif kind == NOTE_OFF:
             starts = open_notes.get((ch, a))
             if starts:
-                i = starts.pop(0)
+                i = starts.popleft()
                 if pedal and down[ch]:
                     held.setdefault((ch, a), []).append(i)
                 else:
@@ -384,7 +385,7 @@ def midi_from_ticks(tick_events: list[TickEvent], time: TimeMap, last_tick: int,
     line naming the file) when no pitched note has a positive length or the piece lasts over
     MAX_TRACK_SECONDS."""
     events: list[Event] = []
-    open_notes: dict[tuple[int, int], list[int]] = {}
+    open_notes: dict[tuple[int, int], deque[int]] = {}
     notes: list[tuple[int, int, int]] = []  # (start cs, pitch, length cs) for the notes hash
     n_notes = n_drum = 0
     seconds: dict[int, float] = {}
@@ -406,11 +407,11 @@ def midi_from_ticks(tick_events: list[TickEvent], time: TimeMap, last_tick: int,
             t = seconds[tick] = time.seconds(tick)
         events.append((t, kind, ch, a, b))
         if kind == NOTE_ON:
-            open_notes.setdefault((ch, a), []).append(tick)
+            open_notes.setdefault((ch, a), deque()).append(tick)
         elif kind == NOTE_OFF:
             starts = open_notes.get((ch, a))
             if starts:
-                count(ch, a, starts.pop(0), tick)
+                count(ch, a, starts.popleft(), tick)
     file_end = time.seconds(last_tick)
     for (ch, pitch), starts in sorted(open_notes.items()):  # never switched off: released at the end
         for start in starts:

@@ -39,12 +39,13 @@ import tempfile
 import warnings
 import zipfile
 from bisect import bisect_right
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .errors import ScoreError
+from .kern import KernTooLarge
 from .midi import (
     CONTROL,
     DRUM_CHANNEL,
@@ -63,6 +64,8 @@ SCORE_SUFFIXES = {".musicxml", ".xml", ".mxl", ".krn"}
 # in the feature-cache key and the index manifest.
 SCORE_READER_VERSION = 1
 MAX_SCORE_BYTES = 32 * 1024 * 1024  # a file as given (a 40-minute quartet's .mxl is under 1 MB)
+FALLBACK_MAX_BYTES = 1024 * 1024  # kern larger than this is read by musicid's pass alone (kern.py)
+MAX_NOTES = 1_000_000  # more notes than any piece holds (a 40-minute quartet: ~22,000): refused, bounding memory
 MAX_XML_BYTES = 128 * 1024 * 1024  # the MusicXML inside an .mxl, inflated (the largest handed: 24 MB)
 TICKS_PER_QUARTER = 10080  # divisible by 2^5, 3^2, 5 and 7: every common tuplet lands on a tick
 # more quarters than an hour holds at 1,000 a minute: absurd durations stop here, before any table is built
@@ -136,7 +139,8 @@ def unzip_mxl(data: bytes, name: str) -> bytes:
         if "META-INF/container.xml" in members:
             container = check_xml(_read_bounded(archive, members["META-INF/container.xml"], 1 << 20, name),
                                   f"{name}: META-INF/container.xml")
-            m = re.search(rb"<rootfile\b[^>]*\bfull-path\s*=\s*[\"']([^\"']*)[\"']", container)
+            # [^<>]: a tag's attributes never hold '<', and the search stays linear in the bytes
+            m = re.search(rb"<rootfile\b[^<>]*?\bfull-path\s*=\s*[\"']([^\"'<>]*)[\"']", container)
             if m:
                 target = html.unescape(m.group(1).decode("utf-8", "replace"))
                 if not _inside(target):
@@ -162,9 +166,16 @@ def check_xml(data: bytes, name: str) -> bytes:
     nested expansion ("billion laughs") need, and no score needs one: it is refused outright."""
     if len(data) > MAX_XML_BYTES:
         raise ScoreError(f"{name}: {len(data) / 1e6:.0f} MB of XML, over the {MAX_XML_BYTES / 1e6:.0f} MB limit")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ScoreError(f"{name}: UTF-16 XML is not read (save it as UTF-8)")
     head = data[:4096].lstrip(b"\xef\xbb\xbf \t\r\n")
     if not head.startswith(b"<") or b"\x00" in head:
         raise ScoreError(f"{name}: not XML (binary or text data where a MusicXML document should be)")
+    declared = re.match(rb"<\?xml[^>]{0,200}?encoding\s*=\s*[\"']([A-Za-z0-9._-]{1,40})[\"']", head)
+    if declared and not re.fullmatch(rb"(?i)utf-?8|us-ascii|ascii|iso-?8859-\d{1,2}|latin-?1|windows-125\d|cp125\d",
+                                     declared.group(1)):
+        raise ScoreError(f"{name}: XML in {declared.group(1).decode()} is not read (UTF-8, ASCII, ISO-8859 "
+                         "and windows-125x are)")
     if re.search(rb"<!ENTITY", data):
         raise ScoreError(f"{name}: the XML declares entities, which no score needs (refused: XML external "
                          "entities and entity expansion are attacks)")
@@ -180,7 +191,7 @@ def composer_in(data: bytes, name: str) -> str | None:
         text = m.group(1).decode("utf-8", "replace") if m else ""
     else:
         xml = unzip_mxl(data, name) if suffix == ".mxl" and data.startswith(b"PK") else data
-        m = re.search(rb"<creator\b[^>]*type\s*=\s*[\"']composer[\"'][^>]*>([^<]*)</creator>", xml)
+        m = re.search(rb"<creator\b[^<>]*type\s*=\s*[\"']composer[\"'][^<>]*>([^<]*)</creator>", xml)
         text = html.unescape(m.group(1).decode("utf-8", "replace")) if m else ""
     text = " ".join(text.split())
     return text or None
@@ -189,9 +200,11 @@ def composer_in(data: bytes, name: str) -> str | None:
 def check_kern(data: bytes, name: str) -> None:
     """Refuse what is not Humdrum **kern before a parser sees it: binary bytes, or no **kern spine
     (the exclusive interpretation line names the spines: `**kern`, `**dynam`, ...)."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ScoreError(f"{name}: UTF-16 Humdrum is not read (save it as UTF-8)")
     if b"\x00" in data:
         raise ScoreError(f"{name}: not a Humdrum file (binary data)")
-    for line in data.splitlines():
+    for line in data.removeprefix(b"\xef\xbb\xbf").splitlines():
         if line.startswith(b"**"):
             if b"**kern" not in line:
                 raise ScoreError(f"{name}: no **kern spine (its spines: {line.decode('utf-8', 'replace')[:80]})")
@@ -249,7 +262,8 @@ def _with_partitura(xml_or_kern: bytes, kern: bool) -> tuple[list[PartNotes], Te
             score = pt.load_kern(str(path), quiet=True)
     else:
         score = pt.load_musicxml(io.BytesIO(xml_or_kern), quiet=True)
-    parts, tempos = [], {}
+    parts: list[PartNotes] = []
+    tempos: dict[float, int] = {}
     for part in score.parts:
         shifts = sorted((int(t.start.t), int(t.chromatic or 0)) for t in part.iter_all(pt.score.Transposition))
         shift_at, shift_by = [t for t, _ in shifts], [c for _, c in shifts]
@@ -341,10 +355,19 @@ def _read(data: bytes, name: str) -> tuple[list[PartNotes], Tempos]:
         doc = check_xml(unzip_mxl(data, name) if suffix == ".mxl" and data.startswith(b"PK") else data, name)
         if re.search(rb"<score-timewise\b", doc[:1 << 16]):
             raise ScoreError(f"{name}: a timewise MusicXML score (only partwise scores are read)")
-        if re.search(rb"<divisions>\s*-?0*\s*</divisions>", doc):
-            raise ScoreError(f"{name}: <divisions> is 0: its note durations mean nothing")
+        for value in re.findall(rb"<divisions>([^<]{0,64})</divisions>", doc):
+            try:
+                divisions = float(value.strip())
+            except ValueError:
+                divisions = float("nan")
+            if not (math.isfinite(divisions) and divisions > 0):
+                shown = value.strip().decode("ascii", "replace")[:20]
+                raise ScoreError(f"{name}: <divisions> is {shown}: its note durations mean nothing")
     failures = []
-    readers = (_with_kern, _with_partitura, _with_music21) if kern else (_with_partitura, _with_music21)
+    readers: tuple[Callable[[bytes, bool], tuple[list[PartNotes], Tempos]], ...] = (
+        (_with_kern, _with_partitura, _with_music21) if kern else (_with_partitura, _with_music21))
+    if kern and len(doc) > FALLBACK_MAX_BYTES:
+        readers = (_with_kern,)  # the libraries' kern readers take minutes on a large file: no fallback there
     for reader in readers:
         try:
             with warnings.catch_warnings():
@@ -352,14 +375,16 @@ def _read(data: bytes, name: str) -> tuple[list[PartNotes], Tempos]:
                 return reader(doc, kern)
         except RecursionError as e:
             raise ScoreError(f"{name}: unreadable score (nested too deeply)") from e
+        except KernTooLarge as e:
+            raise ScoreError(f"{name}: {e}") from e
         except MemoryError as e:
             raise ScoreError(f"{name}: unreadable score (too large to hold in memory)") from e
         except Exception as e:  # noqa: BLE001 - the libraries raise anything from lxml's errors to IndexError
             detail = " ".join(str(e).split())[:120]
             failures.append(f"{type(e).__name__}{': ' + detail if detail else ''}")
     what = "kern" if kern else "MusicXML"
-    said = "; ".join(f"{who}: {why}" for who, why in zip(("musicid", "partitura", "music21")[-len(readers):],
-                                                           failures, strict=True))
+    names = ("musicid", "partitura", "music21") if kern else ("partitura", "music21")
+    said = "; ".join(f"{who}: {why}" for who, why in zip(names, failures, strict=False))
     raise ScoreError(f"{name}: unreadable {what} ({said})")
 
 
@@ -383,6 +408,8 @@ def score_events(parts: list[PartNotes], tempos: Tempos, name: str,
     part, else the program the score gives by code, else piano). Tempo marks outside 1 to 60 million
     quarters a minute are ignored. Raises ScoreError for a sounding pitch outside MIDI's 0-127 and
     for a score whose onsets or lengths are not finite."""
+    if sum(len(part.notes) for part in parts) > MAX_NOTES:
+        raise ScoreError(f"{name}: over {MAX_NOTES:,} notes, more than any piece holds")
     events: list[TickEvent] = []
     last_tick = 0
     # partitura puts a pickup (anacrusis) before 0: the piece starts at its first note, as in MIDI

@@ -14,6 +14,7 @@ Close to the global features of jSymbolic (McKay and Fujinaga, 2006), much reduc
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 
 import numpy as np
@@ -30,7 +31,7 @@ _LOG_BINS = np.linspace(np.log2(0.03), 3.0, 11)  # 30 ms .. 8 s, 10 log-spaced b
 def note_table(events: Sequence[tuple[float, int, int, int, int]]) -> np.ndarray:
     """(n, 3) float64 rows of (start s, end s, pitch) for every pitched note with a positive
     length, sorted by start; drums are left out. events: midi.Midi.events."""
-    open_notes: dict[tuple[int, int], list[float]] = {}
+    open_notes: dict[tuple[int, int], deque[float]] = {}
     rows: list[tuple[float, float, int]] = []
     last = 0.0
     for t, kind, channel, a, _ in events:
@@ -38,11 +39,11 @@ def note_table(events: Sequence[tuple[float, int, int, int, int]]) -> np.ndarray
         if channel == DRUM_CHANNEL:
             continue
         if kind == NOTE_ON:
-            open_notes.setdefault((channel, a), []).append(t)
+            open_notes.setdefault((channel, a), deque()).append(t)
         elif kind == NOTE_OFF:
             starts = open_notes.get((channel, a))
             if starts:
-                start = starts.pop(0)
+                start = starts.popleft()
                 if t > start:
                     rows.append((start, t, a))
     for (_, pitch), starts in open_notes.items():  # never switched off: sounds to the end

@@ -155,3 +155,71 @@ def test_many_skipped_files_are_counted_by_reason() -> None:
     assert lines[:4] == ["20 of 100 files could not be used, skipped:", "     15  unreadable kern",
                          "      5  a note at MIDI pitch N", f"  the first {SKIPPED_LISTED} (every one with --json):"]
     assert len(lines) == 4 + SKIPPED_LISTED and lines[4] == "  K/0.krn: unreadable kern (partitura: IndexError 0)"
+
+
+# inputs built to make a reader's time or memory grow faster than the file: each is one line, quickly
+def _container(body: str) -> bytes:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("META-INF/container.xml", body)
+        z.writestr("score.xml", TWO_PARTS)
+    return buf.getvalue()
+
+
+HOSTILE: dict[str, tuple[bytes, str]] = {
+    # regexes that once backtracked quadratically (minutes on these files)
+    "tags.mxl": (_container("<container>" + "<rootfile " * 100_000), ""),
+    "spaces.musicxml": (TWO_PARTS.replace(b"<divisions>1</divisions>",
+                                          b"<divisions>" + b" " * 1_000_000 + b"1</divisions>"), ""),
+    "zero.musicxml": (TWO_PARTS.replace(b"<divisions>1</divisions>", b"<divisions>0.0</divisions>"),
+                      "<divisions> is 0.0: its note durations mean nothing"),
+    "nan.musicxml": (TWO_PARTS.replace(b"<divisions>1</divisions>", b"<divisions>nan</divisions>"),
+                     "<divisions> is nan: its note durations mean nothing"),
+    # an encoding that hides '<!ENTITY' from a byte search (UTF-7: '+ACE-' is '!')
+    "utf7.musicxml": (b'<?xml version="1.0" encoding="UTF-7"?><!DOCTYPE x [<+ACE-ENTITY e SYSTEM '
+                      b'"file:///etc/hostname">]><score-partwise/>',
+                      "XML in UTF-7 is not read (UTF-8, ASCII, ISO-8859 and windows-125x are)"),
+    "utf16.musicxml": (b"\xff\xfe" + TWO_PARTS.decode().encode("utf-16-le"),
+                       "UTF-16 XML is not read (save it as UTF-8)"),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_hostile_score_is_read_or_refused_in_a_second(name: str) -> None:
+    import time
+
+    data, fault = HOSTILE[name]
+    t = time.perf_counter()
+    try:
+        midi = parse_score(data, name)
+        assert not fault and midi.n_notes == 3
+    except ScoreError as e:
+        assert str(e) == f"{name}: {fault}" if fault else "\n" not in str(e)
+    assert time.perf_counter() - t < 5  # was minutes: a bound a loaded CI machine keeps
+
+
+def test_kern_bad_duration_and_tempo_are_read_not_crashed() -> None:
+    from musicid.kern import duration, read_kern
+
+    assert duration("1%0c") is None and duration("0c") == 8
+    parts, tempos = read_kern("\ufeff**kern\n*MM1e-320\n4c\n1%0d\n*-\n")  # a BOM, an absurd tempo, 1%0
+    assert tempos == [] and [int(k) for _, _, k in parts[0].notes] == [60, 62]
+
+
+def test_the_same_key_struck_many_times_reads_in_linear_time() -> None:
+    import time
+
+    t = time.perf_counter()
+    midi = parse_score(("**kern\n4c" + " c" * 100_000 + "\n*-\n").encode(), "unison.krn")
+    assert midi.n_notes == 100_001 and time.perf_counter() - t < 20
+
+
+def test_more_notes_than_a_piece_holds_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    import musicid.kern as kern_module
+
+    monkeypatch.setattr(kern_module, "MAX_NOTES", 1000)
+    with pytest.raises(ScoreError, match=r"^many.krn: over 1,000 notes, more than any piece holds$"):
+        parse_score(("**kern\n" + "16c\n" * 1500 + "*-\n").encode(), "many.krn")
