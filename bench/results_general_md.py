@@ -164,7 +164,7 @@ def main() -> None:
             body += general_rows(_load(args.general), args.general_command)
         if args.cross:
             body += cross_rows(_runs(args.cross))
-        text = replace_block(text, START, END, body, "# Across collections: general embedders (issue 18)")
+        text = replace_block(text, START, END, body, "# Across collections: general embedders")
     if args.side or args.side_cross or args.heldout:  # bench/run_side_by_side.sh's block
         body = []
         def cross_table(title: str, runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
@@ -180,7 +180,7 @@ def main() -> None:
         if args.heldout:
             body += cross_rows(_runs(args.heldout), "### The project's held-out check: music21's chorales, quartets "
                                                     "and madrigals (bench/run_heldout.sh)")
-        text = replace_block(text, SIDE_START, SIDE_END, body, "# Side by side: routes and embedders (issue 18)")
+        text = replace_block(text, SIDE_START, SIDE_END, body, "# Side by side: routes and embedders")
     path.write_text(text)
     print(f"wrote {path}")
 

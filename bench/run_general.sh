@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 18's benchmark: general embedders judged on music they never saw, then docs/RESULTS.md's
+# The general-embedder benchmark: general embedders judged on music they never saw, then docs/RESULTS.md's
 # generated general section. Models are cached in $CACHE, so a rerun is cheap. Measured from nothing
 # on 2 cores: about 75 minutes (the DCML embedder 25-28 min, the cross-collection runs 10-12 min
 # each, the ASAP protocol 36 min); with everything cached, about 35.
@@ -16,11 +16,11 @@ mkdir -p "$OUT"
 $M eval "$D/asap" --enrol "$D/sfl-challenge/train" --model "$OUT/sfl-index/model.pt" --out "$OUT/cc-perindex" \
   --cache-dir "$CACHE"
 $M eval "$D/asap" --enrol "$D/sfl-challenge/train" --model "$OUT/dcml.pt" --out "$OUT/cc" --cache-dir "$CACHE"
-#    the same, the threshold at the equal-error point against the background (session 19's opt-in rule)
+#    the same, the threshold at the equal-error point against the background (the opt-in rule)
 $M eval "$D/asap" --enrol "$D/sfl-challenge/train" --model "$OUT/dcml.pt" --threshold-rule equal-error \
   --out "$OUT/cc-equal-error" --cache-dir "$CACHE"
 # 4. ASAP's 8 composers: embedders trained on the other collections, the left-out composers' groups without them,
-#    with the shipped recipe's collection-balanced batches (session 18; Beethoven is in both collections)
+#    with the shipped recipe's collection-balanced batches (Beethoven is in both collections)
 $M eval "$D/asap" --train-on "$D/dcml-piano" --train-on "$D/sfl-challenge/train" \
   --composers "$ASAP8" --composer-groups 2 -P 8 -K 8 --epochs 8 --balance-collections \
   --cache-dir "$CACHE" --out "$OUT/asap-general"

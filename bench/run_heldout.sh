@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The project's own held-out check of the shipped embedder (issue 18's first failure, rerun): enrol
+# The project's own held-out check of the shipped embedder (the failure that motivated general embedders, rerun): enrol
 # the challenge set's four composers as `musicid index build` does by default, then query music21's
 # bundled chorales, string quartets and madrigals (Bach and Beethoven known; Haydn, Mozart, Monteverdi
 # and Robert Schumann novel; Schubert known, one song). music21's corpus is reserved for checks like
@@ -15,7 +15,7 @@ for novelty in fused background-margin; do
   $M eval "$HELDOUT/music21" --enrol "$D/sfl-challenge/train" --model musicid/models/composer-embedder.pt \
     --novelty "$novelty" --cache-dir "$CACHE" --out "$HELDOUT/$novelty"
 done
-# the opt-in threshold rule (session 19): placed against the background's tracks, not above the known ones
+# the opt-in threshold rule (2026-12-02): placed against the background's tracks, not above the known ones
 $M eval "$HELDOUT/music21" --enrol "$D/sfl-challenge/train" --model musicid/models/composer-embedder.pt \
   --threshold-rule equal-error --cache-dir "$CACHE" --out "$HELDOUT/fused-equal-error"
 # beside it, a per-index embedder trained on the challenge set (index build --train keeps it as model.pt)

@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
-# Issue 18's comparisons beside the general roll embedder, each on one protocol's splits in one run:
-#   1. the challenge set, embedders trained on DCML alone (in session 10 ASAP's renders did not fit; 5 adds them): the
+# The general-embedder comparisons beside the general roll embedder, each on one protocol's splits in one run:
+#   1. the challenge set, embedders trained on DCML alone (ASAP's renders did not fit at first; 5 adds them): the
 #      rendered-audio route with random General MIDI programs per part, then the piano roll (33 min);
 #   2. the same two routes on the project's held-out check (bench/run_heldout.sh's music21 export):
 #      embedders trained on all of DCML (`embedder train`), enrolling the challenge set (16 min);
 #   3. ASAP's 8 composers, naming by work-grouped folds: the general roll embedder and per-index
 #      embedders trained on each fold (--also-per-index --no-loco: 6 trainings, 42 min);
-#   4. fine-tuning (session 11; with the L2-SP pull since session 12): each split's general embedder
+#   4. fine-tuning (with the L2-SP pull since 2026-12-01): each split's general embedder
 #      fine-tuned on the split's own tracks, on the challenge set (9 fine-tunings, 29 min) and ASAP
 #      (naming: 5, about 45 min); the challenge set's
 #      per-index embedders (today's --train, 9 trainings, about 55 min); on the held-out check, the shipped
 #      embedder fine-tuned on the challenge set (8 min) and the fused classifier (1 min).
-#   5. the two routes across collections (session 20): the DCML-trained audio embedder enrols the challenge
+#   5. the two routes across collections (2026-12-02): the DCML-trained audio embedder enrols the challenge
 #      set and queries all of ASAP, beside bench/run_general.sh's roll run ($OUT/cc); and on ASAP's 8
 #      composers, the audio route with the roll run's settings, beside its $OUT/asap-general (run
 #      bench/run_general.sh first); 42 min from nothing, 17 of them rendering ASAP.
@@ -64,10 +64,10 @@ cd bench && "../$PY" results_general_md.py \
   --side "The challenge set: rendered audio with random instruments beside the roll (both trained on DCML alone)|audio, random GM programs=$OUT/sfl-audio-rp" \
   --side "The challenge set: rendered audio with random instruments beside the roll (both trained on DCML alone)|piano roll=$OUT/sfl-roll-dcml" \
   --side "The challenge set: general, fine-tuned and per-index roll embedders, same folds|general, trained on DCML=$OUT/sfl-roll-dcml" \
-  --side "The challenge set: general, fine-tuned and per-index roll embedders, same folds|general, fine-tuned on each split with the L2-SP pull (session 12)=$OUT/sfl-roll-dcml-ft" \
+  --side "The challenge set: general, fine-tuned and per-index roll embedders, same folds|general, fine-tuned on each split with the L2-SP pull=$OUT/sfl-roll-dcml-ft" \
   --side "The challenge set: general, fine-tuned and per-index roll embedders, same folds|per-index (index build --train)=$OUT/sfl-per-index" \
   --side "ASAP's 8 composers, naming: general beside per-index, same folds|general roll embedder (DCML + challenge set)=$OUT/asap-per-index" \
-  --side "ASAP's 8 composers, naming: general beside per-index, same folds|general, fine-tuned on each fold with the L2-SP pull (session 12)=$OUT/asap-ft" \
+  --side "ASAP's 8 composers, naming: general beside per-index, same folds|general, fine-tuned on each fold with the L2-SP pull=$OUT/asap-ft" \
   --heldout "shipped embedder, fused (the default)=$HELDOUT/fused" \
   --heldout "shipped embedder, background-margin=$HELDOUT/background-margin" \
   --heldout "per-index (trained on the challenge set), fused=$HELDOUT/per-index" \

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One training change judged on three protocols at once (docs/RESULTS.md, session 13's table): an
+# One training change judged on three protocols at once (docs/RESULTS.md, the 2026-12-01 table of training variants): an
 # embedder trained on DCML alone with the given training flags, then
 #   1. the project's held-out check (bench/run_heldout.sh's music21 export; run that first), as a judge;
 #   2. cross-collection: it enrols sfl-challenge/train and all of ASAP is queried;

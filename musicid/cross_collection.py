@@ -7,7 +7,7 @@ collection's tracks by enrolled composers are *known* (they should be named righ
 while its tracks by every other composer are *novel* (they should be flagged). Because the query
 collection was in neither the embedder's training nor the index, no test work can leak; a novel
 composer that the embedder did see in training is reported apart ("seen by the embedder"), since a
-general embedder's background composers are allowed to help (issue 18's protocol).
+general embedder's background composers are allowed to help (the general-embedder protocol).
 
 Figures: naming accuracy, balanced accuracy and macro-F1 on the known tracks; novelty AUROC and FPR
 at 95% TPR (novel tracks the positives); open-set macro-F1 with "unknown" as a class (what a user

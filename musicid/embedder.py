@@ -56,7 +56,7 @@ class TrainSettings:
     balance_collections: bool = False  # a composer's K clips drawn evenly from each collection that holds it
 
 
-FINE_TUNE_ANCHOR = 0.01  # L2-SP weight for --fine-tune (docs/RESULTS.md, session 12)
+FINE_TUNE_ANCHOR = 0.01  # L2-SP weight for --fine-tune (docs/RESULTS.md, 2026-12-01)
 
 
 def fine_tuning(train: TrainSettings) -> TrainSettings:
@@ -65,7 +65,7 @@ def fine_tuning(train: TrainSettings) -> TrainSettings:
     inductive bias for transfer learning with convolutional networks", ICML 2018), so that what the
     general training learned of composers the index does not hold is not trained away. It holds
     the weights only: BatchNorm's running statistics still move to the index's own tracks.
-    Measured on the challenge set (docs/RESULTS.md, session 12): without it, leave-one-composer-out
+    Measured on the challenge set (docs/RESULTS.md, 2026-12-01): without it, leave-one-composer-out
     AUROC fell from 0.775 to 0.741 while naming rose; with 0.01 it stays at 0.780. An anchor
     already set is kept (0 reads as unset: free fine-tuning is not offered)."""
     return train if train.anchor else replace(train, anchor=FINE_TUNE_ANCHOR)

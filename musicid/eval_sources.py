@@ -4,7 +4,7 @@
   enough works.
 - Embedder sources: PerIndexSource trains one embedder per split on the split's own training
   tracks (the per-index protocol); GeneralSource trains a *general* embedder on other labelled
-  collections (the general-embedder protocol, issue 18), from which every track that is the same
+  collections (the general-embedder protocol), from which every track that is the same
   piece as one of the evaluated folder's was removed (build_training_set). Its naming folds share
   one model trained on every composer of those collections; for novelty, the evaluated folder's
   composers are dealt into groups (composer_groups) and each group's model is trained without any

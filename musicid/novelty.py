@@ -34,8 +34,8 @@ and the k-NN out-of-distribution score of Sun et al., ICML 2022):
   normalization for text-independent speaker verification systems", DSP 2000):
   across collections it ranked novel tracks better than the nearest distance
   did, whether or not the embedder had seen their composers (docs/RESULTS.md,
-  session 16; indexes built during that session used ``background-margin`` in
-  its place). An index records the parts and the rule it was calibrated with
+  2026-12-02; indexes built with musicid 0.2.0 before that change used
+  ``background-margin`` in its place). An index records the parts and the rule it was calibrated with
   (Calibration), so one built before keeps scoring as it did.
 
 docs/RESULTS.md compares them by left-out composer.

@@ -1,4 +1,4 @@
-"""The MIDI reader on files as they are really written (issue 17).
+"""The MIDI reader on files as they are really written.
 
 Each case of /work/shared/cases/midi-reader/ is rebuilt here byte for byte from its kind, so
 CI needs no shared data: every variant holds the plain file's music (one C4, velocity 64, from

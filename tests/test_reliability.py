@@ -122,7 +122,7 @@ def test_killed_build_leaves_old_index_and_resumes_from_cache(built_index: Path,
     else:
         # Ctrl-C: one line, no traceback, and the status a shell reports as 130. After test_ray has run
         # in this process the child sometimes ends by the signal itself (-2) after printing the line,
-        # which a shell also reports as 130 (not traced: noted on issue 18)
+        # which a shell also reports as 130 (not traced further)
         assert err.strip().splitlines()[-1:] == ["interrupted"] and "Traceback" not in err, err
         assert code in (130, -signal.SIGINT), err
     assert snapshot(out) == before  # the previous index, byte for byte
