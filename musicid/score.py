@@ -5,10 +5,12 @@ duration in seconds through the score's tempo marks, each part on its own channe
 MIDI program named by the part, velocity from the dynamics marked. So the piano roll, the symbolic
 features, the notes hash, the piece sketch and the rendered audio all work on scores unchanged.
 
-The notation is read by partitura (Cancino-Chacón et al., "Partitura: A Python Package for Symbolic
+MusicXML is read by partitura (Cancino-Chacón et al., "Partitura: A Python Package for Symbolic
 Music Processing", 2022; version 1.9), chosen by measurement over music21, verovio and muspy
-(docs/PERFORMANCE.md, "Score reader"). What this module adds in front of it is only what partitura
-does not do:
+(docs/PERFORMANCE.md, "Score reader"); kern by musicid's own linear pass (kern.py), which the same
+measurement found right, faster and able to read every handed file; music21 (and partitura, for kern)
+read what the first reader cannot, kern over FALLBACK_MAX_BYTES excepted. What this module adds in
+front of them is only what none of them does:
 
 - bounded, safe input: a size limit; `.mxl` archives opened by us (no member outside the archive,
   no member that inflates past MAX_XML_BYTES, read in bounded chunks whatever its header claims);
