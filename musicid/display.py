@@ -144,7 +144,7 @@ def _embedder_origin(model: dict) -> str:
 
 def _background_line(composers: tuple[str, ...]) -> str:
     n = len(composers)
-    return f"{n} composer{'s' if n != 1 else ''} the embedder knows and the index does not ({', '.join(composers)})"
+    return f"{plural(n, 'composer')} the embedder knows and the index does not ({', '.join(composers)})"
 
 
 PART_NAMES = {"track-knn": "embedding distance", "symbolic-knn": "symbolic-feature distance",
@@ -159,7 +159,7 @@ def print_query(console: Console, r: TrackResult) -> None:
     console.print(f"[b]{r.path}[/b]: {verdict}", highlight=False, soft_wrap=True)
     how = CLASSIFIER_NAMES.get(r.classifier, r.classifier)
     console.print(f"  composer {r.composer}, confidence {r.confidence:.2f} "
-                  f"({how} over {r.n_clips} clip{'s' if r.n_clips != 1 else ''})", highlight=False)
+                  f"({how} over {plural(r.n_clips, 'clip')})", highlight=False)
     console.print(f"  novelty {r.novelty:.4f} (threshold {r.threshold:.4f}) -> "
                   f"{'flagged novel' if r.novel else 'known composer'}", highlight=False)
     if r.novelty_parts:
