@@ -54,7 +54,7 @@ def open_set_labels(composers: list[str], named: list[str], novel_flags: list[bo
     return truth, pred
 
 
-def _figures(rows: list[dict[str, Any]], known: set[str], enrolled: list[str],
+def enrol_figures(rows: list[dict[str, Any]], known: set[str], enrolled: list[str],
              draws: np.ndarray | None) -> dict[str, Any]:
     """The protocol's figures over rows (one per query track), with intervals over draws."""
     is_known = np.array([r["composer"] in known for r in rows])
@@ -127,8 +127,8 @@ def evaluate_cross_collection(model: Path, enrol_dir: Path, query_dir: Path,
         "novelty_method": options.novelty.method, "threshold_rule": options.novelty.threshold_rule,
         "classifier": options.classifier, "fine_tuned": options.fine_tune,
         "enrolled": report.composers, "enrol_dir": str(enrol_dir.resolve()), "query_dir": str(query_dir.resolve()),
-        "all": _figures(rows, known, report.composers, draws),
-        "novel_unseen_by_embedder": (_figures(unseen, known, report.composers, None)
+        "all": enrol_figures(rows, known, report.composers, draws),
+        "novel_unseen_by_embedder": (enrol_figures(unseen, known, report.composers, None)
                                      if len(unseen) < len(rows) else None),
         "novel_composers": {c: sum(r["composer"] == c for r in rows)
                             for c in sorted({str(r["composer"]) for r in rows} - known)},

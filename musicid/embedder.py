@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -54,6 +55,15 @@ class TrainSettings:
     time_stretch: float = 0.0  # augmentation: each crop's tempo scaled by up to 1 + this, either way
     cosface: float = 0.0  # weight of a CosFace term over the training composers, added to the triplet loss
     balance_collections: bool = False  # a composer's K clips drawn evenly from each collection that holds it
+    domains: str = "collection"  # what balance_collections balances over: "collection" or "genre" (catalogue.py)
+    spread_works: bool = False  # a composer's K clips drawn from as many of its works as it has (spread_pick)
+    composer_weighting: str = "uniform"  # or "sqrt-works": a composer drawn for P in proportion to sqrt(works)
+
+    def __post_init__(self) -> None:
+        if self.domains not in ("collection", "genre"):
+            raise ValueError(f"unknown training domains {self.domains!r} (collection, genre)")
+        if self.composer_weighting not in ("uniform", "sqrt-works"):
+            raise ValueError(f"unknown composer weighting {self.composer_weighting!r} (uniform, sqrt-works)")
 
 
 FINE_TUNE_ANCHOR = 0.01  # L2-SP weight for --fine-tune (docs/RESULTS.md, 2026-12-01)
@@ -222,6 +232,37 @@ def collection_balanced_pick(rng: np.random.Generator, pools: list[np.ndarray], 
                            for pool, n in zip(pools, counts, strict=True) if n])
 
 
+def spread_pick(rng: np.random.Generator, pools: list[list[np.ndarray]], k: int) -> np.ndarray:
+    """k clip indices of one composer from its pools (one per domain, a genre or a collection, each a
+    list of clip-index arrays, one per work): the k places dealt round-robin over the domains in a
+    random order, each domain's share spread over as many distinct works as it has (drawn without
+    replacement, then again), and one random clip of each work drawn. Positives that span works
+    and genres make a batch's pull "same composer", not "same piece" or "same texture"; with one
+    domain and one work it is plain P x K sampling of that work's clips (Hermans et al., 2017)."""
+    order = rng.permutation(len(pools))
+    counts = np.bincount(order[np.arange(k) % len(pools)], minlength=len(pools))
+    picked: list[int] = []
+    for works, n in zip(pools, counts, strict=True):
+        if not n:
+            continue
+        chosen = np.concatenate([rng.permutation(len(works)) for _ in range(-(-int(n) // len(works)))])[:n]
+        picked += [int(rng.choice(works[w])) for w in chosen]
+    return np.asarray(picked, dtype=np.int64)
+
+
+def composer_weights(labels: np.ndarray, works: np.ndarray | None, classes: np.ndarray, how: str) -> np.ndarray | None:
+    """The probability of drawing each class among the P of a batch: None (uniform) for "uniform";
+    for "sqrt-works", proportional to the square root of the class's number of works, so that a
+    composer known by one song is drawn, and its one work pulled together, less often than one with
+    forty works, yet far more often than in proportion to its clips."""
+    if how == "uniform" or works is None:
+        return None
+    if how != "sqrt-works":
+        raise ValueError(f"unknown composer weighting {how!r} (uniform, sqrt-works)")
+    w = np.array([np.sqrt(len(np.unique(works[labels == c]))) for c in classes])
+    return w / w.sum()
+
+
 def train_embedder(
     clips: Tensor,
     labels: np.ndarray,
@@ -230,13 +271,20 @@ def train_embedder(
     progress: ProgressFn | None = None,
     init: Embedder | None = None,
     collections: np.ndarray | None = None,
+    works: np.ndarray | None = None,
+    resume: Path | None = None,
 ) -> tuple[Embedder, TrainReport]:
     """Train on clips (n, n_bins, frames) with integer composer labels (n,); P composers x K clips a
     batch, triplet loss (settings.mining). init: start from this model's weights (fine-tuning; its
     dims are used, `dims` is ignored). collections (n,): each clip's collection, integer; with
     settings.balance_collections a composer's K clips are dealt evenly over the collections that
-    hold it (collection_balanced_pick), so that its positives span them. Raises TrainingError with
-    fewer than two composers."""
+    hold it (collection_balanced_pick), so that its positives span them. works (n,): each clip's work,
+    integer; with settings.spread_works they are also spread over the composer's works (spread_pick),
+    and settings.composer_weighting may weigh the draw of composers by their works. resume: a file
+    where the whole training state (weights, optimiser, schedule, random generators, losses) is
+    written atomically after every epoch and from which a later call with the same data and settings
+    goes on, draw for draw as if never stopped; the caller deletes it when done (model_cache keys it
+    like the model). Raises TrainingError with fewer than two composers."""
     labels = np.asarray(labels)
     classes = np.unique(labels)
     if len(classes) < 2:
@@ -245,6 +293,16 @@ def train_embedder(
         collections = np.zeros(len(labels), dtype=np.int64)
     by_class = {int(c): [np.flatnonzero((labels == c) & (collections == d))
                          for d in np.unique(collections[labels == c])] for c in classes}
+    if settings.spread_works and works is not None:
+        by_work = {int(c): [[pool[works[pool] == w] for w in np.unique(works[pool])] for pool in pools]
+                   for c, pools in by_class.items()}
+
+        def pick(c: int) -> np.ndarray:
+            return spread_pick(rng, by_work[c], k)
+    else:
+        def pick(c: int) -> np.ndarray:
+            return collection_balanced_pick(rng, by_class[c], k)
+    weights = composer_weights(labels, works, classes, settings.composer_weighting)
     torch.manual_seed(settings.seed)
     gen = torch.Generator().manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
@@ -269,12 +327,15 @@ def train_embedder(
     k = settings.clips_per_composer
     crop = min(settings.crop_frames, clips.shape[-1])
     losses: list[float] = []
+    first = 0
+    if resume is not None and resume.exists():
+        first, losses = _load_state(resume, model, opt, sched, proxies, rng, gen)
     t0 = time.monotonic()
     model.train()
     try:
-        for step in range(total_steps):
-            chosen = rng.choice(classes, size=p, replace=False)
-            idx = np.concatenate([collection_balanced_pick(rng, by_class[int(c)], k) for c in chosen])
+        for step in range(first, total_steps):
+            chosen = rng.choice(classes, size=p, replace=False, p=weights)
+            idx = np.concatenate([pick(int(c)) for c in chosen])
             sources = _crop_lengths(rng, len(idx), crop, clips.shape[-1], settings.time_stretch)
             starts = rng.integers(0, clips.shape[-1] - sources + 1)
             batch = torch.stack([_stretched_crop(clips[i], s, n, crop)
@@ -298,6 +359,8 @@ def train_embedder(
             losses.append(triplet.item())  # the triplet loss alone, comparable with and without the pull
             if progress:
                 progress("train", step + 1, total_steps)
+            if resume is not None and (step + 1) % settings.steps_per_epoch == 0 and step + 1 < total_steps:
+                _save_state(resume, step + 1, losses, model, opt, sched, proxies, rng, gen)
     finally:
         torch.set_num_threads(old_threads)
     model.eval()
@@ -305,6 +368,40 @@ def train_embedder(
     report = TrainReport(time.monotonic() - t0, total_steps, total_steps * p * k,
                          float(np.mean(tail)), losses)
     return model, report
+
+
+def _save_state(path: Path, step: int, losses: list[float], model: Embedder, opt: torch.optim.Optimizer,
+                sched: Any, proxies: Tensor | None, rng: np.random.Generator, gen: torch.Generator) -> None:
+    """The training state after `step` steps, written atomically (weights-only loadable)."""
+    buf = io.BytesIO()
+    torch.save({"step": step, "losses": torch.tensor(losses, dtype=torch.float64), "model": model.state_dict(),
+                "opt": opt.state_dict(), "sched": sched.state_dict(),
+                "proxies": proxies.detach() if proxies is not None else None,
+                "numpy_rng": json.dumps(rng.bit_generator.state), "torch_gen": gen.get_state(),
+                "torch_rng": torch.get_rng_state()}, buf)
+    write_bytes(path, buf.getvalue())
+
+
+def _load_state(path: Path, model: Embedder, opt: torch.optim.Optimizer, sched: Any, proxies: Tensor | None,
+                rng: np.random.Generator, gen: torch.Generator) -> tuple[int, list[float]]:
+    """Restore what _save_state wrote; returns (steps done, losses so far). TrainingError when the
+    file does not fit this training (another model shape or loss)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        if (proxies is None) != (state["proxies"] is None):
+            raise ValueError("the CosFace term differs")
+        if proxies is not None:
+            with torch.no_grad():
+                proxies.copy_(state["proxies"])
+    except Exception as e:
+        raise TrainingError(f"cannot resume training from {path} ({e}); delete it to start again") from e
+    rng.bit_generator.state = json.loads(state["numpy_rng"])
+    gen.set_state(state["torch_gen"])
+    torch.set_rng_state(state["torch_rng"])
+    return int(state["step"]), [float(x) for x in state["losses"]]
 
 
 LOSSES = {"batch-all": batch_all_triplet_loss, "batch-hard": batch_hard_triplet_loss}

@@ -39,7 +39,9 @@ def model_cache_path(options: BuildOptions, training_set: list[tuple[str, str]],
         return None
     # settings added later leave the keys of models cached before them as they were
     train = without_later_defaults(asdict(options.train), {"pitch_shift": 2, "anchor": 0.0, "time_stretch": 0.0,
-                                                          "cosface": 0.0, "balance_collections": False})
+                                                          "cosface": 0.0, "balance_collections": False,
+                                                          "domains": "collection", "spread_works": False,
+                                                          "composer_weighting": "uniform"})
     dims = without_later_defaults(asdict(options.dims), {"in_channels": 1})
     if options.fine_tune and options.model_path:
         start = {"init": file_sha256(options.model_path)}
@@ -64,14 +66,15 @@ def balancing_acts(composers_of: list[str], train_idx: np.ndarray, collection_of
 
 def train_or_load(prepared: list[Prepared], composers_of: list[str], train_idx: np.ndarray,
                   all_composers: list[str], options: BuildOptions, progress: ProgressFn | None = None,
-                  init: Embedder | None = None, collection_of: list[int] | None = None
-                  ) -> tuple[Embedder, TrainReport | None, bool]:
+                  init: Embedder | None = None, collection_of: list[int] | None = None,
+                  work_of: list[int] | None = None) -> tuple[Embedder, TrainReport | None, bool]:
     """Step 2: train the embedder on the tracks at train_idx (from init's weights when fine-tuning),
     or load the model the cache holds for exactly that training set and those settings. Returns
     (model, report, from_cache). Fine-tuning trains with embedder.fine_tuning(options.train).
     collection_of: each prepared track's collection (an integer), for options.train.balance_collections;
     where no composer of the training set spans two collections the option changes nothing, and the
-    model is keyed (and trained) as without it, so a cached one is reused."""
+    model is keyed (and trained) as without it, so a cached one is reused. work_of: each prepared
+    track's work (an integer), for options.train.spread_works."""
     if init is not None:
         options = replace(options, train=fine_tuning(options.train))
     if options.train.balance_collections and not balancing_acts(composers_of, train_idx, collection_of):
@@ -88,8 +91,16 @@ def train_or_load(prepared: list[Prepared], composers_of: list[str], train_idx: 
     ])
     collections = None if collection_of is None else np.concatenate([
         np.full(len(prepared[i].clips), collection_of[i]) for i in train_idx])
-    model, report = train_embedder(clips, labels, options.dims, options.train, progress, init, collections)
+    works = None if work_of is None else np.concatenate([
+        np.full(len(prepared[i].clips), work_of[i]) for i in train_idx])
+    resume = cached.with_suffix(".partial.pt") if cached is not None else None  # the state after each epoch
+    if resume is not None:
+        resume.parent.mkdir(parents=True, exist_ok=True)
+    model, report = train_embedder(clips, labels, options.dims, options.train, progress, init, collections, works,
+                                   resume)
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)
         save_checkpoint(cached, model, options.features, {"train_report": {**asdict(report), "losses": []}})
+    if resume is not None:
+        resume.unlink(missing_ok=True)
     return model, report, False

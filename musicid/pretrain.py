@@ -12,6 +12,8 @@ the weights: a model trained on a CC BY-NC-SA collection carries its terms.
 from __future__ import annotations
 
 import time
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ import numpy as np
 
 from . import __version__
 from .background import Background, background_of
+from .catalogue import TrackInfo, catalogue
 from .embedder import Embedder, TrainReport, dims_for, embed_tracks, save_checkpoint
 from .errors import DataDirError
 from .indexer import BuildOptions, prepare_corpus
@@ -114,28 +117,52 @@ def embed_background(model: Embedder, prepared: list[Prepared], composers_of: li
                          np.stack([p.symbolic for p in prepared]) if prepared else None)
 
 
+def training_domains(infos: list[TrackInfo], collection_ids: list[int], domains: str) -> list[int]:
+    """Each track's domain for balanced batches (TrainSettings.domains): its collection's position,
+    or its genre's (catalogue.py) among the genres present, sorted."""
+    if domains == "collection":
+        return collection_ids
+    if domains != "genre":
+        raise ValueError(f"unknown training domains {domains!r} (collection, genre)")
+    genres = sorted({i.genre for i in infos})
+    return [genres.index(i.genre) for i in infos]
+
+
 def train_general_embedder(data_dirs: list[Path], out: Path, options: BuildOptions = BuildOptions(),
-                           progress: ProgressFn | None = None) -> PretrainReport:
+                           progress: ProgressFn | None = None, hold_out: Sequence[str] = ()) -> PretrainReport:
     """Train one embedder on every track of every labelled collection given (`<root>/<Composer>/...`)
     and write it to `out` (weights only, with its provenance in the checkpoint's meta).
 
-    Nothing is held out: judge a general embedder with `musicid eval`'s protocols, whose splits keep
-    test works and novel composers out of its training. Raises DataDirError (a folder that is not a
+    hold_out: composers kept out of its training and its background altogether (by label, any case),
+    for protocols that need composers the embedder never saw (protocols.py's reserve); the
+    checkpoint names them. Works and genres come from each collection's catalogue (catalogue.py),
+    for options.train's spread_works and genre domains. Raises DataDirError (a folder that is not a
     labelled collection, or no composer left) and TrainingError."""
     t0 = time.monotonic()
     options = replace(options, dims=dims_for(options.dims, options.features))
     prepared, composers_of, collections, failures = prepare_collections(data_dirs, options, progress)
+    all_composers = list(composers_of)
+    held = {c.casefold() for c in hold_out}
+    keep = [i for i, c in enumerate(composers_of) if c.casefold() not in held]
+    collection_ids = [collection_of(collections)[i] for i in keep]
+    prepared, composers_of = [prepared[i] for i in keep], [composers_of[i] for i in keep]
     composers = sorted(set(composers_of))
     if len(composers) < 2:
         raise DataDirError("a general embedder needs at least two composers across the collections given")
-    model, report, from_cache = train_or_load(prepared, composers_of, np.arange(len(prepared)), composers, options,
-                                              progress, collection_of=collection_of(collections))
+    infos = catalogue([p.path for p in prepared], composers_of)
+    work_names = sorted({i.work for i in infos})
+    work_ids = [work_names.index(i.work) for i in infos] if options.train.spread_works else None
+    model, report, from_cache = train_or_load(
+        prepared, composers_of, np.arange(len(prepared)), composers, options, progress,
+        collection_of=training_domains(infos, collection_ids, options.train.domains), work_of=work_ids)
     licence = weights_licence([c["licence"] for c in collections])
     background = embed_background(model, prepared, composers_of, progress)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(out, model, options.features, {
         "kind": "general composer embedder", "musicid": __version__, "composers": composers,
         "collections": collections, "licence": licence, "train": asdict(options.train),
+        "held_out_composers": sorted(c for c in set(all_composers) if c.casefold() in held),
+        "genres": dict(Counter(i.genre for i in infos).most_common()), "works": len(work_names),
         "train_report": {**asdict(report), "losses": []} if report else None,
         "background": {"tracks": len(background), "what": "each training track's unit mean clip vector"},
     }, background.to_checkpoint())

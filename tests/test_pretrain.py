@@ -468,3 +468,27 @@ def test_embedder_info_says_what_the_shipped_and_a_given_embedder_were_trained_o
     assert "collection-balanced batches" in r.stdout
     r = runner.invoke(app, ["embedder", "info", str(general)])
     assert r.exit_code == 0 and "Highflute, Lowpiano, Strings" in r.stdout and "18 tracks" in r.stdout
+
+
+def test_a_stopped_training_resumes_from_its_last_epoch_draw_for_draw(tmp_path: Path) -> None:
+    gen = torch.Generator().manual_seed(0)
+    clips = torch.rand(24, TINY_DIMS.n_bins, 40, generator=gen)
+    labels = np.repeat([0, 1, 2], 8)
+    works = np.repeat(np.arange(6), 4)
+    settings = replace(TINY_TRAIN, epochs=4, steps_per_epoch=3, cosface=1.0, spread_works=True,
+                       composer_weighting="sqrt-works")
+    whole, _ = train_embedder(clips, labels, TINY_DIMS, settings, works=works)
+
+    state = tmp_path / "train.partial.pt"
+
+    def stop_after_seven(stage: str, done: int, total: int) -> None:
+        if done == 7:  # in the third epoch: the state after the second was written
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_embedder(clips, labels, TINY_DIMS, settings, stop_after_seven, works=works, resume=state)
+    assert state.exists()
+    resumed, report = train_embedder(clips, labels, TINY_DIMS, settings, works=works, resume=state)
+    assert report.steps == 12 and len(report.losses) == 12
+    for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name

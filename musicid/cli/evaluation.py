@@ -154,6 +154,18 @@ def embedder_train(
     time_stretch: float = TIME_STRETCH_OPT,
     cosface: float = COSFACE_OPT,
     balance_collections: bool = BALANCE_OPT,
+    domains: str = typer.Option("collection", "--domains",
+                                help="What --balance-collections balances a composer's clips over: "
+                                     "collection, or genre (from each collection's metadata.csv)."),
+    spread_works: bool = typer.Option(False, "--spread-works",
+                                      help="Draw a composer's clips in a batch from as many of its works "
+                                           "as it has, so that positives are not the same piece."),
+    composer_weighting: str = typer.Option("uniform", "--composer-weighting",
+                                           help="How often a composer is drawn into a batch: uniform, or "
+                                                "sqrt-works (in proportion to the square root of its works)."),
+    hold_out: Path | None = typer.Option(None, "--hold-out", exists=True, dir_okay=False,
+                                         help="A file of composer names, one a line, kept out of training "
+                                              "and of the background (the protocols' reserve)."),
     seed: int = SEED_OPT,
     random_programs: bool = RANDOM_PROGRAMS_OPT,
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Render and model cache."),
@@ -171,9 +183,11 @@ def embedder_train(
                           cache_dir=cache_dir, workers=workers, random_programs=random_programs)
         b = replace(b, train=replace(b.train, composers_per_batch=composers_per_batch,
                                      clips_per_composer=clips_per_composer,
-                                     balance_collections=balance_collections))
+                                     balance_collections=balance_collections, domains=domains,
+                                     spread_works=spread_works, composer_weighting=composer_weighting))
+        held = [x.strip() for x in hold_out.read_text().splitlines() if x.strip()] if hold_out else []
         with progress_bars(not as_json) as progress:
-            rep = train_general_embedder(data_dirs, out_path, b, progress)
+            rep = train_general_embedder(data_dirs, out_path, b, progress, hold_out=held)
     if as_json:
         echo_json(rep.as_dict())
         return
