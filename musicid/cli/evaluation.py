@@ -96,12 +96,19 @@ def eval_cmd(
                                         "--model M --fine-tune does: with --train-on, each split's general "
                                         "embedder on the split's training tracks; with --enrol, --model on "
                                         "the enrolled folder."),
+    protocol_name: str = typer.Option("folds", "--protocol",
+                                      help="folds (cross-validation and leave-one-composer-out, or the protocols "
+                                           "of --train-on / --enrol); many-unseen, leave-genres-out or "
+                                           "many-composers (both): a general embedder (--model, default the "
+                                           "shipped one) on the reserve composers of DATA_DIR's collections, "
+                                           "whose catalogues give genres and works (docs/GUIDE.md)."),
+    draws: int = typer.Option(5, "--draws", min=1, help="many-unseen: draws of indexed and novel composers."),
     naming: str | None = LEGACY_NAMING_OPT,
     novelty_view: str | None = LEGACY_VIEW_OPT,
 ) -> None:
     """Cross-validate by work (both classifiers) and measure leave-one-composer-out novelty (every method);
-    with --train-on, using a general embedder trained on other collections; or, with --enrol and --model,
-    the cross-collection protocol."""
+    with --train-on, using a general embedder trained on other collections; with --enrol and --model,
+    the cross-collection protocol; with --protocol, the many-composer protocols."""
     from ..evaluate import EvalOptions, evaluate, save_results
 
     with domain_errors(as_json, data_dir):  # index build's flags: both protocols build indexes with them
@@ -109,6 +116,9 @@ def eval_cmd(
                         steps_per_epoch=steps_per_epoch, pitch_shift=pitch_shift, time_stretch=time_stretch,
                         cosface=cosface, cache_dir=cache_dir, random_programs=random_programs, seed=seed,
                         threshold_rule=threshold_rule.value)
+    if protocol_name != "folds":
+        _many_composers(data_dir, protocol_name, model, out_dir, draws, bootstrap, b, as_json)
+        return
     if enrol is not None or model is not None:
         if train_on:
             fail("--train-on and --enrol/--model are two protocols: give one", 2, as_json)
@@ -258,3 +268,42 @@ def _cross_collection(query_dir: Path, enrol: Path | None, model: Path | None, o
         return
     from ..display import print_cross_collection
     print_cross_collection(out, result, out_dir / "eval.json")
+
+
+MANY_COMPOSER_PROTOCOLS = {"many-unseen": ("many-unseen",), "leave-genres-out": ("leave-genres-out",),
+                           "many-composers": ("many-unseen", "leave-genres-out")}
+
+
+def _many_composers(data_dir: Path, name: str, model: Path | None, out_dir: Path, draws: int, bootstrap: int,
+                    b: BuildOptions, as_json: bool) -> None:
+    """The many-composer protocols (enrol_eval.py) with index build's flags; eval.json and a summary."""
+    from ..atomic import write_json
+    from ..enrol_eval import evaluate_many_composers
+    from ..shipped import default_model
+
+    if name not in MANY_COMPOSER_PROTOCOLS:
+        fail(f"unknown protocol {name!r} (folds, {', '.join(MANY_COMPOSER_PROTOCOLS)})", 2, as_json)
+        return
+    model = model or default_model(b.features.as_dict())
+    if model is None:
+        fail("this musicid carries no shipped embedder for these features: give --model", 2, as_json)
+        return
+    with domain_errors(as_json, data_dir):
+        with progress_bars(not as_json) as progress:
+            result = evaluate_many_composers(data_dir, model, MANY_COMPOSER_PROTOCOLS[name], b, draws=draws,
+                                             bootstrap=bootstrap, progress=progress)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_json(out_dir / "eval.json", result)
+    if as_json:
+        echo_json(result)
+        return
+    for key in ("many_unseen", "leave_genres_out"):
+        if key not in result:
+            continue
+        m = result[key]["mean"]
+        out.print(f"{key.replace('_', ' ')} ({m['draws']} draw(s)): novelty AUROC {m['auroc']}, naming macro-F1 "
+                  f"{m['macro_f1']}, flagged {m['flagged_known']} of known and {m['flagged_novel']} of novel tracks",
+                  highlight=False, soft_wrap=True)
+        by_genre = ", ".join(f"{g} {v}" for g, v in m["flagged_known_by_genre"].items())
+        out.print(f"  known tracks flagged, by genre: {by_genre}", highlight=False, soft_wrap=True)
+    out.print(f"wrote {out_dir / 'eval.json'} ({result['wall_seconds'] / 60:.1f} min)", highlight=False)
