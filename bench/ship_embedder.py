@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from musicid.atomic import write_bytes
+from musicid.pretrain import collection_licence, weights_licence
 from musicid.shipped import CHECKPOINT, write_card
 
 GENERIC = {"train", "test", "data", "midi", "scores", "performances"}
@@ -36,7 +37,11 @@ def main() -> None:
     meta = dict(ckpt.get("meta", {}))
     if "collections" not in meta or "licence" not in meta:
         raise SystemExit(f"{args.checkpoint}: not from musicid embedder train (no collections or licence recorded)")
-    meta["collections"] = [{**c, "path": short_name(Path(c["path"]))} for c in meta["collections"]]
+    # licences re-read where the collection is still here: what its catalogue declares now
+    collections = [{**c, "licence": collection_licence(Path(c["path"])) if Path(c["path"]).is_dir() else c["licence"]}
+                   for c in meta["collections"]]
+    meta["licence"] = weights_licence([c["licence"] for c in collections])
+    meta["collections"] = [{**c, "path": short_name(Path(c["path"]))} for c in collections]
     ckpt["meta"] = meta
     buf = io.BytesIO()
     torch.save(ckpt, buf)

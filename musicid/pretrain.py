@@ -11,6 +11,7 @@ the weights: a model trained on a CC BY-NC-SA collection carries its terms.
 
 from __future__ import annotations
 
+import csv
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -22,7 +23,7 @@ import numpy as np
 
 from . import __version__
 from .background import Background, background_of
-from .catalogue import TrackInfo, catalogue
+from .catalogue import CATALOGUE_FILE, TrackInfo, catalogue
 from .embedder import Embedder, TrainReport, dims_for, embed_tracks, save_checkpoint
 from .errors import DataDirError
 from .indexer import BuildOptions, prepare_corpus
@@ -36,8 +37,15 @@ NON_COMMERCIAL = "CC BY-NC-SA 4.0"
 
 
 def collection_licence(root: Path) -> str:
-    """The licence a collection declares: the first line of its LICENSE file, or the README paragraph
-    or heading that starts with "Licence"/"License"; "" when it declares none."""
+    """The licence a collection declares: the SPDX identifiers of its catalogue's `licence` column
+    (metadata.csv, catalogue.py: "CC0-1.0", "CC-BY-4.0"), else the first line of its LICENSE file, or
+    the README paragraph or heading that starts with "Licence"/"License"; "" when it declares none."""
+    catalogue_file = root / CATALOGUE_FILE
+    if catalogue_file.is_file():
+        with catalogue_file.open(newline="", encoding="utf-8") as fh:
+            spdx = sorted({(row.get("licence") or "").strip() for row in csv.DictReader(fh)} - {""})
+        if spdx:
+            return "; ".join(spdx)
     for name in LICENCE_FILES:
         f = root / name
         if f.is_file():
@@ -56,9 +64,9 @@ def collection_licence(root: Path) -> str:
 def weights_licence(licences: list[str]) -> str:
     """The terms the trained weights carry: CC BY-NC-SA 4.0 when any collection is NonCommercial-
     ShareAlike (its terms follow what is derived from it), else the collections' own, listed."""
-    if any("NonCommercial" in x or "BY-NC-SA" in x for x in licences):
+    if any("NonCommercial" in x or "BY-NC" in x for x in licences):
         return f"{NON_COMMERCIAL} (derived from a CC BY-NC-SA collection: non-commercial use, share alike)"
-    named = sorted({x for x in licences if x})
+    named = sorted({part.strip() for x in licences for part in x.split(";") if part.strip()})
     return "; ".join(named) if named else "unknown: the training collections declare no licence"
 
 

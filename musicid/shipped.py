@@ -50,7 +50,8 @@ def write_card(checkpoint: Path, meta: dict[str, Any], features: dict[str, Any],
     write_json(card, {
         "kind": "musicid shipped composer embedder", "checkpoint": checkpoint.name, "sha256": sha256,
         "features": features, **{k: meta[k] for k in ("composers", "collections", "licence", "train",
-                                                       "train_report", "musicid", "background") if k in meta},
+                                                       "train_report", "musicid", "background",
+                                                       "held_out_composers", "genres", "works") if k in meta},
     })
     return card
 

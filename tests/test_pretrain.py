@@ -492,3 +492,12 @@ def test_a_stopped_training_resumes_from_its_last_epoch_draw_for_draw(tmp_path: 
     assert report.steps == 12 and len(report.losses) == 12
     for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
+
+
+def test_a_catalogue_licence_column_is_the_collection_licence(tmp_path: Path) -> None:
+    (tmp_path / "metadata.csv").write_text("composer,path,licence\nA,A/a.krn,CC-BY-4.0\nB,B/b.krn,CC0-1.0\n"
+                                           "C,C/c.krn,CC-BY-4.0\n")
+    (tmp_path / "LICENSE").write_text("Creative Commons Legal Code\n")  # CC0's legal text: says nothing short
+    assert collection_licence(tmp_path) == "CC-BY-4.0; CC0-1.0"
+    assert weights_licence(["CC-BY-4.0; CC0-1.0", "CC0-1.0"]) == "CC-BY-4.0; CC0-1.0"
+    assert weights_licence(["CC0-1.0", "CC-BY-NC-SA-4.0"]).startswith("CC BY-NC-SA 4.0")

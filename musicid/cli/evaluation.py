@@ -191,10 +191,13 @@ def embedder_train(
         b = build_options(features.value, epochs=epochs, steps_per_epoch=steps_per_epoch, pitch_shift=pitch_shift,
                           time_stretch=time_stretch, cosface=cosface, seed=seed,
                           cache_dir=cache_dir, workers=workers, random_programs=random_programs)
-        b = replace(b, train=replace(b.train, composers_per_batch=composers_per_batch,
-                                     clips_per_composer=clips_per_composer,
-                                     balance_collections=balance_collections, domains=domains,
-                                     spread_works=spread_works, composer_weighting=composer_weighting))
+        try:
+            b = replace(b, train=replace(b.train, composers_per_batch=composers_per_batch,
+                                         clips_per_composer=clips_per_composer,
+                                         balance_collections=balance_collections, domains=domains,
+                                         spread_works=spread_works, composer_weighting=composer_weighting))
+        except ValueError as e:
+            fail(str(e), 2, as_json)
         held = [x.strip() for x in hold_out.read_text().splitlines() if x.strip()] if hold_out else []
         with progress_bars(not as_json) as progress:
             rep = train_general_embedder(data_dirs, out_path, b, progress, hold_out=held)
