@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -266,3 +268,11 @@ def test_json_error_of_a_missing_index_names_the_index(tmp_path: Path) -> None:
     assert r.exit_code == 1
     assert json.loads(r.stdout)["error"]["path"] == str(tmp_path / "none")
     assert json.loads(r.stdout)["error"]["kind"] == "IndexNotFound"
+
+
+def test_a_bad_choice_is_named_plainly_with_the_choices_and_exit_code_2(tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "musicid", "index", "build", str(tmp_path), "--classifier", "foo"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert "Invalid value for '--classifier': 'foo' is not one of 'auto', 'knn', 'linear', 'fused'." in r.stderr
+    assert "Value error" not in r.stderr

@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import sys
 
+import typer
+
 from . import evaluation, index, use  # noqa: F401  (each registers its commands on the apps)
-from .common import app
+from .common import app, err
+
+UsageError = typer.BadParameter.__mro__[1]  # click's UsageError, as typer vendors it
 
 __all__ = ["app", "main", "optional_values"]
 
@@ -23,8 +27,23 @@ def optional_values(argv: list[str], options: tuple[str, ...] = ("--ray",), defa
     return out
 
 
+VALUE_ERROR_PREFIX = "Value error, "  # what typer >= 0.20's pydantic coercion puts before a choice's message
+
+
 def main() -> None:
-    app(args=optional_values(sys.argv[1:]))
+    """The console script: the app, with usage errors shown as click shows them but without the
+    "Value error, " that typer's coercion prefixes to a bad choice ("--classifier: 'foo' is not one
+    of 'auto', ..."); exit codes as click's (2 for usage)."""
+    try:
+        code = app(args=optional_values(sys.argv[1:]), standalone_mode=False)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(1)
+    except UsageError as e:
+        e.message = e.message.replace(VALUE_ERROR_PREFIX, "")
+        e.show()
+        sys.exit(e.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":
