@@ -105,7 +105,7 @@ def progress_bars(enabled: bool = True) -> Iterator[Callable[[str, int, int], No
 
 def hidden(option: Any) -> Any:
     """A copy of a shared option that --help does not list: a training knob for experiments, where the
-    command's everyday use does not need it (listed by `embedder train` and `eval`; README, usage)."""
+    command's everyday use does not need it (`embedder train` lists them; docs/GUIDE.md documents all)."""
     import copy
 
     quiet = copy.copy(option)
@@ -124,67 +124,40 @@ def echo_json(obj: Any) -> None:
 
 
 FEATURES_OPT = typer.Option(Representation.pianoroll, "--features",
-                            help="What the embedder is fed: pianoroll (the notes straight from the MIDI, no "
-                                 "rendering; the best on docs/RESULTS.md's benchmark), audio (log-mel of the "
-                                 "FluidSynth rendering: hears instrumentation too) or family-rolls (the piano roll "
-                                 "once per instrument family: keys, strings, voices, winds).")
+                            help="What the embedder reads: pianoroll (the notes), audio (log-mel of the FluidSynth "
+                                 "rendering) or family-rolls (a roll per instrument family); audio and family-rolls "
+                                 "train per index (docs/GUIDE.md).")
 RANDOM_PROGRAMS_OPT = typer.Option(False, "--random-programs",
-                                   help="With --features audio: render every melodic channel with a random "
-                                        "General MIDI instrument (fixed per piece), so that the embedder cannot "
-                                        "name composers by their ensembles. For experiments: it named the "
-                                        "challenge set far worse than the piano roll (docs/RESULTS.md).")
+                                   help="With --features audio: render each channel with a random General MIDI "
+                                        "instrument (an experiment; docs/RESULTS.md).")
 P_OPT = typer.Option(4, "--composers-per-batch", "-P", min=2, help="P: composers in each training batch.")
 K_OPT = typer.Option(12, "--clips-per-composer", "-K", min=2, help="K: clips per composer in each batch.")
 SEED_OPT = typer.Option(0, "--seed", min=0,
-                        help="Training seed (batches, crops, augmentation, initial weights), when an embedder is "
-                             "trained: another seed shows how far a result moves by chance alone. eval's folds "
-                             "and splits do not change with it.")
+                        help="Training seed, when an embedder is trained (eval's folds do not change with it).")
 PITCH_SHIFT_OPT = typer.Option(2, "--pitch-shift", min=0,
-                               help="Training augmentation: shift each batch by up to this many rows "
-                                    "(mel bins, or semitones with a piano roll).")
+                               help="Training augmentation: shift each batch by up to this many semitones (mel bins "
+                                    "with audio).")
 TIME_STRETCH_OPT = typer.Option(0.0, "--time-stretch", min=0.0, max=1.0,
-                                 help="Training augmentation (when an embedder is trained): play each crop up "
-                                      "to 1 + this times slower or faster (0.25: tempo x0.8 to x1.25; faster "
-                                      "at most clip / crop, x1.17 with the piano roll), so that tempo, which "
-                                      "differs by collection and edition, says less of the composer.")
+                                 help='Training augmentation: each crop up to 1 + this times slower or faster.')
 COSFACE_OPT = typer.Option(0.0, "--cosface", min=0.0,
-                            help="Training (when an embedder is trained): add this weight times a CosFace "
-                                 "term (a large-margin softmax over every training composer, as in face "
-                                 "recognition) to the triplet loss.")
+                            help="Training: add this weight times a CosFace term over the training composers to the "
+                                 "triplet loss.")
 BALANCE_OPT = typer.Option(False, "--balance-collections",
-                           help="Training a general embedder on several collections: draw each composer's "
-                                "clips in a batch evenly from every collection that holds it, so that its "
-                                "positives span collections (often genres and ensembles), not their sizes.")
+                           help="Training on several collections: deal each composer's clips in a batch evenly over "
+                                "its collections (or --domains).")
 CLASSIFIER_OPT = typer.Option(Classifier.auto, "--classifier",
-                              help="How a track's composer is chosen: knn (its clips' nearest indexed clips vote), "
-                                   "linear (a class-balanced linear probe on the indexed clips), fused (the probe "
-                                   "and a logistic regression on the notes' symbolic features, multiplied), or "
-                                   "auto: knn with audio, linear with the notes (docs/RESULTS.md).")
+                              help="How the composer is chosen: knn vote, linear probe, fused (probe and the notes' "
+                                   "statistics), or auto (docs/GUIDE.md).")
 NOVELTY_OPT = typer.Option(NoveltyMethod.fused, "--novelty",
-                           help="The novelty score: track-knn (distance from the track's mean embedding to the "
-                                "nearest indexed track's), symbolic-knn (the same for its symbolic features: "
-                                "intervals, chords, voices, rhythm), fused (robust z-scores on held-out known "
-                                "tracks: with a general embedder's background, the mean of background-snorm's "
-                                "and symbolic-knn's; otherwise the larger of track-knn's and symbolic-knn's), "
-                                "clip-knn (its clips to their k nearest indexed clips), spectral-knn (the same "
-                                "in spectral statistics), background-margin "
-                                "(track-knn less the distance to the nearest piece by a composer the embedder "
-                                "learnt and the index does not hold) or background-snorm (track-knn less the "
-                                "mean distance to the 10 nearest such pieces, over their standard deviation); "
-                                "those two need a general embedder, e.g. the shipped one. docs/RESULTS.md "
-                                "compares them.")
+                           help="The novelty score; fused combines the embedding's and the notes' distances "
+                                "(docs/DESIGN.md compares them all).")
 THRESHOLD_OPT = typer.Option(ThresholdRule.known_quantile, "--threshold-rule",
-                             help="Where the novelty threshold goes: known-quantile (above 95% of held-out "
-                                  "tracks by indexed composers) or equal-error (where the same share of those lies "
-                                  "above it as of the embedder's background tracks, scored as pieces by "
-                                  "composers the index does not hold, lies below; needs a general embedder "
-                                  "whose background keeps symbolic features and a --novelty scored from track "
-                                  "vectors, else known-quantile, with a warning).")
-# the flags of musicid 0.1, hidden, for one release
+                             help="Where the novelty threshold goes: above 95% of held-out known works, or equal-error"
+                                  " against the background (docs/GUIDE.md).")
 LABELS_OPT = typer.Option(Labels.folders, "--labels",
-                          help="Composer of each file: folders (<Composer>/ subfolders) or metadata (the "
-                               "composer a score names: MusicXML <creator type=\"composer\">, kern !!!COM; "
-                               "files naming none are skipped).")
+                          help="Composer of each file: folders (<Composer>/ subfolders) or metadata (the composer a "
+                               "score names).")
+# the flags of musicid 0.1, hidden, for one release
 LEGACY_NAMING_OPT = typer.Option(None, "--naming", hidden=True, help="Old name of --classifier (vote, head).")
 LEGACY_VIEW_OPT = typer.Option(None, "--novelty-view", hidden=True, help="Old name of --novelty.")
 

@@ -31,6 +31,7 @@ from .common import (
     echo_json,
     embedder_app,
     fail,
+    hidden,
     out,
     progress_bars,
 )
@@ -50,58 +51,51 @@ def eval_cmd(
     baseline: Baseline | None = typer.Option(None, "--baseline",
                                              help="Also run this method on the same splits: published (the "
                                                   "published attempt at the challenge set)."),
-    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Training epochs per fold [default: 12]."),
-    steps_per_epoch: int | None = typer.Option(None, "--steps-per-epoch", min=1, help="Batches per epoch."),
+    epochs: int | None = typer.Option(None, "--epochs", min=1, hidden=True,
+                                      help="Training epochs per fold [default: 12]."),
+    steps_per_epoch: int | None = typer.Option(None, "--steps-per-epoch", min=1, hidden=True,
+                                               help="Batches per epoch."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Render and model cache."),
     features: Representation = FEATURES_OPT,
     classifier: Classifier = CLASSIFIER_OPT,
     novelty: NoveltyMethod = NOVELTY_OPT,
     threshold_rule: ThresholdRule = THRESHOLD_OPT,
-    pitch_shift: int = PITCH_SHIFT_OPT,
-    time_stretch: float = TIME_STRETCH_OPT,
-    cosface: float = COSFACE_OPT,
-    balance_collections: bool = BALANCE_OPT,
-    composers_per_batch: int = P_OPT,
-    clips_per_composer: int = K_OPT,
-    random_programs: bool = RANDOM_PROGRAMS_OPT,
-    seed: int = SEED_OPT,
+    pitch_shift: int = hidden(PITCH_SHIFT_OPT),
+    time_stretch: float = hidden(TIME_STRETCH_OPT),
+    cosface: float = hidden(COSFACE_OPT),
+    balance_collections: bool = hidden(BALANCE_OPT),
+    composers_per_batch: int = hidden(P_OPT),
+    clips_per_composer: int = hidden(K_OPT),
+    random_programs: bool = hidden(RANDOM_PROGRAMS_OPT),
+    seed: int = hidden(SEED_OPT),
     bootstrap: int = typer.Option(1000, "--bootstrap", min=0,
                                   help="Draws of whole works for the 95% intervals; 0: no intervals."),
     as_json: bool = typer.Option(False, "--json", help="Print eval.json to stdout."),
     enrol: Path | None = typer.Option(None, "--enrol", exists=True, file_okay=False,
-                                      help="Cross-collection protocol: enrol this folder's composers with --model "
-                                           "(no training) and query DATA_DIR against them: its tracks by "
-                                           "enrolled composers are known, all others novel."),
+                                      help="Cross-collection protocol: enrol this folder with --model, query "
+                                           "DATA_DIR against it."),
     model: Path | None = typer.Option(None, "--model", exists=True, dir_okay=False,
-                                      help="The embedder for --enrol (from musicid embedder train, trained "
-                                           "without DATA_DIR)."),
+                                      help="The embedder for --enrol or --protocol [default with --protocol: the "
+                                           "shipped one]."),
     train_on: list[Path] | None = typer.Option(None, "--train-on", exists=True, file_okay=False,
-                                               help="General-embedder protocol: train the embedder on this "
-                                                    "labelled collection (repeat for more), less every track "
-                                                    "that is the same piece as one of DATA_DIR's; each left-out "
-                                                    "composer's model is trained without that composer."),
+                                               help="General-embedder protocol: train on this collection "
+                                                    "(repeatable), less DATA_DIR's pieces."),
     composer_groups: int | None = typer.Option(None, "--composer-groups", min=1,
-                                               help="With --train-on: deal the composers into this many groups "
-                                                    "and train one model without each group [default: one "
-                                                    "group per composer]."),
+                                               help="With --train-on: one model per group of left-out composers "
+                                                    "[default: per composer]."),
     composers: str | None = typer.Option(None, "--composers",
                                          help="Evaluate only these composers (comma-separated folder names)."),
     min_works: int = typer.Option(0, "--min-works", min=0,
-                                  help="Evaluate only the composers with at least this many works (groups of "
-                                       "movements, same notes, performances of one piece)."),
+                                  help="Evaluate only the composers with at least this many works."),
     also_per_index: bool = typer.Option(False, "--also-per-index",
                                         help="With --train-on: also the per-index embedder on the same splits."),
     fine_tune: bool = typer.Option(False, "--fine-tune",
-                                   help="Fine-tune the embedder on the index's composers, as index build "
-                                        "--model M --fine-tune does: with --train-on, each split's general "
-                                        "embedder on the split's training tracks; with --enrol, --model on "
-                                        "the enrolled folder."),
+                                   help="Fine-tune each split's general embedder on its index, as index build "
+                                        "--fine-tune does."),
     protocol_name: str = typer.Option("folds", "--protocol",
-                                      help="folds (cross-validation and leave-one-composer-out, or the protocols "
-                                           "of --train-on / --enrol); many-unseen, leave-genres-out or "
-                                           "many-composers (both): a general embedder (--model, default the "
-                                           "shipped one) on the reserve composers of DATA_DIR's collections, "
-                                           "whose catalogues give genres and works (docs/GUIDE.md)."),
+                                      help="folds, or the many-composer protocols (many-unseen, leave-genres-out, "
+                                           "many-composers) on the reserve composers of DATA_DIR's catalogued "
+                                           "collections (docs/GUIDE.md)."),
     draws: int = typer.Option(5, "--draws", min=1, help="many-unseen: draws of indexed and novel composers."),
     naming: str | None = LEGACY_NAMING_OPT,
     novelty_view: str | None = LEGACY_VIEW_OPT,
