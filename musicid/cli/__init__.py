@@ -11,7 +11,7 @@ import typer
 from . import evaluation, index, use  # noqa: F401  (each registers its commands on the apps)
 from .common import app, err
 
-UsageError = typer.BadParameter.__mro__[1]  # click's UsageError, as typer vendors it
+UsageError: type[Exception] = typer.BadParameter.__mro__[1]  # click's UsageError, as typer vendors it
 
 __all__ = ["app", "main", "optional_values"]
 
@@ -40,9 +40,9 @@ def main() -> None:
         err.print("aborted")
         sys.exit(1)
     except UsageError as e:
-        e.message = e.message.replace(VALUE_ERROR_PREFIX, "")
-        e.show()
-        sys.exit(e.exit_code)
+        e.message = e.message.replace(VALUE_ERROR_PREFIX, "")  # type: ignore[attr-defined]
+        e.show()  # type: ignore[attr-defined]
+        sys.exit(e.exit_code)  # type: ignore[attr-defined]
     sys.exit(code if isinstance(code, int) else 0)
 
 
