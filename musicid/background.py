@@ -29,7 +29,10 @@ from typing import Any
 import numpy as np
 
 from .faiss_index import ip_to_distance
+from .piece_match import SKETCH_VERSION
 from .symbolic_features import SYMBOLIC_VERSION
+
+SKETCH_SLOTS = 32  # piece-sketch slots a background keeps per track: 128 bytes, enough to match a piece
 
 FILE = "background.npz"
 
@@ -55,14 +58,20 @@ class Background:
     composers; vectors (n, d): unit mean clip embeddings, float32; symbolic (n, N_SYMBOLIC): each
     track's symbolic features (symbolic_features.py), float32, or None (backgrounds written before
     2026-12-02 keep none), so that background tracks can be scored as queries by composers an
-    index does not hold (novelty.impostor_scores, for the equal-error threshold rule)."""
+    index does not hold (novelty.impostor_scores, for the equal-error threshold rule); sketches
+    (n, SKETCH_SLOTS) uint32: the first slots of each track's piece sketch (piece_match.py), or None
+    (backgrounds written before 2026-12-07), so that a build can tell which of its pieces the
+    embedder was trained on (training_overlap)."""
 
     composers: tuple[str, ...]
     labels: np.ndarray
     vectors: np.ndarray
     symbolic: np.ndarray | None = None
+    sketches: np.ndarray | None = None
 
     def __post_init__(self) -> None:
+        if self.sketches is not None and len(self.sketches) != len(self.labels):
+            raise ValueError(f"background: {len(self.sketches)} sketches for {len(self.labels)} tracks")
         if self.vectors.ndim != 2 or len(self.labels) != len(self.vectors):
             raise ValueError(f"background: {len(self.labels)} labels for vectors of shape {self.vectors.shape}")
         if self.symbolic is not None and (self.symbolic.ndim != 2 or len(self.symbolic) != len(self.labels)):
@@ -83,7 +92,8 @@ class Background:
         remap = np.full(len(self.composers), -1, dtype=np.int64)
         remap[present] = np.arange(len(present))
         return Background(tuple(self.composers[i] for i in present), remap[self.labels[keep]],
-                          self.vectors[keep], None if self.symbolic is None else self.symbolic[keep])
+                          self.vectors[keep], None if self.symbolic is None else self.symbolic[keep],
+                          None if self.sketches is None else self.sketches[keep])
 
     def nearest_distances(self, track_vector: np.ndarray, k: int) -> np.ndarray:
         """(min(k, len),) distances (0-2, ascending) from one unit track vector (d,) to its k nearest
@@ -117,13 +127,18 @@ class Background:
         if self.symbolic is not None:
             out["symbolic"] = torch.from_numpy(self.symbolic.astype(np.float32))
             out["symbolic_version"] = SYMBOLIC_VERSION
+        if self.sketches is not None:  # uint32 slots, stored as int32 (torch has no uint32 tensors to save)
+            out["sketches"] = torch.from_numpy(self.sketches.astype(np.uint32).view(np.int32))
+            out["sketch_version"] = SKETCH_VERSION
         return out
 
     @classmethod
     def from_checkpoint(cls, d: dict[str, Any]) -> Background:
         symbolic = d.get("symbolic") if d.get("symbolic_version") == SYMBOLIC_VERSION else None
+        sketches = d.get("sketches") if d.get("sketch_version") == SKETCH_VERSION else None
         return cls(tuple(str(c) for c in d["composers"]), d["labels"].numpy().astype(np.int64),
-                   d["vectors"].float().numpy(), None if symbolic is None else symbolic.numpy().astype(np.float32))
+                   d["vectors"].float().numpy(), None if symbolic is None else symbolic.numpy().astype(np.float32),
+                   None if sketches is None else sketches.numpy().view(np.uint32))
 
     def save(self, path: Path) -> None:
         """An .npz of vectors (float16), labels, composers and symbolic features (float32, where kept);
@@ -150,13 +165,27 @@ def _current_symbolic(z: Any) -> bool:
 
 
 def background_of(track_vectors: np.ndarray, composers_of: Sequence[str],
-                  symbolic: np.ndarray | None = None) -> Background:
+                  symbolic: np.ndarray | None = None, sketches: np.ndarray | None = None) -> Background:
     """A background from unit track vectors (n, d), each track's composer and (optionally) each
-    track's symbolic features (n, N_SYMBOLIC)."""
+    track's symbolic features (n, N_SYMBOLIC) and piece sketch (n, N_SLOTS; its first SKETCH_SLOTS kept)."""
     composers = tuple(sorted(set(composers_of)))
     labels = np.asarray([composers.index(c) for c in composers_of], dtype=np.int64)
     return Background(composers, labels, np.asarray(track_vectors, dtype=np.float32).reshape(len(labels), -1),
-                      None if symbolic is None else np.asarray(symbolic, dtype=np.float32).reshape(len(labels), -1))
+                      None if symbolic is None else np.asarray(symbolic, dtype=np.float32).reshape(len(labels), -1),
+                      None if sketches is None else
+                      np.asarray(sketches, dtype=np.uint32).reshape(len(labels), -1)[:, :SKETCH_SLOTS].copy())
+
+
+def training_overlap(sketches: np.ndarray, background: Background | None) -> np.ndarray:
+    """(n,) bool: which of n tracks' piece sketches (n, N_SLOTS) are the same piece (piece_match.
+    SAME_PIECE, estimated on the first SKETCH_SLOTS slots) as a track the embedder was trained on;
+    all False when the background keeps no sketches."""
+    from .piece_match import SAME_PIECE, best_matches
+
+    if background is None or background.sketches is None or not len(sketches):
+        return np.zeros(len(sketches), dtype=bool)
+    _, sim = best_matches(np.asarray(sketches)[:, :SKETCH_SLOTS], background.sketches)
+    return sim >= SAME_PIECE
 
 
 def load_background(checkpoint: Path) -> Background | None:

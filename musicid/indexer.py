@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .background import Background, load_background
+from .background import Background, load_background, training_overlap
 from .cache import FeatureCache, default_cache_dir
 from .dataset import group_works, holdout_split, scan_labelled, work_key
 from .embedder import (
@@ -333,6 +333,12 @@ def build_index(data_dir: str | Path, out: str | Path, options: BuildOptions = B
         emb.ray = {**ray_run, **(emb.ray or {})} if ray_run else None
     # a general embedder's background composers (not when fine-tuned: its vectors came from the old weights)
     emb.background = load_background(options.model_path) if options.model_path and not trained else None
+    overlap = training_overlap(np.stack([p.sketch for p in corpus.prepared]), emb.background)
+    if overlap.any():
+        works = len({corpus.groups[i] for i in np.flatnonzero(overlap)})
+        corpus.warnings.append(f"{int(overlap.sum())} of {len(overlap)} tracks ({works} works) are pieces the embedder "
+                               "was trained on: naming and novelty figures on them (held-out accuracy, eval) "
+                               "flatter it")
     cohort = emb.background.without(corpus.composers) if emb.background is not None else None
     if options.novelty.method in COHORT_METHODS and not (cohort is not None and len(cohort)):
         raise TrainingError(f"--novelty {options.novelty.method} needs a general embedder whose background holds "

@@ -162,8 +162,9 @@ def best_matches(queries: np.ndarray, table: np.ndarray, block: int = 64) -> tup
     similarity, ((m,) int64, (m,) float64); (-1, 0.0) where table is empty or either side is an empty
     sketch. A query is the same piece as some table row where its similarity is >= SAME_PIECE.
     O(m n N_SLOTS) byte comparisons, `block` queries at a time."""
-    queries = np.asarray(queries, dtype=np.uint32).reshape(-1, N_SLOTS)
-    table = np.asarray(table, dtype=np.uint32).reshape(-1, N_SLOTS)
+    slots = np.asarray(table).shape[-1] if np.asarray(table).ndim == 2 else N_SLOTS  # fewer: a sketch's first slots
+    queries = np.asarray(queries, dtype=np.uint32).reshape(-1, slots)
+    table = np.asarray(table, dtype=np.uint32).reshape(-1, slots)
     best = np.full(len(queries), -1, dtype=np.int64)
     sim = np.zeros(len(queries))
     live = np.flatnonzero(~is_empty(table))

@@ -119,10 +119,11 @@ def collection_of(collections: list[dict[str, Any]]) -> list[int]:
 def embed_background(model: Embedder, prepared: list[Prepared], composers_of: list[str],
                      progress: ProgressFn | None = None) -> Background:
     """The background a general embedder keeps (background.py): each training track's unit mean
-    clip vector under `model`, with its composer and its symbolic features."""
+    clip vector under `model`, with its composer, its symbolic features and its piece sketch's first slots."""
     vectors = [mean_vector(v) for v in embed_tracks(model, [p.clips for p in prepared], progress, "background")]
     return background_of(np.stack(vectors) if vectors else np.zeros((0, model.dims.embed_dim)), composers_of,
-                         np.stack([p.symbolic for p in prepared]) if prepared else None)
+                         np.stack([p.symbolic for p in prepared]) if prepared else None,
+                         np.stack([p.sketch for p in prepared]) if prepared else None)
 
 
 def training_domains(infos: list[TrackInfo], collection_ids: list[int], domains: str) -> list[int]:

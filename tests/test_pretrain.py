@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -501,3 +502,18 @@ def test_a_catalogue_licence_column_is_the_collection_licence(tmp_path: Path) ->
     assert collection_licence(tmp_path) == "CC-BY-4.0; CC0-1.0"
     assert weights_licence(["CC-BY-4.0; CC0-1.0", "CC0-1.0"]) == "CC-BY-4.0; CC0-1.0"
     assert weights_licence(["CC0-1.0", "CC-BY-NC-SA-4.0"]).startswith("CC BY-NC-SA 4.0")
+
+
+def test_a_build_warns_with_counts_when_it_indexes_pieces_the_embedder_was_trained_on(general: Path,
+                                                                                      tmp_path: Path) -> None:
+    trained_on = sorted((general.parent / "a" / "Lowpiano").glob("*.mid"))[:2]
+    folder = make_corpus(tmp_path / "mine", ["Lowpiano", "Organ"], per_composer=4, seed=11)
+    for f, name in zip(trained_on, ("trained-a.mid", "trained-b.mid"), strict=True):  # renamed: two works
+        shutil.copy(f, folder / "Lowpiano" / name)
+    report = build_index(folder, tmp_path / "idx", tiny_options(tmp_path, model_path=general))
+    overlap = [w for w in report.warnings if "trained on" in w]
+    assert len(overlap) == 1
+    assert overlap[0].startswith("2 of 10 tracks (2 works) are pieces the embedder was trained on")
+    fresh = make_corpus(tmp_path / "fresh", ["Lowpiano", "Organ"], per_composer=4, seed=12)
+    clean = build_index(fresh, tmp_path / "idx2", tiny_options(tmp_path, model_path=general))
+    assert not [w for w in clean.warnings if "trained on" in w]
