@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from musicid import __version__
 from musicid.cli import app as cli_app
 from musicid.errors import MidiError, RenderError, ServeError
 from musicid.midi import NOTE_OFF, NOTE_ON, load_midi, parse_midi
@@ -394,7 +395,7 @@ def test_serve_says_where_it_is_and_logs_requests(built_index: Path, tmp_path: P
                             text=True, env=env)
     try:
         first = proc.stdout.readline() if proc.stdout else ""
-        assert first.startswith(f"musicid 0.3.0 serving {built_index} (18 tracks by 3 composers) at "
+        assert first.startswith(f"musicid {__version__} serving {built_index} (18 tracks by 3 composers) at "
                                 f"http://127.0.0.1:{port}/"), first
         for _ in range(100):
             try:

@@ -223,16 +223,28 @@ def embedder_info(
     composers = d.get("composers") or []
     rows = [("checkpoint", d["path"] + (" (shipped)" if d["shipped"] else "")),
             ("features", str(d.get("features", {}).get("representation", "?"))),
-            ("composers", f"{len(composers)}: {', '.join(composers)}"),
+            ("composers", f"{len(composers)}: {', '.join(composers[:SHOWN])}"
+                          + (f" and {len(composers) - SHOWN} more (--json lists all)"
+                             if len(composers) > SHOWN else "")),
             *((f"  {c.get('path', '')}",
-               f"{c.get('tracks')} tracks, licence: {c.get('licence') or 'none declared'}")
+               f"{c.get('tracks')} tracks read, licence: {c.get('licence') or 'none declared'}")
               for c in d.get("collections", [])),
+            *((("held out", f"{len(d['held_out_composers'])} composers, kept out of training and background "
+                            "for the many-composer protocols (--json names them)"),)
+              if d.get("held_out_composers") else ()),
+            *((("genres", ", ".join(f"{g} {n}" for g, n in d["genres"].items()) + " tracks trained on"),)
+              if d.get("genres") else ()),
             ("licence", str(d.get("licence") or "not recorded")),
             ("background", f"{d['background']['tracks']} tracks" if isinstance(d.get("background"), dict)
              and "tracks" in d["background"] else "none")]
     train = d.get("train") or {}
     if train:
-        extras = [name for name, on in (("collection-balanced batches", train.get("balance_collections")),
+        balanced = f"{train.get('domains', 'collection')}-balanced batches"
+        extras = [name for name, on in ((balanced, train.get("balance_collections")),
+                                        ("positives spread over works", train.get("spread_works")),
+                                        ("composers drawn by sqrt(works)",
+                                         train.get("composer_weighting") == "sqrt-works"),
+                                        (f"pitch shift {train.get('pitch_shift')}", train.get("pitch_shift", 2) != 2),
                                         (f"CosFace {train.get('cosface')}", train.get("cosface")),
                                         (f"time stretch {train.get('time_stretch')}", train.get("time_stretch")))
                   if on]
@@ -266,6 +278,8 @@ def _cross_collection(query_dir: Path, enrol: Path | None, model: Path | None, o
     from ..display import print_cross_collection
     print_cross_collection(out, result, out_dir / "eval.json")
 
+
+SHOWN = 12  # composers `embedder info` names before "and N more"
 
 MANY_COMPOSER_PROTOCOLS = {"many-unseen": ("many-unseen",), "leave-genres-out": ("leave-genres-out",),
                            "many-composers": ("many-unseen", "leave-genres-out")}
