@@ -162,12 +162,13 @@ def print_query(console: Console, r: TrackResult) -> None:
                   f"({how} over {plural(r.n_clips, 'clip')})", highlight=False)
     console.print(f"  novelty {r.novelty:.4f} (threshold {r.threshold:.4f}) -> "
                   f"{'flagged novel' if r.novel else 'known composer'}", highlight=False)
-    if r.novelty_parts:
-        parts = ", ".join(f"{PART_NAMES.get(v, v)} {x:.4f}" for v, x in r.novelty_parts.items())
-        how = ("the one measured" if not all(map(math.isfinite, r.novelty_parts.values()))
-               else "the mean of the two" if r.novelty_rule == "mean" else "the larger of the two")
-        console.print(f"  from {parts}: {how}, each counted in interquartile ranges above "
-                      "held-out known tracks' median", highlight=False, soft_wrap=True)
+    if r.novelty_z:
+        parts = " and ".join(f"{PART_NAMES.get(v, v)} {r.novelty_parts.get(v, float('nan')):.4f} (z {x:.2f})"
+                             for v, x in r.novelty_z.items())
+        how = ("the one measured" if not all(map(math.isfinite, r.novelty_z.values()))
+               else "the mean of the two z" if r.novelty_rule == "mean" else "the larger of the two z")
+        console.print(f"  from {parts}: {how}, each z in interquartile ranges above held-out known "
+                      "tracks' median", highlight=False, soft_wrap=True)
     if r.disagreement:
         console.print(f"  [yellow]note:[/yellow] {r.disagreement}", highlight=False, soft_wrap=True)
     if r.background_composer and r.novel:

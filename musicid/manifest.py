@@ -112,7 +112,8 @@ def read_manifest_file(path: Path) -> dict[str, Any]:
     """The manifest.json of an index directory as JSON; IndexNotFound / IndexCorrupt when there is none."""
     mf = path / "manifest.json"
     if not path.exists():
-        raise IndexNotFound(f"no index at {path} (build one with: musicid index build DATA_DIR --out {path})",
+        raise IndexNotFound(f"no index at {path} (build one with: musicid index build DATA_DIR --out {path}; "
+                            "or name one with --index or $MUSICID_INDEX)",
                             path=str(path))
     if not mf.exists():
         raise IndexNotFound(f"{path} is not a musicid index (no manifest.json)", path=str(path))

@@ -63,6 +63,8 @@ class TrackResult:
     novelty_method: str = "fused"
     novelty_parts: dict[str, float] = field(default_factory=dict)  # the raw scores the novelty is made from
     novelty_rule: str = ""  # how the fused score combines its parts' z-scores: "max" or "mean" ("" otherwise)
+    # each fused part as the robust z-score the novelty combines: (raw - median) / IQR on held-out known tracks
+    novelty_z: dict[str, float] = field(default_factory=dict)
     background_composer: str | None = None  # nearest background composer (known to the embedder, not indexed)
     background_distance: float | None = None  # to that composer's nearest background track (0-2)
     # where the classifier and the nearest indexed tracks name different composers, one line saying so
@@ -73,6 +75,7 @@ class TrackResult:
         has enrolled every background composer: -inf) is None, since JSON has no infinity."""
         d = asdict(self)
         d["novelty_parts"] = {m: x if math.isfinite(x) else None for m, x in self.novelty_parts.items()}
+        d["novelty_z"] = {m: x if math.isfinite(x) else None for m, x in self.novelty_z.items()}
         return d
 
 
@@ -189,6 +192,8 @@ def score_track(store: IndexStore, q: TrackQuery, path: str, notes_hash: str | N
         novelty_method=novelty_settings.method,
         novelty_parts={m: round(x, 4) for m, x in parts.items()} if novelty_settings.method == "fused" else {},
         novelty_rule=calibration.rule if novelty_settings.method == "fused" else "",
+        novelty_z={m: round((parts[m] - med) / iqr, 4) for m, (med, iqr) in calibration.scales.items()}
+        if novelty_settings.method == "fused" and calibration.scales else {},
         background_composer=background[1] if background else None,
         background_distance=round(background[0], 4) if background else None,
         disagreement=disagreement,

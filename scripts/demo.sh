@@ -31,6 +31,6 @@ $MUSICID report --novel "$DEMO/test" --index "$DEMO/index" --csv "$DEMO/report.c
 echo
 echo "done in $(( $(date +%s) - start )) s. The index is in $DEMO/index, the report in $DEMO/report.csv."
 echo "Next, with the environment active (source .venv/bin/activate):"
-echo "  musicid query YOUR-FILE.mid --index $DEMO/index --explain"
+echo "  musicid query YOUR-FILE.mid --index $DEMO/index     # --json for every figure"
 echo "  musicid serve --index $DEMO/index     # needs: .venv/bin/pip install -e '.[serve]'"
 echo "  musicid index build YOUR-FOLDER --out my-index    # one sub-folder per composer"

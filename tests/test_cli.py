@@ -109,6 +109,7 @@ def test_query_prints_composer_confidence_novelty(built_index: Path, tmp_path: P
     assert code == 0 and r["composer"] == "Lowpiano" and r["novel"] is False
     assert set(r["probabilities"]) == {"Highflute", "Lowpiano", "Strings"} and r["classifier"] == "knn"
     assert r["novelty"] <= r["threshold"] and set(r["novelty_parts"]) == {"track-knn", "symbolic-knn"}
+    assert r["novelty"] == pytest.approx(max(r["novelty_z"].values()), abs=1e-3)  # per-index: the larger z
 
 
 def test_query_flags_an_unseen_style(built_index: Path, tmp_path: Path) -> None:

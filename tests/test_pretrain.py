@@ -337,6 +337,7 @@ def test_with_a_background_the_default_novelty_is_the_mean_of_normalised_and_sym
     assert strings.novelty_rule == "mean" and set(strings.novelty_parts) == {"background-snorm", "symbolic-knn"}
     z = [(strings.novelty_parts[m] - med) / iqr for m, (med, iqr) in cal["scales"].items()]
     assert strings.novelty == pytest.approx(sum(z) / 2, abs=1e-3)
+    assert list(strings.novelty_z.values()) == pytest.approx(z, abs=1e-3)  # what the query line shows averaged
     # Strings, a background composer, lies past the threshold; the enrolled Organ below it
     assert strings.novel and not organ.novel and strings.novelty > organ.novelty + 1, (strings, organ)
     info = CliRunner().invoke(app, ["index", "info", "--index", str(tmp_path / "idx")], env={"COLUMNS": "200"})

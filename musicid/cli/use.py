@@ -22,7 +22,9 @@ from .common import (
 
 @app.command("query")
 def query(
-    track: Path = typer.Argument(..., help="MIDI file or score (.musicxml, .xml, .mxl, .krn) to identify."),
+    track: Path = typer.Argument(..., dir_okay=False,
+                                 help="MIDI file or score (.musicxml, .xml, .mxl, .krn) to identify; a folder: "
+                                      "musicid report --novel FOLDER."),
     index: Path | None = INDEX_OPT,
     k: int = typer.Option(10, "-k", min=1, help="Neighbours per clip in the vote."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
