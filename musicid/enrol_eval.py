@@ -55,16 +55,16 @@ def _enrolled_corpus(root: Path, prepared: Sequence[Prepared], infos: Sequence[T
 
 
 def run_split(model: Embedder, background: Background | None, root: Path, prepared: Sequence[Prepared],
-              infos: Sequence[TrackInfo], vectors: dict[int, np.ndarray], split: EnrolSplit,
+              infos: Sequence[TrackInfo], vectors: dict[int, tuple[np.ndarray, np.ndarray]], split: EnrolSplit,
               options: BuildOptions, bootstrap: int = 1000) -> dict[str, Any]:
-    """One split's figures (JSON-ready). vectors: clip vectors by track position, filled as needed
-    (a track embedded once serves every split)."""
+    """One split's figures (JSON-ready). vectors: (clip vectors, spectral statistics) by track
+    position, filled as needed (a track embedded once serves every split)."""
     t0 = time.monotonic()
     for i in [*split.enrol, *split.query]:
         if int(i) not in vectors:
-            vectors[int(i)] = embed_tracks(model, [prepared[i].clips])[0]
+            vectors[int(i)] = (embed_tracks(model, [prepared[i].clips])[0], spectral_stats(prepared[i].clips))
     corpus = _enrolled_corpus(root, prepared, infos, split.enrol, options)
-    emb = Embedding([vectors[int(i)] for i in split.enrol], [spectral_stats(p.clips) for p in corpus.prepared])
+    emb = Embedding([vectors[int(i)][0] for i in split.enrol], [vectors[int(i)][1] for i in split.enrol])
     cohort = background.without(corpus.composers) if background is not None else None
     emb.background = background
     has_cohort = bool(cohort is not None and len(cohort))
@@ -74,8 +74,7 @@ def run_split(model: Embedder, background: Background | None, root: Path, prepar
     rows = []
     for i in split.query:
         p = prepared[i]
-        r = score_track(store, TrackQuery(vectors[int(i)], spectral_stats(p.clips), p.symbolic), p.path.name,
-                        k=DEFAULT_K)
+        r = score_track(store, TrackQuery(*vectors[int(i)], p.symbolic), p.path.name, k=DEFAULT_K)
         rows.append({"path": str(p.path), "composer": infos[i].composer, "genre": infos[i].genre,
                      "work": infos[i].work, "named": r.composer, "novelty": r.novelty, "novel": r.novel})
     known = set(split.known)
@@ -147,7 +146,7 @@ def run_protocol(name: str, model: Embedder, background: Background | None, root
                  options: BuildOptions, bootstrap: int = 1000, progress: ProgressFn | None = None) -> dict[str, Any]:
     """Every split of one protocol, and their mean. Raises DataDirError for a split with nothing to
     enrol or query."""
-    vectors: dict[int, np.ndarray] = {}
+    vectors: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     results = []
     for n, split in enumerate(splits):
         if not len(split.enrol) or not len(split.query):

@@ -153,14 +153,16 @@ def train_general_embedder(data_dirs: list[Path], out: Path, options: BuildOptio
     all_composers = list(composers_of)
     held = {c.casefold() for c in hold_out}
     keep = [i for i, c in enumerate(composers_of) if c.casefold() not in held]
-    collection_ids = [collection_of(collections)[i] for i in keep]
+    each_collection = collection_of(collections)
+    collection_ids = [each_collection[i] for i in keep]
     prepared, composers_of = [prepared[i] for i in keep], [composers_of[i] for i in keep]
     composers = sorted(set(composers_of))
     if len(composers) < 2:
         raise DataDirError("a general embedder needs at least two composers across the collections given")
     infos = catalogue([p.path for p in prepared], composers_of)
     work_names = sorted({i.work for i in infos})
-    work_ids = [work_names.index(i.work) for i in infos] if options.train.spread_works else None
+    work_id = {w: n for n, w in enumerate(work_names)}
+    work_ids = [work_id[i.work] for i in infos] if options.train.spread_works else None
     model, report, from_cache = train_or_load(
         prepared, composers_of, np.arange(len(prepared)), composers, options, progress,
         collection_of=training_domains(infos, collection_ids, options.train.domains), work_of=work_ids)

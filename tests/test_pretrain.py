@@ -523,3 +523,36 @@ def test_a_build_warns_with_counts_when_it_indexes_pieces_the_embedder_was_train
     fresh = make_corpus(tmp_path / "fresh", ["Lowpiano", "Organ"], per_composer=4, seed=12)
     clean = build_index(fresh, tmp_path / "idx2", tiny_options(tmp_path, model_path=general))
     assert not [w for w in clean.warnings if "trained on" in w]
+
+
+def test_a_protocol_split_enrols_as_index_build_and_judges_known_and_novel_works(general: Path,
+                                                                                 tmp_path: Path) -> None:
+    from musicid.background import load_background
+    from musicid.cache import FeatureCache
+    from musicid.catalogue import TrackInfo
+    from musicid.enrol_eval import run_protocol
+    from musicid.prepare import prepare_many
+    from musicid.protocols import EnrolSplit
+
+    folder = make_corpus(tmp_path / "q", ["Lowpiano", "Organ", "Choir"], per_composer=6, seed=21)
+    paths = sorted(folder.rglob("*.mid"))
+    model, features, _ = load_checkpoint(general)
+    options = tiny_options(tmp_path, model_path=general)
+    prepared = prepare_many(paths, options.render, features, FeatureCache.for_tracks(
+        options.cache_dir, options.render, features), 1)
+    # make_corpus: two movements per work (OP1..OP3); Choir's songs, the others' keyboard
+    infos = [TrackInfo(p.parent.name, "q", "song" if p.parent.name == "Choir" else "keyboard",
+                       f"{p.parent.name}/{p.name.split('_')[1]}") for p in paths]
+    known = ("Lowpiano", "Organ")
+    enrol = np.array([n for n, i in enumerate(infos) if i.composer in known and not i.work.endswith("OP3")])
+    query = np.array([n for n in range(len(infos)) if n not in set(enrol.tolist())])
+    out = run_protocol("many-unseen", model, load_background(general), folder, prepared, infos,
+                       [EnrolSplit("draw 0", enrol, query, known)], options, bootstrap=50)
+    split = out["splits"][0]
+    assert (split["enrolled"], split["known_tracks"], split["novel_tracks"], split["novel_composers"]) == (2, 4, 6, 1)
+    assert [r["composer"] for r in split["tracks"]] == [infos[i].composer for i in query]
+    assert split["classification"]["macro_f1"] == 1.0  # the known works' other movements named right
+    assert split["novelty"]["auroc"] > 0.9
+    assert out["mean"]["auroc"] == pytest.approx(split["novelty"]["auroc"], abs=1e-4)
+    assert set(split["flag_rates_by_genre"]) == {"keyboard", "song"}
+    assert split["flag_rates_by_genre"]["song"]["novel_tracks"] == 6

@@ -12,7 +12,7 @@ import pytest
 
 from musicid.background import load_background
 from musicid.catalogue import TrackInfo, track_info
-from musicid.embedder import TrainSettings, load_checkpoint, spread_pick
+from musicid.embedder import TrainSettings, load_checkpoint
 from musicid.enrol_eval import check_unseen
 from musicid.errors import DataDirError
 from musicid.pretrain import train_general_embedder
@@ -22,6 +22,7 @@ from musicid.protocols import (
     leave_genres_out_split,
     many_unseen_splits,
 )
+from musicid.sampling import spread_pick
 
 from .conftest import TINY_TRAIN, make_corpus, tiny_options, write_piece
 
