@@ -57,6 +57,8 @@ from .render import RenderSettings, check_soundfont, soundfont_digest
 from .spectral_stats import SpectralNorm, spectral_stats
 from .symbolic_features import N_SYMBOLIC, standardiser
 
+FEW_CALIBRATION_TRACKS = 20  # held-out tracks under which a build warns that its threshold is rough
+
 
 @dataclass(frozen=True)
 class BuildOptions:
@@ -351,6 +353,9 @@ def build_index(data_dir: str | Path, out: str | Path, options: BuildOptions = B
     settings = index_settings(options, n_clips, background=cohort is not None and len(cohort) > 0)
     calibration, heldout = calibrate_index(corpus, emb, settings)
     timings["calibrate"] = time.monotonic() - t
+    if heldout["tracks"] < FEW_CALIBRATION_TRACKS:
+        corpus.warnings.append(f"the novelty threshold rests on {heldout['tracks']} held-out tracks: it is rough "
+                               "(more works per composer steady it)")
     if options.novelty.threshold_rule != calibration.threshold_rule:
         why = impostors_unavailable(cohort, settings.novelty) or "no background track scored finitely"
         corpus.warnings.append(f"--threshold-rule {options.novelty.threshold_rule}: {why}, "

@@ -520,6 +520,8 @@ def test_a_build_warns_with_counts_when_it_indexes_pieces_the_embedder_was_train
     overlap = [w for w in report.warnings if "trained on" in w]
     assert len(overlap) == 1
     assert overlap[0].startswith("2 of 10 tracks (2 works) are pieces the embedder was trained on")
+    rough = [w for w in report.warnings if "threshold rests on" in w]  # a handful of works: said so
+    assert len(rough) == 1 and rough[0].startswith(f"the novelty threshold rests on {report.heldout['tracks']} ")
     fresh = make_corpus(tmp_path / "fresh", ["Lowpiano", "Organ"], per_composer=4, seed=12)
     clean = build_index(fresh, tmp_path / "idx2", tiny_options(tmp_path, model_path=general))
     assert not [w for w in clean.warnings if "trained on" in w]
