@@ -126,15 +126,16 @@ def embed_background(model: Embedder, prepared: list[Prepared], composers_of: li
                          np.stack([p.sketch for p in prepared]) if prepared else None)
 
 
+def dense_ids(values: Sequence[str]) -> list[int]:
+    """Each value's position among the distinct values, sorted: the integer labels training takes."""
+    position = {v: n for n, v in enumerate(sorted(set(values)))}
+    return [position[v] for v in values]
+
+
 def training_domains(infos: list[TrackInfo], collection_ids: list[int], domains: str) -> list[int]:
-    """Each track's domain for balanced batches (TrainSettings.domains): its collection's position,
-    or its genre's (catalogue.py) among the genres present, sorted."""
-    if domains == "collection":
-        return collection_ids
-    if domains != "genre":
-        raise ValueError(f"unknown training domains {domains!r} (collection, genre)")
-    genres = sorted({i.genre for i in infos})
-    return [genres.index(i.genre) for i in infos]
+    """Each track's domain for balanced batches (TrainSettings.domains, which validates it): its
+    collection's position, or its genre's (catalogue.py) among the genres present, sorted."""
+    return collection_ids if domains == "collection" else dense_ids([i.genre for i in infos])
 
 
 def train_general_embedder(data_dirs: list[Path], out: Path, options: BuildOptions = BuildOptions(),
@@ -160,9 +161,8 @@ def train_general_embedder(data_dirs: list[Path], out: Path, options: BuildOptio
     if len(composers) < 2:
         raise DataDirError("a general embedder needs at least two composers across the collections given")
     infos = catalogue([p.path for p in prepared], composers_of)
-    work_names = sorted({i.work for i in infos})
-    work_id = {w: n for n, w in enumerate(work_names)}
-    work_ids = [work_id[i.work] for i in infos] if options.train.spread_works else None
+    works = [i.work for i in infos]
+    work_ids = dense_ids(works) if options.train.spread_works else None
     model, report, from_cache = train_or_load(
         prepared, composers_of, np.arange(len(prepared)), composers, options, progress,
         collection_of=training_domains(infos, collection_ids, options.train.domains), work_of=work_ids)
@@ -173,7 +173,7 @@ def train_general_embedder(data_dirs: list[Path], out: Path, options: BuildOptio
         "kind": "general composer embedder", "musicid": __version__, "composers": composers,
         "collections": collections, "licence": licence, "train": asdict(options.train),
         "held_out_composers": sorted(c for c in set(all_composers) if c.casefold() in held),
-        "genres": dict(Counter(i.genre for i in infos).most_common()), "works": len(work_names),
+        "genres": dict(Counter(i.genre for i in infos).most_common()), "works": len(set(works)),
         "train_report": {**asdict(report), "losses": []} if report else None,
         "background": {"tracks": len(background), "what": "each training track's unit mean clip vector"},
     }, background.to_checkpoint())
