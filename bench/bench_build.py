@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from musicid.dataset import list_music_files
-from musicid.features import FeatureSettings
-from musicid.prepare import default_workers, prepare_many
-from musicid.render import RenderSettings
+from musicid.collection.dataset import list_music_files
+from musicid.features.clips import FeatureSettings
+from musicid.features.prepare import default_workers, prepare_many
+from musicid.io.render import RenderSettings
 
 
 def timed_build(args: list[str]) -> tuple[float, float]:

@@ -17,7 +17,7 @@ import time
 import faiss
 import numpy as np
 
-from musicid.faiss_index import empty_index, make_faiss_index, merge_shards
+from musicid.index.faiss_index import empty_index, make_faiss_index, merge_shards
 
 D = 128
 

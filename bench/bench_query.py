@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from musicid.dataset import list_music_files
-from musicid.midi import load_midi
-from musicid.query import QueryEngine
-from musicid.render import render
+from musicid.collection.dataset import list_music_files
+from musicid.io.midi import load_midi
+from musicid.io.render import render
+from musicid.recognize.query import QueryEngine
 
 
 def pct(xs: list[float], q: float) -> float:

@@ -32,7 +32,8 @@ def main() -> None:
     import ray
     from ray.cluster_utils import Cluster
 
-    from musicid.indexer import BuildOptions, build_index
+    from musicid.build.corpus import BuildOptions
+    from musicid.build.indexer import build_index
 
     tmp = Path(tempfile.mkdtemp(prefix="musicid-bench-ray-"))
     try:

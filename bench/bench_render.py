@@ -5,7 +5,7 @@ For the same files, in the same process, median of --runs runs, one core:
                chorus on: how the published attempt prepared its data)
   (b) limit:   pyfluidsynth synthesising exactly the samples musicid needs, events pre-parsed,
                nothing else around it
-  (c) musicid: musicid.render.render(load_midi(path)): parse, fresh synth, events, checks
+  (c) musicid: musicid.io.render.render(load_midi(path)): parse, fresh synth, events, checks
   (d) prepare: musicid's whole per-file work: read, hash, parse, render, log-mel, clips (no cache)
 
     python bench/bench_render.py DATA_DIR [--files 8] [--runs 3]
@@ -24,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from musicid.dataset import list_music_files
-from musicid.features import FeatureSettings
-from musicid.midi import load_midi
-from musicid.prepare import prepare_track
-from musicid.render import (
+from musicid.collection.dataset import list_music_files
+from musicid.features.clips import FeatureSettings
+from musicid.features.prepare import prepare_track
+from musicid.io.midi import load_midi
+from musicid.io.render import (
     RELEASE_SECONDS,
     RenderSettings,
     default_soundfont,

@@ -34,13 +34,13 @@ FILE_TIMEOUT = 60.0  # seconds a reader may spend on one file before it counts a
 
 
 def read_musicid(path: Path) -> int:
-    from musicid.reader import load_music
+    from musicid.io.reader import load_music
 
     return load_music(path).n_notes
 
 
 def read_partitura(path: Path) -> int:
-    from musicid.score import _partitura  # partitura, imported off the network (score.py)
+    from musicid.io.score import _partitura  # partitura, imported off the network (score.py)
 
     return len(_partitura().load_score(str(path), quiet=True).note_array())
 
@@ -161,11 +161,11 @@ def readers_main(args: argparse.Namespace) -> None:
 
 
 def prepare_main(args: argparse.Namespace) -> None:
-    from musicid.cache import FeatureCache
-    from musicid.dataset import list_music_files
-    from musicid.features import pianoroll_settings
-    from musicid.prepare import Failure, prepare_many
-    from musicid.render import RenderSettings
+    from musicid.collection.dataset import list_music_files
+    from musicid.features.cache import FeatureCache
+    from musicid.features.clips import pianoroll_settings
+    from musicid.features.prepare import Failure, prepare_many
+    from musicid.io.render import RenderSettings
 
     paths = [p for d in args.dirs for p in list_music_files(d)]
     with tempfile.TemporaryDirectory(prefix="musicid-bench-cache-") as tmp:

@@ -25,8 +25,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from musicid.midi import load_midi
-from musicid.query import QueryEngine
+from musicid.io.midi import load_midi
+from musicid.recognize.query import QueryEngine
 from musicid.serve import ServeConfig, Service
 
 REPO = Path(__file__).resolve().parents[1]

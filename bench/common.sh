@@ -1,4 +1,4 @@
-# Settings the issue-18 benchmark scripts share (sourced by run_general.sh, run_side_by_side.sh and
+# Settings the general-embedder benchmark scripts share (sourced by run_general.sh, run_side_by_side.sh and
 # run_heldout.sh, run from the repository root): the commands, the data and where runs are kept.
 M=${M:-.venv/bin/musicid}
 PY=${PY:-.venv/bin/python}

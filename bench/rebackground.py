@@ -20,10 +20,10 @@ import numpy as np
 import torch
 
 from musicid.atomic import write_bytes
-from musicid.background import Background
-from musicid.embedder import load_checkpoint
-from musicid.indexer import BuildOptions
-from musicid.pretrain import embed_background, prepare_collections
+from musicid.build.corpus import BuildOptions
+from musicid.build.pretrain import embed_background, prepare_collections
+from musicid.model.background import Background
+from musicid.model.embedder import load_checkpoint
 
 
 def main() -> None:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from musicid.catalogue import catalogue
-from musicid.dataset import scan_labelled
-from musicid.protocols import draw_reserve
+from musicid.collection.catalogue import catalogue
+from musicid.collection.dataset import scan_labelled
+from musicid.evaluation.protocols import draw_reserve
 
 
 def main() -> None:

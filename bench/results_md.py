@@ -14,7 +14,7 @@ import json
 import shutil
 from pathlib import Path
 
-from musicid.display import interval_text
+from musicid.cli.display import interval_text
 
 START, END = "<!-- generated:start -->", "<!-- generated:end -->"
 DOCS = Path(__file__).resolve().parent.parent / "docs"

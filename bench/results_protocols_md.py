@@ -3,7 +3,7 @@
     python bench/results_protocols_md.py "LABEL=RUN_DIR" ["LABEL=RUN_DIR" ...] --command "musicid eval ..."
 
 Each RUN_DIR holds the eval.json of `musicid eval DATA --protocol many-composers --model M -o RUN_DIR`
-(enrol_eval.py); one row per run in each table, in the order given (the shipped embedder and the one
+(evaluation/enrolment.py); one row per run in each table, in the order given (the shipped embedder and the one
 before it side by side). Replaces what lies between the protocols markers of docs/RESULTS.md
 (appended when absent); the rest is kept.
 """

@@ -12,11 +12,11 @@ mkdir -p "$HELDOUT"
 [ -d "$HELDOUT/music21" ] || $M corpus export "$HELDOUT/music21" --max-works 30 \
   --composers bach,beethoven,mozart,haydn,monteverdi,schubert,schumann_robert
 for novelty in fused background-margin; do
-  $M eval "$HELDOUT/music21" --enrol "$D/sfl-challenge/train" --model musicid/models/composer-embedder.pt \
+  $M eval "$HELDOUT/music21" --enrol "$D/sfl-challenge/train" --model musicid/model/weights/composer-embedder.pt \
     --novelty "$novelty" --cache-dir "$CACHE" --out "$HELDOUT/$novelty"
 done
 # the opt-in threshold rule (2026-12-02): placed against the background's tracks, not above the known ones
-$M eval "$HELDOUT/music21" --enrol "$D/sfl-challenge/train" --model musicid/models/composer-embedder.pt \
+$M eval "$HELDOUT/music21" --enrol "$D/sfl-challenge/train" --model musicid/model/weights/composer-embedder.pt \
   --threshold-rule equal-error --cache-dir "$CACHE" --out "$HELDOUT/fused-equal-error"
 # beside it, a per-index embedder trained on the challenge set (index build --train keeps it as model.pt)
 [ -f "$HELDOUT/sfl-index/model.pt" ] || $M index build "$D/sfl-challenge/train" --train --out "$HELDOUT/sfl-index" \

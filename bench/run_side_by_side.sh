@@ -45,9 +45,9 @@ $M eval "$HELDOUT/music21" --enrol "$D/sfl-challenge/train" --model "$OUT/dcml-a
 [ -f "$OUT/sfl-per-index/eval.json" ] || $M eval "$D/sfl-challenge/train" --cache-dir "$CACHE" --out "$OUT/sfl-per-index"
 [ -f "$OUT/asap-ft/eval.json" ] || $M eval "$D/asap" --train-on "$D/dcml-piano" --train-on "$D/sfl-challenge/train" \
   --composers "$ASAP8" "${GEN[@]}" --no-loco --fine-tune --out "$OUT/asap-ft"
-$M eval "$HELDOUT/music21" --enrol "$D/sfl-challenge/train" --model musicid/models/composer-embedder.pt --fine-tune \
+$M eval "$HELDOUT/music21" --enrol "$D/sfl-challenge/train" --model musicid/model/weights/composer-embedder.pt --fine-tune \
   --cache-dir "$CACHE" --out "$HELDOUT/fine-tuned"
-$M eval "$HELDOUT/music21" --enrol "$D/sfl-challenge/train" --model musicid/models/composer-embedder.pt \
+$M eval "$HELDOUT/music21" --enrol "$D/sfl-challenge/train" --model musicid/model/weights/composer-embedder.pt \
   --classifier fused --cache-dir "$CACHE" --out "$HELDOUT/fused-classifier"
 [ -f "$OUT/cc-audio-rp/eval.json" ] || $M eval "$D/asap" --enrol "$D/sfl-challenge/train" --model "$OUT/dcml-audio-rp.pt" \
   --features audio --random-programs --cache-dir "$CACHE" --out "$OUT/cc-audio-rp"

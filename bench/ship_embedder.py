@@ -4,7 +4,7 @@
 
 Re-saves it weights only (what `torch.load(weights_only=True)` reads), with the collections' paths
 reduced to their folder names (a path on the training machine means nothing elsewhere; short_name), as
-musicid/models/composer-embedder.pt, and writes its card, composer-embedder.json, beside it
+musicid/model/weights/composer-embedder.pt, and writes its card, composer-embedder.json, beside it
 (shipped.write_card). Prints the size and the sha256.
 """
 
@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 
 from musicid.atomic import write_bytes
-from musicid.pretrain import collection_licence, weights_licence
-from musicid.shipped import CHECKPOINT, write_card
+from musicid.build.pretrain import collection_licence, weights_licence
+from musicid.model.shipped import CHECKPOINT, write_card
 
 GENERIC = {"train", "test", "data", "midi", "scores", "performances"}
 

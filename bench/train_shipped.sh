@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Train the shipped composer embedder from the handed collections, as musicid 0.4.0's was trained
-# (musicid/models/README.md; docs/RESULTS.md, 2026-12-07), then ship it:
+# (musicid/model/weights/README.md; docs/RESULTS.md, 2026-12-07), then ship it:
 #   bash bench/train_shipped.sh DATA [WORK]
 # DATA: the handed data folder (../shared/data); WORK: scratch folder (default /tmp/musicid-train).
 # About 65 minutes on 2 cores with the piano rolls cached, 13 GB of memory; resumable: a stopped run,

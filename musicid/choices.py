@@ -8,7 +8,7 @@ from enum import Enum, StrEnum
 
 
 class Representation(StrEnum):
-    """The embedder's input (features.py)."""
+    """The embedder's input (features/clips.py)."""
 
     pianoroll = "pianoroll"  # the notes straight from the MIDI, nothing rendered
     audio = "audio"  # log-mel spectrogram of the FluidSynth rendering

@@ -3,7 +3,7 @@
     python scripts/demo_split.py CORPUS_DIR TRAIN_DIR TEST_DIR [--group-by REGEX] [--fraction F]
 
 About F of each composer's files go to TEST_DIR as known-<Composer>-<file>.mid, chosen the way
-`musicid index build` holds works out (musicid.dataset.holdout_split): every movement of a held-out
+`musicid index build` holds works out (musicid.collection.dataset.holdout_split): every movement of a held-out
 work goes with it, so no test track shares a work with an indexed one. Both folders are emptied first.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from musicid.dataset import group_works, holdout_split, work_key
+from musicid.collection.dataset import group_works, holdout_split, work_key
 
 
 def main() -> None:

@@ -9,10 +9,11 @@ import numpy as np
 import pretty_midi
 import pytest
 
-from musicid.embedder import EmbedderDims, TrainSettings
-from musicid.features import FeatureSettings
-from musicid.index_store import load_store
-from musicid.indexer import BuildOptions
+from musicid.build.corpus import BuildOptions
+from musicid.features.clips import FeatureSettings
+from musicid.index.store import load_store
+from musicid.model.embedder import EmbedderDims
+from musicid.model.training import TrainSettings
 
 # Each style: (GM program, lowest pitch, note length s, chord size)
 STYLES = {
@@ -70,7 +71,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def built_index(tmp_path_factory: pytest.TempPathFactory, corpus: Path) -> Path:
-    from musicid.indexer import build_index
+    from musicid.build.indexer import build_index
 
     tmp = tmp_path_factory.mktemp("idx")
     out = tmp / "index"

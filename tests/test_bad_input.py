@@ -12,11 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from musicid.build.indexer import build_index
 from musicid.cli import app
 from musicid.errors import MidiError, RenderError
-from musicid.indexer import build_index
-from musicid.midi import load_midi, parse_midi
-from musicid.render import RenderSettings, render
+from musicid.io.midi import load_midi, parse_midi
+from musicid.io.render import RenderSettings, render
 
 from .conftest import make_corpus, tiny_options, write_piece
 

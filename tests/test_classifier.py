@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from musicid.classifier import LinearProbe, fit_linear_probe
-from musicid.index_store import load_store
+from musicid.index.store import load_store
+from musicid.model.classifier import LinearProbe, fit_linear_probe
 
 from .conftest import make_corpus, tiny_options, write_piece
 
@@ -73,9 +73,9 @@ def test_fused_classifier_sums_the_probe_and_the_symbolic_model(built_index: Pat
                                                                 tmp_path: Path) -> None:
     from dataclasses import replace
 
-    from musicid.features import family_rolls_settings
-    from musicid.indexer import build_index
-    from musicid.query import QueryEngine
+    from musicid.build.indexer import build_index
+    from musicid.features.clips import family_rolls_settings
+    from musicid.recognize.query import QueryEngine
 
     store = load_store(built_index)
     track = store.tracks.iloc[0]
@@ -110,7 +110,7 @@ def test_fused_classifier_sums_the_probe_and_the_symbolic_model(built_index: Pat
 
 
 def test_tempered_probe_weighs_features_by_what_they_tell_on_works_it_did_not_fit() -> None:
-    from musicid.classifier import fit_tempered_probe
+    from musicid.model.classifier import fit_tempered_probe
 
     rng = np.random.default_rng(4)
     labels = np.repeat([0, 1, 2], 8)

@@ -246,8 +246,8 @@ def test_version() -> None:
 def test_a_query_whose_neighbours_disagree_with_the_classifier_says_so() -> None:
     from rich.console import Console
 
-    from musicid.display import print_query
-    from musicid.query import Neighbour, TrackResult, neighbours_disagree
+    from musicid.cli.display import print_query
+    from musicid.recognize.query import Neighbour, TrackResult, neighbours_disagree
 
     note = neighbours_disagree("Haydn", ["Bach"] * 5)
     assert note == ("the 5 nearest indexed tracks are mostly by Bach (5 of 5; 0 by Haydn): the classifier and the "

@@ -7,8 +7,8 @@ from pathlib import Path
 import mido
 import pytest
 
-from musicid.corpus import CorpusError, _export_one, export_corpus, program_for, score_to_midi
-from musicid.midi import load_midi
+from musicid.io.corpus_export import CorpusError, _export_one, export_corpus, program_for, score_to_midi
+from musicid.io.midi import load_midi
 
 music21 = pytest.importorskip("music21")
 

@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from musicid.cli import app
-from musicid.evaluate import EvalOptions, evaluate, save_results
-from musicid.metrics import (
+from musicid.evaluation.evaluate import EvalOptions, evaluate, save_results
+from musicid.evaluation.metrics import (
     auroc,
     classification_report,
     confusion_matrix,
@@ -118,7 +118,7 @@ def test_eval_cli_needs_two_composers(tmp_path: Path) -> None:
 def test_published_baseline_wiring(tmp_path: Path) -> None:
     """The published method on the same folds: 44.1 kHz stereo, first 30 s, 2 x 64 x 2584, 25-d."""
 
-    from musicid.baseline import PUBLISHED_FRAMES, PublishedNet, anchor_files, published_input
+    from musicid.evaluation.baseline import PUBLISHED_FRAMES, PublishedNet, anchor_files, published_input
 
     data = make_corpus(tmp_path / "data", ["Lowpiano", "Strings"], per_composer=4, seconds=6)
     x = published_input(sorted((data / "Strings").glob("*.mid"))[0])
@@ -143,7 +143,7 @@ def test_published_loss_with_each_anchor_embedded_once_is_the_same_loss() -> Non
     import torch
     from torch import nn
 
-    from musicid.baseline import triplet_batch_loss
+    from musicid.evaluation.baseline import triplet_batch_loss
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(12, 5), nn.ReLU())

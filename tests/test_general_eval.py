@@ -13,11 +13,11 @@ import pretty_midi
 import pytest
 from typer.testing import CliRunner
 
+from musicid.build.corpus import prepare_corpus
 from musicid.cli import app
-from musicid.eval_sources import build_training_set, composer_groups, select_composers, works_per_composer
-from musicid.evaluate import EvalOptions, evaluate
-from musicid.indexer import prepare_corpus
-from musicid.timing import GRID_PER_BEAT, file_timing_kind, timing_kind
+from musicid.evaluation.evaluate import EvalOptions, evaluate
+from musicid.evaluation.sources import build_training_set, composer_groups, select_composers, works_per_composer
+from musicid.io.timing import GRID_PER_BEAT, file_timing_kind, timing_kind
 
 from .conftest import TINY_DIMS, TINY_FEATURES, TINY_TRAIN, make_corpus, tiny_options
 

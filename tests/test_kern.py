@@ -8,7 +8,7 @@ from fractions import Fraction
 
 import pytest
 
-from musicid.kern import KernError, duration, pitch, read_kern
+from musicid.io.kern import KernError, duration, pitch, read_kern
 
 
 def notes(text: str) -> list[tuple[float, int, float]]:

@@ -11,10 +11,10 @@ import pretty_midi
 import pytest
 from typer.testing import CliRunner
 
-from musicid import piece_match as pm
 from musicid.cli import app
-from musicid.dataset import group_works, holdout_split, kfold_groups, scan_labelled, work_key
-from musicid.midi import load_midi
+from musicid.collection.dataset import group_works, holdout_split, kfold_groups, scan_labelled, work_key
+from musicid.features import piece_match as pm
+from musicid.io.midi import load_midi
 
 from .conftest import write_piece
 

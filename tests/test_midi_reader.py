@@ -19,8 +19,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from musicid.errors import IndexMismatch, MidiError
-from musicid.features import piano_roll, pianoroll_settings
-from musicid.midi import NOTE_OFF, NOTE_ON, READER_VERSION, load_midi, parse_midi
+from musicid.features.clips import piano_roll, pianoroll_settings
+from musicid.io.midi import READER_VERSION, load_midi, parse_midi
+from musicid.io.smf import NOTE_OFF, NOTE_ON
 
 PLAIN_EVENTS = ((0.0, NOTE_ON, 0, 60, 64), (0.5, NOTE_OFF, 0, 60, 0))
 EOT = b"\x00\xff\x2f\x00"
@@ -129,7 +130,7 @@ def test_format_2_plays_its_patterns_in_turn() -> None:
 
 
 def test_sustain_pedal_holds_notes_in_the_roll_and_the_render() -> None:
-    from musicid.render import RenderSettings, render
+    from musicid.io.render import RenderSettings, render
 
     pedal_down, pedal_up = b"\x00\xb0\x40\x7f", vlq(3 * 480) + b"\xb0\x40\x00"  # lifted at 2 s
     midi = parse_midi(smf(pedal_down + NOTE + pedal_up + EOT), "pedal.mid")
@@ -151,7 +152,7 @@ def test_index_from_an_older_reader_is_refused(built_index: Path, tmp_path: Path
     import json
     import shutil
 
-    from musicid.index_store import load_store
+    from musicid.index.store import load_store
 
     assert json.loads((built_index / "manifest.json").read_text())["midi_reader"] == READER_VERSION
     old = tmp_path / "old"
@@ -164,8 +165,8 @@ def test_index_from_an_older_reader_is_refused(built_index: Path, tmp_path: Path
 
 
 def test_feature_cache_key_names_the_reader(monkeypatch: pytest.MonkeyPatch) -> None:
-    from musicid import reader
-    from musicid.cache import settings_digest
+    from musicid.features.cache import settings_digest
+    from musicid.io import reader
 
     now = settings_digest({"features": {"representation": "pianoroll"}})
     for key in ("midi_reader", "score_reader"):  # either reader changed: other notes, another key
@@ -244,7 +245,7 @@ def test_a_note_never_released_sounds_until_the_file_ends(built_index: Path, tmp
     from typer.testing import CliRunner
 
     from musicid.cli import app
-    from musicid.symbolic_features import N_SYMBOLIC, note_table, symbolic_features_of
+    from musicid.features.symbolic import N_SYMBOLIC, note_table, symbolic_features_of
 
     data = smf(vlq(960) + b"\x90\x3c\x5a" + vlq(960) + b"\xff\x2f\x00")  # on at 1 s, End-of-Track at 2 s
     midi = parse_midi(data, "m22.mid")

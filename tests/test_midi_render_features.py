@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from musicid.errors import MidiError, RenderError, SoundFontError
-from musicid.features import FeatureSettings, clip_offsets, cut_clips, log_mel, mel_filters
-from musicid.midi import load_midi, parse_midi
-from musicid.render import RenderSettings, check_soundfont, render, write_wav
+from musicid.features.clips import FeatureSettings, clip_offsets, cut_clips, log_mel, mel_filters
+from musicid.io.midi import load_midi, parse_midi
+from musicid.io.render import RenderSettings, check_soundfont, render, write_wav
 
 from .conftest import write_piece
 
@@ -144,7 +144,7 @@ def test_clips_cover_track_and_are_capped() -> None:
 
 
 def test_random_programs_change_the_instruments_not_the_notes(tmp_path: Path) -> None:
-    from musicid.render import RANDOM_PROGRAMS, random_programs
+    from musicid.io.render import RANDOM_PROGRAMS, random_programs
 
     flute = load_midi(write_piece(tmp_path / "f.mid", "Highflute", 3))
     other = load_midi(write_piece(tmp_path / "g.mid", "Highflute", 4))

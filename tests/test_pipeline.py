@@ -10,14 +10,15 @@ import pretty_midi
 import pytest
 import torch
 
-from musicid.dataset import group_works, holdout_split, kfold_groups, scan_labelled, work_key
-from musicid.embedder import Embedder, batch_hard_triplet_loss, load_checkpoint
+from musicid.build.indexer import build_index
+from musicid.collection.dataset import group_works, holdout_split, kfold_groups, scan_labelled, work_key
 from musicid.errors import DataDirError, IndexCorrupt, IndexMismatch, IndexNotFound, TrainingError
-from musicid.features import FeatureSettings
-from musicid.index_store import load_store, track_means
-from musicid.indexer import build_index
-from musicid.manifest import FORMAT_VERSION
-from musicid.query import QueryEngine
+from musicid.features.clips import FeatureSettings
+from musicid.index.manifest import FORMAT_VERSION
+from musicid.index.store import load_store, track_means
+from musicid.model.embedder import Embedder, load_checkpoint
+from musicid.model.training import batch_hard_triplet_loss
+from musicid.recognize.query import QueryEngine
 
 from .conftest import TINY_DIMS, TINY_FEATURES, TINY_TRAIN, make_corpus, tiny_options, write_piece
 
@@ -78,7 +79,7 @@ def test_batch_hard_loss_prefers_separated_embeddings() -> None:
 
 
 def test_pitch_shift_augmentation_stays_inside_each_instrument_plane() -> None:
-    from musicid.embedder import _augment
+    from musicid.model.training import _augment
 
     x = torch.zeros(64, 4 * 16, 8)
     x[:, 16 + 15] = 1.0  # the top row of the second plane: any upward shift wraps within that plane
@@ -156,8 +157,8 @@ def test_a_known_piece_takes_its_indexed_composer_whatever_the_model_says(built_
                                                                          corpus: Path) -> None:
     from dataclasses import replace
 
-    from musicid.midi import load_midi
-    from musicid.prepare import prepare_track
+    from musicid.features.prepare import prepare_track
+    from musicid.io.midi import load_midi
 
     engine = QueryEngine.open(built_index)
     strings = sorted((corpus / "Strings").glob("*.mid"))[0]
@@ -241,7 +242,7 @@ def test_damaged_index_is_refused(built_index: Path, tmp_path: Path) -> None:
 
 
 def test_untrained_model_checkpoint_loads_weights_only(tmp_path: Path) -> None:
-    from musicid.embedder import save_checkpoint
+    from musicid.model.embedder import save_checkpoint
 
     model = Embedder(TINY_DIMS)
     save_checkpoint(tmp_path / "m.pt", model, FeatureSettings())
@@ -257,7 +258,7 @@ def test_untrained_model_checkpoint_loads_weights_only(tmp_path: Path) -> None:
 def test_every_index_kind_finds_the_same_neighbours_and_round_trips(kind: str, tmp_path: Path) -> None:
     import faiss
 
-    from musicid.faiss_index import choose_index_kind, make_faiss_index
+    from musicid.index.faiss_index import choose_index_kind, make_faiss_index
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2000, 16)).astype(np.float32)
@@ -273,7 +274,7 @@ def test_every_index_kind_finds_the_same_neighbours_and_round_trips(kind: str, t
 
 
 def test_track_knn_finds_an_indexed_track_unless_it_is_left_out(built_index: Path) -> None:
-    from musicid.novelty import TrackQuery, raw_scores
+    from musicid.recognize.novelty import TrackQuery, raw_scores
 
     store = load_store(built_index)
     vecs = np.asarray(store.vectors, np.float32)
@@ -291,10 +292,11 @@ def test_novelty_method_and_index_type_are_chosen_recorded_and_used(built_index:
                                                                     tmp_path: Path) -> None:
     import faiss
 
-    from musicid.embedder import embed_clips
-    from musicid.novelty import NoveltySettings, TrackQuery, raw_scores
-    from musicid.prepare import prepare_track
-    from musicid.spectral_stats import spectral_stats
+    from musicid.features.prepare import prepare_track
+    from musicid.features.spectral import spectral_stats
+    from musicid.index.calibration import NoveltySettings
+    from musicid.model.embedder import embed_clips
+    from musicid.recognize.novelty import TrackQuery, raw_scores
 
     model = built_index / "model.pt"
     build_index(corpus, tmp_path / "emb", tiny_options(tmp_path, model_path=model,
@@ -346,8 +348,8 @@ def test_novelty_method_and_index_type_are_chosen_recorded_and_used(built_index:
 
 
 def test_spectral_vectors_are_standardised_statistics_that_round_trip() -> None:
-    from musicid.faiss_index import ip_to_distance
-    from musicid.spectral_stats import SpectralNorm, spectral_stats
+    from musicid.features.spectral import SpectralNorm, spectral_stats
+    from musicid.vectors import ip_to_distance
 
     rng = np.random.default_rng(1)
     clips = rng.standard_normal((6, 8, 50)).astype(np.float32) + np.linspace(-3, 3, 8)[None, :, None]
@@ -369,7 +371,7 @@ def test_spectral_vectors_are_standardised_statistics_that_round_trip() -> None:
 def test_shards_built_apart_merge_into_the_index_built_whole(kind: str) -> None:
     import faiss
 
-    from musicid.faiss_index import choose_index_kind, empty_index, make_faiss_index, merge_shards
+    from musicid.index.faiss_index import choose_index_kind, empty_index, make_faiss_index, merge_shards
 
     rng = np.random.default_rng(2)
     x = rng.standard_normal((12_000, 32)).astype(np.float32)
@@ -390,8 +392,8 @@ def test_shards_built_apart_merge_into_the_index_built_whole(kind: str) -> None:
 
 
 def test_piano_roll_is_the_notes_at_ten_frames_a_second() -> None:
-    from musicid.features import family_rolls_settings, piano_roll, pianoroll_settings
-    from musicid.midi import NOTE_OFF, NOTE_ON
+    from musicid.features.clips import family_rolls_settings, piano_roll, pianoroll_settings
+    from musicid.io.smf import NOTE_OFF, NOTE_ON
 
     s = pianoroll_settings()
     assert s.frames_per_second == 10 and s.clip_frames == 300 and s.as_dict()["representation"] == "pianoroll"
@@ -410,8 +412,8 @@ def test_piano_roll_is_the_notes_at_ten_frames_a_second() -> None:
 
 
 def test_family_rolls_put_each_note_on_its_instrument_family_plane() -> None:
-    from musicid.features import family_rolls_settings, piano_roll, pianoroll_settings
-    from musicid.midi import NOTE_OFF, NOTE_ON, PROGRAM
+    from musicid.features.clips import family_rolls_settings, piano_roll, pianoroll_settings
+    from musicid.io.smf import NOTE_OFF, NOTE_ON, PROGRAM
 
     events = [(0.0, PROGRAM, 0, 42, 0), (0.0, NOTE_ON, 0, 48, 100),  # a cello
               (0.0, NOTE_ON, 1, 60, 127),  # no program: a piano
@@ -435,8 +437,8 @@ def test_family_rolls_tell_apart_composers_whose_notes_alike_are_played_by_diffe
         tmp_path: Path) -> None:
     from dataclasses import replace
 
-    from musicid.features import family_rolls_settings, piano_roll, pianoroll_settings
-    from musicid.midi import load_midi
+    from musicid.features.clips import family_rolls_settings, piano_roll, pianoroll_settings
+    from musicid.io.midi import load_midi
 
     corpus = make_corpus(tmp_path / "train", ["Lowpiano", "Lowcello"], per_composer=6)
     piano = load_midi(write_piece(tmp_path / "p.mid", "Lowpiano", 7))
@@ -457,12 +459,12 @@ def test_only_an_audio_index_cares_which_soundfont_is_installed(built_index: Pat
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     from dataclasses import replace
 
-    import musicid.render
-    from musicid.features import pianoroll_settings
+    import musicid.io.render
+    from musicid.features.clips import pianoroll_settings
 
     features = replace(pianoroll_settings(), clip_seconds=4, clip_hop_seconds=2, max_clips=8)
     build_index(corpus, tmp_path / "roll", tiny_options(tmp_path, features=features))
-    monkeypatch.setattr(musicid.render, "soundfont_digest", lambda path: "another soundfont")
+    monkeypatch.setattr(musicid.io.render, "soundfont_digest", lambda path: "another soundfont")
     with pytest.raises(IndexMismatch, match="is not the one this index was built with"):
         QueryEngine.open(built_index)  # audio: queries would sound different from the index
     assert QueryEngine.open(tmp_path / "roll").features.representation == "pianoroll"  # notes: nothing is rendered
@@ -471,7 +473,7 @@ def test_only_an_audio_index_cares_which_soundfont_is_installed(built_index: Pat
 def test_pianoroll_builds_and_names_composers_without_rendering(corpus: Path, tmp_path: Path) -> None:
     from dataclasses import replace
 
-    from musicid.features import pianoroll_settings
+    from musicid.features.clips import pianoroll_settings
 
     features = replace(pianoroll_settings(), clip_seconds=4, clip_hop_seconds=2, max_clips=8)
     # 128 pitch rows: twice the tiny training, or the three toy styles come out near a three-way tie

@@ -12,14 +12,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from musicid.background import load_background
+from musicid.build.indexer import build_index
+from musicid.build.pretrain import collection_licence, train_general_embedder, weights_licence
 from musicid.cli import app
-from musicid.embedder import FINE_TUNE_ANCHOR, fine_tuning, load_checkpoint, train_embedder
 from musicid.errors import DataDirError, TrainingError
-from musicid.indexer import build_index
-from musicid.pretrain import collection_licence, train_general_embedder, weights_licence
-from musicid.query import QueryEngine
-from musicid.symbolic_features import N_SYMBOLIC
+from musicid.features.symbolic import N_SYMBOLIC
+from musicid.model.background import load_background
+from musicid.model.embedder import load_checkpoint
+from musicid.model.training import FINE_TUNE_ANCHOR, fine_tuning, train_embedder
+from musicid.recognize.query import QueryEngine
 
 from .conftest import TINY_DIMS, TINY_TRAIN, make_corpus, tiny_options, write_piece
 
@@ -102,7 +103,7 @@ def test_fine_tuning_is_pulled_towards_the_starting_weights() -> None:
 
 
 def test_time_stretch_plays_a_crop_faster_or_slower_at_the_same_pitch() -> None:
-    from musicid.embedder import _crop_lengths, _stretched_crop
+    from musicid.model.training import _crop_lengths, _stretched_crop
 
     clip = torch.zeros(16, 120)
     clip[5, 10:30] = 1.0  # one note, 20 frames (2 s) long, on row 5
@@ -117,7 +118,8 @@ def test_time_stretch_plays_a_crop_faster_or_slower_at_the_same_pitch() -> None:
 
 
 def test_cosface_term_pulls_clips_to_their_own_composer_and_trains_with_any_composer_labels() -> None:
-    from musicid.embedder import Embedder, cosface_loss
+    from musicid.model.embedder import Embedder
+    from musicid.model.training import cosface_loss
 
     proxies = torch.eye(3, 8)  # three composers' directions
     labels = torch.tensor([0, 1, 2])
@@ -132,7 +134,7 @@ def test_cosface_term_pulls_clips_to_their_own_composer_and_trains_with_any_comp
 
 
 def test_balanced_batches_draw_a_composer_evenly_from_each_collection_that_holds_it() -> None:
-    from musicid.embedder import collection_balanced_pick
+    from musicid.model.sampling import collection_balanced_pick
 
     rng = np.random.default_rng(0)
     big, small = np.arange(100), np.arange(100, 104)  # 100 keyboard clips, 4 string clips of one composer
@@ -149,7 +151,7 @@ def test_balanced_batches_draw_a_composer_evenly_from_each_collection_that_holds
 def test_balanced_training_draws_every_collection_into_each_batch(tmp_path: Path) -> None:
     # through train_or_load, as embedder train calls it: the composer's few clips from the second collection
     # are in every batch only with the option
-    import musicid.embedder as E
+    import musicid.model.training as E
 
     seen: list[np.ndarray] = []
     real = E.collection_balanced_pick
@@ -177,11 +179,11 @@ def test_balanced_training_draws_every_collection_into_each_batch(tmp_path: Path
 def test_models_cached_by_earlier_versions_are_still_found(tmp_path: Path) -> None:
     # a training setting added at its default leaves the model cache's key as it was (pinned with musicid
     # 0.3's readers: MIDI reader 3, score reader 1); setting it makes a different model, so a different key
-    from musicid.embedder import TrainSettings
-    from musicid.features import pianoroll_settings
-    from musicid.indexer import BuildOptions
-    from musicid.model_cache import model_cache_path
-    from musicid.render import RenderSettings
+    from musicid.build.corpus import BuildOptions
+    from musicid.build.model_cache import model_cache_path
+    from musicid.features.clips import pianoroll_settings
+    from musicid.io.render import RenderSettings
+    from musicid.model.training import TrainSettings
 
     sf2 = tmp_path / "fixed.sf2"
     sf2.write_bytes(b"RIFF\x00\x00\x00\x00sfbk a fixed stand-in")  # the key digests the SoundFont's bytes
@@ -197,8 +199,8 @@ def test_models_cached_by_earlier_versions_are_still_found(tmp_path: Path) -> No
 def test_balancing_a_training_set_with_no_composer_in_two_collections_reuses_the_plain_model(tmp_path: Path) -> None:
     # every composer in one collection: the option changes no draw, so the model trained without it is
     # loaded, not trained again; a composer in two collections makes it a different model
-    from musicid.model_cache import balancing_acts, train_or_load
-    from musicid.prepare import Prepared
+    from musicid.build.model_cache import balancing_acts, train_or_load
+    from musicid.features.prepare import Prepared
 
     rng = np.random.default_rng(0)
     prepared = [Prepared(tmp_path / f"{i}.mid", f"{i:064x}", "", 30.0, 30.0,
@@ -247,7 +249,7 @@ def test_embedder_train_through_the_cli(tmp_path: Path) -> None:
 
 
 def test_open_set_labels_make_every_other_composer_and_every_flag_unknown() -> None:
-    from musicid.cross_collection import UNKNOWN, open_set_labels
+    from musicid.evaluation.cross_collection import UNKNOWN, open_set_labels
 
     truth, pred = open_set_labels(["A", "B", "X", "X"], ["A", "A", "B", "A"], [False, False, True, False], {"A", "B"})
     assert truth == ["A", "B", UNKNOWN, UNKNOWN] and pred == ["A", "A", UNKNOWN, "A"]
@@ -291,8 +293,8 @@ def test_cross_collection_protocol_through_the_cli(general: Path, tmp_path: Path
 
 
 def test_background_composers_the_index_does_not_hold_are_its_novelty_cohort(general: Path, tmp_path: Path) -> None:
-    from musicid.index_edit import add_tracks
-    from musicid.novelty import NoveltySettings
+    from musicid.build.edit import add_tracks
+    from musicid.index.calibration import NoveltySettings
 
     folder = make_corpus(tmp_path / "mine", ["Lowpiano", "Organ"], per_composer=6, seed=7)
     build_index(folder, tmp_path / "idx", tiny_options(tmp_path, model_path=general,
@@ -325,7 +327,7 @@ def test_background_composers_the_index_does_not_hold_are_its_novelty_cohort(gen
 
 def test_with_a_background_the_default_novelty_is_the_mean_of_normalised_and_symbolic_z_scores(
         general: Path, tmp_path: Path) -> None:
-    from musicid.novelty import Calibration
+    from musicid.index.calibration import Calibration
 
     folder = make_corpus(tmp_path / "mine", ["Lowpiano", "Organ"], per_composer=6, seed=7)
     build_index(folder, tmp_path / "idx", tiny_options(tmp_path, model_path=general))  # --novelty fused
@@ -344,7 +346,7 @@ def test_with_a_background_the_default_novelty_is_the_mean_of_normalised_and_sym
     assert "fused parts  the mean z-score of background-normalised distance: median" in info.output, info.output
     # once every background composer is enrolled the margin cannot be measured (-inf): the symbolic
     # part alone decides, and the score stays a number a JSON reader accepts
-    from musicid.index_edit import add_tracks
+    from musicid.build.edit import add_tracks
 
     add_tracks(tmp_path / "idx", make_corpus(tmp_path / "more", ["Strings", "Highflute"], per_composer=4, seed=8),
                tmp_path / "cache")
@@ -375,7 +377,8 @@ def test_with_a_background_the_default_novelty_is_the_mean_of_normalised_and_sym
 
 def test_equal_error_threshold_sits_between_held_out_known_tracks_and_the_background(
         general: Path, tmp_path: Path) -> None:
-    from musicid.novelty import NoveltySettings, equal_error_threshold
+    from musicid.index.calibration import NoveltySettings
+    from musicid.recognize.novelty import equal_error_threshold
 
     # one known score in four above it, one impostor in four at or under it
     assert equal_error_threshold(np.array([0.0, 1, 2, 3]), np.array([2.5, 4, 5, 6])) == 2.5
@@ -408,7 +411,7 @@ def test_equal_error_threshold_sits_between_held_out_known_tracks_and_the_backgr
 
 
 def test_a_background_keeps_symbolic_features_only_of_the_current_version(tmp_path: Path) -> None:
-    from musicid.background import Background, background_of
+    from musicid.model.background import Background, background_of
 
     bg = background_of(np.eye(3, 4), ["Bach", "Grieg", "Bach"], np.arange(15.0).reshape(3, 5))
     bg.save(tmp_path / "b.npz")
@@ -422,8 +425,9 @@ def test_a_background_keeps_symbolic_features_only_of_the_current_version(tmp_pa
 def test_background_snorm_is_the_nearest_distance_normalised_by_the_ten_nearest_background_tracks() -> None:
     import numpy as np
 
-    from musicid.background import background_of
-    from musicid.novelty import SCORERS, TrackQuery, mean_vector
+    from musicid.model.background import background_of
+    from musicid.recognize.novelty import SCORERS, TrackQuery
+    from musicid.vectors import mean_vector
 
     rng = np.random.default_rng(0)
     unit = lambda x: (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)  # noqa: E731
@@ -447,7 +451,7 @@ def test_background_snorm_is_the_nearest_distance_normalised_by_the_ten_nearest_
 def test_a_composer_spelt_otherwise_is_still_the_same_composer() -> None:
     import numpy as np
 
-    from musicid.background import background_of, name_key
+    from musicid.model.background import background_of, name_key
 
     assert [name_key(n) for n in ("J.S. Bach", "Johann_Sebastian_Bach", "bach", "Dvořák")] == [
         "bach", "bach", "bach", "dvorak"]
@@ -529,12 +533,12 @@ def test_a_build_warns_with_counts_when_it_indexes_pieces_the_embedder_was_train
 
 def test_a_protocol_split_enrols_as_index_build_and_judges_known_and_novel_works(general: Path,
                                                                                  tmp_path: Path) -> None:
-    from musicid.background import load_background
-    from musicid.cache import FeatureCache
-    from musicid.catalogue import TrackInfo
-    from musicid.enrol_eval import run_protocol
-    from musicid.prepare import prepare_many
-    from musicid.protocols import EnrolSplit
+    from musicid.collection.catalogue import TrackInfo
+    from musicid.evaluation.enrolment import run_protocol
+    from musicid.evaluation.protocols import EnrolSplit
+    from musicid.features.cache import FeatureCache
+    from musicid.features.prepare import prepare_many
+    from musicid.model.background import load_background
 
     folder = make_corpus(tmp_path / "q", ["Lowpiano", "Organ", "Choir"], per_composer=6, seed=21)
     paths = sorted(folder.rglob("*.mid"))

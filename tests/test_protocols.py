@@ -10,19 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from musicid.background import load_background
-from musicid.catalogue import TrackInfo, track_info
-from musicid.embedder import TrainSettings, load_checkpoint
-from musicid.enrol_eval import check_unseen
+from musicid.build.pretrain import train_general_embedder
+from musicid.collection.catalogue import TrackInfo, track_info
 from musicid.errors import DataDirError
-from musicid.pretrain import train_general_embedder
-from musicid.protocols import (
-    NAMED_GENRES,
-    draw_reserve,
-    leave_genres_out_split,
-    many_unseen_splits,
-)
-from musicid.sampling import spread_pick
+from musicid.evaluation.enrolment import check_unseen
+from musicid.evaluation.protocols import NAMED_GENRES, draw_reserve, leave_genres_out_split, many_unseen_splits
+from musicid.model.background import load_background
+from musicid.model.embedder import load_checkpoint
+from musicid.model.sampling import spread_pick
+from musicid.model.training import TrainSettings
 
 from .conftest import TINY_TRAIN, make_corpus, tiny_options, write_piece
 

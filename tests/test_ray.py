@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from musicid.index_store import load_store
-from musicid.indexer import build_index
+from musicid.build.indexer import build_index
+from musicid.index.store import load_store
 
 from .conftest import assert_same_index, make_corpus, tiny_options
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from musicid.build.edit import add_tracks, remove_tracks
+from musicid.build.indexer import build_index
 from musicid.errors import DataDirError, IndexCorrupt
-from musicid.index_edit import add_tracks, remove_tracks
-from musicid.index_store import load_store
-from musicid.indexer import build_index
-from musicid.query import QueryEngine
+from musicid.index.store import load_store
+from musicid.recognize.query import QueryEngine
 
 from .conftest import assert_same_index, make_corpus, tiny_options, write_piece
 
@@ -137,7 +137,7 @@ def test_killed_build_leaves_old_index_and_resumes_from_cache(built_index: Path,
 
 
 def test_half_written_cache_entry_is_not_read(tmp_path: Path) -> None:
-    from musicid.cache import FeatureCache
+    from musicid.features.cache import FeatureCache
 
     cache = FeatureCache(tmp_path, {"x": 1})
     cache.put("ab" * 32, np.ones((4, 5), np.float16), {"notes_hash": "f", "duration": 1.0})
@@ -147,10 +147,10 @@ def test_half_written_cache_entry_is_not_read(tmp_path: Path) -> None:
 
 
 def test_a_cache_made_before_the_symbolic_features_is_filled_in_not_thrown_away(tmp_path: Path) -> None:
-    from musicid.cache import FeatureCache
-    from musicid.features import pianoroll_settings
-    from musicid.prepare import prepare_track
-    from musicid.render import RenderSettings
+    from musicid.features.cache import FeatureCache
+    from musicid.features.clips import pianoroll_settings
+    from musicid.features.prepare import prepare_track
+    from musicid.io.render import RenderSettings
 
     track = write_piece(tmp_path / "a.mid", "Lowpiano", 1)
     cache = FeatureCache(tmp_path / "cache", {"x": 1})
@@ -170,7 +170,7 @@ def test_a_cache_made_before_the_symbolic_features_is_filled_in_not_thrown_away(
 _KILLED_MID_WRITE = """
 import sys, time
 from pathlib import Path
-from musicid.index_store import load_store, publish
+from musicid.index.store import load_store, publish
 store = load_store(sys.argv[1])
 def put_model(path: Path) -> None:
     path.write_bytes(b"half a model")
@@ -201,7 +201,7 @@ def test_kill_while_writing_leaves_old_index(built_index: Path, tmp_path: Path) 
 
 
 def test_failure_while_writing_leaves_old_index(built_index: Path, tmp_path: Path) -> None:
-    from musicid.index_store import publish
+    from musicid.index.store import publish
 
     out = tmp_path / "index"
     shutil.copytree(built_index, out)

@@ -17,14 +17,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-import musicid.score as score_module
+import musicid.io.score_files as score_files_module
 from musicid.cli import app
 from musicid.errors import MusicIdError, ScoreError
-from musicid.features import piano_roll, pianoroll_settings
-from musicid.piece_match import piece_sketch
-from musicid.reader import parse_music
-from musicid.score import parse_score
-from musicid.symbolic_features import symbolic_features_of
+from musicid.features.clips import piano_roll, pianoroll_settings
+from musicid.features.piece_match import piece_sketch
+from musicid.features.symbolic import symbolic_features_of
+from musicid.io.reader import parse_music
+from musicid.io.score import parse_score
 
 from .test_bad_input import GOOD, mutate
 from .test_score_reader import KERN_CASES, TWO_PARTS, musicxml, mxl, n
@@ -82,7 +82,7 @@ def test_bad_score_is_one_line_naming_its_fault(name: str) -> None:
 
 def test_a_zip_bomb_stops_at_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     """A member that inflates past MAX_XML_BYTES (here lowered to 1 MB) is refused before it is read."""
-    monkeypatch.setattr(score_module, "MAX_XML_BYTES", 1_000_000)
+    monkeypatch.setattr(score_files_module, "MAX_XML_BYTES", 1_000_000)
     bomb = mxl(b"<score-partwise>" + b" " * 5_000_000 + b"</score-partwise>")
     assert len(bomb) < 20_000
     with pytest.raises(ScoreError, match=r"^bomb.mxl: score.xml inflates to 5 MB, over the 1 MB limit for a score$"):
@@ -144,7 +144,7 @@ def test_many_skipped_files_are_counted_by_reason() -> None:
     """Past a dozen skipped files, the build summary counts them by reason before listing the first."""
     from rich.console import Console
 
-    from musicid.display import SKIPPED_LISTED, print_skipped
+    from musicid.cli.display import SKIPPED_LISTED, print_skipped
 
     failures = [(f"K/{i}.krn", f"unreadable kern (partitura: IndexError {i})") for i in range(15)]
     failures += [(f"X/{i}.musicxml", f"a note at MIDI pitch {130 + i} (Piano, sounding), outside MIDI's 0-127")
@@ -202,7 +202,7 @@ def test_hostile_score_is_read_or_refused_in_a_second(name: str) -> None:
 
 
 def test_kern_bad_duration_and_tempo_are_read_not_crashed() -> None:
-    from musicid.kern import duration, read_kern
+    from musicid.io.kern import duration, read_kern
 
     assert duration("1%0c") is None and duration("0c") == 8
     parts, tempos = read_kern("\ufeff**kern\n*MM1e-320\n4c\n1%0d\n*-\n")  # a BOM, an absurd tempo, 1%0
@@ -218,7 +218,7 @@ def test_the_same_key_struck_many_times_reads_in_linear_time() -> None:
 
 
 def test_more_notes_than_a_piece_holds_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    import musicid.kern as kern_module
+    import musicid.io.kern as kern_module
 
     monkeypatch.setattr(kern_module, "MAX_NOTES", 1000)
     with pytest.raises(ScoreError, match=r"^many.krn: over 1,000 notes, more than any piece holds$"):

@@ -16,9 +16,11 @@ from pathlib import Path
 import pytest
 
 from musicid.errors import ScoreError
-from musicid.midi import NOTE_ON, PROGRAM, note_spans, parse_midi
-from musicid.reader import composer_of, load_music, parse_music
-from musicid.score import _with_music21, composer_in, parse_score, unzip_mxl
+from musicid.io.midi import note_spans, parse_midi
+from musicid.io.reader import composer_of, load_music, parse_music
+from musicid.io.score import _with_music21, parse_score
+from musicid.io.score_files import composer_in, unzip_mxl
+from musicid.io.smf import NOTE_ON, PROGRAM
 
 Note = tuple[float, int, float]
 
@@ -136,8 +138,8 @@ def test_kern_sounds_as_written(case: str) -> None:
 @pytest.mark.parametrize("case", ["two parts", "transposing part", "grace note", "repeat"])
 def test_music21_fallback_reads_the_same_notes(case: str) -> None:
     """music21 reads what partitura cannot; through the same layer it gives the same notes."""
-    from musicid.midi import TimeMap, midi_from_ticks
-    from musicid.score import TICKS_PER_QUARTER, score_events
+    from musicid.io.midi import TimeMap, midi_from_ticks
+    from musicid.io.score import TICKS_PER_QUARTER, score_events
 
     data, expected = XML_CASES[case]
     events, last, tempos = score_events(*_with_music21(data, kern=False), case)
@@ -181,7 +183,7 @@ def test_a_score_and_its_midi_export_are_the_same_piece() -> None:
     """The notes hash and the piece sketch of a score equal those of a MIDI file with its notes."""
     import pretty_midi
 
-    from musicid.piece_match import piece_sketch
+    from musicid.features.piece_match import piece_sketch
 
     score = parse_score(XML_CASES["chords and voices"][0], "s.musicxml")
     pm = pretty_midi.PrettyMIDI()
@@ -246,8 +248,8 @@ def test_index_build_takes_composers_from_the_scores(tmp_path: Path) -> None:
     composer field) are skipped and counted; a MIDI export of an indexed score is that known piece."""
     import pretty_midi
 
-    from musicid.indexer import build_index
-    from musicid.query import QueryEngine
+    from musicid.build.indexer import build_index
+    from musicid.recognize.query import QueryEngine
 
     from .conftest import tiny_options
 

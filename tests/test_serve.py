@@ -22,7 +22,8 @@ from typer.testing import CliRunner
 from musicid import __version__
 from musicid.cli import app as cli_app
 from musicid.errors import MidiError, RenderError, ServeError
-from musicid.midi import NOTE_OFF, NOTE_ON, load_midi, parse_midi
+from musicid.io.midi import load_midi, parse_midi
+from musicid.io.smf import NOTE_OFF, NOTE_ON
 from musicid.serve import ServeConfig, check_bind, clip_window, create_app, safe_name
 
 from .conftest import write_piece
@@ -319,7 +320,7 @@ def test_the_page_is_served_without_outside_resources(client: TestClient) -> Non
 
 
 def test_a_render_past_its_bound_is_504_and_a_bad_file_422(tmp_path: Path) -> None:
-    from musicid.render import RenderSettings, render
+    from musicid.io.render import RenderSettings, render
     from musicid.serve import error_status
 
     midi = load_midi(write_piece(tmp_path / "p.mid", "Strings", seed=2, seconds=4))

@@ -8,10 +8,11 @@ import numpy as np
 import pretty_midi
 import pytest
 
-from musicid.midi import NOTE_OFF, NOTE_ON, load_midi
-from musicid.symbolic_features import N_SYMBOLIC, note_table, standardiser, symbolic_features, symbolic_features_of
+from musicid.features.symbolic import N_SYMBOLIC, note_table, standardiser, symbolic_features, symbolic_features_of
+from musicid.io.midi import load_midi
+from musicid.io.smf import NOTE_OFF, NOTE_ON
 
-# where each statistic sits in the vector (symbolic_features.symbolic_features)
+# where each statistic sits in the vector (features.symbolic.symbolic_features)
 PCS, TOP, BASS, VERT, VOICES, CHORDS, IOI, LENGTHS, REGISTER, RATES = (
     slice(0, 12), slice(12, 39), slice(39, 66), slice(66, 78), slice(78, 86), slice(86, 92),
     slice(92, 102), slice(102, 112), slice(112, 117), slice(117, 119))

@@ -1,4 +1,5 @@
-"""The musicid command line: thin commands over the library; heavy imports happen inside them.
+"""Stage 10, the musicid command line: thin commands over the library (any stage may be imported;
+none imports this); heavy imports happen inside the commands.
 
 One module per group of commands (index, use, evaluation), what they share in common.py."""
 

@@ -114,7 +114,7 @@ def hidden(option: Any) -> Any:
 
 
 def index_dir(index: Path | None) -> Path:
-    from ..index_store import default_index_dir
+    from ..index.store import default_index_dir
 
     return index or default_index_dir()
 
@@ -176,8 +176,8 @@ def legacy_name(new: str, old: str | None, convert: Callable[[str], str]) -> str
 def build_flags(features: Representation, classifier: Classifier, naming: str | None, novelty: NoveltyMethod,
                 novelty_view: str | None, **flags: Any) -> Any:
     """BuildOptions from the flags index build and eval share (indexer.build_options)."""
-    from ..manifest import classifier_name
-    from ..novelty import method_name
+    from ..index.calibration import method_name
+    from ..index.manifest import classifier_name
 
     return build_options(features.value, legacy_name(classifier.value, naming, classifier_name),
                          legacy_name(novelty.value, novelty_view, method_name), **flags)
@@ -202,19 +202,19 @@ def build_options(representation: str = "pianoroll", classifier: str = "auto", n
     an unknown representation, classifier, novelty method or index kind."""
     from dataclasses import replace
 
-    from ..cache import default_cache_dir
-    from ..embedder import TrainSettings
-    from ..features import FeatureSettings, family_rolls_settings, pianoroll_settings
-    from ..indexer import BuildOptions
-    from ..novelty import NoveltySettings
-    from ..render import RenderSettings
+    from ..build.corpus import BuildOptions
+    from ..features.cache import default_cache_dir
+    from ..features.clips import FeatureSettings, family_rolls_settings, pianoroll_settings
+    from ..index.calibration import NoveltySettings
+    from ..io.render import RenderSettings
+    from ..model.training import TrainSettings
 
     make = {"pianoroll": pianoroll_settings, "family-rolls": family_rolls_settings, "audio": FeatureSettings}
     if representation not in make:
         raise ValueError(f"unknown input representation {representation!r} ({', '.join(make)})")
     feature_settings = make[representation]()
     if model is None and shipped:
-        from ..shipped import default_model
+        from ..model.shipped import default_model
 
         model = default_model(feature_settings.as_dict())
     train = TrainSettings()

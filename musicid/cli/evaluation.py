@@ -37,7 +37,7 @@ from .common import (
 )
 
 if TYPE_CHECKING:
-    from ..indexer import BuildOptions
+    from ..build.corpus import BuildOptions
 
 
 @app.command("eval")
@@ -103,7 +103,7 @@ def eval_cmd(
     """Cross-validate by work (both classifiers) and measure leave-one-composer-out novelty (every method);
     with --train-on, using a general embedder trained on other collections; with --enrol and --model,
     the cross-collection protocol; with --protocol, the many-composer protocols."""
-    from ..evaluate import EvalOptions, evaluate, save_results
+    from ..evaluation.evaluate import EvalOptions, evaluate, save_results
 
     with domain_errors(as_json, data_dir):  # index build's flags: both protocols build indexes with them
         b = build_flags(features, classifier, naming, novelty, novelty_view, group_by=group_by, epochs=epochs,
@@ -138,7 +138,7 @@ def eval_cmd(
     if as_json:
         echo_json(result.summary)
         return
-    from ..display import print_eval
+    from .display import print_eval
     print_eval(out, result.summary, paths)
 
 
@@ -179,7 +179,7 @@ def embedder_train(
 ) -> None:
     """Train one embedder on every composer of every collection given; then enrol any folder with
     `musicid index build DIR --model OUT` (no training)."""
-    from ..pretrain import train_general_embedder
+    from ..build.pretrain import train_general_embedder
 
     with domain_errors(as_json, data_dirs[0]):
         b = build_options(features.value, epochs=epochs, steps_per_epoch=steps_per_epoch, pitch_shift=pitch_shift,
@@ -213,7 +213,7 @@ def embedder_info(
     as_json: bool = typer.Option(False, "--json", help="Print it as JSON."),
 ) -> None:
     """What an embedder was trained on, and the licence its weights carry (default: the shipped one)."""
-    from ..shipped import describe_model
+    from ..model.shipped import describe_model
 
     with domain_errors(as_json, model):
         d = describe_model(model)
@@ -263,7 +263,7 @@ def _cross_collection(query_dir: Path, enrol: Path | None, model: Path | None, o
                       options: BuildOptions, as_json: bool) -> None:
     """The cross-collection protocol with index build's flags (classifier, novelty, group-by, cache)."""
     from ..atomic import write_json
-    from ..cross_collection import evaluate_cross_collection
+    from ..evaluation.cross_collection import evaluate_cross_collection
 
     if enrol is None or model is None:
         fail("the cross-collection protocol needs both --enrol DIR and --model MODEL", 2, as_json)
@@ -275,7 +275,7 @@ def _cross_collection(query_dir: Path, enrol: Path | None, model: Path | None, o
     if as_json:
         echo_json(result)
         return
-    from ..display import print_cross_collection
+    from .display import print_cross_collection
     print_cross_collection(out, result, out_dir / "eval.json")
 
 
@@ -287,10 +287,10 @@ MANY_COMPOSER_PROTOCOLS = {"many-unseen": ("many-unseen",), "leave-genres-out": 
 
 def _many_composers(data_dir: Path, name: str, model: Path | None, out_dir: Path, draws: int, bootstrap: int,
                     b: BuildOptions, as_json: bool) -> None:
-    """The many-composer protocols (enrol_eval.py) with index build's flags; eval.json and a summary."""
+    """The many-composer protocols (evaluation/enrolment.py) with index build's flags; eval.json and a summary."""
     from ..atomic import write_json
-    from ..enrol_eval import evaluate_many_composers
-    from ..shipped import default_model
+    from ..evaluation.enrolment import evaluate_many_composers
+    from ..model.shipped import default_model
 
     if name not in MANY_COMPOSER_PROTOCOLS:
         fail(f"unknown protocol {name!r} (folds, {', '.join(MANY_COMPOSER_PROTOCOLS)})", 2, as_json)

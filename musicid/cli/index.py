@@ -87,7 +87,7 @@ def index_build(
 ) -> None:
     """Enrol the folder's composers with the shipped embedder (or train one: --train), embed every
     clip, calibrate novelty and write the index."""
-    from ..indexer import build_index
+    from ..build.indexer import build_index
 
     if train and (model or fine_tune):
         raise typer.BadParameter("--train trains from scratch: it takes neither --model nor --fine-tune")
@@ -105,7 +105,7 @@ def index_build(
         from dataclasses import asdict
         echo_json(asdict(report))
         return
-    from ..display import print_build_report
+    from .display import print_build_report
     print_build_report(out, report)
 
 
@@ -133,7 +133,7 @@ def index_add(
     as_json: bool = typer.Option(False, "--json", help="Print what was added as JSON."),
 ) -> None:
     """Add tracks (a new composer, say) to an index, embedded with its own model."""
-    from ..index_edit import add_tracks
+    from ..build.edit import add_tracks
 
     with domain_errors(as_json, data_dir), progress_bars(not as_json) as progress:
         rep = add_tracks(index_dir(index), data_dir, cache_dir, workers, progress, labels.value)
@@ -148,7 +148,7 @@ def index_remove(
     as_json: bool = typer.Option(False, "--json", help="Print what was removed as JSON."),
 ) -> None:
     """Remove a composer's tracks, or one track, from an index."""
-    from ..index_edit import remove_tracks
+    from ..build.edit import remove_tracks
 
     with domain_errors(as_json, index):
         rep = remove_tracks(index_dir(index), composer, track)
@@ -159,12 +159,12 @@ def index_remove(
 def index_info(index: Path | None = INDEX_OPT,
                as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON.")) -> None:
     """Show what an index holds: composers, tracks, clips, settings, threshold."""
-    from ..index_store import load_store
+    from ..index.store import load_store
 
     with domain_errors(as_json, index):
         store = load_store(index_dir(index))
     if as_json:
         echo_json(store.manifest.as_dict())
         return
-    from ..display import print_index_info
+    from .display import print_index_info
     print_index_info(out, store)

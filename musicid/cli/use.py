@@ -6,18 +6,8 @@ from pathlib import Path
 
 import typer
 
-from ..corpus import DEFAULT_COMPOSERS
-from .common import (
-    INDEX_OPT,
-    app,
-    corpus_app,
-    domain_errors,
-    echo_json,
-    fail,
-    index_dir,
-    out,
-    progress_bars,
-)
+from ..io.corpus_export import DEFAULT_COMPOSERS
+from .common import INDEX_OPT, app, corpus_app, domain_errors, echo_json, fail, index_dir, out, progress_bars
 
 
 @app.command("query")
@@ -30,14 +20,14 @@ def query(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Name the composer of one MIDI file or score, with confidence and novelty."""
-    from ..query import QueryEngine
+    from ..recognize.query import QueryEngine
 
     with domain_errors(as_json, track):
         result = QueryEngine.open(index_dir(index)).query(track, k)
     if as_json:
         echo_json(result.as_dict())
         return
-    from ..display import print_query
+    from .display import print_query
     print_query(out, result)
 
 
@@ -52,8 +42,8 @@ def report(
                                 help="Render processes [default: one per core]."),
 ) -> None:
     """Score every MIDI file and score in a folder: composer, confidence, novelty, flagged."""
-    from ..display import print_report, write_csv
-    from ..query import QueryEngine, report_folder
+    from ..recognize.query import QueryEngine, report_folder
+    from .display import print_report, write_csv
 
     with domain_errors(as_json, test_dir):
         engine = QueryEngine.open(index_dir(index))
@@ -81,7 +71,7 @@ def corpus_export(
     as_json: bool = typer.Option(False, "--json", help="Print what was written as JSON."),
 ) -> None:
     """Export a starter corpus from music21's bundled scores, in the layout index build reads."""
-    from ..corpus import export_corpus
+    from ..io.corpus_export import export_corpus
 
     with domain_errors(as_json, out_dir), progress_bars(not as_json) as progress:
         rep = export_corpus(out_dir, [c.strip() for c in composers.split(",") if c.strip()],
@@ -104,8 +94,8 @@ def render_cmd(
     seconds: float | None = typer.Option(None, "--seconds", min=0.1, help="Render at most this much [default: 600]."),
 ) -> None:
     """Render a MIDI file or score to a WAV, exactly as the model hears it."""
-    from ..reader import load_music
-    from ..render import RenderSettings, render, write_wav
+    from ..io.reader import load_music
+    from ..io.render import RenderSettings, render, write_wav
 
     with domain_errors():
         settings = RenderSettings(soundfont=str(soundfont) if soundfont else "")

@@ -1,4 +1,5 @@
-"""`musicid serve`: the index as an HTTP service (FastAPI), and a page at / to hear why.
+"""Stage 9, `musicid serve`: the index as an HTTP service (FastAPI), and a page at / to hear why.
+Imports every stage below it, never the command line.
 
 The index and its embedder are loaded once; every request runs the library's own
 query path (prepare.prepare_track + QueryEngine.score), so `POST /query` answers
@@ -16,7 +17,7 @@ table) in the sources folder or at the index's data_dir/path. Uploaded queries
 are kept in memory (LRU, UPLOAD_CACHE_BYTES) so that their clips can be heard
 the same way: `GET /queries/{id}/audio`.
 
-Editing (`POST /tracks`, `DELETE /tracks/{id}`) calls index_edit, which
+Editing (`POST /tracks`, `DELETE /tracks/{id}`) calls build.edit, which
 replaces the index directory whole; the engine is then reloaded and swapped in,
 so the next query sees the edit. Edits need `Authorization: Bearer TOKEN` and
 are off unless the server was started with a token.

@@ -23,7 +23,7 @@ from fastapi.staticfiles import StaticFiles
 from ..errors import DataDirError, IndexNotFound, MusicIdError, ReadError, RenderError, ServeError, SoundFontError
 from .service import MAP_POINTS, MAX_AUDIO_SECONDS, HttpError, ServeConfig, Service, safe_name
 
-STATIC_DIR = Path(__file__).resolve().parents[1] / "static"  # the page: plain HTML, JS and CSS
+STATIC_DIR = Path(__file__).resolve().parent / "static"  # the page: plain HTML, JS and CSS
 ACCESS_LOG = logging.getLogger("musicid.serve.access")  # one line a request: method path status milliseconds
 
 
@@ -253,7 +253,7 @@ def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000) -> Non
     import torch
     import uvicorn
 
-    from ..prepare import default_workers
+    from ..features.prepare import default_workers
 
     check_bind(host, config.token)
     check_port(host, port)

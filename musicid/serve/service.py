@@ -71,7 +71,7 @@ def check_upload(data: bytes, name: str, limit: int) -> None:
     """413 over the size limit, 422 when empty, 415 when neither a MIDI file nor a score: a MIDI
     name (or none) must hold MIDI bytes; a score's name (.musicxml, .xml, .mxl, .krn) is read by the
     score reader, which names its own faults (422)."""
-    from ..reader import is_score_name
+    from ..io.reader import is_score_name
 
     if len(data) > limit:
         raise HttpError(413, f"{name}: over the {limit / 1048576:.0f} MB upload limit")
@@ -85,7 +85,7 @@ def check_upload(data: bytes, name: str, limit: int) -> None:
 
 def stored_name(name: str) -> str:
     """The name an upload is read under: its own where its suffix says MIDI or score, else name.mid."""
-    from ..reader import is_music_file
+    from ..io.reader import is_music_file
 
     return name if is_music_file(Path(name)) else f"{name}.mid"
 
@@ -107,7 +107,7 @@ def clip_window(midi: Any, offset: float, seconds: float) -> Any:
     at 0 s. Raises HttpError 416 when offset is past the end of the piece."""
     if offset >= midi.duration:
         raise HttpError(416, f"offset {offset:g} s is past the end of the piece ({midi.duration:.1f} s)")
-    from ..midi import NOTE_OFF, NOTE_ON
+    from ..io.smf import NOTE_OFF, NOTE_ON
 
     setup: list[tuple[float, int, int, int, int]] = []
     sounding: dict[tuple[int, int], int] = {}
@@ -185,8 +185,8 @@ class Service:
     """The loaded index and what each endpoint does, off the event loop (thread-safe)."""
 
     def __init__(self, config: ServeConfig):
-        from ..cache import default_cache_dir
-        from ..prepare import default_workers
+        from ..features.cache import default_cache_dir
+        from ..features.prepare import default_workers
 
         self.config = config
         self.workers = config.workers or default_workers()
@@ -200,7 +200,7 @@ class Service:
         self.state = self._load()
 
     def _load(self) -> Loaded:
-        from ..query import QueryEngine
+        from ..recognize.query import QueryEngine
 
         opened = QueryEngine.open(self.config.index_dir)
         engine = replace(opened, model=RecordingModel(opened.model))
@@ -231,7 +231,7 @@ class Service:
 
     def query(self, data: bytes, name: str, k: int, explain: bool) -> dict[str, Any]:
         """One uploaded file's result (TrackResult.as_dict()), with `explain` for the page."""
-        from ..prepare import prepare_track
+        from ..features.prepare import prepare_track
 
         state = self.state
         engine = state.engine
@@ -258,7 +258,7 @@ class Service:
         """What the page needs beyond the result: where the upload's audio is, which of its clips
         (vectors: (n_clips, d), as embedded for the result) lies nearest each neighbour, and the
         track's place on the embedding map."""
-        from ..novelty import mean_vector
+        from ..vectors import mean_vector
 
         store = state.engine.store
         dist, _, tids = store.search_clips(vectors, k)
@@ -320,8 +320,8 @@ class Service:
         return self._render(hit[1], hit[0], offset, seconds)
 
     def _render(self, data: bytes, name: str, offset: float, seconds: float) -> bytes:
-        from ..reader import parse_music
-        from ..render import render
+        from ..io.reader import parse_music
+        from ..io.render import render
 
         if not (offset >= 0 and 0 < seconds <= MAX_AUDIO_SECONDS):
             raise HttpError(422, f"offset must be >= 0 and seconds in (0, {MAX_AUDIO_SECONDS:g}]")
@@ -333,8 +333,8 @@ class Service:
 
     def add(self, composer: str, files: list[tuple[str, bytes]]) -> dict[str, Any]:
         """Add uploaded files as tracks by `composer` (index add); the next query sees them."""
-        from ..index_edit import add_tracks
-        from ..reader import parse_music
+        from ..build.edit import add_tracks
+        from ..io.reader import parse_music
 
         if not re.fullmatch(r"[^\W_][\w .'-]{0,79}", composer):
             raise HttpError(422, f"composer name '{composer[:80]}' must be letters, digits, spaces, . ' or -")
@@ -362,7 +362,7 @@ class Service:
 
     def remove(self, track_id: int) -> dict[str, Any]:
         """Remove one track by id (index remove --track); the next query no longer finds it."""
-        from ..index_edit import remove_tracks
+        from ..build.edit import remove_tracks
 
         with self._edit_lock:
             paths = {t: p for p, t in self.state.track_of_path.items()}
