@@ -1,11 +1,13 @@
 """Regenerate docs/RESULTS.md's section on the many-composer protocols from real `musicid eval` runs.
 
-    python bench/results_protocols_md.py "LABEL=RUN_DIR" ["LABEL=RUN_DIR" ...] --command "musicid eval ..."
+    python bench/results_protocols_md.py "LABEL=RUN_DIR" ["LABEL=RUN_DIR" ...] --command "musicid eval ..." \
+        [--cross "LABEL=RUN_DIR" ...]
 
 Each RUN_DIR holds the eval.json of `musicid eval DATA --protocol many-composers --model M -o RUN_DIR`
 (evaluation/enrolment.py); one row per run in each table, in the order given (the shipped embedder and the one
 before it side by side). Replaces what lies between the protocols markers of docs/RESULTS.md
-(appended when absent); the rest is kept.
+(appended when absent); the rest is kept. --cross: runs of the cross-collection protocol with the same
+embedders (`musicid eval asap --enrol sfl-challenge/train --model M`), one row each, after them.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from results_general_md import cross_rows
 from results_md import DOCS, table
 
 START, END = "<!-- generated:protocols:start -->", "<!-- generated:protocols:end -->"
@@ -73,7 +76,8 @@ def genre_rows(runs: list[tuple[str, dict[str, Any]]], key: str) -> list[list[st
     return rows
 
 
-def section(runs: list[tuple[str, dict[str, Any]]], command: str) -> str:
+def section(runs: list[tuple[str, dict[str, Any]]], command: str,
+            cross: list[tuple[str, dict[str, Any]]] | None = None) -> str:
     first = runs[0][1]
     reserve = first["reserve"]
     out = [START, "", "### Many composers: unseen composers and other genres (generated)", "",
@@ -98,7 +102,14 @@ def section(runs: list[tuple[str, dict[str, Any]]], command: str) -> str:
                 "Flag rates by the query's genre, over every draw:", "",
                 table(genre_rows(runs, key), ["embedder", "genre", "known flagged", "novel flagged"]), ""]
     walls = ", ".join(f"{label} {r['wall_seconds'] / 60:.1f} min" for label, r in runs)
-    out += [f"Wall time on 2 cores (features cached): {walls}.", "", END]
+    out += [f"Wall time on 2 cores (features cached): {walls}.", ""]
+    if cross:
+        out += cross_rows(cross, "### Cross-collection with the same embedders: enrol `sfl-challenge/train`, "
+                                 "query all of ASAP (generated)")
+        out += ["An embedder trained on ASAP (the shipped ones) has seen most of its novel composers here: the "
+                "novelty AUROC over all of them flatters it; the column of novel composers the embedder never saw "
+                "does not.", ""]
+    out += [END]
     return "\n".join(out)
 
 
@@ -106,14 +117,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", help="LABEL=RUN_DIR")
     ap.add_argument("--command", required=True)
+    ap.add_argument("--cross", action="append", default=[], help="LABEL=RUN_DIR of a cross-collection run")
     args = ap.parse_args()
-    runs = []
-    for spec in args.runs:
-        label, run = spec.split("=", 1)
-        runs.append((label, json.loads((Path(run) / "eval.json").read_text())))
+
+    def load(specs: list[str]) -> list[tuple[str, dict[str, Any]]]:
+        return [(s.split("=", 1)[0], json.loads((Path(s.split("=", 1)[1]) / "eval.json").read_text())) for s in specs]
+
+    runs = load(args.runs)
     doc = DOCS / "RESULTS.md"
     text = doc.read_text()
-    new = section(runs, args.command)
+    new = section(runs, args.command, load(args.cross))
     if START in text and END in text:
         text = text[:text.index(START)] + new + text[text.index(END) + len(END):]
     else:

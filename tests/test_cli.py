@@ -277,3 +277,13 @@ def test_a_bad_choice_is_named_plainly_with_the_choices_and_exit_code_2(tmp_path
     assert r.returncode == 2
     assert "Invalid value for '--classifier': 'foo' is not one of 'auto', 'knn', 'linear', 'fused'." in r.stderr
     assert "Value error" not in r.stderr
+
+
+def test_a_line_of_composer_names_lists_twelve_and_counts_the_rest() -> None:
+    """An embedder trained on hundreds of composers is summarised in one line, not listed whole."""
+    from musicid.cli.display import name_list
+
+    names = [f"Composer{i:03d}" for i in range(381)]
+    line = name_list(names)
+    assert line.startswith("Composer000, Composer001") and line.endswith("Composer011 and 369 more")
+    assert name_list(names[:12]) == ", ".join(names[:12])

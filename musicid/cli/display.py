@@ -26,6 +26,16 @@ def plural(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
+NAMES_LISTED = 12  # names listed one by one in a line; past this, the first ones and a count
+
+
+def name_list(names: Sequence[str]) -> str:
+    """ "A, B, C" -- or, past NAMES_LISTED names, the first ones and how many more (all of them in --json)."""
+    if len(names) <= NAMES_LISTED:
+        return ", ".join(names)
+    return f"{', '.join(names[:NAMES_LISTED])} and {len(names) - NAMES_LISTED} more"
+
+
 def _secs(s: float) -> str:
     return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
 
@@ -143,7 +153,7 @@ def _embedder_origin(model: dict) -> str:
 
 def _background_line(composers: tuple[str, ...]) -> str:
     n = len(composers)
-    return f"{plural(n, 'composer')} the embedder knows and the index does not ({', '.join(composers)})"
+    return f"{plural(n, 'composer')} the embedder knows and the index does not ({name_list(composers)})"
 
 
 PART_NAMES = {"track-knn": "embedding distance", "symbolic-knn": "symbolic-feature distance",
@@ -326,9 +336,10 @@ def print_eval(console: Console, summary: dict[str, Any], paths: Sequence[Path])
 def print_cross_collection(console: Console, r: dict[str, Any], path: Path) -> None:
     """The cross-collection protocol's figures (cross_collection.evaluate_cross_collection)."""
     a = r["all"]
+    known = r["model"]["composers"]
+    trained = f"{plural(len(known), 'composer')}: {name_list(known)}" if known else "composers it does not list"
     console.print(f"enrolled {', '.join(r['enrolled'])} from {r['enrol_dir']} with {r['model']['path']} "
-                  f"(trained on {', '.join(r['model']['composers']) or 'composers it does not list'})",
-                  highlight=False, soft_wrap=True)
+                  f"(trained on {trained})", highlight=False, soft_wrap=True)
     console.print(f"queried {r['query_dir']}: {a['known_tracks']} tracks by enrolled composers (known), "
                   f"{a['novel_tracks']} by others (novel: "
                   + ", ".join(f"{c} {n}" for c, n in r["novel_composers"].items()) + ")",
