@@ -71,8 +71,12 @@ def genre_rows(runs: list[tuple[str, dict[str, Any]]], key: str) -> list[list[st
             novel = [e for e in entries if "novel" in e]
             k = sum(e["known"] * e["known_tracks"] for e in known) / max(1, sum(e["known_tracks"] for e in known))
             n = sum(e["novel"] * e["novel_tracks"] for e in novel) / max(1, sum(e["novel_tracks"] for e in novel))
+            named = [(e["named_right"], e["known_tracks"]) for e in known if "named_right" in e]
+            right = sum(a * b for a, b in named) / max(1, sum(b for _, b in named)) if named else None
+            aurocs = [e["auroc"] for e in entries if "auroc" in e]
             rows.append([label, g, f"{_pct(k) if known else '-'} of {sum(e['known_tracks'] for e in known)}",
-                         f"{_pct(n) if novel else '-'} of {sum(e['novel_tracks'] for e in novel)}"])
+                         f"{_pct(n) if novel else '-'} of {sum(e['novel_tracks'] for e in novel)}",
+                         _pct(right), _f(sum(aurocs) / len(aurocs)) if aurocs else "-"])
     return rows
 
 
@@ -99,8 +103,11 @@ def section(runs: list[tuple[str, dict[str, Any]]], command: str,
                 table(split_rows(runs, key), ["embedder", "draw", "enrolled", "novel composers",
                                               "known / novel tracks", "naming macro-F1", "novelty AUROC",
                                               "known flagged", "novel flagged", "s"]), "",
-                "Flag rates by the query's genre, over every draw:", "",
-                table(genre_rows(runs, key), ["embedder", "genre", "known flagged", "novel flagged"]), ""]
+                "By the query's genre, over every draw (flag rates and known works named right pooled over "
+                "the draws; the novelty AUROC within the genre, its novel works against its known ones, the "
+                "mean over the draws that have both):", "",
+                table(genre_rows(runs, key), ["embedder", "genre", "known flagged", "novel flagged",
+                                              "known named right", "novelty AUROC"]), ""]
     walls = ", ".join(f"{label} {r['wall_seconds'] / 60:.1f} min" for label, r in runs)
     out += [f"Wall time on 2 cores (features cached): {walls}.", ""]
     if cross:

@@ -562,3 +562,7 @@ def test_a_protocol_split_enrols_as_index_build_and_judges_known_and_novel_works
     assert out["mean"]["auroc"] == pytest.approx(split["novelty"]["auroc"], abs=1e-4)
     assert set(split["flag_rates_by_genre"]) == {"keyboard", "song"}
     assert split["flag_rates_by_genre"]["song"]["novel_tracks"] == 6
+    # per genre: the known keyboard works all named right; no AUROC where a genre has one side only
+    by_genre = split["flag_rates_by_genre"]
+    assert by_genre["keyboard"]["named_right"] == 1.0
+    assert "auroc" not in by_genre["song"] and "named_right" not in by_genre["song"]

@@ -31,7 +31,7 @@ from ..progress import ProgressFn
 from ..recognize.novelty import TrackQuery
 from ..recognize.query import DEFAULT_K, score_track
 from .cross_collection import enrol_figures
-from .metrics import group_bootstrap, percentile_interval
+from .metrics import auroc, group_bootstrap, percentile_interval
 from .protocols import EnrolSplit, Reserve
 
 
@@ -94,21 +94,30 @@ def flag_rates_by_genre(rows: list[dict[str, Any]], known: set[str], draws: np.n
                         ) -> dict[str, dict[str, Any]]:
     """genre -> {"known": share of known composers' tracks flagged novel (should be near the nominal
     5%), "novel": share of novel composers' tracks flagged (the higher the better), counts and
-    intervals}."""
+    intervals; "named_right": share of the known tracks named right; "auroc": novelty AUROC of the
+    genre's novel tracks against its known ones (where it has both)}."""
     out: dict[str, dict[str, Any]] = {}
     flags = np.array([r["novel"] for r in rows], dtype=float)
     for genre in sorted({r["genre"] for r in rows}):
         entry: dict[str, Any] = {}
+        sides = {}
         for side, want in (("known", True), ("novel", False)):
             idx = np.array([n for n, r in enumerate(rows) if r["genre"] == genre and (r["composer"] in known) == want])
             if not len(idx):
                 continue
+            sides[side] = idx
             entry[side] = round(float(flags[idx].mean()), 4)
             entry[f"{side}_tracks"] = len(idx)
             if draws is not None:
                 w = draws[:, idx]
                 with np.errstate(invalid="ignore"):
                     entry[f"{side}_ci"] = percentile_interval((w * flags[idx]).sum(1) / w.sum(1))
+        if "known" in sides:
+            entry["named_right"] = round(float(np.mean([rows[n]["named"] == rows[n]["composer"]
+                                                         for n in sides["known"]])), 4)
+        if len(sides) == 2:
+            entry["auroc"] = round(auroc([rows[n]["novelty"] for n in sides["novel"]],
+                                         [rows[n]["novelty"] for n in sides["known"]]), 4)
         out[genre] = entry
     return out
 
