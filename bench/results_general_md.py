@@ -33,6 +33,14 @@ def _mark(ok: bool) -> str:
     return "met" if ok else "not met"
 
 
+def _unseen_auroc(novelty: dict[str, Any]) -> str:
+    """The AUROC on novel composers the embedder never saw, or why there is none."""
+    if not novelty:
+        return "(every novel one)"  # an embedder that saw none of the query collection's composers
+    auroc = novelty["auroc"]
+    return f"{auroc:.3f}" if auroc == auroc else "(none: it saw them all)"
+
+
 def cross_rows(runs: list[tuple[str, dict[str, Any]]], title: str = "") -> list[str]:
     rows = []
     for label, r in runs:
@@ -42,7 +50,7 @@ def cross_rows(runs: list[tuple[str, dict[str, Any]]], title: str = "") -> list[
                      _with_ci(a["novelty"], "auroc"), f"{a['novelty']['fpr_at_95_tpr']:.2f}",
                      f"{a['novelty']['flagged_novel']:.2f} / {a['novelty']['flagged_known']:.2f}",
                      _with_ci(a["open_set"], "macro_f1"),
-                     f"{unseen['auroc']:.3f}" if unseen else "(every novel one)", f"{r['wall_seconds'] / 60:.1f} min"])
+                     _unseen_auroc(unseen), f"{r['wall_seconds'] / 60:.1f} min"])
     first = runs[0][1]
     known, novel = first["all"]["known_tracks"], first["all"]["novel_tracks"]
     best = max(runs, key=lambda x: x[1]["all"]["novelty"]["auroc"])
