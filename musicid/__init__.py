@@ -26,7 +26,8 @@ The package is laid out by the stages of the pipeline; each stage imports only t
     index/        the index's settings, manifest, store and FAISS search
     recognize/    novelty scores and their calibration; the query
     build/        prepare, train or load, embed, calibrate, publish; edits; Ray; the general embedder
-    evaluation/   protocols, sources, metrics, intervals, the published baseline, plots
+    evaluation/   cross-validation, the many-composer and cross-collection protocols, metrics, intervals,
+                  the published baseline, plots
     serve/        the HTTP service and its page
     cli/          the `musicid` command
 """
@@ -85,6 +86,10 @@ def report_folder(folder: str | Path, index: str | Path, workers: int = 0) -> tu
     from .recognize.query import report_folder as _report
 
     return _report(QueryEngine.open(index), folder, workers=workers)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 def __getattr__(name: str) -> Any:

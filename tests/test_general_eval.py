@@ -153,7 +153,7 @@ def test_fine_tuning_starts_each_split_from_its_general_model_and_never_from_the
 
 
 def test_eval_cli_general_protocol_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import musicid.cli.evaluation as cli_eval
+    import musicid.cli.eval_commands as cli_eval
 
     flags = cli_eval.build_flags  # the command's own options, at the tests' tiny sizes
     monkeypatch.setattr(cli_eval, "build_flags", lambda *a, **kw: replace(

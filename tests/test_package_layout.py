@@ -5,6 +5,8 @@ module imports itself back through others, no module outgrows ~400 lines, and th
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -117,3 +119,12 @@ def test_the_public_names_resolve():
     assert musicid.QueryEngine is QueryEngine
     with pytest.raises(AttributeError):
         musicid.no_such_name  # noqa: B018
+
+
+def test_import_musicid_stays_light():
+    """`import musicid` (and so `musicid --help`) loads neither torch, FAISS nor numpy: the public
+    names are loaded on first use."""
+    code = "import sys, musicid; print(sorted({'torch', 'faiss', 'numpy'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    assert "build_index" in dir(musicid)  # the lazily loaded names are listed

@@ -63,7 +63,7 @@ def train_or_load(prepared: list[Prepared], composers_of: list[str], train_idx: 
                   work_of: list[int] | None = None) -> tuple[Embedder, TrainReport | None, bool]:
     """Step 2: train the embedder on the tracks at train_idx (from init's weights when fine-tuning),
     or load the model the cache holds for exactly that training set and those settings. Returns
-    (model, report, from_cache). Fine-tuning trains with embedder.fine_tuning(options.train).
+    (model, report, from_cache). Fine-tuning trains with training.fine_tuning(options.train).
     collection_of: each prepared track's collection (an integer), for options.train.balance_collections;
     where no composer of the training set spans two collections the option changes nothing, and the
     model is keyed (and trained) as without it, so a cached one is reused. work_of: each prepared

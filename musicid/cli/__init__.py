@@ -1,7 +1,9 @@
 """Stage 10, the musicid command line: thin commands over the library (any stage may be imported;
 none imports this); heavy imports happen inside the commands.
 
-One module per group of commands (index, use, evaluation), what they share in common.py."""
+One module per group of commands: `index_commands` (index build, add, remove, info), `use_commands`
+(query, report, render, serve, corpus export), `eval_commands` (eval and its protocols, embedder train
+and info); what they share (options, errors, progress bars) in `common`, the tables in `display`."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import sys
 
 import typer
 
-from . import evaluation, index, use  # noqa: F401  (each registers its commands on the apps)
+from . import eval_commands, index_commands, use_commands  # noqa: F401  (each registers its commands on the apps)
 from .common import app, err
 
 UsageError: type[Exception] = typer.BadParameter.__mro__[1]  # click's UsageError, as typer vendors it

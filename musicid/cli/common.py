@@ -175,7 +175,7 @@ def legacy_name(new: str, old: str | None, convert: Callable[[str], str]) -> str
 
 def build_flags(features: Representation, classifier: Classifier, naming: str | None, novelty: NoveltyMethod,
                 novelty_view: str | None, **flags: Any) -> Any:
-    """BuildOptions from the flags index build and eval share (indexer.build_options)."""
+    """BuildOptions from the flags index build and eval share (build_options, below)."""
     from ..index.calibration import method_name
     from ..index.manifest import classifier_name
 
@@ -191,7 +191,7 @@ def build_options(representation: str = "pianoroll", classifier: str = "auto", n
                   ray_address: str | None = None, fine_tune: bool = False, shipped: bool = False,
                   random_programs: bool = False, seed: int = 0, threshold_rule: str = "known-quantile",
                   labels: str = "folders") -> Any:
-    """indexer.BuildOptions from the command line's flags (index build, eval and embedder train share them).
+    """build.corpus.BuildOptions from the command line's flags (index build, eval and embedder train share them).
 
     shipped: without `model`, start from the shipped embedder where it serves this representation
     (shipped.default_model), as `index build` does unless told --train.

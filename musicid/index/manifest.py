@@ -5,7 +5,7 @@ only serialises them (validated once, on load).
       format, format_version     "musicid-index", FORMAT_VERSION
       composers                  the indexed composers, in the order of every per-composer array
       settings                   IndexSettings: features, render, classifier, novelty, index_kind, group_by
-      calibration                novelty.Calibration: threshold (and the fused score's scales)
+      calibration                calibration.Calibration: threshold (and the fused score's scales)
       soundfont_sha              sha256 of the SoundFont the index was rendered with
       files                      sha256 of every data file
       ...                        what the index is (created, data_dir, counts, failures, model, machine,

@@ -9,8 +9,9 @@ MusicXML is read by partitura (Cancino-Chacón et al., "Partitura: A Python Pack
 Music Processing", 2022; version 1.9), chosen by measurement over music21, verovio and muspy
 (docs/PERFORMANCE.md, "Score reader"); kern by musicid's own linear pass (kern.py), which the same
 measurement found right, faster and able to read every handed file; music21 (and partitura, for kern)
-read what the first reader cannot, kern over FALLBACK_MAX_BYTES excepted. What this module adds in
-front of them is only what none of them does:
+read what the first reader cannot, kern over FALLBACK_MAX_BYTES excepted. What musicid adds around
+them is only what none of them does (the bytes' safety and the composer's name in score_files.py,
+the rest here):
 
 - bounded, safe input: a size limit; `.mxl` archives opened by us (no member outside the archive,
   no member that inflates past MAX_XML_BYTES, read in bounded chunks whatever its header claims);

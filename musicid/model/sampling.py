@@ -2,7 +2,7 @@
 the Triplet Loss for Person Re-Identification", 2017), with the K positives dealt over a composer's
 collections or genres and spread over its works, and the P composers drawn by their works.
 
-Pure functions of index arrays and a numpy Generator; embedder.train_embedder calls them once per
+Pure functions of index arrays and a numpy Generator; training.train_embedder calls them once per
 composer per step.
 """
 
