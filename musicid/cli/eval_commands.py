@@ -214,6 +214,7 @@ def embedder_info(
 ) -> None:
     """What an embedder was trained on, and the licence its weights carry (default: the shipped one)."""
     from ..model.shipped import describe_model
+    from .display import NAMES_LISTED, name_list
 
     with domain_errors(as_json, model):
         d = describe_model(model)
@@ -223,9 +224,8 @@ def embedder_info(
     composers = d.get("composers") or []
     rows = [("checkpoint", d["path"] + (" (shipped)" if d["shipped"] else "")),
             ("features", str(d.get("features", {}).get("representation", "?"))),
-            ("composers", f"{len(composers)}: {', '.join(composers[:SHOWN])}"
-                          + (f" and {len(composers) - SHOWN} more (--json lists all)"
-                             if len(composers) > SHOWN else "")),
+            ("composers", f"{len(composers)}: {name_list(composers)}"
+                          + (" (--json lists all)" if len(composers) > NAMES_LISTED else "")),
             *((f"  {c.get('path', '')}",
                f"{c.get('tracks')} tracks read, licence: {c.get('licence') or 'none declared'}")
               for c in d.get("collections", [])),
@@ -278,8 +278,6 @@ def _cross_collection(query_dir: Path, enrol: Path | None, model: Path | None, o
     from .display import print_cross_collection
     print_cross_collection(out, result, out_dir / "eval.json")
 
-
-SHOWN = 12  # composers `embedder info` names before "and N more"
 
 MANY_COMPOSER_PROTOCOLS = {"many-unseen": ("many-unseen",), "leave-genres-out": ("leave-genres-out",),
                            "many-composers": ("many-unseen", "leave-genres-out")}
