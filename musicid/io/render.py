@@ -22,6 +22,7 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..errors import RenderError, SoundFontError
+from ..keys import file_sha256
 from .midi import Midi
 from .smf import CONTROL, DRUM_CHANNEL, NOTE_OFF, NOTE_ON, PITCH, PROGRAM
 
@@ -85,11 +86,7 @@ def check_soundfont(path: str | Path) -> Path:
 
 @lru_cache(maxsize=8)
 def _digest_cached(path: str, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
+    return file_sha256(Path(path))[:16]
 
 
 def soundfont_digest(path: Path) -> str:
