@@ -466,17 +466,17 @@ def test_embedder_info_says_what_the_shipped_and_a_given_embedder_were_trained_o
     runner = CliRunner()
     r = runner.invoke(app, ["embedder", "info", "--json"])
     shipped = json.loads(r.stdout)
-    assert r.exit_code == 0 and shipped["shipped"] and len(shipped["composers"]) == 381
+    assert r.exit_code == 0 and shipped["shipped"] and len(shipped["composers"]) == 481
     assert shipped["licence"].startswith("CC BY-NC-SA 4.0")
     assert [c["path"] for c in shipped["collections"]] == ["asap", "dcml-piano", "sfl-challenge/train",
                                                            "openscore-lieder", "openscore-quartets", "polish-scores",
                                                            "dcml-chamber-vocal"]
-    assert len(shipped["held_out_composers"]) == 100 and not set(shipped["held_out_composers"]) & set(
-        shipped["composers"])
+    assert shipped["held_out_composers"] == []  # every composer handed to the project: its twin held 100 out
+    assert sum(c["tracks"] for c in shipped["collections"]) == shipped["background"]["tracks"] == 7666
     r = runner.invoke(app, ["embedder", "info"])  # the shipped recipe, readable without --json
     assert r.exit_code == 0 and "P = 16 composers x K = 4 clips" in r.stdout
-    assert "genre-balanced batches" in r.stdout and "and 369 more (--json lists all)" in r.stdout
-    assert "held out  100 composers" in r.stdout
+    assert "genre-balanced batches" in r.stdout and "and 469 more (--json lists all)" in r.stdout
+    assert "held out" not in r.stdout and "background  7666 tracks" in r.stdout
     r = runner.invoke(app, ["embedder", "info", str(general)])
     assert r.exit_code == 0 and "Highflute, Lowpiano, Strings" in r.stdout and "18 tracks" in r.stdout
 

@@ -41,7 +41,9 @@ def check_unseen(reserve: Reserve, trained_on: Sequence[str]) -> None:
     seen = sorted(set(reserve.composers) & set(trained_on))
     if seen:
         raise DataDirError(f"the embedder was trained on {len(seen)} reserve composer(s) ({', '.join(seen[:5])}"
-                           f"{', ...' if len(seen) > 5 else ''}): train it with --hold-out on the reserve")
+                           f"{', ...' if len(seen) > 5 else ''}): judge one trained with --hold-out on the "
+                           "reserve (--model; the shipped embedder's measured twin: TWIN=1 bash "
+                           "bench/train_shipped.sh DATA)")
 
 
 def _enrolled_corpus(root: Path, prepared: Sequence[Prepared], infos: Sequence[TrackInfo], idx: np.ndarray,
