@@ -11,7 +11,7 @@
 # scores, CC BY 4.0), reserve held out, written to WORK/commercial.pt and evaluated, not shipped:
 #   COMMERCIAL=1 bash bench/train_shipped.sh DATA [WORK]
 # DATA: the handed data folder (../shared/data); WORK: scratch folder (default /tmp/musicid-train).
-# About 65 minutes on 2 cores with the piano rolls cached, 13 GB of memory; resumable: a stopped run,
+# About 70 minutes on 2 cores with the piano rolls cached, 14 GB of memory; resumable: a stopped run,
 # started again with the same arguments, goes on from its last epoch (the state is kept in the model
 # cache, WORK/cache/models/*.partial.pt).
 set -euo pipefail
