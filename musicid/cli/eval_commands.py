@@ -76,7 +76,8 @@ def eval_cmd(
                                            "DATA_DIR against it."),
     model: Path | None = typer.Option(None, "--model", exists=True, dir_okay=False,
                                       help="The embedder for --enrol or --protocol [default with --protocol: the "
-                                           "shipped one]."),
+                                           "shipped one, which trained on every handed composer: on the handed "
+                                           "collections, its measured twin (bench/train_shipped.sh)]."),
     train_on: list[Path] | None = typer.Option(None, "--train-on", exists=True, file_okay=False,
                                                help="General-embedder protocol: train on this collection "
                                                     "(repeatable), less DATA_DIR's pieces."),

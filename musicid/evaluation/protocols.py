@@ -1,8 +1,9 @@
 """The many-composer protocols' splits: who is enrolled, who is queried, and who the embedder never saw.
 
 A general embedder is judged on composers it was not trained on, as a user's composers are. The
-*reserve* is a seeded draw of composers kept out of the shipped embedder's training and background
-(`musicid embedder train --hold-out FILE`); every protocol here enrols and queries reserve composers
+*reserve* is a seeded draw of composers kept out of the judged embedder's training and background
+(`musicid embedder train --hold-out FILE`: the shipped embedder's measured twin, not the shipped
+embedder, which trained on every composer); every protocol here enrols and queries reserve composers
 only:
 
 - *many unseen composers*: each draw indexes some reserve composers from a few works each and
