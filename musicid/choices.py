@@ -43,6 +43,13 @@ class ThresholdRule(StrEnum):
     equal_error = "equal-error"  # between held-out known tracks and background tracks scored as known unknowns
 
 
+class Judge(StrEnum):
+    """What judges a batch's novelty in report (recognize/batch_judge.py)."""
+
+    fused = "fused"  # the index's fused score and threshold, as query judges one track
+    batch = "batch"  # the fused part that sets the batch apart from known music more, where one does
+
+
 class Labels(StrEnum):
     """Where a track's composer comes from (dataset.scan_labelled)."""
 

@@ -375,6 +375,64 @@ def test_with_a_background_the_default_novelty_is_the_mean_of_normalised_and_sym
     assert again.novelty_parts["symbolic-knn"] == strings.novelty_parts["symbolic-knn"]
 
 
+def test_a_batch_is_judged_by_the_part_that_sets_it_apart_from_held_out_known_tracks() -> None:
+    from musicid.index.calibration import Calibration
+    from musicid.recognize.batch_judge import judge_batch, rejudge, shift
+    from musicid.recognize.query import TrackResult
+
+    held = np.array([-1.0, 0.0, 0.0, 1.0])
+    assert shift(np.array([2.0, 3.0]), held) == 1.0 and shift(np.array([-2.0]), held) == 0.0
+    assert shift(np.array([0.0]), held) == pytest.approx(0.5)  # ties count half: (1 below + 2 ties / 2) / 4
+    cal = Calibration(1.0, {"background-snorm": (0.0, 1.0), "symbolic-knn": (0.0, 1.0)}, "mean",
+                      heldout_z={"background-snorm": tuple(np.linspace(-2, 2, 21)),
+                                 "symbolic-knn": tuple(np.linspace(-2, 2, 21))})
+
+    def result(name: str, snorm: float, symbolic: float) -> TrackResult:
+        z = {"background-snorm": snorm, "symbolic-knn": symbolic}
+        return TrackResult(name, "Organ", 1.0, {}, {}, (snorm + symbolic) / 2, 1.0, (snorm + symbolic) / 2 > 1.0, 1,
+                           novelty_z=z)
+
+    # the notes set this batch apart (two tracks far out in symbolic-knn), the embedding does not
+    batch = [result("a", 0.1, 5.0), result("b", -0.2, 4.0), result("c", 0.0, 0.1), result("d", 0.2, -0.3)]
+    j = judge_batch(batch, cal, keep=0.95)
+    assert j is not None and j.part == "symbolic-knn" and j.shifts["symbolic-knn"] > j.shifts["background-snorm"]
+    assert j.threshold == pytest.approx(np.quantile(np.linspace(-2, 2, 21), 0.95))  # 1.8
+    judged = rejudge(batch, j)
+    assert [r.path for r in judged if r.novel] == ["a", "b"] and judged[0].novelty == 5.0
+    assert all(r.threshold == pytest.approx(1.8) and r.novelty_method == "symbolic-knn" for r in judged)
+    # neither part shifts the batch by more than the margin over the other: the fused score judges
+    even = [result("a", 3.0, 3.0), result("b", 0.0, 0.0)]
+    j = judge_batch(even, cal, keep=0.95)
+    assert j is not None and j.part is None and j.threshold == 1.0
+    assert [r.path for r in rejudge(even, j)] == ["a", "b"] and rejudge(even, j)[0].novelty == 3.0
+    # an index calibrated without the held-out z-scores cannot judge a batch
+    assert judge_batch(batch, Calibration(1.0, cal.scales, "mean"), keep=0.95) is None
+
+
+def test_report_judges_a_folder_by_batch_and_says_by_what(general: Path, tmp_path: Path) -> None:
+    folder = make_corpus(tmp_path / "mine", ["Lowpiano", "Organ"], per_composer=6, seed=7)
+    build_index(folder, tmp_path / "idx", tiny_options(tmp_path, model_path=general))
+    cal = json.loads((tmp_path / "idx" / "manifest.json").read_text())["calibration"]
+    assert set(cal["heldout_z"]) == {"background-snorm", "symbolic-knn"}
+    assert cal["heldout_z"]["symbolic-knn"] == sorted(cal["heldout_z"]["symbolic-knn"])
+    pile = tmp_path / "pile"
+    for style, seed in (("Organ", 901), ("Organ", 902), ("Choir", 905), ("Choir", 906)):
+        write_piece(pile / f"{style}{seed}.mid", style, seed)
+    runner = CliRunner()
+    r = runner.invoke(app, ["report", "--novel", str(pile), "--index", str(tmp_path / "idx"), "--judge", "batch",
+                            "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    j = out["judgement"]
+    assert set(j["shifts"]) == {"background-snorm", "symbolic-knn"} and j["margin"] == 0.05
+    flagged = sorted(x["path"] for x in out["results"] if x["novel"])
+    assert flagged == ["Choir905.mid", "Choir906.mid"], out  # the strangers, whichever part judged
+    assert all(x["threshold"] == j["threshold"] for x in out["results"])
+    r = runner.invoke(app, ["report", "--novel", str(pile), "--index", str(tmp_path / "idx"), "--judge", "batch"],
+                      env={"COLUMNS": "200"})
+    assert r.exit_code == 0 and "batch: judged by" in r.stdout and "0.5 = alike" in r.stdout
+
+
 def test_equal_error_threshold_sits_between_held_out_known_tracks_and_the_background(
         general: Path, tmp_path: Path) -> None:
     from musicid.index.calibration import NoveltySettings

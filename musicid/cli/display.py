@@ -16,6 +16,7 @@ from rich.table import Table
 from ..atomic import atomic_path
 from ..build.indexer import BuildReport
 from ..index.store import IndexStore
+from ..recognize.batch_judge import BatchJudgement
 from ..recognize.query import TrackResult
 
 CLASSIFIER_NAMES = {"linear": "linear probe", "knn": "k-NN vote", "fused": "linear probe and symbolic model"}
@@ -224,6 +225,15 @@ def print_report(console: Console, results: Sequence[TrackResult], failures: Seq
                   + (f", {len(failures)} skipped:" if failures else ""))
     for f in failures:
         console.print(f"  {f.path}: {f.reason}", highlight=False, soft_wrap=True)
+
+
+def print_judgement(console: Console, j: BatchJudgement) -> None:
+    """Which part judged a batch (report --judge batch), and why."""
+    shifts = " and ".join(f"{PART_NAMES.get(p, p)} {s:.2f}" for p, s in j.shifts.items())
+    how = (f"judged by {PART_NAMES.get(j.part, j.part)} alone (its z-score against threshold {j.threshold:.4f})"
+           if j.part else "judged by the fused score: the parts set it apart alike")
+    console.print(f"batch: {how}; how far the batch lies from held-out known works in each part (AUROC, "
+                  f"0.5 = alike): {shifts}", highlight=False, soft_wrap=True)
 
 
 def write_csv(path: Path, results: Sequence[TrackResult], failures: Sequence[Any]) -> None:

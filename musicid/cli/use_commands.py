@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from ..choices import Judge
 from ..io.corpus_export import DEFAULT_COMPOSERS
 from .common import INDEX_OPT, app, corpus_app, domain_errors, echo_json, fail, index_dir, out, progress_bars
 
@@ -40,22 +41,39 @@ def report(
     as_json: bool = typer.Option(False, "--json", help="Print the table as JSON."),
     workers: int = typer.Option(0, "--workers", min=0, show_default=False,
                                 help="Render processes [default: one per core]."),
+    judge: Judge = typer.Option(Judge.fused, "--judge",
+                                help="batch: judge novelty by the part of the fused score (embedding or notes) "
+                                     "that sets this folder apart from known music more, where one does "
+                                     "(docs/GUIDE.md)."),
 ) -> None:
     """Score every MIDI file and score in a folder: composer, confidence, novelty, flagged."""
+    from ..recognize.batch_judge import judge_batch, rejudge
     from ..recognize.query import QueryEngine, report_folder
-    from .display import print_report, write_csv
+    from .display import print_judgement, print_report, write_csv
 
     with domain_errors(as_json, test_dir):
         engine = QueryEngine.open(index_dir(index))
         with progress_bars(not as_json) as progress:
             results, failures = report_folder(engine, test_dir, novel, workers, progress)
+        judgement = None
+        if judge == Judge.batch:
+            manifest = engine.store.manifest
+            judgement = judge_batch(results, manifest.calibration, manifest.settings.novelty.keep)
+            if judgement is None:
+                fail("--judge batch needs an index calibrated with the fused score that keeps its held-out "
+                     "tracks' z-scores (built by musicid 0.5.0 or later): rebuild it", 2, as_json)
+            results = rejudge(results, judgement) if novel else sorted(rejudge(results, judgement),
+                                                                       key=lambda r: r.path)
         if csv:
             write_csv(csv, results, failures)
     if as_json:
         echo_json({"results": [r.as_dict() for r in results],
-                    "failures": [{"path": str(f.path), "kind": f.kind, "reason": f.reason} for f in failures]})
+                    "failures": [{"path": str(f.path), "kind": f.kind, "reason": f.reason} for f in failures],
+                    **({"judgement": judgement.as_dict()} if judgement else {})})
     else:
         print_report(out, results, failures, novel)
+        if judgement:
+            print_judgement(out, judgement)
     if not results:
         raise typer.Exit(1)
 

@@ -91,6 +91,9 @@ class Calibration:
     rule: str = "max"  # fused: "max" or "mean" of the parts' z-scores ("max" where a file does not say)
     threshold_rule: str = "known-quantile"  # how the threshold was placed (THRESHOLD_RULES)
     impostors: int = 0  # "equal-error": how many known unknowns it was placed against
+    # fused: each part's z-scores over the held-out known tracks, ascending (what batch_judge.py sets a
+    # batch of queries against); None where an index was calibrated before musicid 0.5
+    heldout_z: dict[str, tuple[float, ...]] | None = None
 
     def __post_init__(self) -> None:
         if self.rule not in FUSION_RULES:
@@ -106,12 +109,15 @@ class Calibration:
     def as_dict(self) -> dict[str, Any]:
         return {"threshold": round(self.threshold, 4),
                 "scales": {k: [float(a), float(b)] for k, (a, b) in self.scales.items()} if self.scales else None,
-                "rule": self.rule, "threshold_rule": self.threshold_rule, "impostors": self.impostors}
+                "rule": self.rule, "threshold_rule": self.threshold_rule, "impostors": self.impostors,
+                "heldout_z": {k: [round(float(x), 4) for x in v] for k, v in self.heldout_z.items()}
+                if self.heldout_z else None}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Calibration:
-        scales = d.get("scales")
+        scales, heldout_z = d.get("scales"), d.get("heldout_z")
         return cls(float(d["threshold"]),
                    {str(k): (float(a), float(b)) for k, (a, b) in scales.items()} if scales else None,
                    str(d.get("rule", "max")), str(d.get("threshold_rule", "known-quantile")),
-                   int(d.get("impostors", 0)))
+                   int(d.get("impostors", 0)),
+                   {str(k): tuple(float(x) for x in v) for k, v in heldout_z.items()} if heldout_z else None)

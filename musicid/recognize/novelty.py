@@ -229,7 +229,9 @@ def calibrate(held_out: Sequence[dict[str, float]], settings: NoveltySettings,
     if not len(held_out):
         raise ValueError("no held-out scores to calibrate on")
     scales = robust_scales(held_out, settings.parts) if settings.method == "fused" else None
-    fitted = Calibration(float("inf"), scales, settings.rule)
+    heldout_z = {m: tuple(sorted(z)) for m, (med, iqr) in scales.items()
+                 if len(z := [(p[m] - med) / iqr for p in held_out if np.isfinite(p[m])])} if scales else None
+    fitted = Calibration(float("inf"), scales, settings.rule, heldout_z=heldout_z or None)
     scores = np.asarray([final_score(p, settings.method, fitted) for p in held_out], dtype=float)
     threshold = float(np.quantile(scores, settings.keep))
     imp = np.asarray([final_score(p, settings.method, fitted) for p in impostors], dtype=float)
