@@ -48,7 +48,7 @@ def report(
 ) -> None:
     """Score every MIDI file and score in a folder: composer, confidence, novelty, flagged."""
     from ..recognize.batch_judge import judge_batch, rejudge
-    from ..recognize.query import QueryEngine, report_folder
+    from ..recognize.query import QueryEngine, rank_by_novelty, report_folder
     from .display import print_judgement, print_report, write_csv
 
     with domain_errors(as_json, test_dir):
@@ -62,8 +62,9 @@ def report(
             if judgement is None:
                 fail("--judge batch needs an index calibrated with the fused score that keeps its held-out "
                      "tracks' z-scores (built by musicid 0.5.0 or later): rebuild it", 2, as_json)
-            results = rejudge(results, judgement) if novel else sorted(rejudge(results, judgement),
-                                                                       key=lambda r: r.path)
+            results = rejudge(results, judgement)  # report_folder's order: by path, or by novelty
+            if novel:
+                results = rank_by_novelty(results)  # ...now this judgement's
         if csv:
             write_csv(csv, results, failures)
     if as_json:

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..index.calibration import Calibration
-from .query import TrackResult, rank_by_novelty
+from .query import TrackResult
 
 MARGIN = 0.05  # how much more one part must shift the batch than the other to judge it alone
 JUDGES = ("fused", "batch")  # report --judge: the index's fused score, or the part the batch picks
@@ -79,10 +79,10 @@ def judge_batch(results: Sequence[TrackResult], calibration: Calibration, keep: 
 
 
 def rejudge(results: Sequence[TrackResult], judgement: BatchJudgement) -> list[TrackResult]:
-    """The results judged by the chosen part (novelty: its z-score; threshold and flag from it),
-    most novel first; unchanged (re-ranked) when the fused score judged."""
+    """The results judged by the chosen part (novelty: its z-score; threshold and flag from it), in
+    the order given; unchanged when the fused score judged."""
     if judgement.part is None:
-        return rank_by_novelty(results)
+        return list(results)
     part = judgement.part
     judged = []
     for r in results:
@@ -90,4 +90,4 @@ def rejudge(results: Sequence[TrackResult], judgement: BatchJudgement) -> list[T
         novelty = z if np.isfinite(z) else r.novelty
         judged.append(replace(r, novelty=round(novelty, 4), threshold=round(judgement.threshold, 4),
                               novel=novelty > judgement.threshold, novelty_method=part))
-    return rank_by_novelty(judged)
+    return judged
