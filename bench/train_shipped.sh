@@ -10,6 +10,8 @@
 # terms allow commercial use only (OpenScore Lieder and String Quartets, CC0; the Polish Music Heritage
 # scores, CC BY 4.0), reserve held out, written to WORK/commercial.pt and evaluated, not shipped:
 #   COMMERCIAL=1 bash bench/train_shipped.sh DATA [WORK]
+# A variant of the recipe is measured the same way, with its flags added in FLAGS and its own WORK, e.g.
+#   FLAGS="--voice-dropout 0.5" TWIN=1 bash bench/train_shipped.sh DATA /tmp/musicid-train-vd
 # DATA: the handed data folder (../shared/data); WORK: scratch folder (default /tmp/musicid-train).
 # About 70 minutes on 2 cores with the piano rolls cached, 14 GB of memory; resumable: a stopped run,
 # started again with the same arguments, goes on from its last epoch (the state is kept in the model
@@ -23,6 +25,7 @@ $PY bench/reserve.py "$work/all" --seed 0 > "$work/reserve.txt"
 collections=("$data/asap" "$data/dcml-piano" "$data/sfl-challenge/train" "$data/openscore-lieder"
              "$data/openscore-quartets" "$data/polish-scores" "$data/dcml-chamber-vocal")
 hold_out=(--hold-out "$work/reserve.txt"); out=$work/twin.pt
+read -ra extra <<< "${FLAGS:-}"
 if [ -n "${COMMERCIAL:-}" ]; then
   collections=("$data/openscore-lieder" "$data/openscore-quartets" "$data/polish-scores"); out=$work/commercial.pt
 elif [ -z "${TWIN:-}" ]; then
@@ -31,7 +34,7 @@ fi
 $MUSICID embedder train "${collections[@]}" \
   --out "$out" --cache-dir "$work/cache" --epochs 45 --steps-per-epoch 80 -P 16 -K 4 \
   --pitch-shift 6 --cosface 1.0 --balance-collections --domains genre --spread-works \
-  --composer-weighting sqrt-works "${hold_out[@]}"
+  --composer-weighting sqrt-works "${extra[@]}" "${hold_out[@]}"
 if [ ${#hold_out[@]} -gt 0 ]; then
   # the protocols (docs/RESULTS.md's generated section: bench/results_protocols_md.py)
   $MUSICID eval "$work/all" --protocol many-composers --model "$out" --cache-dir "$work/cache" --bootstrap 300 \

@@ -79,11 +79,11 @@ def test_batch_hard_loss_prefers_separated_embeddings() -> None:
 
 
 def test_pitch_shift_augmentation_stays_inside_each_instrument_plane() -> None:
-    from musicid.model.training import _augment
+    from musicid.model.augment import augment
 
     x = torch.zeros(64, 4 * 16, 8)
     x[:, 16 + 15] = 1.0  # the top row of the second plane: any upward shift wraps within that plane
-    out = _augment(x, torch.Generator().manual_seed(0), max_shift=2, planes=4)
+    out = augment(x, torch.Generator().manual_seed(0), max_shift=2, planes=4)
     planes = out.reshape(64, 4, 16, 8)
     spread = planes.amax(dim=(2, 3)) - planes.amin(dim=(2, 3))  # a plane with no notes stays flat
     assert torch.all(spread[:, [0, 2, 3]] == 0) and torch.allclose(spread[:, 1], torch.ones(64))

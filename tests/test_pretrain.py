@@ -103,18 +103,45 @@ def test_fine_tuning_is_pulled_towards_the_starting_weights() -> None:
 
 
 def test_time_stretch_plays_a_crop_faster_or_slower_at_the_same_pitch() -> None:
-    from musicid.model.training import _crop_lengths, _stretched_crop
+    from musicid.model.augment import crop_lengths, stretched_crop
 
     clip = torch.zeros(16, 120)
     clip[5, 10:30] = 1.0  # one note, 20 frames (2 s) long, on row 5
-    twice_as_fast = _stretched_crop(clip, 0, 100, 50)  # 100 frames of music squeezed into 50
+    twice_as_fast = stretched_crop(clip, 0, 100, 50)  # 100 frames of music squeezed into 50
     assert twice_as_fast.shape == (16, 50)
     assert (twice_as_fast[5] > 0.5).sum() == 10 and twice_as_fast[torch.arange(16) != 5].abs().sum() == 0
-    assert torch.equal(_stretched_crop(clip, 7, 50, 50), clip[:, 7:57])  # no stretch: the plain crop
+    assert torch.equal(stretched_crop(clip, 7, 50, 50), clip[:, 7:57])  # no stretch: the plain crop
     rng = np.random.default_rng(0)
-    lengths = _crop_lengths(rng, 2000, 100, 120, 0.25)  # tempo x0.8 to x1.25, at most the clip's 120 frames
+    lengths = crop_lengths(rng, 2000, 100, 120, 0.25)  # tempo x0.8 to x1.25, at most the clip's 120 frames
     assert lengths.min() == 80 and lengths.max() == 120 and (lengths < 100).mean() > 0.4
-    assert (_crop_lengths(rng, 5, 100, 120, 0.0) == 100).all()
+    assert (crop_lengths(rng, 5, 100, 120, 0.0) == 100).all()
+
+
+def test_voice_dropout_silences_one_voice_of_four_part_writing_and_leaves_a_melody_whole() -> None:
+    from musicid.build.corpus import BuildOptions
+    from musicid.features.clips import FeatureSettings
+    from musicid.model.augment import drop_voices
+    from musicid.model.training import TrainSettings
+
+    chorale = torch.zeros(400, 128, 20)
+    bass = [48 + f % 3 for f in range(20)]  # a moving bass under three held voices
+    for f in range(20):
+        chorale[:, [bass[f], 55, 64, 72], f] = 0.7
+    out = drop_voices(chorale, torch.Generator().manual_seed(0), 1.0)
+    gone = [tuple(((chorale[i] > 0) & (out[i] == 0)).any(dim=1).nonzero().flatten().tolist()) for i in range(400)]
+    voices = {(48, 49, 50): "bass", (55,): "tenor", (64,): "alto", (72,): "soprano"}
+    assert set(gone) == set(voices)  # exactly one whole voice each time, each of the four in turn
+    assert all(gone.count(v) > 60 for v in voices)
+    assert torch.equal(out[out > 0], chorale[out > 0])  # what stays is untouched
+    half = drop_voices(chorale, torch.Generator().manual_seed(1), 0.5)
+    assert 0.4 < (half != chorale).any(dim=2).any(dim=1).float().mean() < 0.6
+    melody = torch.zeros(8, 128, 20)
+    melody[:, 60, :10] = melody[:, 62, 10:] = 1.0
+    assert torch.equal(drop_voices(melody, torch.Generator().manual_seed(0), 1.0), melody)
+    with pytest.raises(ValueError, match="voice dropout needs pitch rows"):
+        BuildOptions(features=FeatureSettings(), train=TrainSettings(voice_dropout=0.5))
+    with pytest.raises(ValueError, match="probability"):
+        TrainSettings(voice_dropout=1.5)
 
 
 def test_cosface_term_pulls_clips_to_their_own_composer_and_trains_with_any_composer_labels() -> None:
@@ -192,7 +219,7 @@ def test_models_cached_by_earlier_versions_are_still_found(tmp_path: Path) -> No
     tracks = [("ab" * 32, "Bach"), ("cd" * 32, "Chopin")]
     assert model_cache_path(options, tracks).name == "9359c762a04e8899.pt"
     for changed in (TrainSettings(time_stretch=0.25), TrainSettings(cosface=1.0), TrainSettings(anchor=0.01),
-                    TrainSettings(balance_collections=True)):
+                    TrainSettings(balance_collections=True), TrainSettings(voice_dropout=0.5)):
         assert model_cache_path(replace(options, train=changed), tracks).name != "9359c762a04e8899.pt"
 
 
@@ -238,14 +265,20 @@ def test_embedder_train_through_the_cli(tmp_path: Path) -> None:
     a = make_corpus(tmp_path / "a", ["Lowpiano", "Highflute"], per_composer=3, seconds=6)
     r = CliRunner().invoke(app, ["embedder", "train", str(a), "--out", str(tmp_path / "m.pt"), "--features",
                                  "pianoroll", "--epochs", "1", "--steps-per-epoch", "2", "-P", "2", "-K", "4",
-                                 "--cache-dir", str(tmp_path / "cache"), "--workers", "1", "--seed", "3", "--json"])
+                                 "--cache-dir", str(tmp_path / "cache"), "--workers", "1", "--seed", "3",
+                                 "--voice-dropout", "0.5", "--json"])
     assert r.exit_code == 0, r.output
     rep = json.loads(r.stdout)
     assert rep["composers"] == ["Highflute", "Lowpiano"] and rep["train"]["steps"] == 2
     assert rep["licence"] == "unknown: the training collections declare no licence"
     _, features, meta = load_checkpoint(tmp_path / "m.pt")
     assert features.representation == "pianoroll" and meta["train"]["composers_per_batch"] == 2
-    assert meta["train"]["seed"] == 3
+    assert meta["train"]["seed"] == 3 and meta["train"]["voice_dropout"] == 0.5
+    assert "voice dropout 0.5" in CliRunner().invoke(app, ["embedder", "info", str(tmp_path / "m.pt")]).stdout
+    r = CliRunner().invoke(app, ["embedder", "train", str(a), "--out", str(tmp_path / "audio.pt"), "--features",
+                                 "audio", "--voice-dropout", "0.5", "--cache-dir", str(tmp_path / "cache")])
+    assert r.exit_code == 2 and "voice dropout needs pitch rows" in r.output
+    assert not (tmp_path / "audio.pt").exists()
 
 
 def test_open_set_labels_make_every_other_composer_and_every_flag_unknown() -> None:

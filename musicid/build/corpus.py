@@ -47,6 +47,10 @@ class BuildOptions:
     ray: bool = False  # render and embed on a Ray cluster (distributed.py)
     ray_address: str | None = None  # None with ray=True: a local Ray instance
 
+    def __post_init__(self) -> None:
+        if self.train.voice_dropout and not self.features.from_notes:
+            raise ValueError("voice dropout needs pitch rows: train on a piano roll, not on audio")
+
 
 def classifier_for(options: BuildOptions) -> str:
     """The classifier an index uses: auto is the k-NN vote on audio and the linear probe on piano

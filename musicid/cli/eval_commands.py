@@ -168,6 +168,9 @@ def embedder_train(
     composer_weighting: str = typer.Option("uniform", "--composer-weighting",
                                            help="How often a composer is drawn into a batch: uniform, or "
                                                 "sqrt-works (in proportion to the square root of its works)."),
+    voice_dropout: float = typer.Option(0.0, "--voice-dropout", min=0.0, max=1.0,
+                                        help="Training augmentation (rolls): the chance a crop loses one voice, "
+                                             "the r-th highest or lowest pitch sounding in each frame."),
     hold_out: Path | None = typer.Option(None, "--hold-out", exists=True, dir_okay=False,
                                          help="A file of composer names, one a line, kept out of training "
                                               "and of the background (the protocols' reserve)."),
@@ -190,7 +193,8 @@ def embedder_train(
             b = replace(b, train=replace(b.train, composers_per_batch=composers_per_batch,
                                          clips_per_composer=clips_per_composer,
                                          balance_collections=balance_collections, domains=domains,
-                                         spread_works=spread_works, composer_weighting=composer_weighting))
+                                         spread_works=spread_works, composer_weighting=composer_weighting,
+                                         voice_dropout=voice_dropout))
         except ValueError as e:
             fail(str(e), 2, as_json)
         held = [x.strip() for x in hold_out.read_text().splitlines() if x.strip()] if hold_out else []
@@ -247,7 +251,8 @@ def embedder_info(
                                          train.get("composer_weighting") == "sqrt-works"),
                                         (f"pitch shift {train.get('pitch_shift')}", train.get("pitch_shift", 2) != 2),
                                         (f"CosFace {train.get('cosface')}", train.get("cosface")),
-                                        (f"time stretch {train.get('time_stretch')}", train.get("time_stretch")))
+                                        (f"time stretch {train.get('time_stretch')}", train.get("time_stretch")),
+                                        (f"voice dropout {train.get('voice_dropout')}", train.get("voice_dropout")))
                   if on]
         rows.append(("recipe", ", ".join([f"P = {train.get('composers_per_batch')} composers x K = "
                                           f"{train.get('clips_per_composer')} clips, {train.get('mining')} triplets, "

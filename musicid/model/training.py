@@ -1,9 +1,9 @@
 """Training the clip embedder: P composers x K clips a batch, a triplet loss (FaceNet, Schroff et al.,
 CVPR 2015; batch-all and batch-hard mining, Hermans et al., "In Defense of the Triplet Loss for Person
 Re-Identification", 2017), optionally with a CosFace margin softmax over the training composers (Wang
-et al., CVPR 2018), transposition and time-stretch augmentation, and a resumable state after every
-epoch (step, losses, weights, optimiser, schedule, proxies and every random generator: a resumed run
-is the uninterrupted one, draw for draw).
+et al., CVPR 2018), transposition, time-stretch and voice-dropout augmentation (augment.py), and a
+resumable state after every epoch (step, losses, weights, optimiser, schedule, proxies and every random
+generator: a resumed run is the uninterrupted one, draw for draw).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from ..atomic import write_bytes
 from ..errors import TrainingError
 from ..progress import ProgressFn
+from .augment import augment, crop_lengths, drop_voices, stretched_crop
 from .embedder import Embedder, EmbedderDims
 from .sampling import collection_balanced_pick, composer_weights, spread_pick
 
@@ -50,12 +51,15 @@ class TrainSettings:
     domains: str = "collection"  # what balance_collections balances over: "collection" or "genre" (catalogue.py)
     spread_works: bool = False  # a composer's K clips drawn from as many of its works as it has (spread_pick)
     composer_weighting: str = "uniform"  # or "sqrt-works": a composer drawn for P in proportion to sqrt(works)
+    voice_dropout: float = 0.0  # augmentation: the chance a crop loses one voice (augment.drop_voices; rolls only)
 
     def __post_init__(self) -> None:
         if self.domains not in ("collection", "genre"):
             raise ValueError(f"unknown training domains {self.domains!r} (collection, genre)")
         if self.composer_weighting not in ("uniform", "sqrt-works"):
             raise ValueError(f"unknown composer weighting {self.composer_weighting!r} (uniform, sqrt-works)")
+        if not 0.0 <= self.voice_dropout <= 1.0:
+            raise ValueError(f"voice dropout is a probability, not {self.voice_dropout}")
 
 
 FINE_TUNE_ANCHOR = 0.01  # L2-SP weight for --fine-tune (docs/RESULTS.md, 2026-12-01)
@@ -140,34 +144,6 @@ class TrainReport:
     losses: list[float] = field(default_factory=list)
 
 
-def _augment(x: Tensor, gen: torch.Generator, max_shift: int = 2, planes: int = 1) -> Tensor:
-    """Random gain and a random shift of up to max_shift rows (a small pitch/timbre change),
-    within each of the clip's stacked planes."""
-    shift = int(torch.randint(-max_shift, max_shift + 1, (1,), generator=gen))
-    if shift:
-        b, rows, frames = x.shape
-        x = torch.roll(x.reshape(b, planes, rows // planes, frames), shift, dims=-2).reshape(b, rows, frames)
-    return x + (torch.rand(x.shape[0], 1, 1, generator=gen) - 0.5)
-
-
-def _stretched_crop(clip: Tensor, start: int, source: int, crop: int) -> Tensor:
-    """clip[:, start:start + source] (rows, frames) resampled linearly to crop frames: the same notes
-    played crop / source times as slow (rows keep their pitch)."""
-    x = clip[None, :, start:start + source].float()
-    return x[0] if source == crop else F.interpolate(x, size=crop, mode="linear", align_corners=False)[0]
-
-
-def _crop_lengths(rng: np.random.Generator, n: int, crop: int, frames: int, stretch: float) -> np.ndarray:
-    """n source lengths for crops of `crop` frames: crop itself without stretch; else crop times a tempo
-    factor drawn log-uniformly from [1 / (1 + stretch), 1 + stretch], at most the clip's frames (so a
-    speed-up tops out at frames / crop: x1.17 for the roll's 256-frame crops of 300-frame clips, where
-    about 15% of crops sit at stretch 0.25)."""
-    if not stretch:
-        return np.full(n, crop)
-    factors = np.exp(rng.uniform(-np.log1p(stretch), np.log1p(stretch), size=n))
-    return np.clip(np.rint(crop * factors).astype(int), 8, frames)
-
-
 def train_embedder(
     clips: Tensor,
     labels: np.ndarray,
@@ -241,11 +217,13 @@ def train_embedder(
         for step in range(first, total_steps):
             chosen = rng.choice(classes, size=p, replace=False, p=weights)
             idx = np.concatenate([pick(int(c)) for c in chosen])
-            sources = _crop_lengths(rng, len(idx), crop, clips.shape[-1], settings.time_stretch)
+            sources = crop_lengths(rng, len(idx), crop, clips.shape[-1], settings.time_stretch)
             starts = rng.integers(0, clips.shape[-1] - sources + 1)
-            batch = torch.stack([_stretched_crop(clips[i], s, n, crop)
+            batch = torch.stack([stretched_crop(clips[i], s, n, crop)
                                  for i, s, n in zip(idx, starts, sources, strict=True)])
-            batch = _augment(batch, gen, settings.pitch_shift, dims.in_channels)
+            if settings.voice_dropout:
+                batch = drop_voices(batch, gen, settings.voice_dropout, dims.in_channels)
+            batch = augment(batch, gen, settings.pitch_shift, dims.in_channels)
             batch_labels = np.repeat(chosen, k)
             y = torch.from_numpy(batch_labels)
             emb = model(batch)
