@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -63,7 +63,7 @@ INDEX_OPT = typer.Option(None, "--index", "-i",
 
 
 def fail(message: str, code: int = 1, as_json: bool = False, path: Path | None = None,
-          kind: str = "UsageError") -> None:
+          kind: str = "UsageError") -> NoReturn:
     """One red line on stderr and exit code; with as_json also {"error": {path, kind, message}} on
     stdout, so a script that asked for JSON always gets JSON."""
     err.print(f"[red]error:[/red] {escape(message)}", markup=True, highlight=False, soft_wrap=True)
@@ -170,7 +170,6 @@ def legacy_name(new: str, old: str | None, convert: Callable[[str], str]) -> str
         return convert(old)
     except ValueError as e:
         fail(str(e), 2)
-        raise  # unreachable: fail exits
 
 
 def build_flags(features: Representation, classifier: Classifier, naming: str | None, novelty: NoveltyMethod,
