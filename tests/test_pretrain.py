@@ -464,6 +464,21 @@ def test_report_judges_a_folder_by_batch_and_says_by_what(general: Path, tmp_pat
     r = runner.invoke(app, ["report", "--novel", str(pile), "--index", str(tmp_path / "idx"), "--judge", "batch"],
                       env={"COLUMNS": "200"})
     assert r.exit_code == 0 and "batch: judged by" in r.stdout and "0.5 = alike" in r.stdout
+    # the service's batch route judges the same files the same way
+    import warnings
+
+    from musicid.serve import ServeConfig, create_app
+
+    with warnings.catch_warnings():  # starlette 1.x asks for httpx2 in place of httpx, which works the same
+        warnings.simplefilter("ignore", UserWarning)
+        from fastapi.testclient import TestClient
+
+    files = [("files", (p.name, p.read_bytes())) for p in sorted(pile.iterdir())]
+    with TestClient(create_app(ServeConfig(tmp_path / "idx", workers=1, cache_dir=tmp_path / "cache"))) as client:
+        body = client.post("/report?judge=batch", files=files).json()
+        assert body["judgement"] == j and body["results"] == out["results"]
+        assert "judgement" not in client.post("/report", files=files).json()
+        assert client.post("/report?judge=nope", files=files).status_code == 422
 
 
 def test_equal_error_threshold_sits_between_held_out_known_tracks_and_the_background(

@@ -113,6 +113,20 @@ def test_report_ranks_files_and_lists_bad_ones(client: TestClient, tmp_path: Pat
     assert [r["path"] for r in in_order] == ["k.mid", "u.mid"]
 
 
+def test_a_batch_is_judged_on_request_and_refused_by_an_index_without_held_out_z_scores(editable: TestClient,
+                                                                                       tmp_path: Path) -> None:
+    files = [("files", (f"{style}.mid", write_piece(tmp_path / f"{style}.mid", style, seed=s).read_bytes()))
+             for style, s in (("Highflute", 5), ("Organ", 6))]
+    body = editable.post("/report?judge=batch", files=files).json()
+    assert body["judgement"]["margin"] == 0.05 and len(body["results"]) == 2
+    engine = editable.app.app.state.service.state.engine  # type: ignore[attr-defined]
+    manifest = engine.store.manifest  # as an index calibrated before musicid 0.5.0 reads
+    engine.store.manifest = replace(manifest, calibration=replace(manifest.calibration, heldout_z=None))
+    r = editable.post("/report?judge=batch", files=files)
+    assert r.status_code == 409 and "rebuild it" in r.json()["error"]
+    assert editable.post("/report", files=files).status_code == 200  # the fused score still judges
+
+
 def test_index_is_index_info_json_and_healthz(client: TestClient, built_index: Path) -> None:
     assert client.get("/index").json() == cli_json("index", "info", "--index", str(built_index), "--json")
     health = client.get("/healthz").json()

@@ -47,7 +47,7 @@ def report(
                                      "(docs/GUIDE.md)."),
 ) -> None:
     """Score every MIDI file and score in a folder: composer, confidence, novelty, flagged."""
-    from ..recognize.batch_judge import judge_batch, rejudge
+    from ..recognize.batch_judge import judge_report
     from ..recognize.query import QueryEngine, rank_by_novelty, report_folder
     from .display import print_judgement, print_report, write_csv
 
@@ -56,15 +56,10 @@ def report(
         with progress_bars(not as_json) as progress:
             results, failures = report_folder(engine, test_dir, novel, workers, progress)
         judgement = None
-        if judge == Judge.batch:
-            manifest = engine.store.manifest
-            judgement = judge_batch(results, manifest.calibration, manifest.settings.novelty.keep)
-            if judgement is None:
-                fail("--judge batch needs an index calibrated with the fused score that keeps its held-out "
-                     "tracks' z-scores (built by musicid 0.5.0 or later): rebuild it", 2, as_json)
-            results = rejudge(results, judgement)  # report_folder's order: by path, or by novelty
+        if judge == Judge.batch and results:
+            results, judgement = judge_report(results, engine.store.manifest)  # in report_folder's order
             if novel:
-                results = rank_by_novelty(results)  # ...now this judgement's
+                results = rank_by_novelty(results)  # ...now by this judgement's novelty
         if csv:
             write_csv(csv, results, failures)
     if as_json:

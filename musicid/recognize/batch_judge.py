@@ -27,7 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import IndexMismatch
 from ..index.calibration import Calibration
+from ..index.manifest import Manifest
 from .query import TrackResult
 
 MARGIN = 0.05  # how much more one part must shift the batch than the other to judge it alone
@@ -91,3 +93,15 @@ def rejudge(results: Sequence[TrackResult], judgement: BatchJudgement) -> list[T
         judged.append(replace(r, novelty=round(novelty, 4), threshold=round(judgement.threshold, 4),
                               novel=novelty > judgement.threshold, novelty_method=part))
     return judged
+
+
+def judge_report(results: Sequence[TrackResult], manifest: Manifest) -> tuple[list[TrackResult], BatchJudgement]:
+    """A folder's (or an upload batch's) fused-score results judged as one batch against the index
+    described by manifest: (the results rejudged, in the order given; how they were judged). Raises
+    IndexMismatch where the index keeps no held-out z-scores (calibrated before musicid 0.5.0, or
+    not with the fused score): it must be rebuilt."""
+    judgement = judge_batch(results, manifest.calibration, manifest.settings.novelty.keep)
+    if judgement is None:
+        raise IndexMismatch("judging a batch needs an index calibrated with the fused score that keeps its "
+                            "held-out tracks' z-scores (built by musicid 0.5.0 or later): rebuild it")
+    return rejudge(results, judgement), judgement

@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from ..choices import Judge
 from ..errors import DataDirError, IndexNotFound, MusicIdError, ReadError, RenderError, ServeError, SoundFontError
 from .service import MAP_POINTS, MAX_AUDIO_SECONDS, HttpError, ServeConfig, Service, safe_name
 
@@ -186,10 +187,14 @@ def create_app(config: ServeConfig) -> BodyLimit:
         return JSONResponse(await service.run(work, service.config.query_timeout))
 
     @api.post("/report", summary="Several MIDI files or scores: rows as `musicid report --json` (most novel first)")
-    async def report(files: list[UploadFile] = File(...), novel: bool = True) -> JSONResponse:
+    async def report(files: list[UploadFile] = File(...), novel: bool = True,
+                     judge: Judge = Query(Judge.fused, description="batch: judge the files as one batch, by the "
+                                                                   "part of the fused score that sets them apart "
+                                                                   "(as `musicid report --judge batch`)")
+                     ) -> JSONResponse:
         uploads = [await read(f) for f in files]
         timeout = service.config.query_timeout * max(1, len(uploads))
-        return JSONResponse(await service.run(lambda: service.report(uploads, novel), timeout))
+        return JSONResponse(await service.run(lambda: service.report(uploads, novel, judge.value), timeout))
 
     @api.get("/index", summary="What `musicid index info --json` gives: the index's manifest")
     async def index() -> JSONResponse:

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from ..errors import DataDirError, ReadError, RenderError
+from ..errors import DataDirError, IndexMismatch, ReadError, RenderError
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # one MIDI file; real scores are KBs
 MAX_REQUEST_BYTES = 64 * 1024 * 1024  # one request body, all files together
@@ -231,9 +231,18 @@ class Service:
 
     def query(self, data: bytes, name: str, k: int, explain: bool) -> dict[str, Any]:
         """One uploaded file's result (TrackResult.as_dict()), with `explain` for the page."""
+        state = self.state
+        result, prepared, vectors = self._score(state, data, name, k)
+        out = result.as_dict()
+        if explain:
+            out["explain"] = self._explain(state, data, name, prepared, vectors, result, k)
+        return out
+
+    def _score(self, state: Loaded, data: bytes, name: str, k: int) -> tuple[Any, Any, np.ndarray]:
+        """One upload scored by state's engine: its TrackResult, its prepared track and its clips'
+        vectors (n_clips, d)."""
         from ..features.prepare import prepare_track
 
-        state = self.state
         engine = state.engine
         check_upload(data, name, self.config.max_upload_bytes)
         settings = replace(engine.render_settings, timeout_seconds=self.config.query_timeout)
@@ -247,11 +256,7 @@ class Service:
             folder.rmdir()
         engine.model.take()  # nothing left over from an earlier call that failed on this thread
         result = engine.score(prepared, name, k)
-        vectors = engine.model.take()
-        out = result.as_dict()
-        if explain:
-            out["explain"] = self._explain(state, data, name, prepared, vectors, result, k)
-        return out
+        return result, prepared, engine.model.take()
 
     def _explain(self, state: Loaded, data: bytes, name: str, prepared: Any, vectors: np.ndarray, result: Any,
                  k: int) -> dict[str, Any]:
@@ -281,18 +286,31 @@ class Service:
             while sum(len(d) for _, d in self._uploads.values()) > UPLOAD_CACHE_BYTES and len(self._uploads) > 1:
                 self._uploads.popitem(last=False)
 
-    def report(self, files: list[tuple[str, bytes]], novel: bool) -> dict[str, Any]:
-        """Several files: rows as `musicid report --json` (ranked by novelty when `novel`)."""
-        results: list[dict[str, Any]] = []
+    def report(self, files: list[tuple[str, bytes]], novel: bool, judge: str = "fused") -> dict[str, Any]:
+        """Several files: rows as `musicid report --json` (ranked by novelty when `novel`); judge
+        "batch" judges them as one batch, as `report --judge batch` (recognize/batch_judge.py), and
+        adds "judgement". HttpError 409 where the index cannot judge a batch (built before 0.5.0)."""
+        from ..recognize.batch_judge import judge_report
+        from ..recognize.query import rank_by_novelty
+
+        state = self.state  # one engine for the whole batch, even if an edit swaps it meanwhile
+        results = []
         failures: list[dict[str, str]] = []
         for name, data in files:
             try:
-                results.append(self.query(data, name, 10, explain=False))
+                results.append(self._score(state, data, name, 10)[0])
             except (HttpError, ReadError, RenderError) as e:
                 failures.append({"path": name, "reason": str(e).removeprefix(f"{name}: ")})
-        # as query.rank_by_novelty and report_folder order TrackResults
-        results.sort(key=(lambda r: -r["novelty"]) if novel else (lambda r: r["path"]))
-        return {"results": results, "failures": failures}
+        judgement = None
+        if judge == "batch" and results:
+            try:
+                results, judgement = judge_report(results, state.engine.store.manifest)
+            except IndexMismatch as e:
+                raise HttpError(409, str(e)) from None
+        # as report_folder orders TrackResults
+        results = rank_by_novelty(results) if novel else sorted(results, key=lambda r: r.path)
+        return {"results": [r.as_dict() for r in results], "failures": failures,
+                **({"judgement": judgement.as_dict()} if judgement else {})}
 
     # audio
 
