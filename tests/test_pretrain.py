@@ -481,6 +481,42 @@ def test_report_judges_a_folder_by_batch_and_says_by_what(general: Path, tmp_pat
         assert client.post("/report?judge=nope", files=files).status_code == 422
 
 
+def test_a_reference_folder_from_the_queries_source_places_the_threshold(general: Path, tmp_path: Path) -> None:
+    folder = make_corpus(tmp_path / "mine", ["Lowpiano", "Organ"], per_composer=6, seed=7)
+    build_index(folder, tmp_path / "idx", tiny_options(tmp_path, model_path=general))
+    pile, ref = tmp_path / "pile", tmp_path / "ref"
+    for style, seed in (("Organ", 901), ("Organ", 902), ("Choir", 905), ("Choir", 906)):
+        write_piece(pile / f"{style}{seed}.mid", style, seed)
+    for style, seed in (("Organ", 911), ("Organ", 912), ("Organ", 913), ("Lowpiano", 921), ("Lowpiano", 922),
+                        ("Choir", 931)):  # Choir is not indexed: not a known reference work
+        write_piece(ref / style / f"{style}{seed}.mid", style, seed)
+    runner = CliRunner()
+    idx = ["--index", str(tmp_path / "idx"), "--json"]
+    ref_scores = json.loads(runner.invoke(app, ["report", str(ref), *idx]).stdout)["results"]
+    known = [x["novelty"] for x in ref_scores if not x["path"].startswith("Choir")]
+    r = runner.invoke(app, ["report", "--novel", str(pile), "--reference", str(ref), *idx])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    j = out["judgement"]
+    assert j["reference_tracks"] == 5 and j["part"] is None and j["shifts"] == {}
+    assert j["threshold"] == pytest.approx(np.quantile(known, 0.95), abs=2e-4)  # the index's keep-quantile
+    assert all(x["threshold"] == j["threshold"] and x["novel"] == (x["novelty"] > j["threshold"])
+               for x in out["results"])
+    assert [x["novelty"] for x in out["results"]] == sorted((x["novelty"] for x in out["results"]), reverse=True)
+    # judged as a batch, the shifts are measured against the reference works, not the index's held-out ones
+    batch = json.loads(runner.invoke(app, ["report", str(pile), "--reference", str(ref), "--judge", "batch",
+                                           *idx]).stdout)["judgement"]
+    alone = json.loads(runner.invoke(app, ["report", str(pile), "--judge", "batch", *idx]).stdout)["judgement"]
+    assert batch["reference_tracks"] == 5 and alone["reference_tracks"] == 0 and batch["shifts"] != alone["shifts"]
+    text = runner.invoke(app, ["report", str(pile), "--reference", str(ref), "--index", str(tmp_path / "idx")],
+                         env={"COLUMNS": "200"}).stdout
+    assert "placed on 5 known works of the reference folder" in text
+    shutil.rmtree(ref / "Organ")
+    shutil.rmtree(ref / "Lowpiano")
+    r = runner.invoke(app, ["report", str(pile), "--reference", str(ref), "--index", str(tmp_path / "idx")])
+    assert r.exit_code == 1 and "no readable file under a subfolder named for an indexed composer" in r.output
+
+
 def test_equal_error_threshold_sits_between_held_out_known_tracks_and_the_background(
         general: Path, tmp_path: Path) -> None:
     from musicid.index.calibration import NoveltySettings

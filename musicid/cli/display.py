@@ -228,11 +228,17 @@ def print_report(console: Console, results: Sequence[TrackResult], failures: Seq
 
 
 def print_judgement(console: Console, j: BatchJudgement) -> None:
-    """Which part judged a batch (report --judge batch), and why."""
+    """Which part judged a batch (report --judge batch), and why; where a reference folder placed the
+    threshold (report --reference), on how many of its works."""
+    known = f"{j.reference_tracks} known works of the reference folder" if j.reference_tracks else \
+        "held-out known works"
+    if not j.shifts:
+        console.print(f"threshold {j.threshold:.4f}, placed on {known}", highlight=False, soft_wrap=True)
+        return
     shifts = " and ".join(f"{PART_NAMES.get(p, p)} {s:.2f}" for p, s in j.shifts.items())
     how = (f"judged by {PART_NAMES.get(j.part, j.part)} alone (its z-score against threshold {j.threshold:.4f})"
-           if j.part else "judged by the fused score: the parts set it apart alike")
-    console.print(f"batch: {how}; how far the batch lies from held-out known works in each part (AUROC, "
+           if j.part else f"judged by the fused score (threshold {j.threshold:.4f}): the parts set it apart alike")
+    console.print(f"batch: {how}; how far the batch lies from {known} in each part (AUROC, "
                   f"0.5 = alike): {shifts}", highlight=False, soft_wrap=True)
 
 

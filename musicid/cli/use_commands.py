@@ -45,9 +45,14 @@ def report(
                                 help="batch: judge novelty by the part of the fused score (embedding or notes) "
                                      "that sets this folder apart from known music more, where one does "
                                      "(docs/GUIDE.md)."),
+    reference: Path | None = typer.Option(None, "--reference", exists=True, file_okay=False,
+                                          help="<Composer>/ subfolders of files from the same source as "
+                                               "TEST_DIR: those by indexed composers place the novelty "
+                                               "threshold (and --judge batch's reference) instead of the "
+                                               "index's held-out works (docs/GUIDE.md)."),
 ) -> None:
     """Score every MIDI file and score in a folder: composer, confidence, novelty, flagged."""
-    from ..recognize.batch_judge import judge_report
+    from ..recognize.batch_judge import judge_report, reference_works
     from ..recognize.query import QueryEngine, rank_by_novelty, report_folder
     from .display import print_judgement, print_report, write_csv
 
@@ -55,9 +60,11 @@ def report(
         engine = QueryEngine.open(index_dir(index))
         with progress_bars(not as_json) as progress:
             results, failures = report_folder(engine, test_dir, novel, workers, progress)
+            known = reference_works(engine, reference, workers, progress) if reference else []
         judgement = None
-        if judge == Judge.batch and results:
-            results, judgement = judge_report(results, engine.store.manifest)  # in report_folder's order
+        if (judge == Judge.batch or reference) and results:
+            results, judgement = judge_report(results, engine.store.manifest, judge == Judge.batch,
+                                              known)  # in report_folder's order
             if novel:
                 results = rank_by_novelty(results)  # ...now by this judgement's novelty
         if csv:

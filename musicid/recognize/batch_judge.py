@@ -27,14 +27,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import IndexMismatch
+from ..errors import DataDirError, IndexMismatch
 from ..index.calibration import Calibration
 from ..index.manifest import Manifest
-from .query import TrackResult
+from ..progress import ProgressFn
+from .query import QueryEngine, TrackResult, report_folder
 
 MARGIN = 0.05  # how much more one part must shift the batch than the other to judge it alone
 JUDGES = ("fused", "batch")  # report --judge: the index's fused score, or the part the batch picks
@@ -49,10 +51,11 @@ class BatchJudgement:
     part: str | None
     shifts: dict[str, float]
     threshold: float
+    reference_tracks: int = 0  # known works of the queries' own source it was judged against (0: the index's)
 
     def as_dict(self) -> dict[str, Any]:
         return {"part": self.part, "shifts": {k: round(v, 4) for k, v in self.shifts.items()},
-                "threshold": round(self.threshold, 4), "margin": MARGIN}
+                "threshold": round(self.threshold, 4), "margin": MARGIN, "reference_tracks": self.reference_tracks}
 
 
 def shift(batch: np.ndarray, heldout_sorted: np.ndarray) -> float:
@@ -86,9 +89,11 @@ def judge_batch(results: Sequence[TrackResult], calibration: Calibration, keep: 
 
 def rejudge(results: Sequence[TrackResult], judgement: BatchJudgement) -> list[TrackResult]:
     """The results judged by the chosen part (novelty: its z-score; threshold and flag from it), in
-    the order given; unchanged when the fused score judged."""
+    the order given; where the fused score judged, its novelty against judgement.threshold (the
+    index's own threshold unless a reference placed it)."""
     if judgement.part is None:
-        return list(results)
+        return [replace(r, threshold=round(judgement.threshold, 4), novel=r.novelty > judgement.threshold)
+                for r in results]
     part = judgement.part
     judged = []
     for r in results:
@@ -99,13 +104,58 @@ def rejudge(results: Sequence[TrackResult], judgement: BatchJudgement) -> list[T
     return judged
 
 
-def judge_report(results: Sequence[TrackResult], manifest: Manifest) -> tuple[list[TrackResult], BatchJudgement]:
-    """A folder's (or an upload batch's) fused-score results judged as one batch against the index
-    described by manifest: (the results rejudged, in the order given; how they were judged). Raises
-    IndexMismatch where the index keeps no held-out z-scores (calibrated before musicid 0.5.0, or
-    not with the fused score): it must be rebuilt."""
-    judgement = judge_batch(results, manifest.calibration, manifest.settings.novelty.keep)
-    if judgement is None:
-        raise IndexMismatch("judging a batch needs an index calibrated with the fused score that keeps its "
-                            "held-out tracks' z-scores (built by musicid 0.5.0 or later): rebuild it")
+def source_calibration(known: Sequence[TrackResult], calibration: Calibration, keep: float) -> Calibration:
+    """The index's calibration placed on known works from the queries' own source instead of the
+    index's held-out works: each part's held-out z-scores replaced by theirs, the threshold put at
+    the same keep-quantile of their novelty scores. Split conformal calibration (Vovk, Gammerman
+    and Shafer, "Algorithmic Learning in a Random World", 2005) on the source the queries come from,
+    so that neither the flag rate nor the batch judge reads a change of source (edition, encoding,
+    genre) as novelty: offline on four pairs of piano collections, 5-8% of known works flagged
+    against 0-19% with the index's threshold (docs/RESULTS.md, 2026-12-07, musicid 0.5.1).
+
+    known: results (TrackResult) of works by composers the index holds, not among the queries.
+    Raises ValueError when none has a finite novelty score."""
+    scores = np.array([r.novelty for r in known], dtype=float)
+    scores = scores[np.isfinite(scores)]
+    if not len(scores):
+        raise ValueError("no reference work with a finite novelty score")
+    parts = calibration.heldout_z or {}
+    z = {part: tuple(sorted(v for r in known if np.isfinite(v := r.novelty_z.get(part, np.nan)))) for part in parts}
+    return replace(calibration, threshold=float(np.quantile(scores, keep)), heldout_z={p: v for p, v in z.items() if v}
+                   or None)
+
+
+def reference_works(engine: QueryEngine, folder: Path, workers: int = 0,
+                    progress: ProgressFn | None = None) -> list[TrackResult]:
+    """The results of a reference folder's files (<folder>/<Composer>/...) by composers the index
+    holds, for source_calibration; files by other composers and unreadable ones are left out.
+    Raises DataDirError where none is left."""
+    results, _ = report_folder(engine, folder, False, workers, progress)
+    indexed = set(engine.store.composers)
+    known = [r for r in results if Path(r.path).parts[0] in indexed and len(Path(r.path).parts) > 1]
+    if not known:
+        raise DataDirError(f"{folder}: no readable file under a subfolder named for an indexed composer "
+                           f"({', '.join(sorted(indexed))})")
+    return known
+
+
+def judge_report(results: Sequence[TrackResult], manifest: Manifest, by_batch: bool = True,
+                 reference: Sequence[TrackResult] = ()) -> tuple[list[TrackResult], BatchJudgement]:
+    """A folder's (or an upload batch's) fused-score results judged against the index described by
+    manifest: (the results rejudged, in the order given; how they were judged). by_batch: as one
+    batch, by the part that sets it apart (judge_batch); else by the fused score. reference: known
+    works from the queries' own source (source_calibration), judged against in place of the index's
+    held-out works. Raises IndexMismatch where a batch is to be judged and the index keeps no
+    held-out z-scores (calibrated before musicid 0.5.0, or not with the fused score): it must be
+    rebuilt."""
+    keep = manifest.settings.novelty.keep
+    calibration = source_calibration(reference, manifest.calibration, keep) if reference else manifest.calibration
+    if by_batch:
+        judgement = judge_batch(results, calibration, keep)
+        if judgement is None:
+            raise IndexMismatch("judging a batch needs an index calibrated with the fused score that keeps its "
+                                "held-out tracks' z-scores (built by musicid 0.5.0 or later): rebuild it")
+    else:
+        judgement = BatchJudgement(None, {}, calibration.threshold)
+    judgement = replace(judgement, reference_tracks=len(reference))
     return rejudge(results, judgement), judgement
