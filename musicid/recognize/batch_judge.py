@@ -21,6 +21,10 @@ off those same splits. On splits it was not shaped on: five new draws of unseen 
 0.864 (0.864, a tie). The loss is its known weakness: a batch from another collection than the
 index shifts in the embedding as a whole, known and novel works alike, and the shift is taken for
 novelty. Opt-in for that reason.
+
+A reference (``report --reference DIR``: a few attributed files from the queries' own source) takes
+the place of the index's held-out works, for the threshold and for the batch's shift alike
+(source_calibration), so that a change of source is not read as novelty.
 """
 
 from __future__ import annotations
@@ -114,11 +118,11 @@ def source_calibration(known: Sequence[TrackResult], calibration: Calibration, k
     against 0-19% with the index's threshold (docs/RESULTS.md, 2026-12-07, musicid 0.5.1).
 
     known: results (TrackResult) of works by composers the index holds, not among the queries.
-    Raises ValueError when none has a finite novelty score."""
+    Raises DataDirError when none has a finite novelty score."""
     scores = np.array([r.novelty for r in known], dtype=float)
     scores = scores[np.isfinite(scores)]
     if not len(scores):
-        raise ValueError("no reference work with a finite novelty score")
+        raise DataDirError("no reference work has a finite novelty score to place a threshold on")
     parts = calibration.heldout_z or {}
     z = {part: tuple(sorted(v for r in known if np.isfinite(v := r.novelty_z.get(part, np.nan)))) for part in parts}
     return replace(calibration, threshold=float(np.quantile(scores, keep)), heldout_z={p: v for p, v in z.items() if v}
