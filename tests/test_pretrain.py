@@ -465,13 +465,9 @@ def test_report_judges_a_folder_by_batch_and_says_by_what(general: Path, tmp_pat
                       env={"COLUMNS": "200"})
     assert r.exit_code == 0 and "batch: judged by" in r.stdout and "0.5 = alike" in r.stdout
     # the service's batch route judges the same files the same way
-    import warnings
-
     from musicid.serve import ServeConfig, create_app
 
-    with warnings.catch_warnings():  # starlette 1.x asks for httpx2 in place of httpx, which works the same
-        warnings.simplefilter("ignore", UserWarning)
-        from fastapi.testclient import TestClient
+    from .test_serve import TestClient  # imported there with starlette's httpx2 warning silenced
 
     files = [("files", (p.name, p.read_bytes())) for p in sorted(pile.iterdir())]
     with TestClient(create_app(ServeConfig(tmp_path / "idx", workers=1, cache_dir=tmp_path / "cache"))) as client:

@@ -205,6 +205,11 @@ def rank_by_novelty(results: Sequence[TrackResult]) -> list[TrackResult]:
     return sorted(results, key=lambda r: -r.novelty)
 
 
+def order_results(results: Sequence[TrackResult], by_novelty: bool) -> list[TrackResult]:
+    """How a folder's results are listed: most novel first, or by path."""
+    return rank_by_novelty(results) if by_novelty else sorted(results, key=lambda r: r.path)
+
+
 @dataclass
 class QueryEngine:
     """An index loaded with its model, ready to answer queries."""
@@ -274,5 +279,4 @@ def report_folder(engine: QueryEngine, folder: str | Path, by_novelty: bool = Tr
             results.append(engine.score(p, name))
         if progress:
             progress("embed", n + 1, len(prepared))
-    results = rank_by_novelty(results) if by_novelty else sorted(results, key=lambda r: r.path)
-    return results, failures
+    return order_results(results, by_novelty), failures

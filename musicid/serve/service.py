@@ -291,7 +291,7 @@ class Service:
         "batch" judges them as one batch, as `report --judge batch` (recognize/batch_judge.py), and
         adds "judgement". HttpError 409 where the index cannot judge a batch (built before 0.5.0)."""
         from ..recognize.batch_judge import judge_report
-        from ..recognize.query import rank_by_novelty
+        from ..recognize.query import order_results
 
         state = self.state  # one engine for the whole batch, even if an edit swaps it meanwhile
         results = []
@@ -307,9 +307,7 @@ class Service:
                 results, judgement = judge_report(results, state.engine.store.manifest)
             except IndexMismatch as e:
                 raise HttpError(409, str(e)) from None
-        # as report_folder orders TrackResults
-        results = rank_by_novelty(results) if novel else sorted(results, key=lambda r: r.path)
-        return {"results": [r.as_dict() for r in results], "failures": failures,
+        return {"results": [r.as_dict() for r in order_results(results, novel)], "failures": failures,
                 **({"judgement": judgement.as_dict()} if judgement else {})}
 
     # audio
