@@ -483,19 +483,20 @@ def test_a_reference_folder_from_the_queries_source_places_the_threshold(general
     pile, ref = tmp_path / "pile", tmp_path / "ref"
     for style, seed in (("Organ", 901), ("Organ", 902), ("Choir", 905), ("Choir", 906)):
         write_piece(pile / f"{style}{seed}.mid", style, seed)
-    for style, seed in (("Organ", 911), ("Organ", 912), ("Organ", 913), ("Lowpiano", 921), ("Lowpiano", 922),
-                        ("Choir", 931)):  # Choir is not indexed: not a known reference work
-        write_piece(ref / style / f"{style}{seed}.mid", style, seed)
+    for style, seeds in (("Organ", range(910, 920)), ("Lowpiano", range(920, 930)),
+                         ("Choir", [931])):  # Choir is not indexed: not a known reference work
+        for seed in seeds:
+            write_piece(ref / style / f"{style}{seed}.mid", style, seed)
     runner = CliRunner()
     idx = ["--index", str(tmp_path / "idx"), "--json"]
     ref_scores = json.loads(runner.invoke(app, ["report", str(ref), *idx]).stdout)["results"]
-    known = [x["novelty"] for x in ref_scores if not x["path"].startswith("Choir")]
+    known = sorted(x["novelty"] for x in ref_scores if not x["path"].startswith("Choir"))
     r = runner.invoke(app, ["report", "--novel", str(pile), "--reference", str(ref), *idx])
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     j = out["judgement"]
-    assert j["reference_tracks"] == 5 and j["part"] is None and j["shifts"] == {}
-    assert j["threshold"] == pytest.approx(np.quantile(known, 0.95), abs=2e-4)  # the index's keep-quantile
+    assert j["reference_tracks"] == 20 and j["part"] is None and j["shifts"] == {}
+    assert j["threshold"] == pytest.approx(known[-1], abs=2e-4)  # of 20: the ceil(21 * 0.95) = 20th smallest
     assert all(x["threshold"] == j["threshold"] and x["novel"] == (x["novelty"] > j["threshold"])
                for x in out["results"])
     assert [x["novelty"] for x in out["results"]] == sorted((x["novelty"] for x in out["results"]), reverse=True)
@@ -503,14 +504,48 @@ def test_a_reference_folder_from_the_queries_source_places_the_threshold(general
     batch = json.loads(runner.invoke(app, ["report", str(pile), "--reference", str(ref), "--judge", "batch",
                                            *idx]).stdout)["judgement"]
     alone = json.loads(runner.invoke(app, ["report", str(pile), "--judge", "batch", *idx]).stdout)["judgement"]
-    assert batch["reference_tracks"] == 5 and alone["reference_tracks"] == 0 and batch["shifts"] != alone["shifts"]
+    assert batch["reference_tracks"] == 20 and alone["reference_tracks"] == 0 and batch["shifts"] != alone["shifts"]
     text = runner.invoke(app, ["report", str(pile), "--reference", str(ref), "--index", str(tmp_path / "idx")],
                          env={"COLUMNS": "200"}).stdout
-    assert "placed on 5 known works of the reference folder" in text
+    assert "placed on 20 known works of the reference folder" in text
+    # the service's POST /report takes the reference as files with their composers, and judges alike
+    from musicid.serve import ServeConfig, create_app
+
+    from .test_serve import TestClient  # imported there with starlette's httpx2 warning silenced
+
+    files = [("files", (p.name, p.read_bytes())) for p in sorted(pile.iterdir())]
+    refs = sorted(ref.rglob("*.mid"))
+    upload = [("reference", (p.name, p.read_bytes())) for p in refs]
+    with TestClient(create_app(ServeConfig(tmp_path / "idx", workers=1, cache_dir=tmp_path / "cache"))) as client:
+        body = client.post("/report", files=files + upload, data={"reference_composer": [p.parent.name for p in refs]})
+        assert body.json()["judgement"] == j and body.json()["results"] == out["results"]
+        few = client.post("/report", files=files + upload[:12], data={"reference_composer": ["Organ"] * 12})
+        assert few.status_code == 422 and "at least 19" in few.json()["error"]
+        unpaired = client.post("/report", files=files + upload[:2], data={"reference_composer": ["Organ"]})
+        assert unpaired.status_code == 422 and "give one composer per reference file" in unpaired.json()["error"]
+    # too few known works to hold the flag rate on known works at 5%: refused, not guessed
+    for seed in range(912, 920):
+        (ref / "Organ" / f"Organ{seed}.mid").unlink()
+    r = runner.invoke(app, ["report", str(pile), "--reference", str(ref), "--index", str(tmp_path / "idx")])
+    assert r.exit_code == 1 and "12 reference work(s) by indexed composers" in r.output and "at least 19" in r.output
     shutil.rmtree(ref / "Organ")
     shutil.rmtree(ref / "Lowpiano")
     r = runner.invoke(app, ["report", str(pile), "--reference", str(ref), "--index", str(tmp_path / "idx")])
     assert r.exit_code == 1 and "no readable file under a subfolder named for an indexed composer" in r.output
+
+
+def test_the_conformal_threshold_is_an_order_statistic_that_keeps_the_nominal_share() -> None:
+    from musicid.recognize.batch_judge import conformal_threshold, min_reference
+
+    assert min_reference(0.95) == 19 and min_reference(0.9) == 9 and min_reference(0.99) == 99
+    assert conformal_threshold(np.arange(1.0, 20.0), 0.95) == 19.0  # 19 scores: ceil(20 * 0.95) = 19th
+    assert conformal_threshold(np.arange(40.0, 0.0, -1.0), 0.95) == 39.0  # ceil(41 * 0.95) = 39th, in any order
+    assert conformal_threshold(np.arange(1.0, 19.0), 0.95) == float("inf")  # 18: no finite threshold keeps 95%
+    # over many exchangeable draws a new score exceeds it at most 1 - keep of the time (here 1/20 exactly)
+    rng = np.random.default_rng(0)
+    draws = rng.normal(size=(20000, 20))
+    exceed = np.mean([d[-1] > conformal_threshold(d[:-1], 0.95) for d in draws])
+    assert exceed == pytest.approx(0.05, abs=0.006)
 
 
 def test_equal_error_threshold_sits_between_held_out_known_tracks_and_the_background(

@@ -49,7 +49,7 @@ def report(
                                           help="<Composer>/ subfolders of files from the same source as "
                                                "TEST_DIR: those by indexed composers place the novelty "
                                                "threshold (and --judge batch's reference) instead of the "
-                                               "index's held-out works (docs/GUIDE.md)."),
+                                               "index's held-out works; at least 19 (docs/GUIDE.md)."),
 ) -> None:
     """Score every MIDI file and score in a folder: composer, confidence, novelty, flagged."""
     from ..recognize.batch_judge import judge_report, reference_works

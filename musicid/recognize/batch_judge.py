@@ -22,13 +22,18 @@ off those same splits. On splits it was not shaped on: five new draws of unseen 
 index shifts in the embedding as a whole, known and novel works alike, and the shift is taken for
 novelty. Opt-in for that reason.
 
-A reference (``report --reference DIR``: a few attributed files from the queries' own source) takes
-the place of the index's held-out works, for the threshold and for the batch's shift alike
-(source_calibration), so that a change of source is not read as novelty.
+A reference (``report --reference DIR``: attributed files from the queries' own source) takes the
+place of the index's held-out works, for the threshold and for the batch's shift alike
+(source_calibration), so that a change of source is not read as novelty. Its thresholds are split
+conformal order statistics (conformal_threshold), and it needs at least min_reference(keep) works
+(19 for the default keep of 0.95): on the protocols, a threshold interpolated between the scores
+of 5-10 reference works flagged 12-32% of known works, the conformal one of 20 or more 4-9%
+(docs/RESULTS.md, 2026-12-07, musicid 0.5.2).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -72,12 +77,30 @@ def shift(batch: np.ndarray, heldout_sorted: np.ndarray) -> float:
     return float((below + at_or_below).sum() / (2 * len(batch) * len(heldout_sorted)))
 
 
+def min_reference(keep: float) -> int:
+    """The fewest reference scores whose conformal_threshold is finite: the least n with
+    ceil((n + 1) * keep) <= n (19 for keep = 0.95, 99 for 0.99)."""
+    return math.ceil(round(keep / (1.0 - keep), 9))
+
+
+def conformal_threshold(scores: np.ndarray, keep: float) -> float:
+    """The split conformal threshold (Vovk, Gammerman and Shafer, "Algorithmic Learning in a Random
+    World", 2005; Lei et al., "Distribution-Free Predictive Inference for Regression", JASA 2018):
+    the ceil((n + 1) * keep)-th smallest of n scores, so that a new score exchangeable with them
+    exceeds it with probability at most 1 - keep; +inf where n < min_reference(keep)."""
+    s = np.sort(np.asarray(scores, dtype=float))
+    k = math.ceil(round((len(s) + 1) * keep, 9))
+    return float(s[k - 1]) if 1 <= k <= len(s) else float("inf")
+
+
 def judge_batch(results: Sequence[TrackResult], calibration: Calibration, keep: float,
-                margin: float = MARGIN) -> BatchJudgement | None:
+                margin: float = MARGIN, conformal: bool = False) -> BatchJudgement | None:
     """The part (or the fused score) a batch of fused-score results is judged by; None where the
     index keeps no held-out z-scores (calibrated before musicid 0.5, or not with the fused score).
 
-    keep: the share of held-out known tracks under a threshold (NoveltySettings.keep)."""
+    keep: the share of held-out known tracks under a threshold (NoveltySettings.keep); conformal: a
+    chosen part's threshold is the conformal_threshold of its held-out z-scores (a reference's:
+    source_calibration) rather than their interpolated keep-quantile (the index's own, as calibrated)."""
     if not calibration.heldout_z or not results:
         return None
     shifts = {}
@@ -88,7 +111,9 @@ def judge_batch(results: Sequence[TrackResult], calibration: Calibration, keep: 
     if len(ranked) < 2 or ranked[-1][0] - ranked[-2][0] <= margin:
         return BatchJudgement(None, shifts, calibration.threshold)
     part = ranked[-1][1]
-    return BatchJudgement(part, shifts, float(np.quantile(calibration.heldout_z[part], keep)))
+    part_z = np.asarray(calibration.heldout_z[part], dtype=float)
+    threshold = conformal_threshold(part_z, keep) if conformal else float(np.quantile(part_z, keep))
+    return BatchJudgement(part, shifts, threshold)
 
 
 def rejudge(results: Sequence[TrackResult], judgement: BatchJudgement) -> list[TrackResult]:
@@ -111,22 +136,26 @@ def rejudge(results: Sequence[TrackResult], judgement: BatchJudgement) -> list[T
 def source_calibration(known: Sequence[TrackResult], calibration: Calibration, keep: float) -> Calibration:
     """The index's calibration placed on known works from the queries' own source instead of the
     index's held-out works: each part's held-out z-scores replaced by theirs, the threshold put at
-    the same keep-quantile of their novelty scores. Split conformal calibration (Vovk, Gammerman
-    and Shafer, "Algorithmic Learning in a Random World", 2005) on the source the queries come from,
-    so that neither the flag rate nor the batch judge reads a change of source (edition, encoding,
-    genre) as novelty: offline on four pairs of piano collections, 5-8% of known works flagged
-    against 0-19% with the index's threshold (docs/RESULTS.md, 2026-12-07, musicid 0.5.1).
+    the conformal_threshold of their novelty scores. Split conformal calibration on the source the
+    queries come from, so that neither the flag rate nor the batch judge reads a change of source
+    (edition, encoding, genre) as novelty: offline on four pairs of piano collections, 5-8% of known
+    works flagged against 0-19% with the index's threshold (docs/RESULTS.md, 2026-12-07, musicid
+    0.5.1); on the many-composer protocols with 20 or more reference works drawn from the queries'
+    genre, 4-5% (the index's threshold: 7-20%; 0.5.2).
 
     known: results (TrackResult) of works by composers the index holds, not among the queries.
-    Raises DataDirError when none has a finite novelty score."""
+    Raises DataDirError when fewer than min_reference(keep) have a finite novelty score: fewer
+    cannot place a threshold that keeps `keep` of the source's known works."""
     scores = np.array([r.novelty for r in known], dtype=float)
     scores = scores[np.isfinite(scores)]
-    if not len(scores):
-        raise DataDirError("no reference work has a finite novelty score to place a threshold on")
+    if len(scores) < min_reference(keep):
+        raise DataDirError(f"{len(scores)} reference work(s) by indexed composers: a threshold that flags at most "
+                           f"{1 - keep:.0%} of known works needs at least {min_reference(keep)} "
+                           "(split conformal calibration)")
     parts = calibration.heldout_z or {}
     z = {part: tuple(sorted(v for r in known if np.isfinite(v := r.novelty_z.get(part, np.nan)))) for part in parts}
-    return replace(calibration, threshold=float(np.quantile(scores, keep)), heldout_z={p: v for p, v in z.items() if v}
-                   or None)
+    return replace(calibration, threshold=conformal_threshold(scores, keep),
+                   heldout_z={p: v for p, v in z.items() if v} or None)
 
 
 def reference_works(engine: QueryEngine, folder: Path, workers: int = 0,
@@ -155,7 +184,7 @@ def judge_report(results: Sequence[TrackResult], manifest: Manifest, by_batch: b
     keep = manifest.settings.novelty.keep
     calibration = source_calibration(reference, manifest.calibration, keep) if reference else manifest.calibration
     if by_batch:
-        judgement = judge_batch(results, calibration, keep)
+        judgement = judge_batch(results, calibration, keep, conformal=bool(reference))
         if judgement is None:
             raise IndexMismatch("judging a batch needs an index calibrated with the fused score that keeps its "
                                 "held-out tracks' z-scores (built by musicid 0.5.0 or later): rebuild it")

@@ -190,11 +190,23 @@ def create_app(config: ServeConfig) -> BodyLimit:
     async def report(files: list[UploadFile] = File(...), novel: bool = True,
                      judge: Judge = Query(Judge.fused, description="batch: judge the files as one batch, by the "
                                                                    "part of the fused score that sets them apart "
-                                                                   "(as `musicid report --judge batch`)")
+                                                                   "(as `musicid report --judge batch`)"),
+                     reference: list[UploadFile] = File([], description="attributed files from the same source "
+                                                                        "as `files`: those by indexed composers "
+                                                                        "(at least 19) place the novelty "
+                                                                        "threshold (as `musicid report "
+                                                                        "--reference`)"),
+                     reference_composer: list[str] = Form([], description="each reference file's composer, "
+                                                                          "in the same order")
                      ) -> JSONResponse:
+        """A file's result does not depend on the others unless `judge=batch` or a `reference` is given."""
+        if len(reference) != len(reference_composer):
+            raise HttpError(422, f"{len(reference)} reference file(s) but {len(reference_composer)} "
+                                 "reference_composer field(s): give one composer per reference file")
         uploads = [await read(f) for f in files]
-        timeout = service.config.query_timeout * max(1, len(uploads))
-        return JSONResponse(await service.run(lambda: service.report(uploads, novel, judge.value), timeout))
+        ref = [(composer, *await read(f)) for composer, f in zip(reference_composer, reference, strict=True)]
+        timeout = service.config.query_timeout * max(1, len(uploads) + len(ref))
+        return JSONResponse(await service.run(lambda: service.report(uploads, novel, judge.value, ref), timeout))
 
     @api.get("/index", summary="What `musicid index info --json` gives: the index's manifest")
     async def index() -> JSONResponse:

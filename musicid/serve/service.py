@@ -16,7 +16,7 @@ import tempfile
 import threading
 import wave
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -286,10 +286,14 @@ class Service:
             while sum(len(d) for _, d in self._uploads.values()) > UPLOAD_CACHE_BYTES and len(self._uploads) > 1:
                 self._uploads.popitem(last=False)
 
-    def report(self, files: list[tuple[str, bytes]], novel: bool, judge: str = "fused") -> dict[str, Any]:
+    def report(self, files: list[tuple[str, bytes]], novel: bool, judge: str = "fused",
+               reference: Sequence[tuple[str, str, bytes]] = ()) -> dict[str, Any]:
         """Several files: rows as `musicid report --json` (ranked by novelty when `novel`); judge
         "batch" judges them as one batch, as `report --judge batch` (recognize/batch_judge.py), and
-        adds "judgement". HttpError 409 where the index cannot judge a batch (built before 0.5.0)."""
+        adds "judgement". reference: (composer, name, bytes) of attributed files from the uploads'
+        own source; those by indexed composers place the threshold, as `report --reference`.
+        HttpError 409 where the index cannot judge a batch (built before 0.5.0); 422 where the
+        reference holds too few readable files by indexed composers."""
         from ..recognize.batch_judge import judge_report
         from ..recognize.query import order_results
 
@@ -301,12 +305,25 @@ class Service:
                 results.append(self._score(state, data, name, 10)[0])
             except (HttpError, ReadError, RenderError) as e:
                 failures.append({"path": name, "reason": str(e).removeprefix(f"{name}: ")})
+        indexed = set(state.engine.store.composers)
+        known = []
+        for composer, name, data in reference:
+            if composer in indexed:
+                try:
+                    known.append(self._score(state, data, name, 10)[0])
+                except (HttpError, ReadError, RenderError):
+                    pass  # an unreadable reference file is left out, as report --reference leaves it
+        if reference and not known:
+            raise HttpError(422, "no readable reference file by an indexed composer "
+                                 f"({', '.join(sorted(indexed))})")
         judgement = None
-        if judge == "batch" and results:
+        if (judge == "batch" or known) and results:
             try:
-                results, judgement = judge_report(results, state.engine.store.manifest)
+                results, judgement = judge_report(results, state.engine.store.manifest, judge == "batch", known)
             except IndexMismatch as e:
                 raise HttpError(409, str(e)) from None
+            except DataDirError as e:
+                raise HttpError(422, str(e)) from None
         return {"results": [r.as_dict() for r in order_results(results, novel)], "failures": failures,
                 **({"judgement": judgement.as_dict()} if judgement else {})}
 
