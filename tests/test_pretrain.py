@@ -160,6 +160,30 @@ def test_cosface_term_pulls_clips_to_their_own_composer_and_trains_with_any_comp
     assert model.state_dict().keys() == Embedder(TINY_DIMS).state_dict().keys()  # the proxies are not kept
 
 
+def test_the_domain_adversary_reverses_its_gradient_into_the_embedder_and_needs_two_domains() -> None:
+    from musicid.errors import TrainingError
+    from musicid.model.embedder import Embedder
+    from musicid.model.training import TrainSettings, adversary_weight, reverse_gradient
+
+    x = torch.tensor([1.0, -2.0, 3.0], requires_grad=True)
+    y = reverse_gradient(x, 0.5)
+    assert torch.equal(y, x)  # forward: unchanged
+    (y * torch.tensor([1.0, 2.0, 3.0])).sum().backward()
+    assert torch.equal(x.grad, torch.tensor([-0.5, -1.0, -1.5]))  # backward: reversed and scaled
+    assert adversary_weight(0, 100, 2.0) == 0.0 and 1.99 < adversary_weight(100, 100, 2.0) <= 2.0
+    assert adversary_weight(10, 100, 1.0) < adversary_weight(50, 100, 1.0) < adversary_weight(90, 100, 1.0)
+    clips = torch.rand(36, 32, 64)
+    labels = np.repeat([0, 1, 2], 12)
+    domains = np.tile([4, 9], 18)  # any integers: two domains
+    model, _ = train_embedder(clips, labels, TINY_DIMS, replace(TINY_TRAIN, domain_adversary=1.0), collections=domains)
+    assert model.state_dict().keys() == Embedder(TINY_DIMS).state_dict().keys()  # the adversary is not kept
+    with pytest.raises(TrainingError, match="two domains or more"):
+        train_embedder(clips, labels, TINY_DIMS, replace(TINY_TRAIN, domain_adversary=1.0),
+                       collections=np.zeros(36, dtype=np.int64))
+    with pytest.raises(ValueError, match="cannot be negative"):
+        TrainSettings(domain_adversary=-1.0)
+
+
 def test_balanced_batches_draw_a_composer_evenly_from_each_collection_that_holds_it() -> None:
     from musicid.model.sampling import collection_balanced_pick
 
@@ -219,7 +243,8 @@ def test_models_cached_by_earlier_versions_are_still_found(tmp_path: Path) -> No
     tracks = [("ab" * 32, "Bach"), ("cd" * 32, "Chopin")]
     assert model_cache_path(options, tracks).name == "9359c762a04e8899.pt"
     for changed in (TrainSettings(time_stretch=0.25), TrainSettings(cosface=1.0), TrainSettings(anchor=0.01),
-                    TrainSettings(balance_collections=True), TrainSettings(voice_dropout=0.5)):
+                    TrainSettings(balance_collections=True), TrainSettings(voice_dropout=0.5),
+                    TrainSettings(domain_adversary=1.0)):
         assert model_cache_path(replace(options, train=changed), tracks).name != "9359c762a04e8899.pt"
 
 
@@ -659,9 +684,10 @@ def test_a_stopped_training_resumes_from_its_last_epoch_draw_for_draw(tmp_path: 
     clips = torch.rand(24, TINY_DIMS.n_bins, 40, generator=gen)
     labels = np.repeat([0, 1, 2], 8)
     works = np.repeat(np.arange(6), 4)
+    domains = np.tile([0, 1], 12)
     settings = replace(TINY_TRAIN, epochs=4, steps_per_epoch=3, cosface=1.0, spread_works=True,
-                       composer_weighting="sqrt-works")
-    whole, _ = train_embedder(clips, labels, TINY_DIMS, settings, works=works)
+                       composer_weighting="sqrt-works", domain_adversary=1.0)
+    whole, _ = train_embedder(clips, labels, TINY_DIMS, settings, collections=domains, works=works)
 
     state = tmp_path / "train.partial.pt"
 
@@ -670,9 +696,11 @@ def test_a_stopped_training_resumes_from_its_last_epoch_draw_for_draw(tmp_path: 
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train_embedder(clips, labels, TINY_DIMS, settings, stop_after_seven, works=works, resume=state)
+        train_embedder(clips, labels, TINY_DIMS, settings, stop_after_seven, collections=domains, works=works,
+                       resume=state)
     assert state.exists()
-    resumed, report = train_embedder(clips, labels, TINY_DIMS, settings, works=works, resume=state)
+    resumed, report = train_embedder(clips, labels, TINY_DIMS, settings, collections=domains, works=works,
+                                     resume=state)
     assert report.steps == 12 and len(report.losses) == 12
     for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b), name

@@ -34,7 +34,8 @@ def model_cache_path(options: BuildOptions, training_set: list[tuple[str, str]],
     train = without_later_defaults(asdict(options.train), {"pitch_shift": 2, "anchor": 0.0, "time_stretch": 0.0,
                                                           "cosface": 0.0, "balance_collections": False,
                                                           "domains": "collection", "spread_works": False,
-                                                          "composer_weighting": "uniform", "voice_dropout": 0.0})
+                                                          "composer_weighting": "uniform", "voice_dropout": 0.0,
+                                                          "domain_adversary": 0.0})
     dims = without_later_defaults(asdict(options.dims), {"in_channels": 1})
     if options.fine_tune and options.model_path:
         start = {"init": file_sha256(options.model_path)}

@@ -171,6 +171,11 @@ def embedder_train(
     voice_dropout: float = typer.Option(0.0, "--voice-dropout", min=0.0, max=1.0,
                                         help="Training augmentation (rolls): the chance a crop loses one voice, "
                                              "the r-th highest or lowest pitch sounding in each frame."),
+    domain_adversary: float = typer.Option(0.0, "--domain-adversary", min=0.0,
+                                           help="Training: a classifier of each clip's domain (--domains: "
+                                                "collection or genre) on the embedding, its gradient reversed "
+                                                "into the embedder with this weight (Ganin and Lempitsky, "
+                                                "2015), so that the embedding stops carrying the domain."),
     hold_out: Path | None = typer.Option(None, "--hold-out", exists=True, dir_okay=False,
                                          help="A file of composer names, one a line, kept out of training "
                                               "and of the background (the protocols' reserve)."),
@@ -194,7 +199,7 @@ def embedder_train(
                                          clips_per_composer=clips_per_composer,
                                          balance_collections=balance_collections, domains=domains,
                                          spread_works=spread_works, composer_weighting=composer_weighting,
-                                         voice_dropout=voice_dropout))
+                                         voice_dropout=voice_dropout, domain_adversary=domain_adversary))
         except ValueError as e:
             fail(str(e), 2, as_json)
         held = [x.strip() for x in hold_out.read_text().splitlines() if x.strip()] if hold_out else []
@@ -252,7 +257,9 @@ def embedder_info(
                                         (f"pitch shift {train.get('pitch_shift')}", train.get("pitch_shift", 2) != 2),
                                         (f"CosFace {train.get('cosface')}", train.get("cosface")),
                                         (f"time stretch {train.get('time_stretch')}", train.get("time_stretch")),
-                                        (f"voice dropout {train.get('voice_dropout')}", train.get("voice_dropout")))
+                                        (f"voice dropout {train.get('voice_dropout')}", train.get("voice_dropout")),
+                                        (f"{train.get('domains', 'collection')} adversary "
+                                         f"{train.get('domain_adversary')}", train.get("domain_adversary")))
                   if on]
         rows.append(("recipe", ", ".join([f"P = {train.get('composers_per_batch')} composers x K = "
                                           f"{train.get('clips_per_composer')} clips, {train.get('mining')} triplets, "

@@ -1,9 +1,11 @@
 """Training the clip embedder: P composers x K clips a batch, a triplet loss (FaceNet, Schroff et al.,
 CVPR 2015; batch-all and batch-hard mining, Hermans et al., "In Defense of the Triplet Loss for Person
 Re-Identification", 2017), optionally with a CosFace margin softmax over the training composers (Wang
-et al., CVPR 2018), transposition, time-stretch and voice-dropout augmentation (augment.py), and a
-resumable state after every epoch (step, losses, weights, optimiser, schedule, proxies and every random
-generator: a resumed run is the uninterrupted one, draw for draw).
+et al., CVPR 2018), a domain adversary (a classifier of each clip's collection or genre whose gradient
+is reversed into the embedder; Ganin and Lempitsky, "Unsupervised Domain Adaptation by
+Backpropagation", ICML 2015), transposition, time-stretch and voice-dropout augmentation (augment.py),
+and a resumable state after every epoch (step, losses, weights, optimiser, schedule, proxies, the
+adversary and every random generator: a resumed run is the uninterrupted one, draw for draw).
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class TrainSettings:
     spread_works: bool = False  # a composer's K clips drawn from as many of its works as it has (spread_pick)
     composer_weighting: str = "uniform"  # or "sqrt-works": a composer drawn for P in proportion to sqrt(works)
     voice_dropout: float = 0.0  # augmentation: the chance a crop loses one voice (augment.drop_voices; rolls only)
+    domain_adversary: float = 0.0  # weight of the reversed gradient of a domain classifier (the domains' ids)
 
     def __post_init__(self) -> None:
         if self.domains not in ("collection", "genre"):
@@ -60,6 +63,8 @@ class TrainSettings:
             raise ValueError(f"unknown composer weighting {self.composer_weighting!r} (uniform, sqrt-works)")
         if not 0.0 <= self.voice_dropout <= 1.0:
             raise ValueError(f"voice dropout is a probability, not {self.voice_dropout}")
+        if self.domain_adversary < 0.0:
+            raise ValueError(f"the domain adversary's weight cannot be negative ({self.domain_adversary})")
 
 
 FINE_TUNE_ANCHOR = 0.01  # L2-SP weight for --fine-tune (docs/RESULTS.md, 2026-12-01)
@@ -135,6 +140,41 @@ def cosface_loss(emb: Tensor, labels: Tensor, proxies: Tensor, scale: float = CO
     return F.cross_entropy(logits, labels)
 
 
+class _ReverseGradient(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, weight: float) -> Tensor:
+        ctx.weight = weight
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        return -ctx.weight * grad, None
+
+
+def reverse_gradient(x: Tensor, weight: float) -> Tensor:
+    """The gradient reversal layer (Ganin and Lempitsky, ICML 2015): x unchanged going forward, the
+    gradient multiplied by -weight going back, so that what minimises a classifier's loss above it
+    maximises that loss for the layers below."""
+    out: Tensor = _ReverseGradient.apply(x, weight)
+    return out
+
+
+def adversary_weight(step: int, total: int, weight: float) -> float:
+    """The reversed gradient's weight at `step` of `total`: weight * (2 / (1 + exp(-10 p)) - 1), p the
+    share of training done, rising from 0 so that the adversary does not act on an embedding that
+    has learnt nothing yet (Ganin and Lempitsky, 2015)."""
+    return weight * (2.0 / (1.0 + np.exp(-10.0 * step / max(total, 1))) - 1.0)
+
+
+ADVERSARY_HIDDEN = 64  # the domain classifier's hidden units
+
+
+def domain_classifier(embed_dim: int, n_domains: int) -> nn.Sequential:
+    """The adversary: an MLP from a unit embedding (embed_dim,) to n_domains logits, thrown away after
+    training."""
+    return nn.Sequential(nn.Linear(embed_dim, ADVERSARY_HIDDEN), nn.ReLU(), nn.Linear(ADVERSARY_HIDDEN, n_domains))
+
+
 @dataclass
 class TrainReport:
     seconds: float
@@ -159,17 +199,25 @@ def train_embedder(
     batch, triplet loss (settings.mining). init: start from this model's weights (fine-tuning; its
     dims are used, `dims` is ignored). collections (n,): each clip's collection, integer; with
     settings.balance_collections a composer's K clips are dealt evenly over the collections that
-    hold it (collection_balanced_pick), so that its positives span them. works (n,): each clip's work,
+    hold it (collection_balanced_pick), so that its positives span them; with settings.domain_adversary
+    they are the domains a reversed-gradient classifier learns to tell apart (domain_classifier), so
+    that the embedding is pushed to carry none of them. works (n,): each clip's work,
     integer; with settings.spread_works they are also spread over the composer's works (spread_pick),
     and settings.composer_weighting may weigh the draw of composers by their works. resume: a file
     where the whole training state (weights, optimiser, schedule, random generators, losses) is
     written atomically after every epoch and from which a later call with the same data and settings
     goes on, draw for draw as if never stopped; the caller deletes it when done (model_cache keys it
-    like the model). Raises TrainingError with fewer than two composers."""
+    like the model). Raises TrainingError with fewer than two composers, or with a domain adversary
+    and fewer than two domains."""
     labels = np.asarray(labels)
     classes = np.unique(labels)
     if len(classes) < 2:
         raise TrainingError("training needs at least two composers (triplets need a negative)")
+    domain_of = None
+    if settings.domain_adversary:
+        if collections is None or len(np.unique(collections)) < 2:
+            raise TrainingError("a domain adversary needs clips of two domains or more (collections or genres)")
+        domain_of = torch.from_numpy(np.searchsorted(np.unique(collections), collections))
     if collections is None or not settings.balance_collections:
         collections = np.zeros(len(labels), dtype=np.int64)
     by_class = {int(c): [np.flatnonzero((labels == c) & (collections == d))
@@ -201,7 +249,9 @@ def train_embedder(
     proxies = None  # CosFace's, one per training composer
     if settings.cosface:
         proxies = nn.Parameter(0.01 * torch.randn(len(classes), dims.embed_dim, generator=gen))
-    params = list(model.parameters()) + ([proxies] if proxies is not None else [])
+    adversary = domain_classifier(dims.embed_dim, int(domain_of.max()) + 1) if domain_of is not None else None
+    params = list(model.parameters()) + ([proxies] if proxies is not None else []) + \
+        (list(adversary.parameters()) if adversary is not None else [])
     opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, settings.lr, total_steps=total_steps, pct_start=0.15)
     p = min(settings.composers_per_batch, len(classes))
@@ -210,7 +260,7 @@ def train_embedder(
     losses: list[float] = []
     first = 0
     if resume is not None and resume.exists():
-        first, losses = _load_state(resume, model, opt, sched, proxies, rng, gen)
+        first, losses = _load_state(resume, model, opt, sched, proxies, rng, gen, adversary)
     t0 = time.monotonic()
     model.train()
     try:
@@ -232,6 +282,9 @@ def train_embedder(
             if proxies is not None:
                 index = torch.from_numpy(np.searchsorted(classes, batch_labels))  # rows of proxies
                 loss = loss + settings.cosface * cosface_loss(emb, index, proxies)
+            if adversary is not None and domain_of is not None:
+                reversed_emb = reverse_gradient(emb, adversary_weight(step, total_steps, settings.domain_adversary))
+                loss = loss + F.cross_entropy(adversary(reversed_emb), domain_of[torch.from_numpy(idx)])
             if start:  # L2-SP
                 drift = sum(((w - w0) ** 2).sum() for w, w0 in zip(model.parameters(), start, strict=True))
                 loss = loss + settings.anchor * drift
@@ -243,7 +296,7 @@ def train_embedder(
             if progress:
                 progress("train", step + 1, total_steps)
             if resume is not None and (step + 1) % settings.steps_per_epoch == 0 and step + 1 < total_steps:
-                _save_state(resume, step + 1, losses, model, opt, sched, proxies, rng, gen)
+                _save_state(resume, step + 1, losses, model, opt, sched, proxies, rng, gen, adversary)
     finally:
         torch.set_num_threads(old_threads)
     model.eval()
@@ -254,19 +307,22 @@ def train_embedder(
 
 
 def _save_state(path: Path, step: int, losses: list[float], model: Embedder, opt: torch.optim.Optimizer,
-                sched: Any, proxies: Tensor | None, rng: np.random.Generator, gen: torch.Generator) -> None:
+                sched: Any, proxies: Tensor | None, rng: np.random.Generator, gen: torch.Generator,
+                adversary: nn.Module | None = None) -> None:
     """The training state after `step` steps, written atomically (weights-only loadable)."""
     buf = io.BytesIO()
     torch.save({"step": step, "losses": torch.tensor(losses, dtype=torch.float64), "model": model.state_dict(),
                 "opt": opt.state_dict(), "sched": sched.state_dict(),
                 "proxies": proxies.detach() if proxies is not None else None,
+                "adversary": adversary.state_dict() if adversary is not None else None,
                 "numpy_rng": json.dumps(rng.bit_generator.state), "torch_gen": gen.get_state(),
                 "torch_rng": torch.get_rng_state()}, buf)
     write_bytes(path, buf.getvalue())
 
 
 def _load_state(path: Path, model: Embedder, opt: torch.optim.Optimizer, sched: Any, proxies: Tensor | None,
-                rng: np.random.Generator, gen: torch.Generator) -> tuple[int, list[float]]:
+                rng: np.random.Generator, gen: torch.Generator,
+                adversary: nn.Module | None = None) -> tuple[int, list[float]]:
     """Restore what _save_state wrote; returns (steps done, losses so far). TrainingError when the
     file does not fit this training (another model shape or loss)."""
     try:
@@ -279,6 +335,10 @@ def _load_state(path: Path, model: Embedder, opt: torch.optim.Optimizer, sched: 
         if proxies is not None:
             with torch.no_grad():
                 proxies.copy_(state["proxies"])
+        if (adversary is None) != (state.get("adversary") is None):  # states written before 0.5.2 keep none
+            raise ValueError("the domain adversary differs")
+        if adversary is not None:
+            adversary.load_state_dict(state["adversary"])
     except Exception as e:
         raise TrainingError(f"cannot resume training from {path} ({e}); delete it to start again") from e
     rng.bit_generator.state = json.loads(state["numpy_rng"])
