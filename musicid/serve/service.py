@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ..errors import DataDirError, IndexMismatch, ReadError, RenderError
+from .embedding_map import EmbeddingMap
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # one MIDI file; real scores are KBs
 MAX_REQUEST_BYTES = 64 * 1024 * 1024  # one request body, all files together
@@ -126,26 +127,6 @@ def clip_window(midi: Any, offset: float, seconds: float) -> Any:
             break
     held = [(0.0, NOTE_ON, ch, pitch, vel) for (ch, pitch), vel in sounding.items()]
     return replace(midi, events=tuple(setup + held + window), duration=min(seconds, midi.duration - offset))
-
-
-class EmbeddingMap:
-    """A 2-D PCA of the indexed tracks' mean vectors, computed once per loaded index (numpy only).
-
-    vectors: (n_tracks, d) unit mean clip vectors; `place` projects another (d,) vector with it."""
-
-    def __init__(self, vectors: np.ndarray):
-        x = np.asarray(vectors, dtype=np.float64)
-        self.mean = x.mean(axis=0) if len(x) else np.zeros(x.shape[1])
-        comps = np.zeros((2, x.shape[1]))
-        if len(x) >= 2:
-            _, _, vt = np.linalg.svd(x - self.mean, full_matrices=False)
-            comps[:len(vt[:2])] = vt[:2]
-            comps *= np.where(comps.sum(axis=1, keepdims=True) < 0, -1.0, 1.0)  # one sign, run to run
-        self.components = comps
-        self.points = (x - self.mean) @ comps.T  # (n_tracks, 2)
-
-    def place(self, vector: np.ndarray) -> list[float]:
-        return [round(float(v), 5) for v in (np.asarray(vector, np.float64) - self.mean) @ self.components.T]
 
 
 class RecordingModel(torch.nn.Module):
