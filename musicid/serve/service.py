@@ -267,6 +267,17 @@ class Service:
             while sum(len(d) for _, d in self._uploads.values()) > UPLOAD_CACHE_BYTES and len(self._uploads) > 1:
                 self._uploads.popitem(last=False)
 
+    def _score_many(self, state: Loaded, files: Sequence[tuple[str, bytes]]) -> tuple[list[Any], list[dict[str, str]]]:
+        """Uploads (name, bytes) scored by state's engine: their TrackResults, and {path, reason} for
+        each that could not be read."""
+        results, failures = [], []
+        for name, data in files:
+            try:
+                results.append(self._score(state, data, name, 10)[0])
+            except (HttpError, ReadError, RenderError) as e:
+                failures.append({"path": name, "reason": str(e).removeprefix(f"{name}: ")})
+        return results, failures
+
     def report(self, files: list[tuple[str, bytes]], novel: bool, judge: str = "fused",
                reference: Sequence[tuple[str, str, bytes]] = ()) -> dict[str, Any]:
         """Several files: rows as `musicid report --json` (ranked by novelty when `novel`); judge
@@ -279,21 +290,10 @@ class Service:
         from ..recognize.query import order_results
 
         state = self.state  # one engine for the whole batch, even if an edit swaps it meanwhile
-        results = []
-        failures: list[dict[str, str]] = []
-        for name, data in files:
-            try:
-                results.append(self._score(state, data, name, 10)[0])
-            except (HttpError, ReadError, RenderError) as e:
-                failures.append({"path": name, "reason": str(e).removeprefix(f"{name}: ")})
+        results, failures = self._score_many(state, files)
         indexed = set(state.engine.store.composers)
-        known = []
-        for composer, name, data in reference:
-            if composer in indexed:
-                try:
-                    known.append(self._score(state, data, name, 10)[0])
-                except (HttpError, ReadError, RenderError):
-                    pass  # an unreadable reference file is left out, as report --reference leaves it
+        # unreadable reference files are left out, as report --reference leaves them
+        known, _ = self._score_many(state, [(name, data) for composer, name, data in reference if composer in indexed])
         if reference and not known:
             raise HttpError(422, "no readable reference file by an indexed composer "
                                  f"({', '.join(sorted(indexed))})")
