@@ -27,7 +27,7 @@ place of the index's held-out works, for the threshold and for the batch's shift
 (source_calibration), so that a change of source is not read as novelty. Its thresholds are split
 conformal order statistics (conformal_threshold), and it needs at least min_reference(keep) works
 (19 for the default keep of 0.95): on the protocols, a threshold interpolated between the scores
-of 5-10 reference works flagged 12-32% of known works, the conformal one of 20 or more 4-9%
+of 5-10 reference works flagged 12-32% of known works, the conformal one of 20 or more 0-9%
 (docs/RESULTS.md, 2026-12-07, musicid 0.5.2).
 """
 
@@ -141,7 +141,7 @@ def source_calibration(known: Sequence[TrackResult], calibration: Calibration, k
     (edition, encoding, genre) as novelty: offline on four pairs of piano collections, 5-8% of known
     works flagged against 0-19% with the index's threshold (docs/RESULTS.md, 2026-12-07, musicid
     0.5.1); on the many-composer protocols with 20 or more reference works drawn from the queries'
-    genre, 4-5% (the index's threshold: 7-20%; 0.5.2).
+    genre, 0-6% pooled (the index's threshold: 7-20%; 0.5.2).
 
     known: results (TrackResult) of works by composers the index holds, not among the queries.
     Raises DataDirError when fewer than min_reference(keep) have a finite novelty score: fewer
