@@ -1,13 +1,14 @@
 """Regenerate docs/RESULTS.md's section on the many-composer protocols from real `musicid eval` runs.
 
     python bench/results_protocols_md.py "LABEL=RUN_DIR" ["LABEL=RUN_DIR" ...] --command "musicid eval ..." \
-        [--cross "LABEL=RUN_DIR" ...]
+        [--cross "LABEL=RUN_DIR" ...] [--enrolment "LABEL=RUN_DIR" ...]
 
 Each RUN_DIR holds the eval.json of `musicid eval DATA --protocol many-composers --model M -o RUN_DIR`
 (evaluation/enrolment.py); one row per run in each table, in the order given (the shipped embedder and the one
 before it side by side). Replaces what lies between the protocols markers of docs/RESULTS.md
 (appended when absent); the rest is kept. --cross: runs of the cross-collection protocol with the same
 embedders (`musicid eval asap --enrol sfl-challenge/train --model M`), one row each, after them.
+--enrolment: runs of `musicid eval DATA --protocol enrolment-size --model M`, one row per run and size.
 """
 
 from __future__ import annotations
@@ -35,13 +36,16 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.0f}%"
 
 
+def _auroc_range(m: dict[str, Any]) -> str:
+    rng = m.get("auroc_range") or [None, None]
+    return f"**{_f(m['auroc'])}**" + (f" ({_f(rng[0], 2)}-{_f(rng[1], 2)})" if rng[0] else "")
+
+
 def mean_rows(runs: list[tuple[str, dict[str, Any]]], key: str) -> list[list[str]]:
     rows = []
     for label, r in runs:
         m = r[key]["mean"]
-        rng = m.get("auroc_range") or [None, None]
-        rows.append([label, f"**{_f(m['auroc'])}**" + (f" ({_f(rng[0], 2)}-{_f(rng[1], 2)})" if rng[0] else ""),
-                     _f(m["macro_f1"]), _pct(m["flagged_known"]), _pct(m["flagged_novel"]),
+        rows.append([label, _auroc_range(m), _f(m["macro_f1"]), _pct(m["flagged_known"]), _pct(m["flagged_novel"]),
                      _pct(max(m["flagged_known_by_genre"].values(), default=None))])
     return rows
 
@@ -80,8 +84,30 @@ def genre_rows(runs: list[tuple[str, dict[str, Any]]], key: str) -> list[list[st
     return rows
 
 
+def size_rows(runs: list[tuple[str, dict[str, Any]]]) -> list[list[str]]:
+    rows = []
+    for label, r in runs:
+        for size, m in r["enrolment_size"]["by_size"].items():
+            rows.append([label, size, _auroc_range(m), _f(m["macro_f1"]), _pct(m["flagged_known"]),
+                         _pct(m["flagged_novel"])])
+    return rows
+
+
+def size_section(runs: list[tuple[str, dict[str, Any]]], shared_cores: bool = False) -> list[str]:
+    first = runs[0][1]["enrolment_size"]["splits"][0]
+    walls = ", ".join(f"{label} {r['wall_seconds'] / 60:.1f} min" for label, r in runs)
+    return [f"**Enrolment size** (`--protocol enrolment-size`: the {first['enrolled']} enrolable reserve composers "
+            "with more than 7 works, enrolled from 1, 3, 5 and 7 of them in turn and queried with the same "
+            f"remaining works, {first['known_tracks']} known and {first['novel_tracks']} novel tracks in the first "
+            "draw), mean over draws:", "",
+            table(size_rows(runs), ["embedder", "works enrolled per composer", "novelty AUROC (range over draws)",
+                                    "naming macro-F1", "known flagged", "novel flagged"]), "",
+            f"Wall time: {walls}" + (" (beside a training)." if shared_cores else "."), ""]
+
+
 def section(runs: list[tuple[str, dict[str, Any]]], command: str,
-            cross: list[tuple[str, dict[str, Any]]] | None = None, shared_cores: bool = False) -> str:
+            cross: list[tuple[str, dict[str, Any]]] | None = None, shared_cores: bool = False,
+            sizes: list[tuple[str, dict[str, Any]]] | None = None) -> str:
     first = runs[0][1]
     reserve = first["reserve"]
     out = [START, "", "### Many composers: unseen composers and other genres (generated)", "",
@@ -111,6 +137,8 @@ def section(runs: list[tuple[str, dict[str, Any]]], command: str,
     walls = ", ".join(f"{label} {r['wall_seconds'] / 60:.1f} min" for label, r in runs)
     out += [f"Wall time on 2 cores (features cached): {walls}" + (" (the runs shared the cores with a training: "
             "not speed figures)." if shared_cores else "."), ""]
+    if sizes:
+        out += size_section(sizes, shared_cores)
     if cross:
         out += cross_rows(cross, "### Cross-collection with the same embedders: enrol `sfl-challenge/train`, "
                                  "query all of ASAP (generated)")
@@ -127,6 +155,8 @@ def main() -> None:
     ap.add_argument("runs", nargs="+", help="LABEL=RUN_DIR")
     ap.add_argument("--command", required=True)
     ap.add_argument("--cross", action="append", default=[], help="LABEL=RUN_DIR of a cross-collection run")
+    ap.add_argument("--enrolment", action="append", default=[],
+                    help="LABEL=RUN_DIR of an enrolment-size run (--protocol enrolment-size)")
     ap.add_argument("--shared-cores", action="store_true", help="say the runs' wall times are not speed figures")
     args = ap.parse_args()
 
@@ -136,7 +166,7 @@ def main() -> None:
     runs = load(args.runs)
     doc = DOCS / "RESULTS.md"
     text = doc.read_text()
-    new = section(runs, args.command, load(args.cross), args.shared_cores)
+    new = section(runs, args.command, load(args.cross), args.shared_cores, load(args.enrolment))
     if START in text and END in text:
         text = text[:text.index(START)] + new + text[text.index(END) + len(END):]
     else:

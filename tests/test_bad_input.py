@@ -114,6 +114,17 @@ def test_a_dirty_collection_builds_and_lists_every_bad_file(tmp_path: Path) -> N
                                "(more works per composer steady it)"]  # a tiny folder
 
 
+def test_a_composer_enrolled_from_a_single_work_is_named_in_a_warning(tmp_path: Path) -> None:
+    data = make_corpus(tmp_path / "data", ["Lowpiano", "Strings"], per_composer=4, seconds=6)
+    make_corpus(tmp_path / "data", ["Highflute"], per_composer=2, seconds=6, seed=3)  # two movements of one work
+    report = build_index(data, tmp_path / "idx", tiny_options(tmp_path))
+    assert report.tracks_per_composer == {"Highflute": 2, "Lowpiano": 4, "Strings": 4}
+    single = [w for w in report.warnings if "single work" in w]
+    assert single == ["1 composer(s) enrolled from a single work (Highflute): none of it is held out to calibrate "
+                      "on, and one work names a composer and tells it from strangers far less reliably than three "
+                      "(README, How many works)"]
+
+
 GOOD = midi_bytes([note(0, "note_on", 60), note(0, "note_on", 64), note(480, "note_off", 60),
                    (0, mido.Message("control_change", control=64, value=127)),
                    (0, mido.Message("program_change", program=40)), note(240, "note_off", 64),

@@ -14,7 +14,13 @@ from musicid.build.pretrain import train_general_embedder
 from musicid.collection.catalogue import TrackInfo, track_info
 from musicid.errors import DataDirError
 from musicid.evaluation.enrolment import check_unseen
-from musicid.evaluation.protocols import NAMED_GENRES, draw_reserve, leave_genres_out_split, many_unseen_splits
+from musicid.evaluation.protocols import (
+    NAMED_GENRES,
+    draw_reserve,
+    enrolment_size_splits,
+    leave_genres_out_split,
+    many_unseen_splits,
+)
 from musicid.model.background import load_background
 from musicid.model.embedder import load_checkpoint
 from musicid.model.sampling import spread_pick
@@ -94,6 +100,32 @@ def test_leave_genres_out_enrols_one_genre_and_queries_the_others_never_splittin
     novel = {infos[i].composer for i in s.query} - set(s.known)
     assert novel == set(reserve.novel_only) - {c for c in reserve.novel_only
                                               if not any(i.composer == c for i in infos)}
+
+
+def test_enrolment_size_splits_query_the_same_works_at_every_size_and_enrol_nested_works() -> None:
+    infos = synthetic_catalogue()
+    reserve = draw_reserve(infos)
+    splits = enrolment_size_splits(infos, reserve, sizes=(3, 1, 2), draws=2)
+    assert [s.name for s in splits] == [f"draw {d}, {n} works" for d in (0, 1) for n in (1, 2, 3)]
+    works = {c: {i.work for i in infos if i.composer == c} for c in reserve.composers}
+    rich = {c for c in reserve.enrolable if len(works[c]) > 3}
+    for d in (0, 1):
+        draw = splits[3 * d: 3 * d + 3]
+        assert len({tuple(s.query) for s in draw}) == 1  # one query set per draw
+        previous: set[str] = set()
+        for s in draw:
+            assert set(s.known) == rich and s.enrol_works is not None
+            enrol_works, query_works = _work_sides(infos, s.enrol, s.query)
+            assert not enrol_works & query_works and previous <= enrol_works
+            for c in rich:
+                assert len(works[c] & enrol_works) == s.enrol_works
+                assert len(works[c] & query_works) == len(works[c]) - 3  # every work from position 3 on queried
+            queried = {infos[i].composer for i in s.query}
+            assert queried - rich == {c for c in reserve.novel_only if works[c]}
+            previous = enrol_works
+    assert splits[0].enrol.tolist() != splits[3].enrol.tolist()  # draws differ
+    with pytest.raises(ValueError, match="too few"):
+        enrolment_size_splits(infos, reserve, sizes=(40,))
 
 
 def test_spread_pick_spreads_positives_over_genres_and_works() -> None:

@@ -95,9 +95,10 @@ def eval_cmd(
                                         "--fine-tune does."),
     protocol_name: str = typer.Option("folds", "--protocol",
                                       help="folds, or the many-composer protocols (many-unseen, leave-genres-out, "
-                                           "many-composers) on the reserve composers of DATA_DIR's catalogued "
-                                           "collections (docs/GUIDE.md)."),
-    draws: int = typer.Option(5, "--draws", min=1, help="many-unseen: draws of indexed and novel composers."),
+                                           "many-composers: those two; enrolment-size) on the reserve "
+                                           "composers of DATA_DIR's catalogued collections (docs/GUIDE.md)."),
+    draws: int = typer.Option(5, "--draws", min=1, help="many-unseen: draws of indexed and novel composers "
+                                                          "(enrolment-size: at most 3)."),
     naming: str | None = LEGACY_NAMING_OPT,
     novelty_view: str | None = LEGACY_VIEW_OPT,
 ) -> None:
@@ -293,6 +294,7 @@ def _cross_collection(query_dir: Path, enrol: Path | None, model: Path | None, o
 
 
 MANY_COMPOSER_PROTOCOLS = {"many-unseen": ("many-unseen",), "leave-genres-out": ("leave-genres-out",),
+                           "enrolment-size": ("enrolment-size",),
                            "many-composers": ("many-unseen", "leave-genres-out")}
 
 
@@ -328,4 +330,8 @@ def _many_composers(data_dir: Path, name: str, model: Path | None, out_dir: Path
                   highlight=False, soft_wrap=True)
         by_genre = ", ".join(f"{g} {v}" for g, v in m["flagged_known_by_genre"].items())
         out.print(f"  known tracks flagged, by genre: {by_genre}", highlight=False, soft_wrap=True)
+    for size, m in result.get("enrolment_size", {}).get("by_size", {}).items():
+        out.print(f"enrolled from {size} work(s) each ({m['draws']} draw(s)): novelty AUROC {m['auroc']}, naming "
+                  f"macro-F1 {m['macro_f1']}, flagged {m['flagged_known']} of known and {m['flagged_novel']} of "
+                  "novel tracks", highlight=False, soft_wrap=True)
     out.print(f"wrote {out_dir / 'eval.json'} ({result['wall_seconds'] / 60:.1f} min)", highlight=False)

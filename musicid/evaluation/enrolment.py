@@ -86,6 +86,7 @@ def run_split(model: Embedder, background: Background | None, root: Path, prepar
     draws = group_bootstrap(groups, [r["composer"] for r in rows], bootstrap) if bootstrap else None
     figures = enrol_figures(rows, known, corpus.composers, draws)
     return {"split": split.name, "enrolled": len(corpus.composers), "enrolled_tracks": len(split.enrol),
+            "enrol_works": split.enrol_works,
             "novel_composers": len({r["composer"] for r in rows} - known),
             "threshold": calibration.threshold, "calibration": heldout["accuracy"],
             **figures, "flag_rates_by_genre": flag_rates_by_genre(rows, known, draws),
@@ -169,10 +170,11 @@ def run_protocol(name: str, model: Embedder, background: Background | None, root
     return {"protocol": name, "mean": mean_over_splits(results), "splits": results}
 
 
-PROTOCOLS = ("many-unseen", "leave-genres-out")
+PROTOCOLS = ("many-unseen", "leave-genres-out", "enrolment-size")
+MANY_COMPOSERS = PROTOCOLS[:2]  # `--protocol many-composers`: the enrolment-size curve is asked for alone
 
 
-def evaluate_many_composers(data_dir: Path, model_path: Path, protocols: Sequence[str] = PROTOCOLS,
+def evaluate_many_composers(data_dir: Path, model_path: Path, protocols: Sequence[str] = MANY_COMPOSERS,
                             options: BuildOptions = BuildOptions(), reserve_seed: int = 0, draws: int = 5,
                             bootstrap: int = 1000, progress: ProgressFn | None = None) -> dict[str, Any]:
     """The many-composer protocols on a labelled folder whose collections carry catalogues (one
@@ -185,7 +187,7 @@ def evaluate_many_composers(data_dir: Path, model_path: Path, protocols: Sequenc
     from ..features.prepare import Failure, prepare_many
     from ..model.background import load_background
     from ..model.embedder import load_checkpoint
-    from .protocols import draw_reserve, leave_genres_out_split, many_unseen_splits
+    from .protocols import draw_reserve, enrolment_size_splits, leave_genres_out_split, many_unseen_splits
 
     t0 = time.monotonic()
     unknown = sorted(set(protocols) - set(PROTOCOLS))
@@ -220,5 +222,16 @@ def evaluate_many_composers(data_dir: Path, model_path: Path, protocols: Sequenc
         split = leave_genres_out_split(kept_infos, reserve)
         out["leave_genres_out"] = run_protocol("leave-genres-out", model, background, data_dir, prepared, kept_infos,
                                                [split], options, bootstrap, progress)
+    if "enrolment-size" in protocols:
+        try:
+            splits = enrolment_size_splits(kept_infos, reserve, draws=min(draws, 3), seed=reserve_seed)
+        except ValueError as e:
+            raise DataDirError(f"{data_dir}: {e}") from None
+        result = run_protocol("enrolment-size", model, background, data_dir, prepared, kept_infos, splits,
+                              options, bootstrap, progress)
+        sizes = sorted({s.enrol_works for s in splits if s.enrol_works is not None})
+        result["by_size"] = {str(n): mean_over_splits([r for r in result["splits"] if r["enrol_works"] == n])
+                             for n in sizes}
+        out["enrolment_size"] = result
     out["wall_seconds"] = round(time.monotonic() - t0, 1)
     return out

@@ -11,7 +11,11 @@ only:
   absent from both the embedder's training and the index);
 - *leave genres out*: reserve composers who wrote in two genres or more are enrolled from the works
   of their main genre and queried with their works of every other genre (a song composer's
-  quartets), the novel composers' works beside them.
+  quartets), the novel composers' works beside them;
+- *enrolment size*: the reserve composers with the most works enrolled from 1, 3, 5 and 7 of them
+  in turn and queried with the same remaining works each time, the novel composers' works beside
+  them: how much a user gains by enrolling more of each composer's works (speaker verification's
+  enrolment-size curve).
 
 Works (catalogue.py) are never split: a work is enrolled or queried whole. Composers with files in
 the collections older protocols use (ASAP, DCML's piano corpus, the challenge set) stay out of the
@@ -52,6 +56,7 @@ class EnrolSplit:
     enrol: np.ndarray
     query: np.ndarray
     known: tuple[str, ...]
+    enrol_works: int | None = None  # works enrolled per composer, where the protocol fixes it
 
 
 def works_of(infos: Sequence[TrackInfo]) -> dict[str, dict[str, list[int]]]:
@@ -152,3 +157,36 @@ def leave_genres_out_split(infos: Sequence[TrackInfo], reserve: Reserve) -> Enro
     for c in reserve.novel_only:
         query += [n for w in works[c].values() for n in w]
     return EnrolSplit("leave genres out", np.array(sorted(enrol)), np.array(sorted(query)), tuple(known))
+
+
+ENROLMENT_SIZES = (1, 3, 5, 7)
+
+
+def enrolment_size_splits(infos: Sequence[TrackInfo], reserve: Reserve, sizes: Sequence[int] = ENROLMENT_SIZES,
+                          draws: int = 3, seed: int = 0) -> list[EnrolSplit]:
+    """The enrolment-size curve: the enrolable reserve composers with more than max(sizes) works,
+    their works put in a seeded order per draw; for each size n the first n works enrolled and the
+    works from position max(sizes) on queried, every work of the novel-only composers beside them.
+    Within a draw the queries are the same at every size and each size's enrolment holds the
+    smaller ones', so the figures differ only by how much was enrolled. Splits are named
+    "draw D, N works", sizes ascending within each draw. Raises ValueError with fewer than two
+    such composers."""
+    sizes = sorted(set(int(n) for n in sizes))
+    if not sizes or sizes[0] < 1:
+        raise ValueError(f"enrolment sizes must be 1 or more: {sizes}")
+    top = sizes[-1]
+    works = works_of(infos)
+    rich = [c for c in reserve.enrolable if len(works[c]) > top]
+    if len(rich) < 2:
+        raise ValueError(f"{len(rich)} reserve composer(s) with more than {top} works: too few for the "
+                         "enrolment-size curve")
+    novel = [n for c in reserve.novel_only for w in works[c].values() for n in w]
+    rng = np.random.default_rng(seed)
+    out = []
+    for d in range(draws):
+        order = {c: [sorted(works[c])[i] for i in rng.permutation(len(works[c]))] for c in rich}
+        query = sorted(novel + [n for c in rich for w in order[c][top:] for n in works[c][w]])
+        for size in sizes:
+            enrol = sorted(n for c in rich for w in order[c][:size] for n in works[c][w])
+            out.append(EnrolSplit(f"draw {d}, {size} works", np.array(enrol), np.array(query), tuple(rich), size))
+    return out
