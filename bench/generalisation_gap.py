@@ -1,0 +1,92 @@
+"""Does a general embedder tell apart the composers it never saw as well as those it trained on?
+
+    python bench/generalisation_gap.py ALL --model M [--model M2 ...] [--cache-dir DIR]
+
+ALL: the handed collections linked under one root (bash bench/link_collections.sh DATA ALL); M: an embedder
+trained with `--hold-out` on the many-composer protocols' reserve (protocols.draw_reserve, seed 0), such as the
+shipped embedder's measured twin. For each model, the pair verification AUROC (the probability that two
+tracks by one composer lie closer, by cosine of their unit mean clip vectors, than two tracks by two
+composers; Mann-Whitney over seeded pairs) on
+
+- the training composers: the checkpoint's background (every training track; it keeps no works, so pairs
+  of one work's movements count as same-composer pairs);
+- the reserve composers, never trained on: every pair, and pairs of two different works only.
+
+A large gap between the first two says the embedder memorised its training composers (more identities or
+regularisation would help); no gap with a low figure says it has not learnt to separate even those
+(more steps, capacity or a better input would).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import rankdata
+
+from musicid.build.corpus import BuildOptions
+from musicid.collection.catalogue import catalogue
+from musicid.collection.dataset import scan_labelled
+from musicid.evaluation.protocols import draw_reserve
+from musicid.features.cache import FeatureCache
+from musicid.features.prepare import Failure, prepare_many
+from musicid.model.background import load_background
+from musicid.model.embedder import embed_tracks, load_checkpoint
+from musicid.recognize.novelty import mean_vector
+
+
+def pair_auroc(vectors: np.ndarray, labels: np.ndarray, works: np.ndarray | None = None, pairs: int = 500_000,
+               seed: int = 0) -> tuple[float, int]:
+    """AUROC of same-label against different-label pair cosines over `pairs` seeded pairs of distinct rows
+    (of distinct works where works are given), and how many same-label pairs it rests on."""
+    rng = np.random.default_rng(seed)
+    i, j = rng.integers(0, len(vectors), pairs), rng.integers(0, len(vectors), pairs)
+    keep = i != j if works is None else works[i] != works[j]
+    i, j = i[keep], j[keep]
+    cos = (vectors[i] * vectors[j]).sum(1)
+    same = labels[i] == labels[j]
+    ranks = rankdata(np.concatenate([cos[same], cos[~same]]))
+    n_pos, n_neg = int(same.sum()), int((~same).sum())
+    return float((ranks[:n_pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)), n_pos
+
+
+def reserve_vectors(root: Path, model_path: Path, cache_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The reserve's tracks as unit mean clip vectors (n, d), with their composers and works."""
+    model, features, _ = load_checkpoint(model_path)
+    options = replace(BuildOptions(), cache_dir=cache_dir, workers=1)
+    refs, _ = scan_labelled(root, min_composers=1)
+    infos = catalogue([r.path for r in refs], [str(r.composer) for r in refs])
+    reserve = set(draw_reserve(infos, 0).composers)
+    keep = [n for n, info in enumerate(infos) if info.composer in reserve]
+    cache = FeatureCache.for_tracks(cache_dir, options.render, features)
+    prepared = prepare_many([refs[n].path for n in keep], options.render, features, cache, 1, None)
+    rows = [(n, p) for n, p in zip(keep, prepared, strict=True) if not isinstance(p, Failure)]
+    vectors = np.stack([mean_vector(embed_tracks(model, [p.clips])[0]) for _, p in rows])
+    return (vectors, np.array([infos[n].composer for n, _ in rows]), np.array([infos[n].work for n, _ in rows]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("root", type=Path)
+    ap.add_argument("--model", type=Path, action="append", required=True)
+    ap.add_argument("--cache-dir", type=Path, default=BuildOptions().cache_dir)
+    args = ap.parse_args()
+    print("| embedder | training composers (background) | reserve composers, every pair | "
+          "reserve composers, two works |")
+    print("|---|---|---|---|")
+    for path in args.model:
+        bg = load_background(path)
+        if bg is None:
+            raise SystemExit(f"{path}: keeps no background (not a general embedder)")
+        trained, n_trained = pair_auroc(bg.vectors, bg.labels)
+        v, composers, works = reserve_vectors(args.root, path, args.cache_dir)
+        every, n_every = pair_auroc(v, composers)
+        apart, n_apart = pair_auroc(v, composers, works)
+        print(f"| {path.name} | {trained:.3f} ({n_trained} same-composer pairs) | {every:.3f} ({n_every}) | "
+              f"{apart:.3f} ({n_apart}) |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
