@@ -767,3 +767,14 @@ def test_a_protocol_split_enrols_as_index_build_and_judges_known_and_novel_works
     by_genre = split["flag_rates_by_genre"]
     assert by_genre["keyboard"]["named_right"] == 1.0
     assert "auroc" not in by_genre["song"] and "named_right" not in by_genre["song"]
+    # an enrolment-size pair: the same queries, the known composers enrolled from one work, then two
+    from musicid.evaluation.enrolment import by_enrolment_size
+    sized = [EnrolSplit(f"draw 0, {n} works", np.array([i for i in enrol if infos[i].work[-1] <= str(n)]), query,
+                        known, n) for n in (2, 1)]
+    out = run_protocol("enrolment-size", model, load_background(general), folder, prepared, infos, sized, options,
+                       bootstrap=0)
+    assert [s["enrolled_tracks"] for s in out["splits"]] == [8, 4]
+    assert [r["path"] for r in out["splits"][0]["tracks"]] == [r["path"] for r in out["splits"][1]["tracks"]]
+    curve = by_enrolment_size(out["splits"])
+    assert list(curve) == ["1", "2"] and all(m["draws"] == 1 for m in curve.values())
+    assert [curve[n]["macro_f1"] for n in ("2", "1")] == [s["classification"]["macro_f1"] for s in out["splits"]]

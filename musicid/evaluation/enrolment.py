@@ -146,6 +146,13 @@ def mean_over_splits(results: list[dict[str, Any]]) -> dict[str, Any]:
             "flagged_known_by_genre": {g: _mean(v) for g, v in sorted(by_genre.items())}}
 
 
+def by_enrolment_size(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Works enrolled per composer (as a string, ascending) -> mean_over_splits of the splits that
+    enrolled that many; splits that fix no number are left out."""
+    sizes = sorted({r["enrol_works"] for r in results if r.get("enrol_works") is not None})
+    return {str(n): mean_over_splits([r for r in results if r.get("enrol_works") == n]) for n in sizes}
+
+
 def _mean(v: list[float]) -> float | None:
     return round(float(np.mean(v)), 4) if v else None
 
@@ -229,9 +236,7 @@ def evaluate_many_composers(data_dir: Path, model_path: Path, protocols: Sequenc
             raise DataDirError(f"{data_dir}: {e}") from None
         result = run_protocol("enrolment-size", model, background, data_dir, prepared, kept_infos, splits,
                               options, bootstrap, progress)
-        sizes = sorted({s.enrol_works for s in splits if s.enrol_works is not None})
-        result["by_size"] = {str(n): mean_over_splits([r for r in result["splits"] if r["enrol_works"] == n])
-                             for n in sizes}
+        result["by_size"] = by_enrolment_size(result["splits"])
         out["enrolment_size"] = result
     out["wall_seconds"] = round(time.monotonic() - t0, 1)
     return out
