@@ -27,11 +27,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from musicid.build.corpus import BuildOptions
-from musicid.collection.catalogue import catalogue
-from musicid.collection.dataset import scan_labelled
-from musicid.evaluation.protocols import draw_reserve
-from musicid.features.cache import FeatureCache
-from musicid.features.prepare import Failure, prepare_many
+from musicid.evaluation.enrolment import prepare_reserve
 from musicid.model.background import load_background
 from musicid.model.embedder import embed_tracks, load_checkpoint
 from musicid.recognize.novelty import mean_vector
@@ -54,17 +50,11 @@ def pair_auroc(vectors: np.ndarray, labels: np.ndarray, works: np.ndarray | None
 
 def reserve_vectors(root: Path, model_path: Path, cache_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The reserve's tracks as unit mean clip vectors (n, d), with their composers and works."""
-    model, features, _ = load_checkpoint(model_path)
+    model, features, meta = load_checkpoint(model_path)
     options = replace(BuildOptions(), cache_dir=cache_dir, workers=1)
-    refs, _ = scan_labelled(root, min_composers=1)
-    infos = catalogue([r.path for r in refs], [str(r.composer) for r in refs])
-    reserve = set(draw_reserve(infos, 0).composers)
-    keep = [n for n, info in enumerate(infos) if info.composer in reserve]
-    cache = FeatureCache.for_tracks(cache_dir, options.render, features)
-    prepared = prepare_many([refs[n].path for n in keep], options.render, features, cache, 1, None)
-    rows = [(n, p) for n, p in zip(keep, prepared, strict=True) if not isinstance(p, Failure)]
-    vectors = np.stack([mean_vector(embed_tracks(model, [p.clips])[0]) for _, p in rows])
-    return (vectors, np.array([infos[n].composer for n, _ in rows]), np.array([infos[n].work for n, _ in rows]))
+    _, prepared, infos, _ = prepare_reserve(root, features, options, trained_on=meta.get("composers", []))
+    vectors = np.stack([mean_vector(embed_tracks(model, [p.clips])[0]) for p in prepared])
+    return vectors, np.array([i.composer for i in infos]), np.array([i.work for i in infos])
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ from ..build.indexer import calibrate_index, make_store
 from ..collection.catalogue import TrackInfo
 from ..collection.dataset import group_works, holdout_split
 from ..errors import DataDirError
+from ..features.clips import FeatureSettings
 from ..features.prepare import Prepared
 from ..features.spectral import spectral_stats
 from ..model.background import Background
@@ -181,6 +182,33 @@ PROTOCOLS = ("many-unseen", "leave-genres-out", "enrolment-size")
 MANY_COMPOSERS = PROTOCOLS[:2]  # `--protocol many-composers`: the enrolment-size curve is asked for alone
 
 
+def prepare_reserve(data_dir: Path, features: FeatureSettings, options: BuildOptions, reserve_seed: int = 0,
+                    trained_on: Sequence[str] = (), progress: ProgressFn | None = None
+                    ) -> tuple[Reserve, list[Prepared], list[TrackInfo], int]:
+    """The reserve (protocols.draw_reserve) of a labelled folder whose collections carry catalogues,
+    and its tracks prepared with `features`: (reserve, prepared tracks, their TrackInfo, how many
+    failed to prepare). Raises DataDirError (a catalogue too small for the reserve; a composer in
+    trained_on, the embedder's training composers, is in the reserve) before preparing anything."""
+    from ..collection.catalogue import catalogue
+    from ..collection.dataset import scan_labelled
+    from ..features.cache import FeatureCache
+    from ..features.prepare import Failure, prepare_many
+    from .protocols import draw_reserve
+
+    refs, _ = scan_labelled(data_dir, min_composers=1)
+    infos = catalogue([r.path for r in refs], [str(r.composer) for r in refs])
+    try:
+        reserve = draw_reserve(infos, reserve_seed)
+    except ValueError as e:
+        raise DataDirError(f"{data_dir}: {e}") from None
+    check_unseen(reserve, trained_on)
+    keep = [n for n, i in enumerate(infos) if i.composer in reserve.composers]
+    cache = FeatureCache.for_tracks(options.cache_dir, options.render, features)
+    results = prepare_many([refs[n].path for n in keep], options.render, features, cache, options.workers, progress)
+    usable = [(n, r) for n, r in zip(keep, results, strict=True) if not isinstance(r, Failure)]
+    return reserve, [r for _, r in usable], [infos[n] for n, _ in usable], len(keep) - len(usable)
+
+
 def evaluate_many_composers(data_dir: Path, model_path: Path, protocols: Sequence[str] = MANY_COMPOSERS,
                             options: BuildOptions = BuildOptions(), reserve_seed: int = 0, draws: int = 5,
                             bootstrap: int = 1000, progress: ProgressFn | None = None) -> dict[str, Any]:
@@ -188,13 +216,9 @@ def evaluate_many_composers(data_dir: Path, model_path: Path, protocols: Sequenc
     composer folder each, as bench/link_collections.sh links the handed ones), with the embedder at
     model_path (its background too). Only the reserve's tracks are read. Raises DataDirError (the
     embedder saw a reserve composer; a catalogue too small for the reserve) and IndexMismatch."""
-    from ..collection.catalogue import catalogue
-    from ..collection.dataset import scan_labelled
-    from ..features.cache import FeatureCache
-    from ..features.prepare import Failure, prepare_many
     from ..model.background import load_background
     from ..model.embedder import load_checkpoint
-    from .protocols import draw_reserve, enrolment_size_splits, leave_genres_out_split, many_unseen_splits
+    from .protocols import enrolment_size_splits, leave_genres_out_split, many_unseen_splits
 
     t0 = time.monotonic()
     unknown = sorted(set(protocols) - set(PROTOCOLS))
@@ -202,24 +226,13 @@ def evaluate_many_composers(data_dir: Path, model_path: Path, protocols: Sequenc
         raise ValueError(f"unknown protocol(s) {', '.join(unknown)} ({', '.join(PROTOCOLS)})")
     model, features, meta = load_checkpoint(model_path)
     background = load_background(model_path)
-    refs, _ = scan_labelled(data_dir, min_composers=1)
-    infos = catalogue([r.path for r in refs], [str(r.composer) for r in refs])
-    try:
-        reserve = draw_reserve(infos, reserve_seed)
-    except ValueError as e:
-        raise DataDirError(f"{data_dir}: {e}") from None
-    check_unseen(reserve, meta.get("composers", []))
-    keep = [n for n, i in enumerate(infos) if i.composer in reserve.composers]
-    cache = FeatureCache.for_tracks(options.cache_dir, options.render, features)
-    results = prepare_many([refs[n].path for n in keep], options.render, features, cache, options.workers, progress)
-    usable = [(n, r) for n, r in zip(keep, results, strict=True) if not isinstance(r, Failure)]
-    prepared = [r for _, r in usable]
-    kept_infos = [infos[n] for n, _ in usable]
+    reserve, prepared, kept_infos, failed = prepare_reserve(data_dir, features, options, reserve_seed,
+                                                            meta.get("composers", []), progress)
     out: dict[str, Any] = {
         "protocols": list(protocols), "model": {"path": str(model_path), "composers": len(meta.get("composers", [])),
                                                 "musicid": meta.get("musicid")},
         "reserve": {"seed": reserve_seed, "enrolable": list(reserve.enrolable), "novel_only": list(reserve.novel_only),
-                    "tracks": len(prepared), "failed": len(keep) - len(prepared)},
+                    "tracks": len(prepared), "failed": failed},
     }
     if "many-unseen" in protocols:
         splits = many_unseen_splits(kept_infos, reserve, draws=draws, seed=reserve_seed)
