@@ -291,15 +291,17 @@ def test_embedder_train_through_the_cli(tmp_path: Path) -> None:
     r = CliRunner().invoke(app, ["embedder", "train", str(a), "--out", str(tmp_path / "m.pt"), "--features",
                                  "pianoroll", "--epochs", "1", "--steps-per-epoch", "2", "-P", "2", "-K", "4",
                                  "--cache-dir", str(tmp_path / "cache"), "--workers", "1", "--seed", "3",
-                                 "--voice-dropout", "0.5", "--json"])
+                                 "--voice-dropout", "0.5", "--width", "12", "--json"])
     assert r.exit_code == 0, r.output
     rep = json.loads(r.stdout)
     assert rep["composers"] == ["Highflute", "Lowpiano"] and rep["train"]["steps"] == 2
     assert rep["licence"] == "unknown: the training collections declare no licence"
-    _, features, meta = load_checkpoint(tmp_path / "m.pt")
+    model, features, meta = load_checkpoint(tmp_path / "m.pt")
+    assert model.dims.width == 12 and model.body[0].out_channels == 12
     assert features.representation == "pianoroll" and meta["train"]["composers_per_batch"] == 2
     assert meta["train"]["seed"] == 3 and meta["train"]["voice_dropout"] == 0.5
-    assert "voice dropout 0.5" in CliRunner().invoke(app, ["embedder", "info", str(tmp_path / "m.pt")]).stdout
+    info = CliRunner().invoke(app, ["embedder", "info", str(tmp_path / "m.pt")]).stdout
+    assert "voice dropout 0.5" in info and "first block 12 channels, 4 blocks, 128 dimensions" in info
     r = CliRunner().invoke(app, ["embedder", "train", str(a), "--out", str(tmp_path / "audio.pt"), "--features",
                                  "audio", "--voice-dropout", "0.5", "--cache-dir", str(tmp_path / "cache")])
     assert r.exit_code == 2 and "voice dropout needs pitch rows" in r.output

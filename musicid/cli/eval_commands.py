@@ -177,6 +177,9 @@ def embedder_train(
                                                 "collection or genre) on the embedding, its gradient reversed "
                                                 "into the embedder with this weight (Ganin and Lempitsky, "
                                                 "2015), so that the embedding stops carrying the domain."),
+    width: int | None = typer.Option(None, "--width", min=4,
+                                     help="Capacity: channels of the embedder's first convolution block, doubled "
+                                          "at each of the next (compute grows about as its square) [default: 24]."),
     hold_out: Path | None = typer.Option(None, "--hold-out", exists=True, dir_okay=False,
                                          help="A file of composer names, one a line, kept out of training "
                                               "and of the background (the protocols' reserve)."),
@@ -201,6 +204,8 @@ def embedder_train(
                                          balance_collections=balance_collections, domains=domains,
                                          spread_works=spread_works, composer_weighting=composer_weighting,
                                          voice_dropout=voice_dropout, domain_adversary=domain_adversary))
+            if width is not None:
+                b = replace(b, dims=replace(b.dims, width=width))
         except ValueError as e:
             fail(str(e), 2, as_json)
         held = [x.strip() for x in hold_out.read_text().splitlines() if x.strip()] if hold_out else []
@@ -235,6 +240,8 @@ def embedder_info(
     composers = d.get("composers") or []
     rows = [("checkpoint", d["path"] + (" (shipped)" if d["shipped"] else "")),
             ("features", str(d.get("features", {}).get("representation", "?"))),
+            *((("network", f"first block {d['dims']['width']} channels, {d['dims']['n_blocks']} blocks, "
+                           f"{d['dims']['embed_dim']} dimensions"),) if d.get("dims") else ()),
             ("composers", f"{len(composers)}: {name_list(composers)}"
                           + (" (--json lists all)" if len(composers) > NAMES_LISTED else "")),
             *((f"  {c.get('path', '')}",
