@@ -179,7 +179,7 @@ def embedder_train(
                                                 "2015), so that the embedding stops carrying the domain."),
     width: int | None = typer.Option(None, "--width", min=4,
                                      help="Capacity: channels of the embedder's first convolution block, doubled "
-                                          "at each of the next (compute grows about as its square) [default: 24]."),
+                                          "at each of the next [default: 24]."),
     hold_out: Path | None = typer.Option(None, "--hold-out", exists=True, dir_okay=False,
                                          help="A file of composer names, one a line, kept out of training "
                                               "and of the background (the protocols' reserve)."),
