@@ -76,8 +76,8 @@ def eval_cmd(
                                            "DATA_DIR against it."),
     model: Path | None = typer.Option(None, "--model", exists=True, dir_okay=False,
                                       help="The embedder for --enrol or --protocol [default with --protocol: the "
-                                           "shipped one, which trained on every handed composer: on the handed "
-                                           "collections, its measured twin (bench/train_shipped.sh)]."),
+                                           "shipped one; it trained on every handed composer, so on the handed "
+                                           "collections give its measured twin (bench/train_shipped.sh)]."),
     train_on: list[Path] | None = typer.Option(None, "--train-on", exists=True, file_okay=False,
                                                help="General-embedder protocol: train on this collection "
                                                     "(repeatable), less DATA_DIR's pieces."),
@@ -97,8 +97,10 @@ def eval_cmd(
                                       help="folds, or the many-composer protocols (many-unseen, leave-genres-out, "
                                            "many-composers: those two; enrolment-size) on the reserve "
                                            "composers of DATA_DIR's catalogued collections (docs/GUIDE.md)."),
-    draws: int = typer.Option(5, "--draws", min=1, help="many-unseen: draws of indexed and novel composers "
-                                                          "(enrolment-size: at most 3)."),
+    draws: int = typer.Option(5, "--draws", min=1,
+                              help="many-unseen (and many-composers' many-unseen half): draws of indexed and "
+                                   "novel composers; enrolment-size: orders of each composer's works, at most 3; "
+                                   "leave-genres-out: one split."),
     naming: str | None = LEGACY_NAMING_OPT,
     novelty_view: str | None = LEGACY_VIEW_OPT,
 ) -> None:
@@ -179,7 +181,7 @@ def embedder_train(
                                                 "2015), so that the embedding stops carrying the domain."),
     width: int | None = typer.Option(None, "--width", min=4,
                                      help="Capacity: channels of the embedder's first convolution block, doubled "
-                                          "at each of the next [default: 24]."),
+                                          "at each of the next up to 8 times as many [default: 24]."),
     hold_out: Path | None = typer.Option(None, "--hold-out", exists=True, dir_okay=False,
                                          help="A file of composer names, one a line, kept out of training "
                                               "and of the background (the protocols' reserve)."),
