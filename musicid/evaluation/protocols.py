@@ -181,10 +181,11 @@ def enrolment_size_splits(infos: Sequence[TrackInfo], reserve: Reserve, sizes: S
         raise ValueError(f"{len(rich)} reserve composer(s) with more than {top} works: too few for the "
                          "enrolment-size curve")
     novel = [n for c in reserve.novel_only for w in works[c].values() for n in w]
+    names = {c: sorted(works[c]) for c in rich}
     rng = np.random.default_rng(seed)
     out = []
     for d in range(draws):
-        order = {c: [sorted(works[c])[i] for i in rng.permutation(len(works[c]))] for c in rich}
+        order = {c: [names[c][i] for i in rng.permutation(len(names[c]))] for c in rich}
         query = sorted(novel + [n for c in rich for w in order[c][top:] for n in works[c][w]])
         for size in sizes:
             enrol = sorted(n for c in rich for w in order[c][:size] for n in works[c][w])
