@@ -10,7 +10,10 @@ composers; Mann-Whitney over seeded pairs) on
 
 - the training composers: the checkpoint's background (every training track; it keeps no works, so pairs
   of one work's movements count as same-composer pairs);
-- the reserve composers, never trained on: every pair, and pairs of two different works only.
+- the reserve composers, never trained on: every pair; pairs of two different works only; and pairs of two
+  different works *in one named genre* (a song against a song: what a user's index meets, where texture
+  cannot tell the composers apart), beside pairs of two different works in two named genres (where texture
+  separates strangers and divides a composer's own works).
 
 A large gap between the first two says the embedder memorised its training composers (more identities or
 regularisation would help); no gap with a low figure says it has not learnt to separate even those
@@ -28,18 +31,23 @@ from scipy.stats import rankdata
 
 from musicid.build.corpus import BuildOptions
 from musicid.evaluation.enrolment import prepare_reserve
+from musicid.evaluation.protocols import NAMED_GENRES
 from musicid.model.background import load_background
 from musicid.model.embedder import embed_tracks, load_checkpoint
 from musicid.recognize.novelty import mean_vector
 
 
 def pair_auroc(vectors: np.ndarray, labels: np.ndarray, works: np.ndarray | None = None, pairs: int = 500_000,
-               seed: int = 0) -> tuple[float, int]:
+               seed: int = 0, genres: np.ndarray | None = None, same_genre: bool = True) -> tuple[float, int]:
     """AUROC of same-label against different-label pair cosines over `pairs` seeded pairs of distinct rows
-    (of distinct works where works are given), and how many same-label pairs it rests on."""
+    (of distinct works where works are given; where genres are given, of one named genre, or of two named
+    genres with same_genre False), and how many same-label pairs it rests on."""
     rng = np.random.default_rng(seed)
     i, j = rng.integers(0, len(vectors), pairs), rng.integers(0, len(vectors), pairs)
     keep = i != j if works is None else works[i] != works[j]
+    if genres is not None:
+        named = np.isin(genres, list(NAMED_GENRES))
+        keep &= named[i] & named[j] & ((genres[i] == genres[j]) == same_genre)
     i, j = i[keep], j[keep]
     cos = (vectors[i] * vectors[j]).sum(1)
     same = labels[i] == labels[j]
@@ -48,13 +56,15 @@ def pair_auroc(vectors: np.ndarray, labels: np.ndarray, works: np.ndarray | None
     return float((ranks[:n_pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)), n_pos
 
 
-def reserve_vectors(root: Path, model_path: Path, cache_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The reserve's tracks as unit mean clip vectors (n, d), with their composers and works."""
+def reserve_vectors(root: Path, model_path: Path, cache_dir: Path
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The reserve's tracks as unit mean clip vectors (n, d), with their composers, works and genres."""
     model, features, meta = load_checkpoint(model_path)
     options = replace(BuildOptions(), cache_dir=cache_dir, workers=1)
     _, prepared, infos, _ = prepare_reserve(root, features, options, trained_on=meta.get("composers", []))
     vectors = np.stack([mean_vector(embed_tracks(model, [p.clips])[0]) for p in prepared])
-    return vectors, np.array([i.composer for i in infos]), np.array([i.work for i in infos])
+    return (vectors, np.array([i.composer for i in infos]), np.array([i.work for i in infos]),
+            np.array([i.genre for i in infos]))
 
 
 def main() -> None:
@@ -64,18 +74,20 @@ def main() -> None:
     ap.add_argument("--cache-dir", type=Path, default=BuildOptions().cache_dir)
     args = ap.parse_args()
     print("| embedder | training composers (background) | reserve composers, every pair | "
-          "reserve composers, two works |")
-    print("|---|---|---|---|")
+          "reserve composers, two works | two works, one genre | two works, two genres |")
+    print("|---|---|---|---|---|---|")
     for path in args.model:
         bg = load_background(path)
         if bg is None:
             raise SystemExit(f"{path}: keeps no background (not a general embedder)")
         trained, n_trained = pair_auroc(bg.vectors, bg.labels)
-        v, composers, works = reserve_vectors(args.root, path, args.cache_dir)
+        v, composers, works, genres = reserve_vectors(args.root, path, args.cache_dir)
         every, n_every = pair_auroc(v, composers)
         apart, n_apart = pair_auroc(v, composers, works)
+        within, n_within = pair_auroc(v, composers, works, genres=genres)
+        across, n_across = pair_auroc(v, composers, works, genres=genres, same_genre=False)
         print(f"| {path.name} | {trained:.3f} ({n_trained} same-composer pairs) | {every:.3f} ({n_every}) | "
-              f"{apart:.3f} ({n_apart}) |", flush=True)
+              f"{apart:.3f} ({n_apart}) | {within:.3f} ({n_within}) | {across:.3f} ({n_across}) |", flush=True)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.5.3"
+__version__ = "0.5.4"
 
 _PUBLIC = {  # name -> the module that defines it
     "BuildOptions": "musicid.build.corpus",

@@ -33,9 +33,13 @@ def test_ties_across_barlines_with_continuation() -> None:
     assert notes("**kern\n[2c\n=2\n_2c\n=3\n2c]\n4d\n*-\n") == [(0.0, 60, 6.0), (6.0, 62, 1.0)]
 
 
-def test_a_transposing_instrument_sounds_where_written_plus_its_semitones() -> None:
-    # a B-flat clarinet: written d sounds c
-    assert notes("**kern\n*ITrd-1c-2\n4d\n4e\n*-\n") == [(0.0, 60, 1.0), (1.0, 62, 1.0)]
+def test_a_transposing_instruments_kern_is_at_concert_pitch() -> None:
+    """**kern is encoded at concert pitch: *ITr names the interval to the written part and moves no
+    note (a B-flat clarinet's *ITrd1c2, a D trumpet's *ITrd-1c-2, as the Polish scores write them);
+    *Tr marks data transposed from concert pitch, so its semitones come off (humlib's written-pitch
+    clarinet part: *Trd1c2, written d sounds c)."""
+    assert notes("**kern\t**kern\n*ITrd1c2\t*ITrd-1c-2\n4c\t4d\n*-\t*-\n") == [(0.0, 60, 1.0), (0.0, 62, 1.0)]
+    assert notes("**kern\n*Trd1c2\n4d\n4e\n*-\n") == [(0.0, 60, 1.0), (1.0, 62, 1.0)]
 
 
 def test_spine_exchange_and_added_spine() -> None:

@@ -129,6 +129,59 @@ def test_musicxml_sounds_as_written(case: str) -> None:
     assert sounding(parse_score(data, f"{case}.musicxml")) == expected
 
 
+def metronome(unit: str, per_minute: str, dots: int = 0, sound: str = "") -> str:
+    return (f"<direction><direction-type><metronome><beat-unit>{unit}</beat-unit>{'<beat-unit-dot/>' * dots}"
+            f"<per-minute>{per_minute}</per-minute></metronome></direction-type>{sound}</direction>")
+
+
+# what partitura does not play as MusicXML says it sounds: rewritten first (playback_xml.py)
+PLAYBACK_CASES: dict[str, tuple[bytes, list[Note]]] = {
+    # a cue note is silent ("a cue note is a silent note with no playback"): its time passes, as a
+    # <forward>; a cue chord member and a cue grace note are dropped
+    "cue notes": (musicxml(("Piano", "<note><cue/><pitch><step>A</step><octave>4</octave></pitch><duration>1</duration>"
+                            "<voice>1</voice></note><note><chord/><cue/><pitch><step>C</step><octave>5</octave></pitch>"
+                            "<duration>1</duration><voice>1</voice></note>" + n("C", 4, 1)
+                            + "<note><grace/><cue/><pitch><step>B</step><octave>4</octave></pitch>"
+                              "<voice>1</voice></note>"
+                            + n("E", 4, 2))),
+                  [(0.5, 60, 0.5), (1.0, 64, 1.0)]),
+    # <octave-change>: a guitar sounds an octave below written, a bass clarinet a ninth below
+    "octave change": (musicxml(("Guitar", n("E", 4, 4)), ("Bass Clarinet", n("D", 4, 4)),
+                               part_attributes="<transpose><diatonic>0</diatonic><chromatic>0</chromatic>"
+                                               "<octave-change>-1</octave-change></transpose>").replace(
+        b'<part id="P2"><measure number="1"><attributes><divisions>1</divisions>'
+        b"<time><beats>4</beats><beat-type>4</beat-type></time><transpose><diatonic>0</diatonic><chromatic>0",
+        b'<part id="P2"><measure number="1"><attributes><divisions>1</divisions>'
+        b"<time><beats>4</beats><beat-type>4</beat-type></time><transpose><diatonic>-1</diatonic><chromatic>-2"),
+                      [(0.0, 48, 2.0), (0.0, 52, 2.0)]),
+    # a metronome mark with no <sound tempo> sets the tempo: half = 30 and dotted quarter = 40 are
+    # both 60 quarters a minute
+    "metronome marks": (musicxml(("Piano", metronome("half", "30") + n("C", 4, 2) + metronome("quarter", "c. 40", 1)
+                                  + n("D", 4, 2))),
+                        [(0.0, 60, 2.0), (2.0, 62, 2.0)]),
+}
+
+
+@pytest.mark.parametrize("case", list(PLAYBACK_CASES))
+def test_musicxml_sounds_as_its_playback_elements_say(case: str) -> None:
+    """Cue notes, octave changes and metronome marks sound as MusicXML 4.0 says, through partitura
+    and through the music21 fallback alike."""
+    from musicid.io.midi import TimeMap, midi_from_ticks
+    from musicid.io.playback_xml import playback_xml
+    from musicid.io.score import TICKS_PER_QUARTER, score_events
+
+    data, expected = PLAYBACK_CASES[case]
+    assert sounding(parse_score(data, f"{case}.musicxml")) == expected
+    events, last, tempos = score_events(*_with_music21(playback_xml(data), kern=False), case)
+    assert sounding(midi_from_ticks(events, TimeMap(TICKS_PER_QUARTER, tempos), last, case)) == expected
+
+
+def test_a_sound_tempo_beside_a_metronome_mark_wins() -> None:
+    """<sound tempo> is the playback tempo (MusicXML 4.0, <sound>); the printed mark beside it is not read."""
+    data = musicxml(("Piano", metronome("quarter", "240", sound='<sound tempo="60"/>') + n("C", 4, 4)))
+    assert sounding(parse_score(data, "both.musicxml")) == [(0.0, 60, 4.0)]
+
+
 @pytest.mark.parametrize("case", list(KERN_CASES))
 def test_kern_sounds_as_written(case: str) -> None:
     text, expected = KERN_CASES[case]

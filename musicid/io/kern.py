@@ -12,8 +12,11 @@ sections of humdrum.org) read as far as sounding notes need:
   letters (`c` middle C, `cc` an octave up, `C` an octave down) with `#`, `-`, `n`; `r` a rest; `[`,
   `_`, `]` a tie; `q`/`Q` a grace note (no duration: left out, as the MusicXML reader does); a null
   token `.` continues what sounds;
-- tandem interpretations: `*MM` quarter notes a minute, `*ITr` (`*ITrd-1c-2`: a transposing
-  instrument, written pitch plus c semitones sounds), `*I` instrument codes and `*I"` names;
+- tandem interpretations: `*MM` quarter notes a minute, `*I` instrument codes and `*I"` names; a
+  transposing instrument's `*ITr` (`*ITrd1c2`, a B-flat clarinet) changes no pitch: **kern is
+  encoded at concert pitch and `*ITr` is the interval to the written part (the Humdrum Toolkit's
+  `trans` manual; humlib's `transpose -W` turns it into `*Tr`); `*Tr` (`*Trd1c2`) marks data
+  transposed by that interval from concert pitch, so c semitones are taken off to sound;
 - time: each data record starts when the earliest sounding token of any spine ends, as the Humdrum
   Toolkit's `timebase` lays records out.
 
@@ -34,7 +37,7 @@ from ..errors import ScoreError
 # a kern subtoken's parts: optional duration (digits, %, dots), then everything else
 _RECIP = re.compile(r"(\d+)(?:%(\d+))?(\.*)")
 _PITCH = re.compile(r"([a-gA-G])\1*")
-_TRANSPOSE = re.compile(r"^\*ITrd(-?\d+)c(-?\d+)$")
+_TRANSPOSED = re.compile(r"^\*Trd[+-]?\d+c([+-]?\d+)$")  # data transposed by c semitones
 _STEPS = {"c": 0, "d": 2, "e": 4, "f": 5, "g": 7, "a": 9, "b": 11}
 # Humdrum instrument codes (*I..., the Humdrum Toolkit's instrument table) -> General MIDI program (0-based);
 # the codes of the handed Polish scores, most used first (*Iempty: a part whose instrument is not named)
@@ -65,7 +68,7 @@ class Spine:
     kern: bool  # a **kern spine: its tokens sound
     part: int  # the **kern spine of the first record (or *+) it descends from: its channel
     until: Fraction = Fraction(0)  # when what it last started ends, in quarters
-    transpose: int = 0  # semitones from written to sounding (*ITr)
+    transpose: int = 0  # semitones from the data to concert pitch (*Tr)
     last: Fraction = Fraction(1)  # the last duration given, for a subtoken that gives none
 
 
@@ -210,8 +213,8 @@ def _interpret(fields: list[str], spines: list[Spine], parts: list[KernPart], te
                 continue
             if 1 <= bpm <= 60_000_000 and (not tempos or tempos[-1][0] != now):  # else an error, ignored
                 tempos.append((now, round(60_000_000 / bpm)))
-        elif (m := _TRANSPOSE.match(f)) and spine.kern:
-            spine.transpose = int(m.group(2))
+        elif (m := _TRANSPOSED.match(f)) and spine.kern:
+            spine.transpose = -int(m.group(1))
         elif f.startswith('*I"') and spine.kern:
             parts[spine.part].name = f[3:]
         elif f.startswith("*I") and spine.kern and not f.startswith(("*IC", "*IG", "*ITr")):

@@ -19,8 +19,9 @@ the rest here):
   default depth limit (256) stops absurdly nested XML; kern without a **kern spine, or with NUL
   bytes, is refused up front;
 - how the notes sound: grace notes are dropped (partitura gives them no duration; music21 and the
-  DCML conversions do the same or give them a 32nd), a transposing part's `<transpose>` is applied
-  (a B-flat clarinet's written D4 sounds C4), onsets and durations in quarters are turned into
+  DCML conversions do the same or give them a 32nd), cue notes are silent, a transposing part's
+  `<transpose>` is applied with its `<octave-change>` (a B-flat clarinet's written D4 sounds C4, a
+  guitar's written E4 sounds E3) (playback_xml.py), onsets and durations in quarters are turned into
   seconds through the tempo marks (`<sound tempo>`, `<metronome>`, kern `*MM`; 120 quarters a
   minute until the first one, as in MIDI), repeats are read once as written, never unfolded;
 - the composer written in the file (MusicXML `<creator type="composer">`, kern `!!!COM`).
@@ -47,13 +48,14 @@ from typing import Any
 from ..errors import ScoreError
 from .kern import KernTooLarge
 from .midi import Midi, TimeMap, midi_from_ticks
+from .playback_xml import playback_xml
 from .score_files import MAX_SCORE_BYTES, check_kern, check_xml, unzip_mxl
 from .smf import CONTROL, DRUM_CHANNEL, MAX_TRACK_SECONDS, NOTE_OFF, NOTE_ON, PROGRAM, TickEvent
 
 SCORE_SUFFIXES = {".musicxml", ".xml", ".mxl", ".krn"}
 # Bumped whenever the score reader can give a file other events; recorded with midi.READER_VERSION
 # in the feature-cache key and the index manifest.
-SCORE_READER_VERSION = 1
+SCORE_READER_VERSION = 2  # 2: cue notes silent, <octave-change>, <metronome> marks, kern *ITr/*Tr
 FALLBACK_MAX_BYTES = 1024 * 1024  # kern larger than this is read by musicid's pass alone (kern.py)
 MAX_NOTES = 1_000_000  # more notes than any piece holds (a 40-minute quartet: ~22,000): refused, bounding memory
 TICKS_PER_QUARTER = 10080  # divisible by 2^5, 3^2, 5 and 7: every common tuplet lands on a tick
@@ -235,6 +237,7 @@ def _read(data: bytes, name: str) -> tuple[list[PartNotes], Tempos]:
             if not (math.isfinite(divisions) and divisions > 0):
                 shown = value.strip().decode("ascii", "replace")[:20]
                 raise ScoreError(f"{name}: <divisions> is {shown}: its note durations mean nothing")
+        doc = playback_xml(doc)  # cue notes silent, octave transpositions, metronome marks (playback_xml.py)
     failures = []
     readers: tuple[Callable[[bytes, bool], tuple[list[PartNotes], Tempos]], ...] = (
         (_with_kern, _with_partitura, _with_music21) if kern else (_with_partitura, _with_music21))
