@@ -227,10 +227,14 @@ def test_balanced_training_draws_every_collection_into_each_batch(tmp_path: Path
         E.collection_balanced_pick = real
 
 
-def test_models_cached_by_earlier_versions_are_still_found(tmp_path: Path) -> None:
+def test_models_cached_by_earlier_versions_are_still_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # a training setting added at its default leaves the model cache's key as it was (pinned with musicid
-    # 0.3's readers: MIDI reader 3, score reader 1); setting it makes a different model, so a different key
+    # 0.3's readers: MIDI reader 3, score reader 1; a new reader changes the key, as it should, so the
+    # readers are pinned here); setting it makes a different model, so a different key
     from musicid.build.corpus import BuildOptions
+    from musicid.io import reader
+
+    monkeypatch.setattr(reader, "READERS", {"midi_reader": 3, "score_reader": 1})
     from musicid.build.model_cache import model_cache_path
     from musicid.features.clips import pianoroll_settings
     from musicid.io.render import RenderSettings
